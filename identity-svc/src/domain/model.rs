@@ -1,0 +1,365 @@
+//! The entities of an organization, as stored and as carried by change events.
+//!
+//! Secrets (password hashes, invitation and API token hashes) are deliberately absent: they
+//! live only in the store's credential tables, never in memory state or in events.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::email::Email;
+
+/// Microseconds since the Unix epoch.
+pub type Micros = i64;
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Id.
+    pub id: Uuid,
+    /// 1 to 100 characters.
+    pub display_name: String,
+    /// Creation time.
+    pub create_time: Micros,
+    /// Last change.
+    pub update_time: Micros,
+    /// Revision, the etag.
+    pub rev: u64,
+}
+
+/// What a stage is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StagePurpose {
+    /// The first stage.
+    Development,
+    /// A stage between the first and the last.
+    NonProduction,
+    /// The last stage.
+    Production,
+}
+
+/// A stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Stable key (`development`, `qa`, `production`, ...).
+    pub key: String,
+    /// 1 to 50 characters.
+    pub display_name: String,
+    /// Position from 0.
+    pub order: u32,
+    /// Purpose.
+    pub purpose: StagePurpose,
+    /// Revision, the etag.
+    pub rev: u64,
+}
+
+/// An app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Id.
+    pub id: Uuid,
+    /// Unique per organization, case-insensitive.
+    pub display_name: String,
+    /// Creation time.
+    pub create_time: Micros,
+}
+
+/// A role an app defines for its end-users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndUserRole {
+    /// Id.
+    pub id: Uuid,
+    /// The app that defines it.
+    pub app: Uuid,
+    /// Unique per app, case-insensitive.
+    pub display_name: String,
+}
+
+/// Lifecycle state of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserState {
+    /// Invited, not accepted yet.
+    Invited,
+    /// Usable.
+    Active,
+    /// Deactivated.
+    Inactive,
+}
+
+/// A person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Id.
+    pub id: Uuid,
+    /// Normalized, unique per organization.
+    pub email: Email,
+    /// 0 to 100 characters.
+    pub display_name: String,
+    /// Lifecycle state.
+    pub state: UserState,
+    /// Whether the user ever became ACTIVE (accepted an invitation or was created directly).
+    /// A user deactivated before registering returns to INVITED on activation.
+    pub registered: bool,
+    /// Creation time.
+    pub create_time: Micros,
+    /// Last change.
+    pub update_time: Micros,
+    /// Revision, the etag.
+    pub rev: u64,
+}
+
+/// An open invitation (its secret lives in the store only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// Id.
+    pub id: Uuid,
+    /// The invited user.
+    pub user: Uuid,
+    /// When it was issued.
+    pub create_time: Micros,
+    /// When it stops working.
+    pub expire_time: Micros,
+}
+
+/// One permission granted by a role, in every stage or in some.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Catalog key.
+    pub permission: String,
+    /// `None`: every stage, including stages added later.
+    pub stages: Option<BTreeSet<String>>,
+}
+
+/// An organization role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// `administrator`, `developer` or a UUID.
+    pub id: String,
+    /// Unique per organization, case-insensitive.
+    pub display_name: String,
+    /// Optional description.
+    pub description: String,
+    /// Built-in roles are read-only.
+    pub built_in: bool,
+    /// Every permission in every stage on every app (Administrator), whatever `grants` says.
+    pub all_permissions: bool,
+    /// The grants as configured.
+    pub grants: Vec<Grant>,
+    /// Creation time.
+    pub create_time: Micros,
+    /// Last change.
+    pub update_time: Micros,
+    /// Revision, the etag.
+    pub rev: u64,
+}
+
+/// Who can hold organization roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "id")]
+pub enum Principal {
+    /// A user.
+    User(Uuid),
+    /// A service account.
+    ServiceAccount(Uuid),
+}
+
+/// Where an assignment applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "app")]
+pub enum ScopeKey {
+    /// Every stage and every app.
+    Organization,
+    /// One app; only app-scopable permissions.
+    App(Uuid),
+}
+
+/// An organization role held by a principal at a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Holder.
+    pub principal: Principal,
+    /// Scope.
+    pub scope: ScopeKey,
+    /// Role id.
+    pub role: String,
+    /// When assigned.
+    pub create_time: Micros,
+}
+
+/// A direct end-user role grant in a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndUserGrant {
+    /// The user.
+    pub user: Uuid,
+    /// The end-user role.
+    pub end_user_role: Uuid,
+    /// The role's app.
+    pub app: Uuid,
+    /// The stage key.
+    pub stage: String,
+}
+
+/// A group of end-users in one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Id.
+    pub id: Uuid,
+    /// Unique per stage, case-insensitive.
+    pub display_name: String,
+    /// Optional.
+    pub description: String,
+    /// Stage key, never changes.
+    pub stage: String,
+    /// Creation time.
+    pub create_time: Micros,
+    /// Last change.
+    pub update_time: Micros,
+    /// Revision, the etag.
+    pub rev: u64,
+}
+
+/// Membership of a user in a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The group.
+    pub group: Uuid,
+    /// The user.
+    pub user: Uuid,
+}
+
+/// An end-user role held by a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRole {
+    /// The group.
+    pub group: Uuid,
+    /// The end-user role.
+    pub end_user_role: Uuid,
+    /// The role's app.
+    pub app: Uuid,
+}
+
+/// A non-human principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    /// Id.
+    pub id: Uuid,
+    /// Unique per organization, case-insensitive.
+    pub display_name: String,
+    /// Creation time.
+    pub create_time: Micros,
+}
+
+/// Any stored entity of an organization; the unit of storage and of change events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entity {
+    /// The organization itself.
+    Organization(Organization),
+    /// A stage.
+    Stage(Stage),
+    /// An app.
+    App(App),
+    /// An end-user role.
+    EndUserRole(EndUserRole),
+    /// A user.
+    User(User),
+    /// An open invitation.
+    Invitation(Invitation),
+    /// An organization role.
+    Role(Role),
+    /// A role assignment.
+    Assignment(Assignment),
+    /// A direct end-user grant.
+    EndUserGrant(EndUserGrant),
+    /// A group.
+    Group(Group),
+    /// A group membership.
+    GroupMember(GroupMember),
+    /// A group's end-user role.
+    GroupRole(GroupRole),
+    /// A service account.
+    ServiceAccount(ServiceAccount),
+}
+
+fn principal_key(p: &Principal) -> String {
+    match p {
+        Principal::User(u) => format!("user:{u}"),
+        Principal::ServiceAccount(s) => format!("sa:{s}"),
+    }
+}
+
+impl Entity {
+    /// The entity kind, the first half of its storage key.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entity::Organization(_) => "organization",
+            Entity::Stage(_) => "stage",
+            Entity::App(_) => "app",
+            Entity::EndUserRole(_) => "end_user_role",
+            Entity::User(_) => "user",
+            Entity::Invitation(_) => "invitation",
+            Entity::Role(_) => "role",
+            Entity::Assignment(_) => "assignment",
+            Entity::EndUserGrant(_) => "end_user_grant",
+            Entity::Group(_) => "group",
+            Entity::GroupMember(_) => "group_member",
+            Entity::GroupRole(_) => "group_role",
+            Entity::ServiceAccount(_) => "service_account",
+        }
+    }
+
+    /// The key, unique within (organization, kind).
+    pub fn key(&self) -> String {
+        match self {
+            Entity::Organization(o) => o.id.to_string(),
+            Entity::Stage(s) => s.key.clone(),
+            Entity::App(a) => a.id.to_string(),
+            Entity::EndUserRole(r) => r.id.to_string(),
+            Entity::User(u) => u.id.to_string(),
+            // One open invitation per user.
+            Entity::Invitation(i) => i.user.to_string(),
+            Entity::Role(r) => r.id.clone(),
+            Entity::Assignment(a) => match a.scope {
+                ScopeKey::Organization => format!("{}/org", principal_key(&a.principal)),
+                ScopeKey::App(app) => format!("{}/app:{app}", principal_key(&a.principal)),
+            },
+            Entity::EndUserGrant(g) => format!("{}/{}/{}", g.user, g.end_user_role, g.stage),
+            Entity::Group(g) => g.id.to_string(),
+            Entity::GroupMember(m) => format!("{}/{}", m.group, m.user),
+            Entity::GroupRole(r) => format!("{}/{}", r.group, r.end_user_role),
+            Entity::ServiceAccount(s) => s.id.to_string(),
+        }
+    }
+}
+
+/// One change of one entity: created (`before` empty), changed, or deleted (`after` empty).
+/// A committed change is one change event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// What was done, e.g. `user.invited`.
+    pub action: String,
+    /// Resource name of what changed.
+    pub target: String,
+    /// Before the change.
+    pub before: Option<Entity>,
+    /// After the change.
+    pub after: Option<Entity>,
+    /// Users whose access may differ because of it.
+    pub affected_users: Vec<Uuid>,
+}
+
+impl Change {
+    /// The change that undoes this one.
+    pub fn inverse(&self) -> Change {
+        Change {
+            action: self.action.clone(),
+            target: self.target.clone(),
+            before: self.after.clone(),
+            after: self.before.clone(),
+            affected_users: self.affected_users.clone(),
+        }
+    }
+}

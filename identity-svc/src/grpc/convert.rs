@@ -1,0 +1,273 @@
+//! Domain → protobuf encodings.
+
+use shared::proto::identity::v1 as pb;
+use uuid::Uuid;
+
+use super::ts;
+use crate::domain::engine::Reason;
+use crate::domain::model::{
+    App, Assignment, EndUserRole, Group, Organization, Role, ScopeKey, ServiceAccount, Stage,
+    StagePurpose, User, UserState,
+};
+use crate::domain::names::fmt;
+use crate::domain::state::OrgState;
+use crate::service::auth::principal_name;
+use crate::store::{EventRecord, TokenRecord};
+
+/// Organization.
+pub fn organization(o: &Organization) -> pb::Organization {
+    pb::Organization {
+        name: fmt::org(o.id),
+        display_name: o.display_name.clone(),
+        create_time: ts(o.create_time),
+        update_time: ts(o.update_time),
+        etag: o.rev.to_string(),
+    }
+}
+
+/// Stage.
+pub fn stage(org: Uuid, s: &Stage) -> pb::Stage {
+    pb::Stage {
+        name: fmt::stage(org, &s.key),
+        display_name: s.display_name.clone(),
+        order: i32::try_from(s.order).unwrap_or(i32::MAX),
+        purpose: match s.purpose {
+            StagePurpose::Development => pb::StagePurpose::Development,
+            StagePurpose::NonProduction => pb::StagePurpose::NonProduction,
+            StagePurpose::Production => pb::StagePurpose::Production,
+        }
+        .into(),
+        etag: s.rev.to_string(),
+    }
+}
+
+/// Every stage in order.
+pub fn stages(st: &OrgState) -> pb::ListStagesResponse {
+    pb::ListStagesResponse {
+        stages: st
+            .ordered_stages()
+            .into_iter()
+            .map(|s| stage(st.org.id, s))
+            .collect(),
+    }
+}
+
+/// App.
+pub fn app(org: Uuid, a: &App) -> pb::App {
+    pb::App {
+        name: fmt::app(org, a.id),
+        display_name: a.display_name.clone(),
+        create_time: ts(a.create_time),
+    }
+}
+
+/// End-user role.
+pub fn end_user_role(org: Uuid, r: &EndUserRole) -> pb::EndUserRole {
+    pb::EndUserRole {
+        name: fmt::end_user_role(org, r.app, r.id),
+        display_name: r.display_name.clone(),
+    }
+}
+
+/// End-user role name by id (empty when unknown).
+pub fn end_user_role_name(st: &OrgState, id: Uuid) -> String {
+    st.end_user_roles
+        .get(&id)
+        .map(|r| fmt::end_user_role(st.org.id, r.app, r.id))
+        .unwrap_or_default()
+}
+
+/// User, with its facets.
+pub fn user(st: &OrgState, u: &User) -> pb::User {
+    pb::User {
+        name: fmt::user(st.org.id, u.id),
+        email: u.email.to_string(),
+        display_name: u.display_name.clone(),
+        state: match u.state {
+            UserState::Invited => pb::UserState::Invited,
+            UserState::Active => pb::UserState::Active,
+            UserState::Inactive => pb::UserState::Inactive,
+        }
+        .into(),
+        is_member: st.is_member(u.id),
+        is_end_user: st.is_end_user(u.id),
+        invitation_expire_time: st.invitations.get(&u.id).and_then(|i| ts(i.expire_time)),
+        create_time: ts(u.create_time),
+        update_time: ts(u.update_time),
+        etag: u.rev.to_string(),
+    }
+}
+
+/// Role.
+pub fn role(st: &OrgState, r: &Role) -> pb::Role {
+    let org = st.org.id;
+    pb::Role {
+        name: fmt::role(org, &r.id),
+        display_name: r.display_name.clone(),
+        description: r.description.clone(),
+        built_in: r.built_in,
+        grants: r
+            .grants
+            .iter()
+            .map(|g| pb::PermissionGrant {
+                permission: g.permission.clone(),
+                stages: g
+                    .stages
+                    .iter()
+                    .flatten()
+                    .map(|s| fmt::stage(org, s))
+                    .collect(),
+            })
+            .collect(),
+        assignment_count: i32::try_from(
+            st.role_holders
+                .get(&r.id)
+                .map_or(0, std::collections::BTreeSet::len),
+        )
+        .unwrap_or(i32::MAX),
+        create_time: ts(r.create_time),
+        update_time: ts(r.update_time),
+        etag: r.rev.to_string(),
+    }
+}
+
+/// Scope.
+pub fn scope(org: Uuid, s: ScopeKey) -> pb::Scope {
+    pb::Scope {
+        kind: Some(match s {
+            ScopeKey::Organization => pb::scope::Kind::Organization(true),
+            ScopeKey::App(a) => pb::scope::Kind::App(fmt::app(org, a)),
+        }),
+    }
+}
+
+/// Role assignment.
+pub fn assignment(org: Uuid, a: &Assignment) -> pb::RoleAssignment {
+    pb::RoleAssignment {
+        principal: principal_name(org, a.principal),
+        role: fmt::role(org, &a.role),
+        scope: Some(scope(org, a.scope)),
+        create_time: ts(a.create_time),
+    }
+}
+
+/// An access reason.
+pub fn reason(org: Uuid, r: &Reason) -> pb::AccessReason {
+    pb::AccessReason {
+        role: fmt::role(org, &r.role),
+        scope: Some(scope(org, r.scope)),
+        implication_chain: r.chain.iter().map(|s| (*s).to_owned()).collect(),
+        stages: r
+            .stages
+            .iter()
+            .flatten()
+            .map(|s| fmt::stage(org, s))
+            .collect(),
+    }
+}
+
+/// Group with its roles, apps and member count.
+pub fn group(st: &OrgState, g: &Group) -> pb::Group {
+    let org = st.org.id;
+    let roles: Vec<Uuid> = st
+        .group_roles
+        .get(&g.id)
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    let mut apps: Vec<String> = roles
+        .iter()
+        .filter_map(|r| st.end_user_roles.get(r).map(|r| fmt::app(org, r.app)))
+        .collect();
+    apps.sort();
+    apps.dedup();
+    pb::Group {
+        name: fmt::group(org, g.id),
+        display_name: g.display_name.clone(),
+        description: g.description.clone(),
+        stage: fmt::stage(org, &g.stage),
+        end_user_roles: roles.iter().map(|r| end_user_role_name(st, *r)).collect(),
+        apps,
+        member_count: i32::try_from(
+            st.group_members
+                .get(&g.id)
+                .map_or(0, std::collections::BTreeSet::len),
+        )
+        .unwrap_or(i32::MAX),
+        create_time: ts(g.create_time),
+        update_time: ts(g.update_time),
+        etag: g.rev.to_string(),
+    }
+}
+
+/// Service account.
+pub fn service_account(org: Uuid, s: &ServiceAccount) -> pb::ServiceAccount {
+    pb::ServiceAccount {
+        name: fmt::service_account(org, s.id),
+        display_name: s.display_name.clone(),
+        create_time: ts(s.create_time),
+    }
+}
+
+/// Service-account token metadata.
+pub fn token(t: &TokenRecord) -> pb::ServiceAccountToken {
+    let sa = match t.principal {
+        crate::domain::model::Principal::ServiceAccount(s) => s,
+        crate::domain::model::Principal::User(u) => u,
+    };
+    pb::ServiceAccountToken {
+        name: fmt::service_account_token(t.org, sa, t.id),
+        create_time: ts(t.create_time),
+        expire_time: ts(t.expire_time),
+        revoke_time: t.revoke_time.and_then(ts),
+    }
+}
+
+/// Change event.
+pub fn event(e: &EventRecord) -> pb::ChangeEvent {
+    pb::ChangeEvent {
+        organization: fmt::org(e.org),
+        sequence: i64::try_from(e.seq).unwrap_or(i64::MAX),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        target: e.target.clone(),
+        before: e
+            .before
+            .as_ref()
+            .and_then(|x| to_struct(&serde_json::to_value(x).ok()?)),
+        after: e
+            .after
+            .as_ref()
+            .and_then(|x| to_struct(&serde_json::to_value(x).ok()?)),
+        create_time: ts(e.time),
+        request_id: e.request_id.clone().unwrap_or_default(),
+        affected_users: e
+            .affected_users
+            .iter()
+            .map(|u| fmt::user(e.org, *u))
+            .collect(),
+    }
+}
+
+fn to_struct(v: &serde_json::Value) -> Option<prost_types::Struct> {
+    match to_value(v).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn to_value(v: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(to_value).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}

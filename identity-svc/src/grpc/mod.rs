@@ -1,0 +1,310 @@
+//! The gRPC layer: one file per proto service. Each handler authenticates, admits the caller by
+//! the RPC's table rule, decodes the request into domain types (every bad field at once), states
+//! any request-dependent needs, calls the service layer, and encodes the answer.
+
+use std::sync::Arc;
+
+use shared::proto::identity::v1 as pb;
+use tonic::{Code, Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::model::{Micros, Principal, ScopeKey};
+use crate::domain::names;
+use crate::service::auth::{self, Caller, Entry, Rule};
+use crate::service::core::{Core, OrgHandle};
+use crate::service::error::Error;
+
+pub mod access;
+pub mod apps;
+pub mod audit;
+pub mod convert;
+pub mod groups;
+pub mod organizations;
+pub mod roles;
+pub mod service_accounts;
+pub mod stages;
+pub mod users;
+
+/// `google.rpc.ErrorInfo` domain of this service.
+pub const ERROR_DOMAIN: &str = "identity.odc";
+/// Response metadata key carrying the organization's sequence after a write.
+pub const CONSISTENCY_TOKEN: &str = "x-consistency-token";
+/// Default page size.
+pub const DEFAULT_PAGE: usize = 50;
+/// Largest page size.
+pub const MAX_PAGE: usize = 1000;
+
+/// The implementation of every identity.v1 service.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The service core.
+    pub core: Arc<Core>,
+    /// SHA-256 hashes of the configured operator tokens.
+    pub operator_hashes: Arc<Vec<String>>,
+}
+
+/// What a handler gets once the caller is admitted to an organization.
+#[derive(Debug)]
+pub struct Admitted<T> {
+    /// The admission (to state further needs or get the proof).
+    pub entry: Entry,
+    /// The organization.
+    pub org: Uuid,
+    /// Its handle.
+    pub handle: Arc<OrgHandle>,
+    /// The decoded request.
+    pub req: T,
+}
+
+impl Api {
+    /// Authenticates the request's bearer token (public RPCs skip it).
+    pub async fn caller(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+        method: &str,
+    ) -> Result<Caller, Status> {
+        if auth::rule(method) == Some(Rule::Public) {
+            return Ok(Caller::Anonymous);
+        }
+        let has_header = md.get("authorization").is_some();
+        let bearer = shared::auth::bearer_token_from_metadata(md);
+        if has_header && bearer.is_none() {
+            return Err(to_status(Error::Unauthenticated(
+                "the authorization header must be `Bearer <token>`".into(),
+            )));
+        }
+        auth::authenticate(&self.core, &self.operator_hashes, bearer)
+            .await
+            .map_err(to_status)
+    }
+
+    /// Authenticates, parses the organization from `org_field` (a resource name of or under an
+    /// organization), and admits the caller by the RPC's table rule.
+    pub async fn enter<T>(
+        &self,
+        request: Request<T>,
+        method: &str,
+        field: &str,
+        org_name: impl FnOnce(&T) -> &str,
+    ) -> Result<Admitted<T>, Status> {
+        let caller = self.caller(request.metadata(), method).await?;
+        if caller == Caller::Anonymous && auth::rule(method) != Some(Rule::Public) {
+            return Err(to_status(Error::Unauthenticated(
+                "this call needs a bearer token".into(),
+            )));
+        }
+        let req = request.into_inner();
+        let org = org_of(org_name(&req)).ok_or_else(|| {
+            to_status(Error::field(
+                field,
+                "must be a resource name under organizations/{organization}",
+            ))
+        })?;
+        let handle = self.core.org(org).await.ok();
+        let entry = {
+            let guard = handle.as_ref().map(|h| h.read());
+            Entry::admit(method, &caller, Some(org), guard.as_deref()).map_err(to_status)?
+        };
+        let handle = handle.ok_or_else(|| to_status(Error::NotFound(names::fmt::org(org))))?;
+        Ok(Admitted {
+            entry,
+            org,
+            handle,
+            req,
+        })
+    }
+}
+
+/// The organization id at the start of any resource name.
+pub fn org_of(name: &str) -> Option<Uuid> {
+    let mut parts = name.split('/');
+    match (parts.next(), parts.next()) {
+        (Some("organizations"), Some(id)) => Uuid::parse_str(id).ok(),
+        _ => None,
+    }
+}
+
+/// Full method name helper: `identity.v1.<Service>/<Method>`.
+#[macro_export]
+macro_rules! method {
+    ($s:literal) => {
+        concat!("identity.v1.", $s)
+    };
+}
+
+/// A response carrying the consistency token.
+pub fn respond<T>(value: T, seq: u64) -> Response<T> {
+    let mut r = Response::new(value);
+    if let Ok(v) = seq.to_string().parse() {
+        r.metadata_mut().insert(CONSISTENCY_TOKEN, v);
+    }
+    r
+}
+
+/// Maps a service error to a status with its `ErrorInfo` reason (and `BadRequest`).
+pub fn to_status(e: Error) -> Status {
+    use shared::errors::status;
+    match e {
+        Error::InvalidArgument(fields) => {
+            let mut v = shared::errors::FieldViolations::new(ERROR_DOMAIN);
+            for (f, d) in fields {
+                v.add(f, d);
+            }
+            v.into_status()
+        }
+        Error::NotFound(what) => status(
+            ERROR_DOMAIN,
+            Code::NotFound,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        ),
+        Error::AlreadyExists { reason, message } => {
+            status(ERROR_DOMAIN, Code::AlreadyExists, reason, message)
+        }
+        Error::FailedPrecondition { reason, message } => {
+            status(ERROR_DOMAIN, Code::FailedPrecondition, reason, message)
+        }
+        Error::Aborted(m) => status(ERROR_DOMAIN, Code::Aborted, "STALE_ETAG", m),
+        Error::PermissionDenied(m) => {
+            status(ERROR_DOMAIN, Code::PermissionDenied, "PERMISSION_DENIED", m)
+        }
+        Error::Unauthenticated(m) => {
+            status(ERROR_DOMAIN, Code::Unauthenticated, "UNAUTHENTICATED", m)
+        }
+        Error::ResourceExhausted(m) => {
+            status(ERROR_DOMAIN, Code::ResourceExhausted, "LOCKED_OUT", m)
+        }
+        Error::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
+        Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &e),
+        Error::Internal(m) => {
+            tracing::error!(error = %m, "internal error");
+            status(
+                ERROR_DOMAIN,
+                Code::Internal,
+                shared::errors::INTERNAL_REASON,
+                "internal error",
+            )
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        to_status(e)
+    }
+}
+
+/// Microseconds to a protobuf timestamp.
+pub fn ts(m: Micros) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: m.div_euclid(1_000_000),
+        nanos: i32::try_from(m.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    })
+}
+
+/// A protobuf timestamp to microseconds.
+pub fn micros(t: &prost_types::Timestamp) -> Micros {
+    t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos) / 1000
+}
+
+/// Parses a principal name of organization `org`.
+pub fn parse_principal(org: Uuid, name: &str) -> Option<Principal> {
+    if let Some((o, u)) = names::user(name) {
+        return (o == org).then_some(Principal::User(u));
+    }
+    names::service_account(name)
+        .filter(|(o, _)| *o == org)
+        .map(|(_, s)| Principal::ServiceAccount(s))
+}
+
+/// Parses a `Scope` message of organization `org`.
+pub fn parse_scope(org: Uuid, scope: Option<&pb::Scope>) -> Result<ScopeKey, &'static str> {
+    match scope.and_then(|s| s.kind.as_ref()) {
+        Some(pb::scope::Kind::Organization(true)) => Ok(ScopeKey::Organization),
+        Some(pb::scope::Kind::App(name)) => names::app(name)
+            .filter(|(o, _)| *o == org)
+            .map(|(_, a)| ScopeKey::App(a))
+            .ok_or("app must be organizations/{organization}/apps/{app} of this organization"),
+        _ => Err("must set organization: true or app"),
+    }
+}
+
+/// A page size from a request.
+pub fn page_size(v: &mut crate::service::error::Violations, field: &str, requested: i32) -> usize {
+    v.check(
+        field,
+        shared::page_token::clamp_page_size(requested, DEFAULT_PAGE, MAX_PAGE)
+            .map_err(|_| "must not be negative"),
+    )
+    .unwrap_or(DEFAULT_PAGE)
+}
+
+/// A decoded page token (`None`: first page).
+pub fn page_cursor<T: serde::de::DeserializeOwned>(
+    v: &mut crate::service::error::Violations,
+    field: &str,
+    token: &str,
+) -> Option<T> {
+    v.check(
+        field,
+        shared::page_token::decode_opt(token).map_err(|_| "is not a page token of this list"),
+    )
+    .flatten()
+}
+
+/// Checks the text is 1..=max characters (after trimming); returns the trimmed text.
+pub fn required_text(
+    v: &mut crate::service::error::Violations,
+    field: &str,
+    text: &str,
+    max: usize,
+) -> String {
+    let t = text.trim();
+    if t.is_empty() {
+        v.add(field, "is required");
+    } else if t.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    }
+    t.to_owned()
+}
+
+/// Checks optional text is at most `max` characters.
+pub fn optional_text(
+    v: &mut crate::service::error::Violations,
+    field: &str,
+    text: &str,
+    max: usize,
+) -> String {
+    let t = text.trim();
+    if t.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    }
+    t.to_owned()
+}
+
+/// The update-mask paths, checked against the allowed ones. An empty mask means "every
+/// allowed field" (AIP-134).
+pub fn mask_paths(
+    v: &mut crate::service::error::Violations,
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Vec<String> {
+    let paths: Vec<String> = mask.map(|m| m.paths.clone()).unwrap_or_default();
+    if paths.is_empty() {
+        return allowed.iter().map(|s| (*s).to_owned()).collect();
+    }
+    for p in &paths {
+        if !allowed.contains(&p.as_str()) {
+            v.add(
+                "update_mask",
+                format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
+            );
+        }
+    }
+    paths
+}
+
+/// An etag from a request (`None` when empty).
+pub fn etag(e: &str) -> Option<&str> {
+    (!e.is_empty()).then_some(e)
+}

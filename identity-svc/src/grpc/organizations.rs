@@ -1,0 +1,169 @@
+//! `identity.v1.Organizations`.
+
+use shared::proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{
+    Api, convert, etag, mask_paths, page_cursor, page_size, required_text, respond, to_status,
+};
+use crate::domain::email::Email;
+use crate::domain::model::Organization;
+use crate::method;
+use crate::service::auth::Entry;
+use crate::service::error::Violations;
+use crate::service::ops;
+
+#[tonic::async_trait]
+impl pb::organizations_server::Organizations for Api {
+    async fn create_organization(
+        &self,
+        request: Request<pb::CreateOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        const M: &str = method!("Organizations/CreateOrganization");
+        let caller = self.caller(request.metadata(), M).await?;
+        let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let name = required_text(
+            &mut v,
+            "organization.display_name",
+            req.organization
+                .as_ref()
+                .map_or("", |o| o.display_name.as_str()),
+            100,
+        );
+        let email = v.check(
+            "first_administrator_email",
+            Email::parse(&req.first_administrator_email),
+        );
+        v.finish().map_err(to_status)?;
+        let Some(email) = email else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = entry.authorized().map_err(to_status)?;
+        let now = self.core.now();
+        let org = Organization {
+            id: Uuid::now_v7(),
+            display_name: name,
+            create_time: now,
+            update_time: now,
+            rev: 1,
+        };
+        let c = self
+            .core
+            .create_org(&auth, org.clone(), |d| ops::seed_organization(d, &email))
+            .await
+            .map_err(to_status)?;
+        let (_, secret) = c.value;
+        self.send_invitation(&email, &org.display_name, &secret)
+            .await;
+        Ok(respond(convert::organization(&org), c.seq))
+    }
+
+    async fn get_organization(
+        &self,
+        request: Request<pb::GetOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Organizations/GetOrganization"),
+                "name",
+                |r| &r.name,
+            )
+            .await?;
+        a.entry.authorized().map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::organization(&st.org), st.seq))
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        const M: &str = method!("Organizations/ListOrganizations");
+        let caller = self.caller(request.metadata(), M).await?;
+        let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
+        entry.authorized().map_err(to_status)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let size = page_size(&mut v, "page_size", req.page_size);
+        let after: Option<Uuid> = page_cursor(&mut v, "page_token", &req.page_token);
+        v.finish().map_err(to_status)?;
+        let mut ids = self.core.org_ids();
+        ids.sort();
+        let rest: Vec<Uuid> = ids
+            .into_iter()
+            .filter(|id| after.is_none_or(|a| *id > a))
+            .collect();
+        let page: Vec<Uuid> = rest.iter().take(size).copied().collect();
+        let next = if rest.len() > size {
+            page.last()
+                .map(shared::page_token::encode)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let organizations = page
+            .iter()
+            .filter_map(|id| self.core.org_cached(*id))
+            .map(|h| convert::organization(&h.read().org))
+            .collect();
+        Ok(Response::new(pb::ListOrganizationsResponse {
+            organizations,
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_organization(
+        &self,
+        request: Request<pb::UpdateOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Organizations/UpdateOrganization"),
+                "organization.name",
+                |r| r.organization.as_ref().map_or("", |o| o.name.as_str()),
+            )
+            .await?;
+        let o = a.req.organization.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        let paths = mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
+        let name = required_text(&mut v, "organization.display_name", &o.display_name, 100);
+        v.finish().map_err(to_status)?;
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                if paths.iter().any(|p| p == "display_name") {
+                    ops::rename_organization(d, name.clone(), etag(&o.etag))?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::organization(&st.org), c.seq))
+    }
+}
+
+impl Api {
+    /// Sends an invitation message. Failures are logged (without the secret) and do not fail
+    /// the request: the invitation exists and can be resent.
+    pub async fn send_invitation(&self, email: &Email, org_name: &str, secret: &str) {
+        let mail = crate::service::mailer::Mail {
+            to: email.to_string(),
+            subject: format!("You are invited to {org_name} on OutSystems Developer Cloud"),
+            body: format!(
+                "You have been invited to the organization {org_name}.\n\n\
+                 Accept the invitation within 7 days with Users.AcceptInvitation and this token:\n\n\
+                 invitation_token: {secret}\n"
+            ),
+        };
+        if let Err(e) = self.core.mailer.send(mail).await {
+            tracing::error!(to = %email, error = %e, "could not deliver an invitation");
+        }
+    }
+}

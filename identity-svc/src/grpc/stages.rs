@@ -1,0 +1,142 @@
+//! `identity.v1.Stages`.
+
+use shared::proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert, etag, mask_paths, required_text, respond, to_status};
+use crate::domain::names;
+use crate::method;
+use crate::service::error::Violations;
+use crate::service::ops;
+
+fn valid_key(k: &str) -> bool {
+    (1..=40).contains(&k.len())
+        && k.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[tonic::async_trait]
+impl pb::stages_server::Stages for Api {
+    async fn list_stages(
+        &self,
+        request: Request<pb::ListStagesRequest>,
+    ) -> Result<Response<pb::ListStagesResponse>, Status> {
+        let a = self
+            .enter(request, method!("Stages/ListStages"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        a.entry.authorized().map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::stages(&st), st.seq))
+    }
+
+    async fn create_stage(
+        &self,
+        request: Request<pb::CreateStageRequest>,
+    ) -> Result<Response<pb::Stage>, Status> {
+        let a = self
+            .enter(request, method!("Stages/CreateStage"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let mut v = Violations::new();
+        if names::org(&a.req.parent).is_none() {
+            v.add("parent", "must be organizations/{organization}");
+        }
+        if !valid_key(&a.req.stage_id) {
+            v.add("stage_id", "must be 1 to 40 characters of a-z, 0-9 and -");
+        }
+        let name = required_text(
+            &mut v,
+            "stage.display_name",
+            a.req.stage.as_ref().map_or("", |s| s.display_name.as_str()),
+            50,
+        );
+        v.finish().map_err(to_status)?;
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let key = a.req.stage_id.clone();
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::create_stage(d, key.clone(), name.clone())
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(respond(convert::stage(a.org, &c.value), c.seq))
+    }
+
+    async fn update_stage(
+        &self,
+        request: Request<pb::UpdateStageRequest>,
+    ) -> Result<Response<pb::Stage>, Status> {
+        let a = self
+            .enter(request, method!("Stages/UpdateStage"), "stage.name", |r| {
+                r.stage.as_ref().map_or("", |s| s.name.as_str())
+            })
+            .await?;
+        let s = a.req.stage.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        let key = v.check(
+            "stage.name",
+            names::stage(&s.name).ok_or("must be organizations/{organization}/stages/{stage}"),
+        );
+        mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
+        let name = required_text(&mut v, "stage.display_name", &s.display_name, 50);
+        v.finish().map_err(to_status)?;
+        let Some((_, key)) = key else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::rename_stage(d, &key, name.clone(), etag(&s.etag))
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(respond(convert::stage(a.org, &c.value), c.seq))
+    }
+
+    async fn reorder_stages(
+        &self,
+        request: Request<pb::ReorderStagesRequest>,
+    ) -> Result<Response<pb::ListStagesResponse>, Status> {
+        let a = self
+            .enter(request, method!("Stages/ReorderStages"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let keys = a.req.stage_ids.clone();
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| ops::reorder_stages(d, &keys))
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::stages(&st), c.seq))
+    }
+
+    async fn delete_stage(
+        &self,
+        request: Request<pb::DeleteStageRequest>,
+    ) -> Result<Response<pb::DeleteStageResponse>, Status> {
+        let a = self
+            .enter(request, method!("Stages/DeleteStage"), "name", |r| &r.name)
+            .await?;
+        let key = names::stage(&a.req.name).map(|(_, k)| k).ok_or_else(|| {
+            to_status(crate::service::error::Error::field(
+                "name",
+                "must be organizations/{organization}/stages/{stage}",
+            ))
+        })?;
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| ops::delete_stage(d, &key))
+            .await
+            .map_err(to_status)?;
+        Ok(respond(pb::DeleteStageResponse {}, c.seq))
+    }
+}

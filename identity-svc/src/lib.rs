@@ -1,0 +1,7 @@
+//! identity-svc: organizations, users, roles, permissions, groups, audit and change feed of
+//! OutSystems Developer Cloud user management, served over gRPC.
+
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod store;

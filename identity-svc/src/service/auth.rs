@@ -1,0 +1,623 @@
+//! Authentication and authorization.
+//!
+//! * Tokens are random (32 bytes), prefixed by kind (`odc_op_`, `odc_ses_`, `odc_sa_`), and
+//!   stored only as SHA-256 hashes. Operator tokens come from configuration.
+//! * Passwords are hashed with argon2id.
+//! * Every RPC has exactly one entry in [`RULES`]; a test walks the service descriptors and fails
+//!   when an RPC has none. Mutations need an [`Authorized`], which only [`Entry::require`] (and
+//!   [`Entry::authorized`] for rules that need nothing more) can make, so a handler that skipped
+//!   the check does not compile.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use rand::RngExt as _;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::error::Error;
+use crate::domain::catalog::{self, keys};
+use crate::domain::engine;
+use crate::domain::model::{Micros, Principal};
+use crate::domain::names;
+use crate::domain::state::OrgState;
+
+/// Prefix of operator tokens.
+pub const OPERATOR_PREFIX: &str = "odc_op_";
+/// Prefix of session tokens.
+pub const SESSION_PREFIX: &str = "odc_ses_";
+/// Prefix of service-account tokens.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "odc_sa_";
+/// Prefix of invitation tokens.
+pub const INVITATION_PREFIX: &str = "odc_inv_";
+
+/// A fresh random token with `prefix`.
+pub fn new_token(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The stored form of a token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Hashes a password with argon2id and a random salt.
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    let salt: [u8; 16] = rand::rng().random();
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("password hash: {e}")))
+}
+
+/// Checks a password against a stored hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// The password policy (DOMAIN.md): at least 12 characters, one digit, one upper-case letter.
+pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
+    if password.chars().count() < 12 {
+        return Err("must be at least 12 characters");
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        return Err("must contain a digit");
+    }
+    if !password.chars().any(char::is_uppercase) {
+        return Err("must contain an upper-case letter");
+    }
+    Ok(())
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No credentials (only for public RPCs).
+    Anonymous,
+    /// The platform operator.
+    Operator,
+    /// A user or service account of an organization.
+    Principal {
+        /// The organization.
+        org: Uuid,
+        /// The principal.
+        principal: Principal,
+        /// The session or service-account token used.
+        token: Uuid,
+    },
+}
+
+/// What an RPC requires before its request is even read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// No token (the request carries its own credential).
+    Public,
+    /// An operator token.
+    Operator,
+    /// Any authenticated caller.
+    Authenticated,
+    /// An operator token, or any ACTIVE principal of the organization named.
+    OperatorOrPrincipal,
+    /// Any ACTIVE principal of the organization named.
+    Principal,
+    /// A permission that is not limited to stages, at organization scope.
+    Permission(&'static str),
+    /// Depends on the request (stage, app, target); the text says what. The handler states the
+    /// exact needs through [`Entry::require`].
+    Contextual(&'static str),
+}
+
+/// The RPC → requirement table: one entry per RPC of the identity API.
+pub static RULES: &[(&str, Rule)] = &[
+    (
+        "identity.v1.Organizations/CreateOrganization",
+        Rule::Operator,
+    ),
+    (
+        "identity.v1.Organizations/GetOrganization",
+        Rule::OperatorOrPrincipal,
+    ),
+    (
+        "identity.v1.Organizations/ListOrganizations",
+        Rule::Operator,
+    ),
+    (
+        "identity.v1.Organizations/UpdateOrganization",
+        Rule::Permission(keys::ORG_MANAGE),
+    ),
+    ("identity.v1.Stages/ListStages", Rule::Principal),
+    (
+        "identity.v1.Stages/CreateStage",
+        Rule::Permission(keys::PORTFOLIO_MANAGE_STAGES),
+    ),
+    (
+        "identity.v1.Stages/UpdateStage",
+        Rule::Permission(keys::PORTFOLIO_MANAGE_STAGES),
+    ),
+    (
+        "identity.v1.Stages/ReorderStages",
+        Rule::Permission(keys::PORTFOLIO_MANAGE_STAGES),
+    ),
+    (
+        "identity.v1.Stages/DeleteStage",
+        Rule::Permission(keys::PORTFOLIO_MANAGE_STAGES),
+    ),
+    (
+        "identity.v1.Apps/CreateApp",
+        Rule::Permission(keys::ASSET_CREATE),
+    ),
+    ("identity.v1.Apps/GetApp", Rule::Principal),
+    ("identity.v1.Apps/ListApps", Rule::Principal),
+    (
+        "identity.v1.Apps/DeleteApp",
+        Rule::Contextual("asset.delete on the app in every stage"),
+    ),
+    (
+        "identity.v1.Apps/CreateEndUserRole",
+        Rule::Contextual("asset.change on the app in development"),
+    ),
+    ("identity.v1.Apps/ListEndUserRoles", Rule::Principal),
+    (
+        "identity.v1.Apps/DeleteEndUserRole",
+        Rule::Contextual("asset.change on the app in development"),
+    ),
+    (
+        "identity.v1.Users/InviteUser",
+        Rule::Contextual("per access carried; users.manage when none"),
+    ),
+    (
+        "identity.v1.Users/ResendInvitation",
+        Rule::Contextual(
+            "users.manage, users.manage_member_access or end_users.manage_access in any stage",
+        ),
+    ),
+    ("identity.v1.Users/AcceptInvitation", Rule::Public),
+    (
+        "identity.v1.Users/CreateUser",
+        Rule::Permission(keys::USERS_MANAGE),
+    ),
+    (
+        "identity.v1.Users/GetUser",
+        Rule::Contextual(
+            "self, users.manage, users.view_members for members, end_users.view for end-users",
+        ),
+    ),
+    (
+        "identity.v1.Users/ListUsers",
+        Rule::Contextual("by facet: users.view_members, end_users.view, users.manage"),
+    ),
+    (
+        "identity.v1.Users/UpdateUser",
+        Rule::Contextual("users.manage or self"),
+    ),
+    (
+        "identity.v1.Users/ActivateUser",
+        Rule::Permission(keys::USERS_MANAGE),
+    ),
+    (
+        "identity.v1.Users/DeactivateUser",
+        Rule::Permission(keys::USERS_MANAGE),
+    ),
+    (
+        "identity.v1.Users/DeleteUser",
+        Rule::Permission(keys::USERS_MANAGE),
+    ),
+    ("identity.v1.Users/Login", Rule::Public),
+    ("identity.v1.Users/Logout", Rule::Authenticated),
+    ("identity.v1.Roles/ListPermissions", Rule::Authenticated),
+    ("identity.v1.Roles/ListRoles", Rule::Principal),
+    ("identity.v1.Roles/GetRole", Rule::Principal),
+    (
+        "identity.v1.Roles/CreateRole",
+        Rule::Permission(keys::ROLES_MANAGE),
+    ),
+    (
+        "identity.v1.Roles/UpdateRole",
+        Rule::Permission(keys::ROLES_MANAGE),
+    ),
+    (
+        "identity.v1.Roles/DuplicateRole",
+        Rule::Permission(keys::ROLES_MANAGE),
+    ),
+    (
+        "identity.v1.Roles/DeleteRole",
+        Rule::Permission(keys::ROLES_MANAGE),
+    ),
+    (
+        "identity.v1.Access/AssignRole",
+        Rule::Permission(keys::USERS_MANAGE_MEMBER_ACCESS),
+    ),
+    (
+        "identity.v1.Access/RevokeRole",
+        Rule::Permission(keys::USERS_MANAGE_MEMBER_ACCESS),
+    ),
+    (
+        "identity.v1.Access/ListRoleAssignments",
+        Rule::Contextual("users.view_members, or only own assignments"),
+    ),
+    (
+        "identity.v1.Access/GrantEndUserRole",
+        Rule::Contextual("end_users.manage_access in the stage on the app"),
+    ),
+    (
+        "identity.v1.Access/RevokeEndUserRole",
+        Rule::Contextual("end_users.manage_access in the stage on the app"),
+    ),
+    (
+        "identity.v1.Access/CheckPermission",
+        Rule::Contextual("self; users.view_members or a service account for others"),
+    ),
+    (
+        "identity.v1.Access/ListEffectivePermissions",
+        Rule::Contextual("self; users.view_members or a service account for others"),
+    ),
+    (
+        "identity.v1.Access/ListPermissionHolders",
+        Rule::Contextual("users.view_members or a service account"),
+    ),
+    (
+        "identity.v1.Access/CheckEndUserRole",
+        Rule::Contextual("self, or end_users.view in the stage on the app"),
+    ),
+    (
+        "identity.v1.Groups/CreateGroup",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/GetGroup",
+        Rule::Contextual("end_users.view or end_users.manage_groups in the group's stage"),
+    ),
+    ("identity.v1.Groups/ListGroups", Rule::Principal),
+    (
+        "identity.v1.Groups/UpdateGroup",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/DeleteGroup",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/AddGroupMembers",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/RemoveGroupMembers",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/AddGroupRoles",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/RemoveGroupRoles",
+        Rule::Contextual("end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.Groups/ListGroupMembers",
+        Rule::Contextual("end_users.view or end_users.manage_groups in the group's stage"),
+    ),
+    (
+        "identity.v1.ServiceAccounts/CreateServiceAccount",
+        Rule::Permission(keys::API_CLIENTS_MANAGE),
+    ),
+    (
+        "identity.v1.ServiceAccounts/ListServiceAccounts",
+        Rule::Permission(keys::API_CLIENTS_MANAGE),
+    ),
+    (
+        "identity.v1.ServiceAccounts/DeleteServiceAccount",
+        Rule::Permission(keys::API_CLIENTS_MANAGE),
+    ),
+    (
+        "identity.v1.ServiceAccounts/CreateServiceAccountToken",
+        Rule::Permission(keys::API_CLIENTS_MANAGE),
+    ),
+    (
+        "identity.v1.ServiceAccounts/ListServiceAccountTokens",
+        Rule::Permission(keys::API_CLIENTS_MANAGE),
+    ),
+    (
+        "identity.v1.ServiceAccounts/RevokeServiceAccountToken",
+        Rule::Permission(keys::API_CLIENTS_MANAGE),
+    ),
+    (
+        "identity.v1.Audit/ListChangeEvents",
+        Rule::Permission(keys::ORG_VIEW_AUDIT_TRAIL),
+    ),
+    (
+        "identity.v1.Audit/WatchChanges",
+        Rule::Permission(keys::ORG_VIEW_AUDIT_TRAIL),
+    ),
+];
+
+/// The rule of an RPC (`package.Service/Method`).
+pub fn rule(method: &str) -> Option<Rule> {
+    RULES.iter().find(|(m, _)| *m == method).map(|(_, r)| *r)
+}
+
+/// A need stated by a handler for a contextual rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing beyond the table rule.
+    Nothing,
+    /// A permission, in a stage and/or on an app when given.
+    Perm(&'static str, Option<String>, Option<Uuid>),
+    /// A permission in at least one stage (or app) of the organization.
+    PermAnywhere(&'static str),
+    /// The caller is this principal.
+    Is(Principal),
+    /// The caller is a service account.
+    ServiceAccount,
+    /// Every one.
+    All(Vec<Need>),
+    /// At least one.
+    Any(Vec<Need>),
+}
+
+impl Need {
+    fn holds(&self, st: &OrgState, who: Principal) -> bool {
+        match self {
+            Need::Nothing => true,
+            Need::Perm(key, stage, app) => engine::has(st, who, key, stage.as_deref(), *app),
+            Need::PermAnywhere(key) => engine::has_in_any_stage(st, who, key),
+            Need::Is(p) => *p == who,
+            Need::ServiceAccount => matches!(who, Principal::ServiceAccount(_)),
+            Need::All(v) => v.iter().all(|n| n.holds(st, who)),
+            Need::Any(v) => v.iter().any(|n| n.holds(st, who)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Need::Nothing => "nothing".into(),
+            Need::Perm(k, s, a) => {
+                let mut t = (*k).to_owned();
+                if let Some(s) = s {
+                    t.push_str(&format!(" in stage {s}"));
+                }
+                if let Some(a) = a {
+                    t.push_str(&format!(" on app {a}"));
+                }
+                t
+            }
+            Need::PermAnywhere(k) => format!("{k} in some stage"),
+            Need::Is(_) => "being that principal".into(),
+            Need::ServiceAccount => "being a service account".into(),
+            Need::All(v) => v
+                .iter()
+                .map(Need::describe)
+                .collect::<Vec<_>>()
+                .join(" and "),
+            Need::Any(v) => {
+                format!(
+                    "one of: {}",
+                    v.iter().map(Need::describe).collect::<Vec<_>>().join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// A caller admitted by the table rule of an RPC, before the request's own needs are checked.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    caller: Caller,
+    org: Option<Uuid>,
+    rule: Rule,
+    actor: String,
+}
+
+/// Proof that the caller passed every check of the RPC. Only this module makes one.
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    actor: String,
+    principal: Option<Principal>,
+    org: Option<Uuid>,
+}
+
+impl Authorized {
+    /// Audit name of the caller: a principal's resource name, `operator` or `anonymous`.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+    /// The calling principal, if any.
+    pub fn principal(&self) -> Option<Principal> {
+        self.principal
+    }
+    /// The organization the call is about, if any.
+    pub fn org(&self) -> Option<Uuid> {
+        self.org
+    }
+    /// The system itself acting for a public RPC (invitation acceptance).
+    pub(crate) fn system(org: Option<Uuid>, actor: String) -> Self {
+        Self {
+            actor,
+            principal: None,
+            org,
+        }
+    }
+}
+
+/// Audit name of a principal.
+pub fn principal_name(org: Uuid, p: Principal) -> String {
+    match p {
+        Principal::User(u) => names::fmt::user(org, u),
+        Principal::ServiceAccount(s) => names::fmt::service_account(org, s),
+    }
+}
+
+impl Entry {
+    /// Applies the table rule of `method` to `caller` for organization `org`.
+    /// `state` is the organization's state (needed for permission rules).
+    pub fn admit(
+        method: &str,
+        caller: &Caller,
+        org: Option<Uuid>,
+        state: Option<&OrgState>,
+    ) -> Result<Self, Error> {
+        let rule = rule(method)
+            .ok_or_else(|| Error::Internal(format!("no authorization rule for {method}")))?;
+        let actor = match caller {
+            Caller::Anonymous => "anonymous".to_owned(),
+            Caller::Operator => "operator".to_owned(),
+            Caller::Principal { org, principal, .. } => principal_name(*org, *principal),
+        };
+        let entry = Self {
+            caller: caller.clone(),
+            org,
+            rule,
+            actor,
+        };
+        match (rule, caller) {
+            (Rule::Public, _) => Ok(entry),
+            (_, Caller::Anonymous) => Err(Error::Unauthenticated(
+                "this call needs a bearer token".into(),
+            )),
+            (Rule::Authenticated, _)
+            | (Rule::Operator | Rule::OperatorOrPrincipal, Caller::Operator) => Ok(entry),
+            (Rule::Operator, Caller::Principal { .. }) => Err(Error::PermissionDenied(
+                "this call is for the platform operator".into(),
+            )),
+            (_, Caller::Operator) => Err(Error::PermissionDenied(
+                "the operator manages organizations, not their content".into(),
+            )),
+            (
+                _,
+                Caller::Principal {
+                    org: own,
+                    principal,
+                    ..
+                },
+            ) => {
+                if org != Some(*own) {
+                    return Err(Error::PermissionDenied(
+                        "the caller is not a principal of that organization".into(),
+                    ));
+                }
+                if let Rule::Permission(key) = rule {
+                    let st = state.ok_or_else(|| Error::Internal("state missing".into()))?;
+                    if !engine::has(st, *principal, key, None, None) {
+                        return Err(Error::PermissionDenied(format!("this call needs {key}")));
+                    }
+                }
+                Ok(entry)
+            }
+        }
+    }
+
+    /// The caller.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The calling principal, if any.
+    pub fn principal(&self) -> Option<Principal> {
+        match self.caller {
+            Caller::Principal { principal, .. } => Some(principal),
+            _ => None,
+        }
+    }
+
+    /// Rules that need nothing beyond the table: the proof at once. Refused (INTERNAL) for a
+    /// contextual rule, whose needs must be stated.
+    pub fn authorized(&self) -> Result<Authorized, Error> {
+        if let Rule::Contextual(_) = self.rule {
+            return Err(Error::Internal(
+                "contextual rule used without its needs".into(),
+            ));
+        }
+        Ok(self.proof())
+    }
+
+    /// Checks the request's own needs (contextual rules) and gives the proof.
+    pub fn require(&self, state: &OrgState, need: &Need) -> Result<Authorized, Error> {
+        match self.caller {
+            Caller::Principal { principal, .. } => {
+                if need.holds(state, principal) {
+                    Ok(self.proof())
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "this call needs {}",
+                        need.describe()
+                    )))
+                }
+            }
+            Caller::Operator | Caller::Anonymous => {
+                if *need == Need::Nothing {
+                    Ok(self.proof())
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "this call needs {}",
+                        need.describe()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Whether the caller would pass `need` (for filtering lists).
+    pub fn would(&self, state: &OrgState, need: &Need) -> bool {
+        match self.caller {
+            Caller::Principal { principal, .. } => need.holds(state, principal),
+            _ => false,
+        }
+    }
+
+    fn proof(&self) -> Authorized {
+        Authorized {
+            actor: self.actor.clone(),
+            principal: self.principal(),
+            org: self.org,
+        }
+    }
+}
+
+/// Resolves a bearer token to a caller. `operator_hashes` are the hashes of the configured
+/// operator tokens. Expired, revoked or unknown tokens, and tokens of principals that are no
+/// longer ACTIVE, are UNAUTHENTICATED.
+pub async fn authenticate(
+    core: &super::core::Core,
+    operator_hashes: &[String],
+    bearer: Option<&str>,
+) -> Result<Caller, Error> {
+    let Some(token) = bearer else {
+        return Ok(Caller::Anonymous);
+    };
+    let hash = hash_token(token);
+    if operator_hashes
+        .iter()
+        .any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
+    {
+        return Ok(Caller::Operator);
+    }
+    let bad = || Error::Unauthenticated("the bearer token is not valid".into());
+    let record = core.store.find_token(&hash).await?.ok_or_else(bad)?;
+    if record.revoke_time.is_some() || record.expire_time <= core.now() {
+        return Err(bad());
+    }
+    let handle = core.org_cached(record.org).ok_or_else(bad)?;
+    if !handle.read().is_active(record.principal) {
+        return Err(bad());
+    }
+    Ok(Caller::Principal {
+        org: record.org,
+        principal: record.principal,
+        token: record.id,
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Hours to microseconds.
+pub const fn hours(h: i64) -> Micros {
+    h * 3_600_000_000
+}
+
+/// The permission catalog entry of a well-known key (always present).
+pub fn def(key: &str) -> Result<&'static catalog::PermissionDef, Error> {
+    catalog::get(key).ok_or_else(|| Error::Internal(format!("unknown permission {key}")))
+}

@@ -1,0 +1,23 @@
+//! Common library of the workspace's gRPC services (`identity-svc`, `portal-sync-svc`).
+//!
+//! Everything both services need in exactly the same shape lives here, so that they look and
+//! behave the same to operators and clients:
+//!
+//! * [`proto`] — code generated once from every `.proto` under `proto/`, plus the encoded
+//!   descriptor set served by reflection.
+//! * [`server`] — the server bootstrap: health, reflection (v1 and v1alpha), request timeout,
+//!   a server-wide concurrency limit, per-method metrics and graceful shutdown.
+//! * [`telemetry`] and [`metrics`] — logging setup and the Prometheus exporter.
+//! * [`errors`] — rich `google.rpc` error details (`BadRequest`, `ErrorInfo`) on `Status`.
+//! * [`page_token`] — opaque pagination tokens and page-size clamping (AIP-158).
+//! * [`auth`] — bearer-token extraction and a `Secret` that never prints itself.
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod errors;
+pub mod metrics;
+pub mod page_token;
+pub mod proto;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,442 @@
+//! Server bootstrap shared by both services, so they look the same to operators and clients.
+//!
+//! [`serve`] takes a bound listener and the service's own [`Routes`] and adds what every
+//! service needs:
+//!
+//! * `grpc.health.v1.Health` — every named service and the whole server (`""`) report
+//!   `SERVING`; when the shutdown future completes they switch to `NOT_SERVING` *before* the
+//!   server stops accepting and drains in-flight calls, so load balancers and watchers stop
+//!   routing traffic here first.
+//! * `grpc.reflection.v1` **and** `v1alpha` — grpcurl 1.8.6, Postman and evans only speak
+//!   v1alpha. Besides our own descriptors they serve the health and `google.rpc` descriptors,
+//!   which grpcurl needs to print `BadRequest`/`ErrorInfo` error details.
+//! * tonic's request timeout (answers `CANCELLED`, honours a shorter client `grpc-timeout`).
+//! * one concurrency limit for the whole server (tonic's own limit is per connection, so a
+//!   client opening many connections would bypass it).
+//! * per-method metrics: `grpc_requests_total{method, code}` and
+//!   `grpc_request_duration_seconds{method}` (see [`serve`] for what `code` can and cannot see).
+//! * a `grpc_request` tracing span per call carrying the method path.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Code;
+use tonic::codegen::http;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{Layer, Service};
+
+use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
+
+/// Tunables of the gRPC server, meant to be embedded in a service's configuration.
+///
+/// Every field has a default, so an empty configuration section is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcSettings {
+    /// Server-side deadline for each call, in seconds (default 30). A client's shorter
+    /// `grpc-timeout` wins. Expired calls are answered with `CANCELLED`.
+    pub request_timeout_secs: u64,
+    /// Calls handled at the same time across all connections (default 1024); further calls
+    /// wait for a free slot. `0` disables the limit.
+    pub concurrency_limit: usize,
+}
+
+impl GrpcSettings {
+    /// [`request_timeout_secs`](Self::request_timeout_secs) as a [`Duration`].
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: 30,
+            concurrency_limit: 1024,
+        }
+    }
+}
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A descriptor set could not be loaded into the reflection service (a build defect).
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed while serving.
+    #[error("gRPC transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `routes` plus health and reflection on `listener` until `shutdown` completes, then
+/// reports `NOT_SERVING`, stops accepting and waits for in-flight calls to finish.
+///
+/// `service_names` are the fully qualified names of the services in `routes` (for example
+/// `UserServiceServer::<T>::NAME` via `tonic::server::NamedService`); each gets its own
+/// health status.
+///
+/// About the `code` label of `grpc_requests_total`: it is read from the response *headers*,
+/// which is exact for unary calls (tonic sends a handler's error as a trailers-only response,
+/// and success as `0` in the trailers). An error that a streaming call reports after it has
+/// started streaming is only in the trailers and is counted as `0`. Calls abandoned before a
+/// response (server timeout, client gone) are counted as `1` (`CANCELLED`). Calls answered
+/// `UNIMPLEMENTED` are labelled `method="unknown"`, so that probing random paths cannot blow
+/// up the number of series.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    service_names: &[&'static str],
+    settings: &GrpcSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    for name in service_names {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+
+    let names = service_names.to_vec();
+    let signal = async move {
+        shutdown.await;
+        for name in names.iter().copied().chain([""]) {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!("shutdown requested: health is NOT_SERVING, draining in-flight calls");
+    };
+
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, services = ?service_names, "gRPC server listening");
+    }
+    // `serve_with_incoming*` ignores the builder's TCP settings (`tcp_nodelay` included), so
+    // the option is applied to each accepted socket here.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        conn
+    });
+
+    let limit = match settings.concurrency_limit {
+        0 => tokio::sync::Semaphore::MAX_PERMITS,
+        n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+    };
+
+    Server::builder()
+        .tcp_nodelay(true)
+        .timeout(settings.request_timeout())
+        .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
+        // Outermost first: metrics see every call, including time spent waiting for a slot.
+        .layer(MetricsLayer)
+        .layer(GlobalConcurrencyLimitLayer::new(limit))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await?;
+    tracing::info!("gRPC server stopped");
+    Ok(())
+}
+
+/// Reflection over our descriptors plus the health and `google.rpc` ones (used by error
+/// details). Duplicate files across the sets are fine: the first registration wins.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Tower layer recording per-method call counts and latencies (see [`serve`]).
+#[derive(Debug, Clone, Copy)]
+struct MetricsLayer;
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MetricsService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for MetricsService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let mut call = CallRecord::start(req.uri().path());
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let result = response.await;
+            call.finish(match &result {
+                Ok(response) => grpc_status(response.headers()),
+                // Our inner stack (tonic `Routes`) is infallible; anything else would be turned
+                // into a status by tonic that we cannot see from here.
+                Err(_) => Code::Unknown,
+            });
+            result
+        })
+    }
+}
+
+/// The `grpc-status` of a response as far as the headers tell: present for trailers-only
+/// (error) responses, otherwise `OK` (the real status follows in the trailers).
+fn grpc_status(headers: &http::HeaderMap) -> Code {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map_or(Code::Ok, Code::from_i32)
+}
+
+/// One call in flight; records itself as `CANCELLED` if dropped before [`CallRecord::finish`].
+struct CallRecord {
+    method: Option<String>,
+    started: Instant,
+}
+
+impl CallRecord {
+    fn start(method: &str) -> Self {
+        Self {
+            method: Some(method.to_owned()),
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(&mut self, code: Code) {
+        let Some(method) = self.method.take() else {
+            return;
+        };
+        let method = if code == Code::Unimplemented {
+            "unknown".to_owned()
+        } else {
+            method
+        };
+        let code = code_label(code);
+        ::metrics::histogram!(REQUEST_DURATION_SECONDS, "method" => method.clone())
+            .record(self.started.elapsed().as_secs_f64());
+        ::metrics::counter!(REQUESTS_TOTAL, "method" => method, "code" => code).increment(1);
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        // Still set: the response future was dropped (tonic's timeout fired or the client left).
+        self.finish(Code::Cancelled);
+    }
+}
+
+/// The numeric gRPC status code as a static label value.
+fn code_label(code: Code) -> &'static str {
+    const LABELS: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    usize::try_from(code as i32)
+        .ok()
+        .and_then(|i| LABELS.get(i).copied())
+        .unwrap_or("2")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus as Pb};
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    #[test]
+    fn settings_defaults_apply_to_missing_fields() {
+        let s: GrpcSettings = serde_json::from_str(r#"{"concurrency_limit": 8}"#).unwrap();
+        assert_eq!(s.request_timeout(), Duration::from_secs(30));
+        assert_eq!(s.concurrency_limit, 8);
+        assert_eq!(GrpcSettings::default().concurrency_limit, 1024);
+    }
+
+    #[test]
+    fn status_codes_from_headers() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(grpc_status(&headers), Code::Ok);
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        assert_eq!(grpc_status(&headers), Code::InvalidArgument);
+        assert_eq!(code_label(Code::InvalidArgument), "3");
+        assert_eq!(code_label(Code::Unauthenticated), "16");
+    }
+
+    #[test]
+    fn call_records_label_codes_cancellations_and_unknown_methods() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            CallRecord::start("/a.v1.A/Get").finish(Code::NotFound);
+            drop(CallRecord::start("/a.v1.A/Slow"));
+            CallRecord::start("/random/path").finish(Code::Unimplemented);
+        });
+        let text = handle.render();
+        for line in [
+            r#"grpc_requests_total{method="/a.v1.A/Get",code="5"} 1"#,
+            r#"grpc_requests_total{method="/a.v1.A/Slow",code="1"} 1"#,
+            r#"grpc_requests_total{method="unknown",code="12"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("/random/path"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn serves_health_and_reflection_and_reports_not_serving_on_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(
+                listener,
+                Routes::default(),
+                &["test.v1.Dummy"],
+                &GrpcSettings::default(),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
+
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel.clone());
+        let mut statuses = std::collections::HashMap::<&str, i32>::new();
+        for service in ["", "test.v1.Dummy"] {
+            let response = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap();
+            statuses.insert(service, response.into_inner().status);
+        }
+        assert!(
+            statuses.values().all(|s| *s == Pb::Serving as i32),
+            "{statuses:?}"
+        );
+
+        // grpcurl 1.8.6 path: v1alpha reflection lists health and both reflection services.
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection response: {response:?}");
+        };
+        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_owned()),
+            "{names:?}"
+        );
+        drop(responses);
+
+        // google.rpc descriptors are served so grpcurl can print error details.
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "google.rpc.BadRequest".into(),
+            )),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        assert!(
+            matches!(
+                response.message_response,
+                Some(MessageResponse::FileDescriptorResponse(_))
+            ),
+            "{response:?}"
+        );
+        drop(responses);
+
+        // Unknown methods are answered UNIMPLEMENTED (and counted under method="unknown").
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let err = grpc
+            .unary::<(), (), _>(
+                tonic::Request::new(()),
+                http::uri::PathAndQuery::from_static("/nope.v1.Nope/Nothing"),
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: "test.v1.Dummy".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            watch.message().await.unwrap().unwrap().status,
+            Pb::Serving as i32
+        );
+        stop.send(()).unwrap();
+        assert_eq!(
+            watch.message().await.unwrap().unwrap().status,
+            Pb::NotServing as i32
+        );
+        drop(watch);
+        drop(health);
+        drop(reflection);
+        drop(grpc);
+        drop(channel);
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
