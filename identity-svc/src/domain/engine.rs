@@ -278,3 +278,158 @@ pub fn holders(
     }
     (out, false)
 }
+
+/// Whether `principal` has `key` in `stage` at organization scope or on at least one app.
+pub fn has_anywhere_in_stage(
+    state: &OrgState,
+    principal: Principal,
+    key: &str,
+    stage: &str,
+) -> bool {
+    effective(state, principal)
+        .iter()
+        .any(|e| e.permission == key && e.stages.as_ref().is_none_or(|s| s.contains(stage)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::email::Email;
+    use crate::domain::model::{
+        Assignment, Grant, Organization, Stage, StagePurpose, User, UserState,
+    };
+    use crate::domain::state::OrgState;
+
+    fn org() -> OrgState {
+        let mut st = OrgState::new(Organization {
+            id: Uuid::new_v4(),
+            display_name: "o".into(),
+            create_time: 0,
+            update_time: 0,
+            rev: 1,
+        });
+        for (i, (k, p)) in [
+            ("development", StagePurpose::Development),
+            ("qa", StagePurpose::NonProduction),
+            ("production", StagePurpose::Production),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            st.insert(crate::domain::model::Entity::Stage(Stage {
+                key: k.into(),
+                display_name: k.into(),
+                order: u32::try_from(i).unwrap(),
+                purpose: p,
+                rev: 1,
+            }));
+        }
+        for r in crate::service::ops::built_in_roles(0) {
+            st.insert(crate::domain::model::Entity::Role(r));
+        }
+        st
+    }
+
+    fn user(st: &mut OrgState, state: UserState) -> Principal {
+        let id = Uuid::new_v4();
+        st.insert(crate::domain::model::Entity::User(User {
+            id,
+            email: Email::parse(&format!("{id}@x.com")).unwrap(),
+            display_name: String::new(),
+            state,
+            registered: true,
+            create_time: 0,
+            update_time: 0,
+            rev: 1,
+        }));
+        Principal::User(id)
+    }
+
+    fn role(st: &mut OrgState, grants: Vec<Grant>) -> String {
+        let id = Uuid::new_v4().to_string();
+        st.insert(crate::domain::model::Entity::Role(Role {
+            id: id.clone(),
+            display_name: id.clone(),
+            description: String::new(),
+            built_in: false,
+            all_permissions: false,
+            grants,
+            create_time: 0,
+            update_time: 0,
+            rev: 1,
+        }));
+        id
+    }
+
+    fn assign(st: &mut OrgState, p: Principal, role: &str, scope: ScopeKey) {
+        st.insert(crate::domain::model::Entity::Assignment(Assignment {
+            principal: p,
+            scope,
+            role: role.into(),
+            create_time: 0,
+        }));
+    }
+
+    fn in_stage(st: &OrgState, p: Principal, stage: &str) -> BTreeSet<&'static str> {
+        effective(st, p)
+            .into_iter()
+            .filter(|e| e.stages.as_ref().is_none_or(|s| s.contains(stage)))
+            .map(|e| e.permission)
+            .collect()
+    }
+
+    #[test]
+    fn change_in_development_gives_exactly_change_debug_deploy_there_and_nothing_elsewhere() {
+        let mut st = org();
+        let r = role(
+            &mut st,
+            vec![Grant {
+                permission: "asset.change".into(),
+                stages: Some(BTreeSet::from(["development".into()])),
+            }],
+        );
+        let u = user(&mut st, UserState::Active);
+        assign(&mut st, u, &r, ScopeKey::Organization);
+        assert_eq!(
+            in_stage(&st, u, "development"),
+            BTreeSet::from(["asset.change", "asset.debug", "release.deploy_assets"])
+        );
+        assert!(in_stage(&st, u, "qa").is_empty());
+        assert!(in_stage(&st, u, "production").is_empty());
+        let d = decide(
+            &st,
+            u,
+            catalog::get("asset.debug").unwrap(),
+            Some("development"),
+            None,
+        );
+        assert_eq!(d.reasons[0].chain, vec!["asset.change", "asset.debug"]);
+    }
+
+    #[test]
+    fn app_scope_adds_only_app_scopable_permissions_on_that_app() {
+        let mut st = org();
+        let u = user(&mut st, UserState::Active);
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        assign(&mut st, u, "developer", ScopeKey::Organization);
+        assign(&mut st, u, "administrator", ScopeKey::App(a));
+        let edit = catalog::get("config.edit_asset").unwrap();
+        assert!(decide(&st, u, edit, Some("production"), Some(a)).allowed);
+        assert!(!decide(&st, u, edit, Some("production"), Some(b)).allowed);
+        assert!(!has(&st, u, "users.manage", None, Some(a)));
+    }
+
+    #[test]
+    fn inactive_principals_have_nothing() {
+        let mut st = org();
+        let u = user(&mut st, UserState::Inactive);
+        assign(&mut st, u, "administrator", ScopeKey::Organization);
+        assert!(!has(&st, u, "users.manage", None, None));
+        assert!(effective(&st, u).is_empty());
+    }
+}

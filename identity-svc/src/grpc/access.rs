@@ -1,1 +1,551 @@
-//! placeholder
+//! `identity.v1.Access`.
+
+use shared::proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{
+    Admitted, Api, convert, page_cursor, page_size, parse_principal, parse_scope, respond,
+    to_status,
+};
+use crate::domain::catalog::{self, PermissionDef, keys};
+use crate::domain::engine;
+use crate::domain::model::{Principal, ScopeKey};
+use crate::domain::names;
+use crate::domain::state::OrgState;
+use crate::method;
+use crate::service::auth::{Need, principal_name};
+use crate::service::error::{Error, Violations};
+use crate::service::ops;
+
+fn principal_field(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Principal> {
+    v.check(
+        field,
+        parse_principal(org, name)
+            .ok_or("must be organizations/{organization}/users/{user} or .../serviceAccounts/{account} of this organization"),
+    )
+}
+
+/// A checked permission query: the permission, the stage key and the app.
+struct Query {
+    def: &'static PermissionDef,
+    stage: Option<String>,
+    app: Option<Uuid>,
+}
+
+fn query(v: &mut Violations, org: Uuid, permission: &str, stage: &str, app: &str) -> Option<Query> {
+    let def = v.check(
+        "permission",
+        catalog::resolve(permission.trim()).ok_or("unknown permission key"),
+    );
+    let stage = if stage.is_empty() {
+        None
+    } else {
+        v.check(
+            "stage",
+            names::stage(stage)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, k)| k)
+                .ok_or("must be organizations/{organization}/stages/{stage}"),
+        )
+    };
+    let app = if app.is_empty() {
+        None
+    } else {
+        v.check(
+            "app",
+            names::app(app)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, a)| a)
+                .ok_or("must be organizations/{organization}/apps/{app}"),
+        )
+    };
+    let def = def?;
+    if def.stage_scopable && stage.is_none() {
+        v.add(
+            "stage",
+            format!("{} is limited per stage: name the stage to check", def.key),
+        );
+        return None;
+    }
+    Some(Query {
+        def,
+        stage: if def.stage_scopable { stage } else { None },
+        app,
+    })
+}
+
+/// Checks that the stage and app of a query exist.
+fn exists(st: &OrgState, q: &Query) -> Result<(), Error> {
+    if let Some(s) = &q.stage {
+        ops::stage(st, s)?;
+    }
+    if let Some(a) = q.app {
+        ops::app(st, a)?;
+    }
+    Ok(())
+}
+
+/// Who may look at `subject`'s access: themselves, or users.view_members, or a service account.
+fn inspect(subject: Principal) -> Need {
+    Need::Any(vec![
+        Need::Is(subject),
+        Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
+        Need::ServiceAccount,
+    ])
+}
+
+impl Api {
+    fn subject<T>(&self, a: &Admitted<T>, v: &mut Violations, name: &str) -> Option<Principal> {
+        if name.is_empty() {
+            let p = a.entry.principal();
+            if p.is_none() {
+                v.add(
+                    "principal",
+                    "is required when the caller is not a principal",
+                );
+            }
+            p
+        } else {
+            principal_field(v, "principal", a.org, name)
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::access_server::Access for Api {
+    async fn assign_role(
+        &self,
+        request: Request<pb::AssignRoleRequest>,
+    ) -> Result<Response<pb::RoleAssignment>, Status> {
+        let a = self
+            .enter(request, method!("Access/AssignRole"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let mut v = Violations::new();
+        let p = principal_field(&mut v, "principal", a.org, &a.req.principal);
+        let role = v.check(
+            "role",
+            ops::role_id_of(a.org, &a.req.role)
+                .ok_or("must be organizations/{organization}/roles/{role}"),
+        );
+        let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
+        v.finish().map_err(to_status)?;
+        let (Some(p), Some(role), Some(scope)) = (p, role, scope) else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| ops::assign_role(d, p, &role, scope))
+            .await
+            .map_err(to_status)?;
+        Ok(respond(convert::assignment(a.org, &c.value), c.seq))
+    }
+
+    async fn revoke_role(
+        &self,
+        request: Request<pb::RevokeRoleRequest>,
+    ) -> Result<Response<pb::RevokeRoleResponse>, Status> {
+        let a = self
+            .enter(request, method!("Access/RevokeRole"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let mut v = Violations::new();
+        let p = principal_field(&mut v, "principal", a.org, &a.req.principal);
+        let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
+        v.finish().map_err(to_status)?;
+        let (Some(p), Some(scope)) = (p, scope) else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| ops::revoke_role(d, p, scope))
+            .await
+            .map_err(to_status)?;
+        Ok(respond(pb::RevokeRoleResponse {}, c.seq))
+    }
+
+    async fn list_role_assignments(
+        &self,
+        request: Request<pb::ListRoleAssignmentsRequest>,
+    ) -> Result<Response<pb::ListRoleAssignmentsResponse>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Access/ListRoleAssignments"),
+                "parent",
+                |r| &r.parent,
+            )
+            .await?;
+        let mut v = Violations::new();
+        let p = if a.req.principal.is_empty() {
+            None
+        } else {
+            principal_field(&mut v, "principal", a.org, &a.req.principal)
+        };
+        let role = if a.req.role.is_empty() {
+            None
+        } else {
+            v.check(
+                "role",
+                ops::role_id_of(a.org, &a.req.role)
+                    .ok_or("must be organizations/{organization}/roles/{role}"),
+            )
+        };
+        let size = page_size(&mut v, "page_size", a.req.page_size);
+        let after: Option<(Principal, ScopeKey)> =
+            page_cursor(&mut v, "page_token", &a.req.page_token);
+        v.finish().map_err(to_status)?;
+        let st = a.handle.read();
+        let need = match p {
+            Some(p) => Need::Any(vec![
+                Need::Is(p),
+                Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
+            ]),
+            None => Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
+        };
+        a.entry.require(&st, &need).map_err(to_status)?;
+        let mut out = Vec::new();
+        let mut more = false;
+        'outer: for (principal, by_scope) in &st.assignments {
+            if p.is_some_and(|p| p != *principal) {
+                continue;
+            }
+            for (scope, x) in by_scope {
+                if after.is_some_and(|a| (*principal, *scope) <= a)
+                    || role.as_ref().is_some_and(|r| *r != x.role)
+                {
+                    continue;
+                }
+                if out.len() == size {
+                    more = true;
+                    break 'outer;
+                }
+                out.push(x);
+            }
+        }
+        let next_page_token = if more {
+            out.last()
+                .map(|x| shared::page_token::encode(&(x.principal, x.scope)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let role_assignments = out
+            .into_iter()
+            .map(|x| convert::assignment(a.org, x))
+            .collect();
+        Ok(respond(
+            pb::ListRoleAssignmentsResponse {
+                role_assignments,
+                next_page_token,
+            },
+            st.seq,
+        ))
+    }
+
+    async fn grant_end_user_role(
+        &self,
+        request: Request<pb::GrantEndUserRoleRequest>,
+    ) -> Result<Response<pb::EndUserRoleGrant>, Status> {
+        let a = self
+            .enter(request, method!("Access/GrantEndUserRole"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let (user, role, stage) = self.end_user_grant(&a, a.req.grant.as_ref())?;
+        let auth = {
+            let st = a.handle.read();
+            let app = st.end_user_roles.get(&role).map(|r| r.app);
+            a.entry
+                .require(
+                    &st,
+                    &Need::Perm(keys::END_USERS_MANAGE_ACCESS, Some(stage.clone()), app),
+                )
+                .map_err(to_status)?
+        };
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::grant_end_user_role(d, user, role, &stage)
+            })
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(
+            pb::EndUserRoleGrant {
+                user: names::fmt::user(a.org, user),
+                end_user_role: convert::end_user_role_name(&st, role),
+                stage: names::fmt::stage(a.org, &stage),
+            },
+            c.seq,
+        ))
+    }
+
+    async fn revoke_end_user_role(
+        &self,
+        request: Request<pb::RevokeEndUserRoleRequest>,
+    ) -> Result<Response<pb::RevokeEndUserRoleResponse>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Access/RevokeEndUserRole"),
+                "parent",
+                |r| &r.parent,
+            )
+            .await?;
+        let (user, role, stage) = self.end_user_grant(&a, a.req.grant.as_ref())?;
+        let auth = {
+            let st = a.handle.read();
+            let app = st.end_user_roles.get(&role).map(|r| r.app);
+            a.entry
+                .require(
+                    &st,
+                    &Need::Perm(keys::END_USERS_MANAGE_ACCESS, Some(stage.clone()), app),
+                )
+                .map_err(to_status)?
+        };
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::revoke_end_user_role(d, user, role, &stage)
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(respond(pb::RevokeEndUserRoleResponse {}, c.seq))
+    }
+
+    async fn check_permission(
+        &self,
+        request: Request<pb::CheckPermissionRequest>,
+    ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
+        let a = self
+            .enter(request, method!("Access/CheckPermission"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let mut v = Violations::new();
+        let subject = self.subject(&a, &mut v, &a.req.principal);
+        let q = query(&mut v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
+        v.finish().map_err(to_status)?;
+        let (Some(subject), Some(q)) = (subject, q) else {
+            return Err(Status::internal("unreachable"));
+        };
+        let st = a.handle.read();
+        a.entry.require(&st, &inspect(subject)).map_err(to_status)?;
+        ops::principal(&st, subject).map_err(to_status)?;
+        exists(&st, &q).map_err(to_status)?;
+        let d = engine::decide(&st, subject, q.def, q.stage.as_deref(), q.app);
+        Ok(respond(
+            pb::CheckPermissionResponse {
+                allowed: d.allowed,
+                reasons: d
+                    .reasons
+                    .iter()
+                    .map(|r| convert::reason(a.org, r))
+                    .collect(),
+                denial_reason: d.denial.unwrap_or_default(),
+            },
+            st.seq,
+        ))
+    }
+
+    async fn list_effective_permissions(
+        &self,
+        request: Request<pb::ListEffectivePermissionsRequest>,
+    ) -> Result<Response<pb::ListEffectivePermissionsResponse>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Access/ListEffectivePermissions"),
+                "parent",
+                |r| &r.parent,
+            )
+            .await?;
+        let mut v = Violations::new();
+        let subject = self.subject(&a, &mut v, &a.req.principal);
+        v.finish().map_err(to_status)?;
+        let Some(subject) = subject else {
+            return Err(Status::internal("unreachable"));
+        };
+        let st = a.handle.read();
+        a.entry.require(&st, &inspect(subject)).map_err(to_status)?;
+        ops::principal(&st, subject).map_err(to_status)?;
+        let permissions = engine::effective(&st, subject)
+            .into_iter()
+            .map(|e| pb::EffectivePermission {
+                permission: e.permission.to_owned(),
+                scope: Some(convert::scope(a.org, e.scope)),
+                stages: e
+                    .stages
+                    .iter()
+                    .flatten()
+                    .map(|s| names::fmt::stage(a.org, s))
+                    .collect(),
+                reasons: e
+                    .reasons
+                    .iter()
+                    .map(|r| convert::reason(a.org, r))
+                    .collect(),
+            })
+            .collect();
+        Ok(respond(
+            pb::ListEffectivePermissionsResponse {
+                active: st.is_active(subject),
+                permissions,
+            },
+            st.seq,
+        ))
+    }
+
+    async fn list_permission_holders(
+        &self,
+        request: Request<pb::ListPermissionHoldersRequest>,
+    ) -> Result<Response<pb::ListPermissionHoldersResponse>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Access/ListPermissionHolders"),
+                "parent",
+                |r| &r.parent,
+            )
+            .await?;
+        let mut v = Violations::new();
+        let q = query(&mut v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
+        let size = page_size(&mut v, "page_size", a.req.page_size);
+        let after: Option<Principal> = page_cursor(&mut v, "page_token", &a.req.page_token);
+        v.finish().map_err(to_status)?;
+        let Some(q) = q else {
+            return Err(Status::internal("unreachable"));
+        };
+        let st = a.handle.read();
+        let need = Need::Any(vec![
+            Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
+            Need::ServiceAccount,
+        ]);
+        a.entry.require(&st, &need).map_err(to_status)?;
+        exists(&st, &q).map_err(to_status)?;
+        let (page, more) = engine::holders(&st, q.def, q.stage.as_deref(), q.app, after, size);
+        let next_page_token = if more {
+            page.last()
+                .map(|(p, _)| shared::page_token::encode(p))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let holders = page
+            .iter()
+            .map(|(p, reasons)| pb::PermissionHolder {
+                principal: principal_name(a.org, *p),
+                reasons: reasons.iter().map(|r| convert::reason(a.org, r)).collect(),
+            })
+            .collect();
+        Ok(respond(
+            pb::ListPermissionHoldersResponse {
+                holders,
+                next_page_token,
+            },
+            st.seq,
+        ))
+    }
+
+    async fn check_end_user_role(
+        &self,
+        request: Request<pb::CheckEndUserRoleRequest>,
+    ) -> Result<Response<pb::CheckEndUserRoleResponse>, Status> {
+        let a = self
+            .enter(request, method!("Access/CheckEndUserRole"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let grant = pb::EndUserRoleGrant {
+            user: a.req.user.clone(),
+            end_user_role: a.req.end_user_role.clone(),
+            stage: a.req.stage.clone(),
+        };
+        let (user, role, stage) = self.end_user_grant(&a, Some(&grant))?;
+        let st = a.handle.read();
+        let app = ops::end_user_role(&st, role).map_err(to_status)?.app;
+        let need = Need::Any(vec![
+            Need::Is(Principal::User(user)),
+            Need::Perm(keys::END_USERS_VIEW, Some(stage.clone()), Some(app)),
+        ]);
+        a.entry.require(&st, &need).map_err(to_status)?;
+        ops::user(&st, user).map_err(to_status)?;
+        ops::stage(&st, &stage).map_err(to_status)?;
+        let direct = st
+            .end_user_grants
+            .get(&user)
+            .is_some_and(|g| g.contains(&(role, stage.clone())));
+        let groups: Vec<String> = st
+            .user_groups
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(|g| {
+                st.groups.get(g).is_some_and(|g| g.stage == stage)
+                    && st.group_roles.get(g).is_some_and(|r| r.contains(&role))
+            })
+            .map(|g| names::fmt::group(a.org, *g))
+            .collect();
+        let active = st.is_active(Principal::User(user));
+        Ok(respond(
+            pb::CheckEndUserRoleResponse {
+                has_role: active && (direct || !groups.is_empty()),
+                direct,
+                groups,
+                active,
+            },
+            st.seq,
+        ))
+    }
+}
+
+impl Api {
+    /// Decodes a (user, end-user role, stage) triple.
+    fn end_user_grant<T>(
+        &self,
+        a: &Admitted<T>,
+        g: Option<&pb::EndUserRoleGrant>,
+    ) -> Result<(Uuid, Uuid, String), Status> {
+        let g = g.cloned().unwrap_or_default();
+        let mut v = Violations::new();
+        let user = v.check(
+            "grant.user",
+            names::user(&g.user)
+                .filter(|(o, _)| *o == a.org)
+                .map(|(_, u)| u)
+                .ok_or("must be organizations/{organization}/users/{user}"),
+        );
+        let role = match names::end_user_role(&g.end_user_role).filter(|(o, _, _)| *o == a.org) {
+            Some((_, _, r)) => Some(r),
+            None if names::role(&g.end_user_role).is_some() => {
+                v.add("grant.end_user_role", "is an organization role; an end-user role is organizations/{organization}/apps/{app}/endUserRoles/{role}");
+                None
+            }
+            None => {
+                v.add(
+                    "grant.end_user_role",
+                    "must be organizations/{organization}/apps/{app}/endUserRoles/{role}",
+                );
+                None
+            }
+        };
+        let stage = v.check(
+            "grant.stage",
+            names::stage(&g.stage)
+                .filter(|(o, _)| *o == a.org)
+                .map(|(_, s)| s)
+                .ok_or("must be organizations/{organization}/stages/{stage}"),
+        );
+        v.finish().map_err(to_status)?;
+        match (user, role, stage) {
+            (Some(u), Some(r), Some(s)) => Ok((u, r, s)),
+            _ => Err(Status::internal("unreachable")),
+        }
+    }
+}

@@ -1,1 +1,662 @@
-//! placeholder
+//! `identity.v1.Groups`: groups of end-users, each in one stage.
+//!
+//! Every RPC but ListGroups is contextual: the need depends on the group's stage, so the handler
+//! reads the group (or, for CreateGroup, the stage named) before stating it. A group that does
+//! not exist is NOT_FOUND only for a caller who could work with groups in some stage; anyone
+//! else gets PERMISSION_DENIED whether it exists or not (AIP-211).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use shared::proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{
+    Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
+    respond, to_status,
+};
+use crate::domain::catalog::keys;
+use crate::domain::names::{self, fmt};
+use crate::domain::state::OrgState;
+use crate::method;
+use crate::service::auth::{Authorized, Entry, Need};
+use crate::service::error::{Error, Violations};
+use crate::service::ops;
+
+/// Longest group name.
+const NAME_MAX: usize = 100;
+/// Longest group description.
+const DESCRIPTION_MAX: usize = 500;
+
+/// What a call does with a group.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// Read it (GetGroup, ListGroups, ListGroupMembers).
+    View,
+    /// Change it (every mutation).
+    Manage,
+}
+
+impl Access {
+    /// The need in the group's stage.
+    fn need(self, stage: &str) -> Need {
+        let manage = Need::Perm(keys::END_USERS_MANAGE_GROUPS, Some(stage.to_owned()), None);
+        match self {
+            Access::View => Need::Any(vec![
+                Need::Perm(keys::END_USERS_VIEW, Some(stage.to_owned()), None),
+                manage,
+            ]),
+            Access::Manage => manage,
+        }
+    }
+
+    /// The need in some stage: who may learn that a group does not exist.
+    fn anywhere(self) -> Need {
+        match self {
+            Access::View => Need::Any(vec![
+                Need::PermAnywhere(keys::END_USERS_VIEW),
+                Need::PermAnywhere(keys::END_USERS_MANAGE_GROUPS),
+            ]),
+            Access::Manage => Need::PermAnywhere(keys::END_USERS_MANAGE_GROUPS),
+        }
+    }
+}
+
+/// Checks `access` on group `id`: NOT_FOUND for a missing group only when the caller passes the
+/// need in some stage.
+fn authorize(entry: &Entry, st: &OrgState, id: Uuid, access: Access) -> Result<Authorized, Status> {
+    if let Some(g) = st.groups.get(&id) {
+        return entry.require(st, &access.need(&g.stage)).map_err(to_status);
+    }
+    entry.require(st, &access.anywhere()).map_err(to_status)?;
+    Err(to_status(Error::NotFound(fmt::group(st.org.id, id))))
+}
+
+/// The id of a group name of organization `org`.
+fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
+    v.check(
+        field,
+        names::group(name)
+            .filter(|(o, _)| *o == org)
+            .map(|(_, g)| g)
+            .ok_or("must be organizations/{organization}/groups/{group} of this organization"),
+    )
+}
+
+/// Names that parsed but belong to another organization: NOT_FOUND here (reported after the
+/// authorization check, so they reveal nothing to a caller who may not act).
+#[derive(Debug, Default)]
+struct Foreign(Option<String>);
+
+impl Foreign {
+    fn note(&mut self, name: &str) {
+        if self.0.is_none() {
+            self.0 = Some(name.to_owned());
+        }
+    }
+
+    fn check(self) -> Result<(), Status> {
+        match self.0 {
+            Some(name) => Err(to_status(Error::NotFound(name))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The user ids of `users` (a non-empty list of user names).
+fn user_ids(v: &mut Violations, foreign: &mut Foreign, org: Uuid, users: &[String]) -> Vec<Uuid> {
+    if users.is_empty() {
+        v.add("users", "must name at least one user");
+    }
+    let mut out = Vec::with_capacity(users.len());
+    for (i, name) in users.iter().enumerate() {
+        match names::user(name) {
+            Some((o, u)) if o == org => out.push(u),
+            Some(_) => foreign.note(name),
+            None => v.add(
+                format!("users[{i}]"),
+                "must be organizations/{organization}/users/{user}",
+            ),
+        }
+    }
+    out
+}
+
+/// An end-user role name: `(app, role)`. An organization role gets its own explanation.
+fn end_user_role(
+    v: &mut Violations,
+    foreign: &mut Foreign,
+    field: &str,
+    org: Uuid,
+    name: &str,
+) -> Option<(Uuid, Uuid)> {
+    match names::end_user_role(name) {
+        Some((o, app, role)) if o == org => return Some((app, role)),
+        Some(_) => foreign.note(name),
+        None if names::role(name).is_some() => v.add(
+            field,
+            "a group holds only end-user roles, not organization roles",
+        ),
+        None => v.add(
+            field,
+            "must be organizations/{organization}/apps/{app}/endUserRoles/{role}",
+        ),
+    }
+    None
+}
+
+/// NOT_FOUND unless end-user role `role` exists and is a role of `app`.
+fn check_role_app(st: &OrgState, app: Uuid, role: Uuid) -> Result<(), Error> {
+    match st.end_user_roles.get(&role) {
+        Some(r) if r.app == app => Ok(()),
+        _ => Err(Error::NotFound(fmt::end_user_role(st.org.id, app, role))),
+    }
+}
+
+/// The group as it is now, with the consistency token `seq`.
+fn group_reply(st: &OrgState, id: Uuid, seq: u64) -> Result<Response<pb::Group>, Status> {
+    let g = ops::group(st, id).map_err(to_status)?;
+    Ok(respond(convert::group(st, g), seq))
+}
+
+/// Position in ListGroups: the last group of the previous page, and the stage filter it was
+/// made for.
+#[derive(Debug, Serialize, Deserialize)]
+struct GroupCursor {
+    name: String,
+    id: Uuid,
+    stage: String,
+}
+
+/// Position in ListGroupMembers: the last member of the previous page, and the group.
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberCursor {
+    email: String,
+    id: Uuid,
+    group: Uuid,
+}
+
+impl Api {
+    /// Authorizes a change of group `id`, runs `f` as one mutation and answers the group after
+    /// it.
+    async fn change_group<T: Sync>(
+        &self,
+        a: &Admitted<T>,
+        id: Uuid,
+        foreign: Foreign,
+        f: impl FnMut(&mut crate::service::core::Draft<'_>) -> Result<(), Error> + Send,
+    ) -> Result<Response<pb::Group>, Status> {
+        let auth = authorize(&a.entry, &a.handle.read(), id, Access::Manage)?;
+        foreign.check()?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, f)
+            .await
+            .map_err(to_status)?;
+        group_reply(&a.handle.read(), id, c.seq)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::groups_server::Groups for Api {
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(request, method!("Groups/CreateGroup"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let g = a.req.group.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        if names::org(&a.req.parent).is_none() {
+            v.add("parent", "must be organizations/{organization}");
+        }
+        let name = required_text(&mut v, "group.display_name", &g.display_name, NAME_MAX);
+        let description =
+            optional_text(&mut v, "group.description", &g.description, DESCRIPTION_MAX);
+        let stage = if g.stage.is_empty() {
+            v.add("group.stage", "is required");
+            None
+        } else {
+            v.check(
+                "group.stage",
+                names::stage(&g.stage).ok_or("must be organizations/{organization}/stages/{stage}"),
+            )
+        };
+        v.finish().map_err(to_status)?;
+        let Some((stage_org, key)) = stage else {
+            return Err(Status::internal("unreachable"));
+        };
+        if stage_org != a.org {
+            return Err(to_status(Error::NotFound(g.stage.clone())));
+        }
+        let auth = {
+            let st = a.handle.read();
+            ops::stage(&st, &key).map_err(to_status)?;
+            a.entry
+                .require(&st, &Access::Manage.need(&key))
+                .map_err(to_status)?
+        };
+        let request_id = (!a.req.request_id.is_empty()).then_some(a.req.request_id.as_str());
+        if let Some(rid) = request_id {
+            let found = self
+                .core
+                .store
+                .find_request(a.org, rid)
+                .await
+                .map_err(|e| to_status(e.into()))?;
+            if let Some(target) = found {
+                // A retry: the group the first request created, as it is now.
+                let Some(id) = names::group(&target)
+                    .filter(|(o, _)| *o == a.org)
+                    .map(|(_, id)| id)
+                else {
+                    return Err(to_status(Error::field(
+                        "request_id",
+                        "was already used by a request that did not create a group",
+                    )));
+                };
+                let st = a.handle.read();
+                return group_reply(&st, id, st.seq);
+            }
+        }
+        let c = self
+            .core
+            .mutate(&auth, a.org, request_id, |d| {
+                ops::create_group(d, name.clone(), description.clone(), key.clone())
+            })
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        let reply = match st.groups.get(&c.value.id) {
+            Some(now) => convert::group(&st, now),
+            None => convert::group(&st, &c.value),
+        };
+        Ok(respond(reply, c.seq))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(request, method!("Groups/GetGroup"), "name", |r| &r.name)
+            .await?;
+        let mut v = Violations::new();
+        let id = group_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let st = a.handle.read();
+        authorize(&a.entry, &st, id, Access::View)?;
+        group_reply(&st, id, st.seq)
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let a = self
+            .enter(request, method!("Groups/ListGroups"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        a.entry.authorized().map_err(to_status)?;
+        let mut v = Violations::new();
+        if names::org(&a.req.parent).is_none() {
+            v.add("parent", "must be organizations/{organization}");
+        }
+        let stage = if a.req.stage.is_empty() {
+            None
+        } else {
+            v.check(
+                "stage",
+                names::stage(&a.req.stage)
+                    .filter(|(o, _)| *o == a.org)
+                    .map(|(_, k)| k)
+                    .ok_or(
+                        "must be organizations/{organization}/stages/{stage} of this organization",
+                    ),
+            )
+        };
+        let size = page_size(&mut v, "page_size", a.req.page_size);
+        let after: Option<GroupCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
+        if after.as_ref().is_some_and(|c| c.stage != a.req.stage) {
+            v.add("page_token", "was made for a different stage filter");
+        }
+        v.finish().map_err(to_status)?;
+        let st = a.handle.read();
+        let mut visible: HashMap<&str, bool> = HashMap::new();
+        let mut rows: Vec<(String, Uuid, &crate::domain::model::Group)> = st
+            .groups
+            .values()
+            .filter(|g| stage.as_ref().is_none_or(|s| *s == g.stage))
+            .filter(|g| {
+                *visible
+                    .entry(g.stage.as_str())
+                    .or_insert_with(|| a.entry.would(&st, &Access::View.need(&g.stage)))
+            })
+            .map(|g| (g.display_name.to_lowercase(), g.id, g))
+            .filter(|(name, id, _)| after.as_ref().is_none_or(|c| (name, id) > (&c.name, &c.id)))
+            .collect();
+        rows.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+        let next_page_token = match (
+            rows.len() > size,
+            size.checked_sub(1).and_then(|i| rows.get(i)),
+        ) {
+            (true, Some((name, id, _))) => shared::page_token::encode(&GroupCursor {
+                name: name.clone(),
+                id: *id,
+                stage: a.req.stage.clone(),
+            }),
+            _ => String::new(),
+        };
+        let groups = rows
+            .iter()
+            .take(size)
+            .map(|(_, _, g)| convert::group(&st, g))
+            .collect();
+        Ok(respond(
+            pb::ListGroupsResponse {
+                groups,
+                next_page_token,
+            },
+            st.seq,
+        ))
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(request, method!("Groups/UpdateGroup"), "group.name", |r| {
+                r.group.as_ref().map_or("", |g| g.name.as_str())
+            })
+            .await?;
+        let g = a.req.group.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        let id = group_id(&mut v, "group.name", a.org, &g.name);
+        // The stage is fixed at creation: say so rather than list the allowed paths.
+        let mut mask = a.req.update_mask.clone();
+        if let Some(m) = mask.as_mut()
+            && m.paths.iter().any(|p| p == "stage")
+        {
+            v.add(
+                "update_mask",
+                "\"stage\" cannot be updated: a group's stage is set at creation and never changes",
+            );
+            m.paths.retain(|p| p != "stage");
+        }
+        let paths = mask_paths(&mut v, mask.as_ref(), &["display_name", "description"]);
+        let has = |p: &str| paths.iter().any(|x| x == p);
+        let name = has("display_name")
+            .then(|| required_text(&mut v, "group.display_name", &g.display_name, NAME_MAX));
+        let description = has("description")
+            .then(|| optional_text(&mut v, "group.description", &g.description, DESCRIPTION_MAX));
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        self.change_group(&a, id, Foreign::default(), |d| {
+            ops::update_group(d, id, name.clone(), description.clone(), etag(&g.etag)).map(drop)
+        })
+        .await
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let a = self
+            .enter(request, method!("Groups/DeleteGroup"), "name", |r| &r.name)
+            .await?;
+        let mut v = Violations::new();
+        let id = group_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = authorize(&a.entry, &a.handle.read(), id, Access::Manage)?;
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::delete_group(d, id, etag(&a.req.etag))
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(respond(pb::DeleteGroupResponse {}, c.seq))
+    }
+
+    async fn add_group_members(
+        &self,
+        request: Request<pb::AddGroupMembersRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(request, method!("Groups/AddGroupMembers"), "group", |r| {
+                &r.group
+            })
+            .await?;
+        let mut v = Violations::new();
+        let mut foreign = Foreign::default();
+        let id = group_id(&mut v, "group", a.org, &a.req.group);
+        let users = user_ids(&mut v, &mut foreign, a.org, &a.req.users);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        self.change_group(&a, id, foreign, |d| ops::add_members(d, id, &users))
+            .await
+    }
+
+    async fn remove_group_members(
+        &self,
+        request: Request<pb::RemoveGroupMembersRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Groups/RemoveGroupMembers"),
+                "group",
+                |r| &r.group,
+            )
+            .await?;
+        let mut v = Violations::new();
+        let mut foreign = Foreign::default();
+        let id = group_id(&mut v, "group", a.org, &a.req.group);
+        let users = user_ids(&mut v, &mut foreign, a.org, &a.req.users);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        self.change_group(&a, id, foreign, |d| ops::remove_members(d, id, &users))
+            .await
+    }
+
+    async fn add_group_roles(
+        &self,
+        request: Request<pb::AddGroupRolesRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(request, method!("Groups/AddGroupRoles"), "group", |r| {
+                &r.group
+            })
+            .await?;
+        let mut v = Violations::new();
+        let mut foreign = Foreign::default();
+        let id = group_id(&mut v, "group", a.org, &a.req.group);
+        if a.req.end_user_roles.is_empty() {
+            v.add("end_user_roles", "must name at least one end-user role");
+        }
+        // (app, role, stage) per item.
+        let mut roles: Vec<(Uuid, Uuid, Option<String>)> = Vec::new();
+        for (i, item) in a.req.end_user_roles.iter().enumerate() {
+            let role = end_user_role(
+                &mut v,
+                &mut foreign,
+                &format!("end_user_roles[{i}].end_user_role"),
+                a.org,
+                &item.end_user_role,
+            );
+            let stage = if item.stage.is_empty() {
+                Some(None)
+            } else {
+                v.check(
+                    &format!("end_user_roles[{i}].stage"),
+                    names::stage(&item.stage)
+                        .filter(|(o, _)| *o == a.org)
+                        .map(|(_, k)| Some(k))
+                        .ok_or(
+                            "must be organizations/{organization}/stages/{stage}: the group's stage",
+                        ),
+                )
+            };
+            if let (Some((app, role)), Some(stage)) = (role, stage) {
+                roles.push((app, role, stage));
+            }
+        }
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let items: Vec<(Uuid, Option<String>)> =
+            roles.iter().map(|(_, r, s)| (*r, s.clone())).collect();
+        self.change_group(&a, id, foreign, |d| {
+            ops::group(d.state(), id)?;
+            for (app, role, _) in &roles {
+                check_role_app(d.state(), *app, *role)?;
+            }
+            ops::add_roles(d, id, &items)
+        })
+        .await
+    }
+
+    async fn remove_group_roles(
+        &self,
+        request: Request<pb::RemoveGroupRolesRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let a = self
+            .enter(request, method!("Groups/RemoveGroupRoles"), "group", |r| {
+                &r.group
+            })
+            .await?;
+        let mut v = Violations::new();
+        let mut foreign = Foreign::default();
+        let id = group_id(&mut v, "group", a.org, &a.req.group);
+        if a.req.end_user_roles.is_empty() {
+            v.add("end_user_roles", "must name at least one end-user role");
+        }
+        let roles: Vec<(Uuid, Uuid)> = a
+            .req
+            .end_user_roles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                end_user_role(
+                    &mut v,
+                    &mut foreign,
+                    &format!("end_user_roles[{i}]"),
+                    a.org,
+                    name,
+                )
+            })
+            .collect();
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let ids: Vec<Uuid> = roles.iter().map(|(_, r)| *r).collect();
+        self.change_group(&a, id, foreign, |d| {
+            ops::group(d.state(), id)?;
+            // A role named under the wrong app is not one the group holds.
+            let o = d.state().org.id;
+            for (app, role) in &roles {
+                let held = d
+                    .state()
+                    .group_roles
+                    .get(&id)
+                    .is_some_and(|s| s.contains(role));
+                let app_ok = d
+                    .state()
+                    .end_user_roles
+                    .get(role)
+                    .is_none_or(|r| r.app == *app);
+                if !(held && app_ok) {
+                    return Err(Error::NotFound(format!(
+                        "{} in the group",
+                        fmt::end_user_role(o, *app, *role)
+                    )));
+                }
+            }
+            ops::remove_roles(d, id, &ids)
+        })
+        .await
+    }
+
+    async fn list_group_members(
+        &self,
+        request: Request<pb::ListGroupMembersRequest>,
+    ) -> Result<Response<pb::ListGroupMembersResponse>, Status> {
+        let a = self
+            .enter(request, method!("Groups/ListGroupMembers"), "group", |r| {
+                &r.group
+            })
+            .await?;
+        let mut v = Violations::new();
+        let id = group_id(&mut v, "group", a.org, &a.req.group);
+        let size = page_size(&mut v, "page_size", a.req.page_size);
+        let after: Option<MemberCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
+        if let (Some(c), Some(id)) = (after.as_ref(), id)
+            && c.group != id
+        {
+            v.add("page_token", "was made for another group");
+        }
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let st = a.handle.read();
+        authorize(&a.entry, &st, id, Access::View)?;
+        let mut rows: Vec<(&str, Uuid)> = st
+            .group_members
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| st.users.get(u))
+            .map(|u| (u.email.as_str(), u.id))
+            .filter(|(email, uid)| {
+                after
+                    .as_ref()
+                    .is_none_or(|c| (*email, *uid) > (c.email.as_str(), c.id))
+            })
+            .collect();
+        rows.sort_unstable();
+        let next_page_token = match (
+            rows.len() > size,
+            size.checked_sub(1).and_then(|i| rows.get(i)),
+        ) {
+            (true, Some((email, uid))) => shared::page_token::encode(&MemberCursor {
+                email: (*email).to_owned(),
+                id: *uid,
+                group: id,
+            }),
+            _ => String::new(),
+        };
+        let users = rows
+            .iter()
+            .take(size)
+            .map(|(_, uid)| fmt::user(a.org, *uid))
+            .collect();
+        Ok(respond(
+            pb::ListGroupMembersResponse {
+                users,
+                next_page_token,
+            },
+            st.seq,
+        ))
+    }
+}

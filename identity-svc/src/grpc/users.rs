@@ -1,1 +1,764 @@
-//! placeholder
+//! `identity.v1.Users`.
+
+use std::collections::BTreeSet;
+
+use shared::proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{
+    Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, respond, to_status, ts,
+};
+use crate::domain::catalog::keys;
+use crate::domain::email::Email;
+use crate::domain::engine;
+use crate::domain::model::{Principal, UserState};
+use crate::domain::names;
+use crate::method;
+use crate::service::auth::{self, Authorized, Caller, Entry, Need};
+use crate::service::error::{Error, Violations};
+use crate::service::ops;
+use crate::store::{TokenKind, TokenRecord};
+
+/// A session lasts 12 hours.
+pub const SESSION_TTL: i64 = auth::hours(12);
+/// Consecutive wrong passwords before a lockout.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// How long a lockout lasts: 15 minutes.
+pub const LOCKOUT: i64 = 15 * 60 * 1_000_000;
+
+fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
+    v.check(
+        field,
+        names::user(name)
+            .filter(|(o, _)| *o == org)
+            .map(|(_, u)| u)
+            .ok_or("must be organizations/{organization}/users/{user} of this organization"),
+    )
+}
+
+fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
+    match pb::UserState::try_from(s) {
+        Ok(pb::UserState::Unspecified) => None,
+        Ok(pb::UserState::Invited) => Some(UserState::Invited),
+        Ok(pb::UserState::Active) => Some(UserState::Active),
+        Ok(pb::UserState::Inactive) => Some(UserState::Inactive),
+        Err(_) => {
+            v.add("state", "unknown state");
+            None
+        }
+    }
+}
+
+/// Hashes a password off the async runtime (argon2 is deliberately slow).
+async fn hash_password(password: String) -> Result<String, Status> {
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| to_status(Error::Internal(format!("hash task: {e}"))))?
+        .map_err(to_status)
+}
+
+async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || match hash {
+        Some(h) => auth::verify_password(&password, &h),
+        None => {
+            // Same work for unknown users, so timing does not reveal which emails exist.
+            let dummy = DUMMY_HASH
+                .get_or_init(|| auth::hash_password("not a real password").unwrap_or_default());
+            let _ = auth::verify_password(&password, dummy);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A real argon2id hash, verified against for unknown emails so they cost the same time.
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[tonic::async_trait]
+impl pb::users_server::Users for Api {
+    async fn invite_user(
+        &self,
+        request: Request<pb::InviteUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/InviteUser"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let (org, r) = (a.org, &a.req);
+        let mut v = Violations::new();
+        let email = v.check("email", Email::parse(&r.email));
+        let display_name = optional_text(&mut v, "display_name", &r.display_name, 100);
+        let organization_role = if r.organization_role.is_empty() {
+            None
+        } else {
+            v.check(
+                "organization_role",
+                ops::role_id_of(org, &r.organization_role)
+                    .ok_or("must be organizations/{organization}/roles/{role}"),
+            )
+        };
+        let mut app_roles = Vec::new();
+        for (i, x) in r.app_roles.iter().enumerate() {
+            let app = v.check(
+                &format!("app_roles[{i}].app"),
+                names::app(&x.app)
+                    .filter(|(o, _)| *o == org)
+                    .map(|(_, a)| a)
+                    .ok_or("must be organizations/{organization}/apps/{app}"),
+            );
+            let role = v.check(
+                &format!("app_roles[{i}].role"),
+                ops::role_id_of(org, &x.role)
+                    .ok_or("must be organizations/{organization}/roles/{role}"),
+            );
+            if let (Some(app), Some(role)) = (app, role) {
+                app_roles.push((app, role));
+            }
+        }
+        let apps: BTreeSet<Uuid> = app_roles.iter().map(|(a, _)| *a).collect();
+        if apps.len() != app_roles.len() {
+            v.add("app_roles", "at most one role per app");
+        }
+        let end_user_roles = parse_end_user_roles(&mut v, org, &r.end_user_roles, "end_user_roles");
+        let mut groups = Vec::new();
+        for (i, g) in r.groups.iter().enumerate() {
+            if let Some(id) = v.check(
+                &format!("groups[{i}]"),
+                names::group(g)
+                    .filter(|(o, _)| *o == org)
+                    .map(|(_, g)| g)
+                    .ok_or("must be organizations/{organization}/groups/{group}"),
+            ) {
+                groups.push(id);
+            }
+        }
+        v.finish().map_err(to_status)?;
+        let Some(email) = email else {
+            return Err(Status::internal("unreachable"));
+        };
+        let invite = ops::Invite {
+            email: email.clone(),
+            display_name,
+            organization_role,
+            app_roles,
+            end_user_roles,
+            groups,
+        };
+        let auth = {
+            let st = a.handle.read();
+            let mut needs = Vec::new();
+            if invite.organization_role.is_some() || !invite.app_roles.is_empty() {
+                needs.push(Need::Perm(keys::USERS_MANAGE_MEMBER_ACCESS, None, None));
+            }
+            for (role, stage) in &invite.end_user_roles {
+                let app = st.end_user_roles.get(role).map(|r| r.app);
+                needs.push(Need::Perm(
+                    keys::END_USERS_MANAGE_ACCESS,
+                    Some(stage.clone()),
+                    app,
+                ));
+            }
+            for g in &invite.groups {
+                if let Some(g) = st.groups.get(g) {
+                    needs.push(Need::Perm(
+                        keys::END_USERS_MANAGE_GROUPS,
+                        Some(g.stage.clone()),
+                        None,
+                    ));
+                }
+            }
+            if needs.is_empty() {
+                needs.push(Need::Perm(keys::USERS_MANAGE, None, None));
+            }
+            a.entry.require(&st, &Need::All(needs)).map_err(to_status)?
+        };
+        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
+        if let Some(existing) = self.replayed_user(org, request_id).await? {
+            return Ok(existing);
+        }
+        let c = self
+            .core
+            .mutate(&auth, org, request_id, |d| ops::invite(d, &invite))
+            .await
+            .map_err(to_status)?;
+        let (user, secret) = c.value;
+        let org_name = a.handle.read().org.display_name.clone();
+        self.send_invitation(&email, &org_name, &secret).await;
+        let st = a.handle.read();
+        let u = st.users.get(&user.id).unwrap_or(&user);
+        Ok(respond(convert::user(&st, u), c.seq))
+    }
+
+    async fn resend_invitation(
+        &self,
+        request: Request<pb::ResendInvitationRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/ResendInvitation"), "name", |r| {
+                &r.name
+            })
+            .await?;
+        let mut v = Violations::new();
+        let id = user_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = {
+            let st = a.handle.read();
+            let need = Need::Any(vec![
+                Need::Perm(keys::USERS_MANAGE, None, None),
+                Need::Perm(keys::USERS_MANAGE_MEMBER_ACCESS, None, None),
+                Need::PermAnywhere(keys::END_USERS_MANAGE_ACCESS),
+            ]);
+            a.entry.require(&st, &need).map_err(to_status)?
+        };
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| ops::resend_invitation(d, id))
+            .await
+            .map_err(to_status)?;
+        let (user, secret) = c.value;
+        let org_name = a.handle.read().org.display_name.clone();
+        self.send_invitation(&user.email, &org_name, &secret).await;
+        let st = a.handle.read();
+        Ok(respond(
+            convert::user(&st, st.users.get(&id).unwrap_or(&user)),
+            c.seq,
+        ))
+    }
+
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        if r.invitation_token.is_empty() {
+            v.add("invitation_token", "is required");
+        }
+        v.check("password", auth::check_password_policy(&r.password));
+        let display_name = optional_text(&mut v, "display_name", &r.display_name, 100);
+        v.finish().map_err(to_status)?;
+        let invalid = || {
+            to_status(Error::Unauthenticated(
+                "the invitation is not valid (unknown, used, superseded or expired)".into(),
+            ))
+        };
+        let token = self
+            .core
+            .store
+            .find_invitation_token(&auth::hash_token(&r.invitation_token))
+            .await
+            .map_err(|e| to_status(e.into()))?
+            .ok_or_else(invalid)?;
+        if token.expire_time <= self.core.now() {
+            return Err(invalid());
+        }
+        let hash = hash_password(r.password.clone()).await?;
+        let proof = Authorized::system(Some(token.org), names::fmt::user(token.org, token.user));
+        let name = (!display_name.is_empty()).then_some(display_name);
+        let c = self
+            .core
+            .mutate(&proof, token.org, None, |d| {
+                ops::accept_invitation(d, &token, hash.clone(), name.clone())
+            })
+            .await
+            .map_err(to_status)?;
+        let handle = self.core.org(token.org).await.map_err(to_status)?;
+        let st = handle.read();
+        Ok(respond(
+            pb::AcceptInvitationResponse {
+                user: Some(convert::user(&st, &c.value)),
+            },
+            c.seq,
+        ))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/CreateUser"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        let r = &a.req;
+        let u = r.user.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        let email = v.check("user.email", Email::parse(&u.email));
+        let display_name = optional_text(&mut v, "user.display_name", &u.display_name, 100);
+        if !r.initial_password.is_empty() {
+            v.check(
+                "initial_password",
+                auth::check_password_policy(&r.initial_password),
+            );
+        }
+        v.finish().map_err(to_status)?;
+        let Some(email) = email else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
+        if let Some(existing) = self.replayed_user(a.org, request_id).await? {
+            return Ok(existing);
+        }
+        let hash = if r.initial_password.is_empty() {
+            None
+        } else {
+            Some(hash_password(r.initial_password.clone()).await?)
+        };
+        let active = r.active.unwrap_or(true);
+        let c = self
+            .core
+            .mutate(&auth, a.org, request_id, |d| {
+                ops::create_user(d, email.clone(), display_name.clone(), active, hash.clone())
+            })
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::user(&st, &c.value), c.seq))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/GetUser"), "name", |r| &r.name)
+            .await?;
+        let mut v = Violations::new();
+        let id = user_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let st = a.handle.read();
+        a.entry
+            .require(&st, &see_user(&st, id))
+            .map_err(to_status)?;
+        let u = ops::user(&st, id).map_err(to_status)?;
+        Ok(respond(convert::user(&st, u), st.seq))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let a = self
+            .enter(request, method!("Users/ListUsers"), "parent", |r| &r.parent)
+            .await?;
+        let r = &a.req;
+        let mut v = Violations::new();
+        let size = page_size(&mut v, "page_size", r.page_size);
+        let after: Option<String> = page_cursor(&mut v, "page_token", &r.page_token);
+        let state = parse_state(&mut v, r.state);
+        let facet = pb::UserFacet::try_from(r.facet).unwrap_or_else(|_| {
+            v.add("facet", "unknown facet");
+            pb::UserFacet::FacetAny
+        });
+        let stage = if r.stage.is_empty() {
+            None
+        } else {
+            v.check(
+                "stage",
+                names::stage(&r.stage)
+                    .filter(|(o, _)| *o == a.org)
+                    .map(|(_, k)| k)
+                    .ok_or("must be organizations/{organization}/stages/{stage}"),
+            )
+        };
+        if stage.is_some() && facet != pb::UserFacet::FacetEndUser {
+            v.add("stage", "only with FACET_END_USER");
+        }
+        v.finish().map_err(to_status)?;
+        let st = a.handle.read();
+        // The stages whose end-users the caller may see (end-user facet).
+        let mut visible_stages: Vec<String> = Vec::new();
+        let need = match facet {
+            pb::UserFacet::FacetAny => Need::Perm(keys::USERS_MANAGE, None, None),
+            pb::UserFacet::FacetMember => Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
+            pb::UserFacet::FacetEndUser => {
+                let candidates: Vec<String> = match &stage {
+                    Some(s) => vec![s.clone()],
+                    None => st.stages.keys().cloned().collect(),
+                };
+                let p = a.entry.principal();
+                visible_stages = candidates
+                    .into_iter()
+                    .filter(|s| {
+                        p.is_some_and(|p| {
+                            engine::has_anywhere_in_stage(&st, p, keys::END_USERS_VIEW, s)
+                        })
+                    })
+                    .collect();
+                match &stage {
+                    Some(s) => Need::Perm(keys::END_USERS_VIEW, Some(s.clone()), None),
+                    None => Need::PermAnywhere(keys::END_USERS_VIEW),
+                }
+            }
+        };
+        a.entry.require(&st, &need).map_err(to_status)?;
+        let prefix = r.email_prefix.trim().to_lowercase();
+        let start = match &after {
+            Some(last) if *last >= prefix => std::ops::Bound::Excluded(last.clone()),
+            _ => std::ops::Bound::Included(prefix.clone()),
+        };
+        let mut users = Vec::new();
+        let mut more = false;
+        for (email, id) in st.users_by_email.range((start, std::ops::Bound::Unbounded)) {
+            if !email.starts_with(&prefix) {
+                break;
+            }
+            let Some(u) = st.users.get(id) else { continue };
+            if state.is_some_and(|s| s != u.state) {
+                continue;
+            }
+            let keep = match facet {
+                pb::UserFacet::FacetAny => true,
+                pb::UserFacet::FacetMember => st.is_member(u.id),
+                pb::UserFacet::FacetEndUser => {
+                    visible_stages.iter().any(|s| st.is_end_user_in(u.id, s))
+                }
+            };
+            if !keep {
+                continue;
+            }
+            if users.len() == size {
+                more = true;
+                break;
+            }
+            users.push(convert::user(&st, u));
+        }
+        let next_page_token = if more {
+            users
+                .last()
+                .map(|u| shared::page_token::encode(&u.email))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(respond(
+            pb::ListUsersResponse {
+                users,
+                next_page_token,
+            },
+            st.seq,
+        ))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/UpdateUser"), "user.name", |r| {
+                r.user.as_ref().map_or("", |u| u.name.as_str())
+            })
+            .await?;
+        let u = a.req.user.clone().unwrap_or_default();
+        let mut v = Violations::new();
+        let id = user_id(&mut v, "user.name", a.org, &u.name);
+        mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
+        let name = optional_text(&mut v, "user.display_name", &u.display_name, 100);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = {
+            let st = a.handle.read();
+            let need = Need::Any(vec![
+                Need::Perm(keys::USERS_MANAGE, None, None),
+                Need::Is(Principal::User(id)),
+            ]);
+            a.entry.require(&st, &need).map_err(to_status)?
+        };
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::update_user(d, id, name.clone(), etag(&u.etag))
+            })
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::user(&st, &c.value), c.seq))
+    }
+
+    async fn activate_user(
+        &self,
+        request: Request<pb::ActivateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/ActivateUser"), "name", |r| &r.name)
+            .await?;
+        let mut v = Violations::new();
+        let id = user_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let e = a.req.etag.clone();
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| ops::activate_user(d, id, etag(&e)))
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::user(&st, &c.value), c.seq))
+    }
+
+    async fn deactivate_user(
+        &self,
+        request: Request<pb::DeactivateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let a = self
+            .enter(request, method!("Users/DeactivateUser"), "name", |r| {
+                &r.name
+            })
+            .await?;
+        let mut v = Violations::new();
+        let id = user_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let e = a.req.etag.clone();
+        let me = auth.principal();
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::deactivate_user(d, me, id, etag(&e))
+            })
+            .await
+            .map_err(to_status)?;
+        let st = a.handle.read();
+        Ok(respond(convert::user(&st, &c.value), c.seq))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let a = self
+            .enter(request, method!("Users/DeleteUser"), "name", |r| &r.name)
+            .await?;
+        let mut v = Violations::new();
+        let id = user_id(&mut v, "name", a.org, &a.req.name);
+        v.finish().map_err(to_status)?;
+        let Some(id) = id else {
+            return Err(Status::internal("unreachable"));
+        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let e = a.req.etag.clone();
+        let me = auth.principal();
+        let c = self
+            .core
+            .mutate(&auth, a.org, None, |d| {
+                ops::delete_user(d, me, id, etag(&e))
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(respond(pb::DeleteUserResponse {}, c.seq))
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let org = v.check(
+            "organization",
+            names::org(&r.organization).ok_or("must be organizations/{organization}"),
+        );
+        let email = v.check("email", Email::parse(&r.email));
+        if r.password.is_empty() {
+            v.add("password", "is required");
+        }
+        v.finish().map_err(to_status)?;
+        let (Some(org), Some(email)) = (org, email) else {
+            return Err(Status::internal("unreachable"));
+        };
+        let refused = || to_status(Error::Unauthenticated("wrong email or password".into()));
+        let now = self.core.now();
+        let found = match self.core.org(org).await {
+            Ok(h) => {
+                let st = h.read();
+                st.users_by_email
+                    .get(email.as_str())
+                    .and_then(|id| st.users.get(id))
+                    .map(|u| (u.id, u.state, st.users.contains_key(&u.id)))
+            }
+            Err(_) => None,
+        };
+        let Some((uid, state, _)) = found else {
+            verify_password(r.password, None).await;
+            return Err(refused());
+        };
+        let creds = self
+            .core
+            .store
+            .credentials(org, uid)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        if creds.locked_until.is_some_and(|t| t > now) {
+            return Err(to_status(Error::ResourceExhausted(
+                "too many failed logins; the account is locked for 15 minutes".into(),
+            )));
+        }
+        let ok = verify_password(r.password, creds.password_hash.clone()).await;
+        if !ok {
+            let failed = creds.failed_logins + 1;
+            let (failed, locked) = if failed >= MAX_FAILED_LOGINS {
+                (0, Some(now + LOCKOUT))
+            } else {
+                (failed, None)
+            };
+            self.core
+                .store
+                .set_login_failures(org, uid, failed, locked)
+                .await
+                .map_err(|e| to_status(e.into()))?;
+            return Err(refused());
+        }
+        if creds.failed_logins > 0 || creds.locked_until.is_some() {
+            self.core
+                .store
+                .set_login_failures(org, uid, 0, None)
+                .await
+                .map_err(|e| to_status(e.into()))?;
+        }
+        if state != UserState::Active {
+            return Err(refused());
+        }
+        let secret = auth::new_token(auth::SESSION_PREFIX);
+        let token = TokenRecord {
+            id: Uuid::now_v7(),
+            hash: auth::hash_token(&secret),
+            kind: TokenKind::Session,
+            org,
+            principal: Principal::User(uid),
+            create_time: now,
+            expire_time: now + SESSION_TTL,
+            revoke_time: None,
+        };
+        self.core
+            .store
+            .insert_token(&token)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        let handle = self.core.org(org).await.map_err(to_status)?;
+        let st = handle.read();
+        let user = st.users.get(&uid).map(|u| convert::user(&st, u));
+        Ok(Response::new(pb::LoginResponse {
+            session_token: secret,
+            expire_time: ts(token.expire_time),
+            user,
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        const M: &str = method!("Users/Logout");
+        let caller = self.caller(request.metadata(), M).await?;
+        let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
+        entry.authorized().map_err(to_status)?;
+        match caller {
+            Caller::Principal {
+                principal: Principal::User(_),
+                token,
+                ..
+            } => {
+                self.core
+                    .store
+                    .revoke_token(token, self.core.now())
+                    .await
+                    .map_err(|e| to_status(e.into()))?;
+                Ok(Response::new(pb::LogoutResponse {}))
+            }
+            _ => Err(to_status(Error::precondition(
+                "NOT_A_SESSION",
+                "only a session token can log out",
+            ))),
+        }
+    }
+}
+
+/// Who may see user `id` (GetUser).
+fn see_user(st: &crate::domain::state::OrgState, id: Uuid) -> Need {
+    let mut any = vec![
+        Need::Is(Principal::User(id)),
+        Need::Perm(keys::USERS_MANAGE, None, None),
+    ];
+    if st.is_member(id) {
+        any.push(Need::Perm(keys::USERS_VIEW_MEMBERS, None, None));
+    }
+    if st.is_end_user(id) {
+        any.push(Need::PermAnywhere(keys::END_USERS_VIEW));
+    }
+    Need::Any(any)
+}
+
+/// Parses (end-user role, stage) pairs of organization `org`.
+pub fn parse_end_user_roles(
+    v: &mut Violations,
+    org: Uuid,
+    items: &[pb::EndUserRoleInStage],
+    field: &str,
+) -> Vec<(Uuid, String)> {
+    let mut out = Vec::new();
+    for (i, x) in items.iter().enumerate() {
+        let role = v.check(
+            &format!("{field}[{i}].end_user_role"),
+            names::end_user_role(&x.end_user_role)
+                .filter(|(o, _, _)| *o == org)
+                .map(|(_, _, r)| r)
+                .ok_or("must be organizations/{organization}/apps/{app}/endUserRoles/{role}"),
+        );
+        let stage = v.check(
+            &format!("{field}[{i}].stage"),
+            names::stage(&x.stage)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, s)| s)
+                .ok_or("must be organizations/{organization}/stages/{stage}"),
+        );
+        if let (Some(r), Some(s)) = (role, stage) {
+            out.push((r, s));
+        }
+    }
+    out
+}
+
+impl Api {
+    /// For a retried create with a known `request_id`: the user it created, as it is now.
+    async fn replayed_user(
+        &self,
+        org: Uuid,
+        request_id: Option<&str>,
+    ) -> Result<Option<Response<pb::User>>, Status> {
+        let Some(rid) = request_id else {
+            return Ok(None);
+        };
+        let Some(target) = self
+            .core
+            .store
+            .find_request(org, rid)
+            .await
+            .map_err(|e| to_status(e.into()))?
+        else {
+            return Ok(None);
+        };
+        let handle = self.core.org(org).await.map_err(to_status)?;
+        let st = handle.read();
+        let user = names::user(&target).and_then(|(_, u)| st.users.get(&u));
+        Ok(user.map(|u| respond(convert::user(&st, u), st.seq)))
+    }
+}

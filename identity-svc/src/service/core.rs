@@ -316,6 +316,14 @@ impl Core {
                     return Ok(Committed { value, seq });
                 }
                 Err(StoreError::Conflict) => self.catch_up(&handle, org).await?,
+                Err(StoreError::DuplicateRequest) => {
+                    // A concurrent request with the same key committed first: nothing was
+                    // written; a retry answers with what that request created.
+                    return Err(Error::Aborted(
+                        "a request with this request_id was just applied; retry to get its result"
+                            .into(),
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -1,1 +1,1125 @@
+//! The contract of [`Store`], one suite run on every backend.
+//!
+//! Each case is an `async fn(&dyn Store)`; [`contract!`] turns the list of cases into one
+//! `#[tokio::test]` per case and backend: `sqlite::<case>` on a fresh database file, always,
+//! and `postgres::<case>` on a fresh database created through `IDENTITY_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards, since the server
+//! keeps state between runs. A PostgreSQL that cannot be reached fails the tests.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use uuid::Uuid;
+
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+use super::{
+    Commit, Credentials, EventFilter, EventRecord, InvitationToken, SecretOp, Store, StoreError,
+    TokenKind, TokenRecord,
+};
+use crate::domain::email::Email;
+use crate::domain::model::{
+    Change, Entity, Micros, Organization, Principal, Stage, StagePurpose, User, UserState,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+type Case = for<'a> fn(&'a dyn Store) -> CaseFuture<'a>;
+
+/// Runs `case` on a fresh SQLite file.
+async fn run_sqlite(case: Case) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("identity.db"))
+        .await
+        .unwrap();
+    case(&store).await;
+}
+
+/// The PostgreSQL server to test against: `IDENTITY_TEST_PG_URL`, by default the machine's
+/// `postgres://postgres@127.0.0.1:5432/postgres`. `IDENTITY_TEST_PG_URL=off` skips the
+/// PostgreSQL variants (saying so), which `IDENTITY_REQUIRE_PG=1` (CI) turns into a failure.
+fn pg_url() -> Option<String> {
+    let url = std::env::var("IDENTITY_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if url != "off" {
+        return Some(url);
+    }
+    let required =
+        std::env::var("IDENTITY_REQUIRE_PG").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
+    assert!(
+        !required,
+        "IDENTITY_REQUIRE_PG=1 but IDENTITY_TEST_PG_URL=off"
+    );
+    None
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, params) = match url.split_once('?') {
+        Some((base, params)) => (base, Some(params)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match params {
+        Some(params) => format!("{base}/{database}?{params}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// Runs `case` on a fresh PostgreSQL database, dropped afterwards even if the case panics.
+async fn run_postgres(case: Case) {
+    let Some(url) = pg_url() else {
+        eprintln!("SKIPPED: IDENTITY_TEST_PG_URL=off, PostgreSQL contract test not run");
+        return;
+    };
+    let name = format!("identity_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let outcome = async {
+        let store: Arc<dyn Store> = Arc::new(PgStore::connect(&with_database(&url, &name)).await?);
+        // In a task of its own so that a panic comes back here and the database is dropped.
+        let outcome = tokio::spawn(async move { case(&*store).await }).await;
+        Ok::<_, StoreError>(outcome)
+    }
+    .await;
+
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    if let Err(panic) = outcome.unwrap() {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
+
+/// One test per case and backend.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::run_sqlite(|store| Box::pin(super::$case(store))).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::run_postgres(|store| Box::pin(super::$case(store))).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    commit_creates_organization,
+    commit_at_expected_seq_advances_and_changes_rows,
+    stale_commit_conflicts_and_writes_nothing,
+    create_org_twice_conflicts,
+    empty_commit_keeps_sequence,
+    events_after_is_gap_free_and_ascending,
+    list_events_filters_and_pages,
+    request_id_is_remembered_once,
+    tokens_insert_find_revoke_list,
+    invitation_tokens_put_find_delete,
+    credentials_lifecycle,
+    concurrent_commits_exactly_one_wins,
+    concurrent_create_org_exactly_one_wins,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+const T0: Micros = 1_700_000_000_000_000;
+const SECOND: Micros = 1_000_000;
+
+fn organization(id: Uuid, name: &str) -> Entity {
+    Entity::Organization(Organization {
+        id,
+        display_name: name.to_owned(),
+        create_time: T0,
+        update_time: T0,
+        rev: 1,
+    })
+}
+
+fn user(id: Uuid, email: &str, name: &str) -> Entity {
+    Entity::User(User {
+        id,
+        email: Email::parse(email).unwrap(),
+        display_name: name.to_owned(),
+        state: UserState::Active,
+        registered: true,
+        create_time: T0,
+        update_time: T0,
+        rev: 1,
+    })
+}
+
+fn stage(key: &str, order: u32, purpose: StagePurpose) -> Entity {
+    Entity::Stage(Stage {
+        key: key.to_owned(),
+        display_name: key.to_uppercase(),
+        order,
+        purpose,
+        rev: 1,
+    })
+}
+
+fn target(entity: &Entity) -> String {
+    format!("{}s/{}", entity.kind(), entity.key())
+}
+
+fn created(entity: &Entity) -> Change {
+    Change {
+        action: format!("{}.created", entity.kind()),
+        target: target(entity),
+        before: None,
+        after: Some(entity.clone()),
+        affected_users: Vec::new(),
+    }
+}
+
+fn updated(before: &Entity, after: &Entity) -> Change {
+    Change {
+        action: format!("{}.updated", after.kind()),
+        target: target(after),
+        before: Some(before.clone()),
+        after: Some(after.clone()),
+        affected_users: Vec::new(),
+    }
+}
+
+fn deleted(entity: &Entity) -> Change {
+    Change {
+        action: format!("{}.deleted", entity.kind()),
+        target: target(entity),
+        before: Some(entity.clone()),
+        after: None,
+        affected_users: Vec::new(),
+    }
+}
+
+/// A commit of `changes` at `expected_seq`, by `operator` at [`T0`], without secrets.
+fn commit(org: Uuid, expected_seq: u64, changes: &[Change]) -> Commit<'_> {
+    Commit {
+        org,
+        expected_seq,
+        create_org: false,
+        actor: "operator",
+        request_id: None,
+        time: T0,
+        changes,
+        secrets: &[],
+    }
+}
+
+/// The entities of a new organization: itself, a user and a stage.
+struct Seed {
+    org: Uuid,
+    user: Uuid,
+    entities: Vec<Entity>,
+}
+
+/// Creates an organization of three entities; its sequence is then 3.
+async fn seed_org(store: &dyn Store) -> Seed {
+    let org = Uuid::new_v4();
+    let user_id = Uuid::new_v4();
+    let entities = vec![
+        organization(org, "Acme"),
+        user(user_id, "Ada@Example.com", "Ada"),
+        stage("development", 0, StagePurpose::Development),
+    ];
+    let changes: Vec<Change> = entities.iter().map(created).collect();
+    let seq = store
+        .commit(Commit {
+            create_org: true,
+            ..commit(org, 0, &changes)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 3);
+    Seed {
+        org,
+        user: user_id,
+        entities,
+    }
+}
+
+fn sorted(mut entities: Vec<Entity>) -> Vec<Entity> {
+    entities.sort_by_key(|e| (e.kind(), e.key()));
+    entities
+}
+
+async fn current(store: &dyn Store, org: Uuid) -> (u64, Vec<Entity>) {
+    let loaded = store.load_organization(org).await.unwrap().unwrap();
+    assert_eq!(loaded.org, org);
+    (loaded.seq, sorted(loaded.entities))
+}
+
+fn seqs(events: &[EventRecord]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+fn token(org: Uuid, principal: Principal, kind: TokenKind, created: Micros) -> TokenRecord {
+    let id = Uuid::new_v4();
+    TokenRecord {
+        id,
+        hash: format!("hash-{}", id.simple()),
+        kind,
+        org,
+        principal,
+        create_time: created,
+        expire_time: created + 3600 * SECOND,
+        revoke_time: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+async fn commit_creates_organization(store: &dyn Store) {
+    assert!(store.organization_ids().await.unwrap().is_empty());
+    let seed = seed_org(store).await;
+
+    let (seq, entities) = current(store, seed.org).await;
+    assert_eq!(seq, 3);
+    assert_eq!(entities, sorted(seed.entities.clone()));
+    assert_eq!(store.organization_ids().await.unwrap(), vec![seed.org]);
+    assert!(
+        store
+            .load_organization(Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A second organization is independent.
+    let other = seed_org(store).await;
+    let mut ids = store.organization_ids().await.unwrap();
+    ids.sort();
+    let mut expected = vec![seed.org, other.org];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(current(store, seed.org).await.1, sorted(seed.entities));
+}
+
+async fn commit_at_expected_seq_advances_and_changes_rows(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let old_user = seed.entities[1].clone();
+    let new_user = user(seed.user, "ada@example.com", "Ada Lovelace");
+    let development = seed.entities[2].clone();
+    let qa = stage("qa", 1, StagePurpose::NonProduction);
+    let changes = [
+        updated(&old_user, &new_user),
+        deleted(&development),
+        created(&qa),
+    ];
+    assert_eq!(
+        store.commit(commit(seed.org, 3, &changes)).await.unwrap(),
+        6
+    );
+    let (seq, entities) = current(store, seed.org).await;
+    assert_eq!(seq, 6);
+    assert_eq!(
+        entities,
+        sorted(vec![seed.entities[0].clone(), new_user.clone(), qa.clone()])
+    );
+
+    // A change whose key changes moves the row: the old key is gone.
+    let test = stage("test", 1, StagePurpose::NonProduction);
+    assert_eq!(
+        store
+            .commit(commit(seed.org, 6, &[updated(&qa, &test)]))
+            .await
+            .unwrap(),
+        7
+    );
+    let (seq, entities) = current(store, seed.org).await;
+    assert_eq!(seq, 7);
+    assert_eq!(
+        entities,
+        sorted(vec![seed.entities[0].clone(), new_user, test])
+    );
+}
+
+async fn stale_commit_conflicts_and_writes_nothing(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let renamed = organization(seed.org, "Acme 2");
+    let first = [updated(&seed.entities[0], &renamed)];
+    assert_eq!(store.commit(commit(seed.org, 3, &first)).await.unwrap(), 4);
+    let before = current(store, seed.org).await;
+
+    // Validated against sequence 3, which is gone: everything is refused.
+    let qa = stage("qa", 1, StagePurpose::NonProduction);
+    let stale_changes = [
+        updated(&seed.entities[0], &organization(seed.org, "Stale")),
+        deleted(&seed.entities[1]),
+        created(&qa),
+    ];
+    let stale_token = token(seed.org, Principal::User(seed.user), TokenKind::Session, T0);
+    let secrets = [
+        SecretOp::SetPassword {
+            user: seed.user,
+            hash: "$argon2id$stale".to_owned(),
+        },
+        SecretOp::PutInvitationToken {
+            hash: "stale-invitation".to_owned(),
+            invitation: Uuid::new_v4(),
+            user: seed.user,
+            expire_time: T0,
+        },
+        SecretOp::PutToken(stale_token.clone()),
+    ];
+    for expected_seq in [3, 5, 100] {
+        let result = store
+            .commit(Commit {
+                request_id: Some("stale-request"),
+                secrets: &secrets,
+                ..commit(seed.org, expected_seq, &stale_changes)
+            })
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    }
+
+    assert_eq!(current(store, seed.org).await, before);
+    assert_eq!(
+        seqs(&store.events_after(seed.org, 0, 100).await.unwrap()),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        store.find_request(seed.org, "stale-request").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.credentials(seed.org, seed.user).await.unwrap(),
+        Credentials::default()
+    );
+    assert_eq!(
+        store
+            .find_invitation_token("stale-invitation")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.find_token(&stale_token.hash).await.unwrap(), None);
+
+    // An organization that does not exist is not at any sequence.
+    let unknown = Uuid::new_v4();
+    let result = store
+        .commit(commit(unknown, 0, &[created(&organization(unknown, "X"))]))
+        .await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert!(store.load_organization(unknown).await.unwrap().is_none());
+}
+
+async fn create_org_twice_conflicts(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let changes = [created(&organization(seed.org, "Again"))];
+    let result = store
+        .commit(Commit {
+            create_org: true,
+            ..commit(seed.org, 0, &changes)
+        })
+        .await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(current(store, seed.org).await, (3, sorted(seed.entities)));
+    assert_eq!(
+        seqs(&store.events_after(seed.org, 0, 100).await.unwrap()),
+        [1, 2, 3]
+    );
+}
+
+async fn empty_commit_keeps_sequence(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    assert_eq!(store.commit(commit(seed.org, 3, &[])).await.unwrap(), 3);
+    assert_eq!(current(store, seed.org).await.0, 3);
+
+    // Secrets alone do not move the sequence either, but are written.
+    let secrets = [SecretOp::SetPassword {
+        user: seed.user,
+        hash: "$argon2id$a".to_owned(),
+    }];
+    let seq = store
+        .commit(Commit {
+            secrets: &secrets,
+            request_id: Some("secrets-only"),
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 3);
+    assert_eq!(current(store, seed.org).await.0, 3);
+    assert_eq!(
+        store
+            .credentials(seed.org, seed.user)
+            .await
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$a")
+    );
+    // No change, so no target to remember.
+    assert_eq!(
+        store.find_request(seed.org, "secrets-only").await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .events_after(seed.org, 3, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn events_after_is_gap_free_and_ascending(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let mut all: Vec<Change> = seed.entities.iter().map(created).collect();
+    let mut seq = 3;
+    let mut entity = seed.entities[1].clone();
+    for i in 0..7 {
+        let next = user(seed.user, "ada@example.com", &format!("Ada {i}"));
+        let mut change = updated(&entity, &next);
+        change.affected_users = vec![seed.user, Uuid::new_v4()];
+        seq = store
+            .commit(Commit {
+                actor: "users/ada",
+                time: T0 + i,
+                ..commit(seed.org, seq, std::slice::from_ref(&change))
+            })
+            .await
+            .unwrap();
+        all.push(change);
+        entity = next;
+    }
+    assert_eq!(seq, 10);
+
+    let events = store.events_after(seed.org, 0, 100).await.unwrap();
+    assert_eq!(seqs(&events), (1..=10).collect::<Vec<_>>());
+    for (event, change) in events.iter().zip(&all) {
+        assert_eq!(event.org, seed.org);
+        assert_eq!(&event.change(), change);
+        assert_eq!(event.request_id, None);
+    }
+    assert_eq!(events[0].actor, "operator");
+    assert_eq!(events[0].time, T0);
+    assert_eq!(events[9].actor, "users/ada");
+    assert_eq!(events[9].time, T0 + 6);
+
+    assert_eq!(
+        seqs(&store.events_after(seed.org, 4, 3).await.unwrap()),
+        [5, 6, 7]
+    );
+    assert!(
+        store
+            .events_after(seed.org, 10, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.events_after(seed.org, 0, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .events_after(Uuid::new_v4(), 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Paging by `after` visits every event once, in order.
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events_after(seed.org, after, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        paged.extend(page);
+    }
+    assert_eq!(paged, events);
+}
+
+async fn list_events_filters_and_pages(store: &dyn Store) {
+    let seed = seed_org(store).await; // events 1..=3 by operator at T0
+    let mut seq = 3;
+    // Events 4..=9: actors alternate, times advance a second each, targets alternate.
+    let mut stages = Vec::new();
+    for i in 0..6u32 {
+        let entity = stage(&format!("s{i}"), i + 1, StagePurpose::NonProduction);
+        let change = if i % 3 == 2 {
+            deleted(&stages.pop().unwrap())
+        } else {
+            stages.push(entity.clone());
+            created(&entity)
+        };
+        seq = store
+            .commit(Commit {
+                actor: if i % 2 == 0 { "users/ada" } else { "users/bob" },
+                time: T0 + Micros::from(i + 1) * SECOND,
+                ..commit(seed.org, seq, &[change])
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(seq, 9);
+    let all = store.events_after(seed.org, 0, 100).await.unwrap();
+    let list = |filter: EventFilter, after: u64, limit: usize| async move {
+        store
+            .list_events(seed.org, &filter, after, limit)
+            .await
+            .unwrap()
+    };
+    let expect = |pred: &dyn Fn(&EventRecord) -> bool| -> Vec<u64> {
+        all.iter().filter(|e| pred(e)).map(|e| e.seq).collect()
+    };
+
+    assert_eq!(list(EventFilter::default(), 0, 100).await, all);
+
+    let by_actor = EventFilter {
+        actor: Some("users/ada".to_owned()),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs(&list(by_actor.clone(), 0, 100).await), [4, 6, 8]);
+    assert_eq!(seqs(&list(by_actor.clone(), 4, 100).await), [6, 8]);
+    assert_eq!(seqs(&list(by_actor, 4, 1).await), [6]);
+
+    let by_target = EventFilter {
+        target: Some("stages/s0".to_owned()),
+        ..EventFilter::default()
+    };
+    let want = expect(&|e| e.target == "stages/s0");
+    assert!(!want.is_empty());
+    assert_eq!(seqs(&list(by_target, 0, 100).await), want);
+
+    let by_action = EventFilter {
+        action: Some("stage.deleted".to_owned()),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs(&list(by_action, 0, 100).await), [6, 9]);
+
+    let by_time = EventFilter {
+        start_time: Some(T0 + 2 * SECOND),
+        end_time: Some(T0 + 5 * SECOND),
+        ..EventFilter::default()
+    };
+    // Times: event 4 at +1s ... event 9 at +6s; [+2s, +5s) is events 5, 6, 7.
+    assert_eq!(seqs(&list(by_time, 0, 100).await), [5, 6, 7]);
+    let since = EventFilter {
+        start_time: Some(T0 + 6 * SECOND),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs(&list(since, 0, 100).await), [9]);
+    let until = EventFilter {
+        end_time: Some(T0 + SECOND),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs(&list(until, 0, 100).await), [1, 2, 3]);
+
+    let combined = EventFilter {
+        actor: Some("users/bob".to_owned()),
+        action: Some("stage.created".to_owned()),
+        start_time: Some(T0),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        seqs(&list(combined, 0, 100).await),
+        expect(&|e| e.actor == "users/bob" && e.action == "stage.created")
+    );
+    let nothing = EventFilter {
+        actor: Some("nobody".to_owned()),
+        ..EventFilter::default()
+    };
+    assert!(list(nothing, 0, 100).await.is_empty());
+
+    // Paging through a filter by `after`.
+    let from_t0 = EventFilter {
+        start_time: Some(T0),
+        ..EventFilter::default()
+    };
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = list(from_t0.clone(), after, 2).await;
+        assert!(page.len() <= 2);
+        let Some(tail) = page.last() else { break };
+        after = tail.seq;
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+}
+
+async fn request_id_is_remembered_once(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let qa = stage("qa", 1, StagePurpose::NonProduction);
+    let prod = stage("production", 2, StagePurpose::Production);
+    let changes = [created(&qa), created(&prod)];
+    let seq = store
+        .commit(Commit {
+            request_id: Some("req-1"),
+            ..commit(seed.org, 3, &changes)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 5);
+    assert_eq!(
+        store
+            .find_request(seed.org, "req-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("stages/qa")
+    );
+    assert_eq!(store.find_request(seed.org, "req-2").await.unwrap(), None);
+    assert_eq!(
+        store.find_request(Uuid::new_v4(), "req-1").await.unwrap(),
+        None
+    );
+    let events = store.events_after(seed.org, 3, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.request_id.as_deref() == Some("req-1"))
+    );
+
+    // The same key again, even at the right sequence: refused, nothing written.
+    let again = [created(&stage("uat", 3, StagePurpose::NonProduction))];
+    let result = store
+        .commit(Commit {
+            request_id: Some("req-1"),
+            ..commit(seed.org, 5, &again)
+        })
+        .await;
+    assert!(matches!(result, Err(StoreError::DuplicateRequest)), "{result:?}");
+    assert_eq!(current(store, seed.org).await.0, 5);
+    assert!(
+        store
+            .events_after(seed.org, 5, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Keys are per organization.
+    let other = seed_org(store).await;
+    let seq = store
+        .commit(Commit {
+            request_id: Some("req-1"),
+            ..commit(other.org, 3, &again)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 4);
+    assert_eq!(
+        store
+            .find_request(other.org, "req-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("stages/uat")
+    );
+}
+
+async fn tokens_insert_find_revoke_list(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let ada = Principal::User(seed.user);
+    let robot = Principal::ServiceAccount(Uuid::new_v4());
+
+    let first = token(seed.org, ada, TokenKind::Session, T0);
+    store.insert_token(&first).await.unwrap();
+    assert_eq!(
+        store.find_token(&first.hash).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.find_token("unknown").await.unwrap(), None);
+
+    assert!(store.revoke_token(first.id, T0 + SECOND).await.unwrap());
+    assert!(!store.revoke_token(first.id, T0 + 2 * SECOND).await.unwrap());
+    assert!(!store.revoke_token(Uuid::new_v4(), T0).await.unwrap());
+    let revoked = store.find_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!(revoked.revoke_time, Some(T0 + SECOND));
+
+    let second = token(seed.org, ada, TokenKind::Session, T0 + 10 * SECOND);
+    let third = token(seed.org, ada, TokenKind::Session, T0 + 20 * SECOND);
+    store.insert_token(&second).await.unwrap();
+    let robot_token = token(seed.org, robot, TokenKind::ServiceAccount, T0 + 5 * SECOND);
+    let robot_other = token(seed.org, robot, TokenKind::ServiceAccount, T0 + 6 * SECOND);
+    // Tokens written by a commit, and a revocation of all of Ada's tokens.
+    let secrets = [
+        SecretOp::PutToken(third.clone()),
+        SecretOp::PutToken(robot_token.clone()),
+        SecretOp::PutToken(robot_other.clone()),
+        SecretOp::RevokeTokensOf {
+            principal: ada,
+            at: T0 + 30 * SECOND,
+        },
+        SecretOp::RevokeToken {
+            id: robot_other.id,
+            at: T0 + 31 * SECOND,
+        },
+    ];
+    store
+        .commit(Commit {
+            secrets: &secrets,
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+
+    let listed = store.list_tokens(seed.org, ada).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [third.id, second.id, first.id],
+        "newest first"
+    );
+    // The token revoked earlier keeps its revocation time.
+    assert_eq!(
+        listed.iter().map(|t| t.revoke_time).collect::<Vec<_>>(),
+        [
+            Some(T0 + 30 * SECOND),
+            Some(T0 + 30 * SECOND),
+            Some(T0 + SECOND)
+        ]
+    );
+    let robots = store.list_tokens(seed.org, robot).await.unwrap();
+    assert_eq!(
+        robots,
+        vec![
+            TokenRecord {
+                revoke_time: Some(T0 + 31 * SECOND),
+                ..robot_other
+            },
+            robot_token.clone()
+        ]
+    );
+    assert_eq!(
+        store.find_token(&robot_token.hash).await.unwrap(),
+        Some(robot_token)
+    );
+    assert!(
+        store
+            .list_tokens(Uuid::new_v4(), ada)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_tokens(seed.org, Principal::ServiceAccount(seed.user))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn invitation_tokens_put_find_delete(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let invitation = Uuid::new_v4();
+    let other_user = Uuid::new_v4();
+    let secrets = [
+        SecretOp::PutInvitationToken {
+            hash: "inv-1".to_owned(),
+            invitation,
+            user: seed.user,
+            expire_time: T0 + 7 * 24 * 3600 * SECOND,
+        },
+        SecretOp::PutInvitationToken {
+            hash: "inv-2".to_owned(),
+            invitation,
+            user: seed.user,
+            expire_time: T0 + SECOND,
+        },
+        SecretOp::PutInvitationToken {
+            hash: "inv-other".to_owned(),
+            invitation: Uuid::new_v4(),
+            user: other_user,
+            expire_time: T0,
+        },
+    ];
+    store
+        .commit(Commit {
+            secrets: &secrets,
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_invitation_token("inv-1").await.unwrap(),
+        Some(InvitationToken {
+            org: seed.org,
+            invitation,
+            user: seed.user,
+            expire_time: T0 + 7 * 24 * 3600 * SECOND,
+        })
+    );
+    assert!(
+        store
+            .find_invitation_token("inv-2")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.find_invitation_token("nope").await.unwrap(), None);
+
+    let delete = [SecretOp::DeleteInvitationTokens { user: seed.user }];
+    store
+        .commit(Commit {
+            secrets: &delete,
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.find_invitation_token("inv-1").await.unwrap(), None);
+    assert_eq!(store.find_invitation_token("inv-2").await.unwrap(), None);
+    assert!(
+        store
+            .find_invitation_token("inv-other")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn credentials_lifecycle(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let creds = |user| async move { store.credentials(seed.org, user).await.unwrap() };
+    assert_eq!(creds(seed.user).await, Credentials::default());
+
+    let set = |hash: &str| {
+        [SecretOp::SetPassword {
+            user: seed.user,
+            hash: hash.to_owned(),
+        }]
+    };
+    let secrets = set("$argon2id$first");
+    store
+        .commit(Commit {
+            secrets: &secrets,
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        creds(seed.user).await,
+        Credentials {
+            password_hash: Some("$argon2id$first".to_owned()),
+            failed_logins: 0,
+            locked_until: None,
+        }
+    );
+
+    store
+        .set_login_failures(seed.org, seed.user, 5, Some(T0 + 60 * SECOND))
+        .await
+        .unwrap();
+    assert_eq!(
+        creds(seed.user).await,
+        Credentials {
+            password_hash: Some("$argon2id$first".to_owned()),
+            failed_logins: 5,
+            locked_until: Some(T0 + 60 * SECOND),
+        }
+    );
+
+    // A new password keeps the counters.
+    let secrets = set("$argon2id$second");
+    store
+        .commit(Commit {
+            secrets: &secrets,
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        creds(seed.user).await,
+        Credentials {
+            password_hash: Some("$argon2id$second".to_owned()),
+            failed_logins: 5,
+            locked_until: Some(T0 + 60 * SECOND),
+        }
+    );
+    store
+        .set_login_failures(seed.org, seed.user, 0, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        creds(seed.user).await,
+        Credentials {
+            password_hash: Some("$argon2id$second".to_owned()),
+            failed_logins: 0,
+            locked_until: None,
+        }
+    );
+
+    // Counters of a user without a password.
+    let stranger = Uuid::new_v4();
+    store
+        .set_login_failures(seed.org, stranger, u32::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        creds(stranger).await,
+        Credentials {
+            password_hash: None,
+            failed_logins: u32::MAX,
+            locked_until: None,
+        }
+    );
+
+    let delete = [SecretOp::DeleteCredentials { user: seed.user }];
+    store
+        .commit(Commit {
+            secrets: &delete,
+            ..commit(seed.org, 3, &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(creds(seed.user).await, Credentials::default());
+    assert_eq!(creds(stranger).await.failed_logins, u32::MAX);
+    // Credentials are per organization.
+    assert_eq!(
+        store.credentials(Uuid::new_v4(), stranger).await.unwrap(),
+        Credentials::default()
+    );
+}
+
+async fn concurrent_commits_exactly_one_wins(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let mut seq = 3;
+    let mut entity = seed.entities[1].clone();
+    for round in 0..10 {
+        let a = user(seed.user, "ada@example.com", &format!("A{round}"));
+        let b = user(seed.user, "ada@example.com", &format!("B{round}"));
+        let change_a = [updated(&entity, &a)];
+        let change_b = [updated(&entity, &b)];
+        // Two commits validated against the same sequence, on two connections at once.
+        let (result_a, result_b) = tokio::join!(
+            store.commit(commit(seed.org, seq, &change_a)),
+            store.commit(commit(seed.org, seq, &change_b)),
+        );
+        let winner = match (result_a, result_b) {
+            (Ok(new), Err(StoreError::Conflict)) => {
+                assert_eq!(new, seq + 1);
+                a
+            }
+            (Err(StoreError::Conflict), Ok(new)) => {
+                assert_eq!(new, seq + 1);
+                b
+            }
+            other => panic!("round {round}: expected one winner, got {other:?}"),
+        };
+        seq += 1;
+        let (loaded_seq, entities) = current(store, seed.org).await;
+        assert_eq!(loaded_seq, seq);
+        assert!(entities.contains(&winner));
+        entity = winner;
+    }
+    let events = store.events_after(seed.org, 0, 100).await.unwrap();
+    assert_eq!(seqs(&events), (1..=13).collect::<Vec<_>>());
+}
+
+async fn concurrent_create_org_exactly_one_wins(store: &dyn Store) {
+    for _ in 0..5 {
+        let org = Uuid::new_v4();
+        let a = [created(&organization(org, "A"))];
+        let b = [created(&organization(org, "B"))];
+        let create = |changes| Commit {
+            create_org: true,
+            ..commit(org, 0, changes)
+        };
+        let (result_a, result_b) = tokio::join!(store.commit(create(&a)), store.commit(create(&b)));
+        let winner = match (result_a, result_b) {
+            (Ok(1), Err(StoreError::Conflict)) => &a[0],
+            (Err(StoreError::Conflict), Ok(1)) => &b[0],
+            other => panic!("expected one winner, got {other:?}"),
+        };
+        let (seq, entities) = current(store, org).await;
+        assert_eq!(seq, 1);
+        assert_eq!(entities, vec![winner.after.clone().unwrap()]);
+        assert_eq!(seqs(&store.events_after(org, 0, 100).await.unwrap()), [1]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only
+
+#[tokio::test]
+async fn sqlite_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let seed = seed_org(&store).await;
+    let secrets = [SecretOp::SetPassword {
+        user: seed.user,
+        hash: "$argon2id$kept".to_owned(),
+    }];
+    let change = [updated(
+        &seed.entities[0],
+        &organization(seed.org, "Renamed"),
+    )];
+    store
+        .commit(Commit {
+            secrets: &secrets,
+            request_id: Some("kept"),
+            ..commit(seed.org, 3, &change)
+        })
+        .await
+        .unwrap();
+    let before = current(&store, seed.org).await;
+    let events = store.events_after(seed.org, 0, 100).await.unwrap();
+    drop(store);
+
+    // Reopening also re-runs the migrator, which must find the schema up to date.
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(current(&store, seed.org).await, before);
+    assert_eq!(store.events_after(seed.org, 0, 100).await.unwrap(), events);
+    assert_eq!(
+        store.find_request(seed.org, "kept").await.unwrap(),
+        Some(target(&seed.entities[0]))
+    );
+    assert_eq!(
+        store
+            .credentials(seed.org, seed.user)
+            .await
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$kept")
+    );
+}
+
+#[test]
+fn database_url_is_replaced() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
+}

@@ -28,6 +28,9 @@ pub enum StoreError {
     /// The organization moved past the expected sequence (or already exists): catch up, retry.
     #[error("concurrent change: the organization is no longer at the expected sequence")]
     Conflict,
+    /// The idempotency key was already used by a committed request (nothing was written).
+    #[error("the request_id was already used")]
+    DuplicateRequest,
     /// A stored document could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

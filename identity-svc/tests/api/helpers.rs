@@ -1,0 +1,516 @@
+//! Test harness: `spawn_app` starts the real server with a fresh database and a manual clock;
+//! typed clients carry a bearer token; helpers walk the invitation flow through the mailbox.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use identity_svc::config::Settings;
+use identity_svc::service::clock::ManualClock;
+use shared::proto::identity::v1 as pb;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::net::TcpListener;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub use pb::access_client::AccessClient;
+pub use pb::apps_client::AppsClient;
+pub use pb::audit_client::AuditClient;
+pub use pb::groups_client::GroupsClient;
+pub use pb::organizations_client::OrganizationsClient;
+pub use pb::roles_client::RolesClient;
+pub use pb::service_accounts_client::ServiceAccountsClient;
+pub use pb::stages_client::StagesClient;
+pub use pb::users_client::UsersClient;
+
+/// A strong password that satisfies the policy.
+pub const PASSWORD: &str = "Correct-Horse-42";
+
+/// Which store the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests for each `async fn name(Backend)`.
+#[macro_export]
+macro_rules! api_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Adds `authorization: Bearer <token>`.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel with a bearer token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// A database that belongs to one test and is dropped with it.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside of any async context we could await in: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = PgConnection::connect(&url).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The PostgreSQL server to test against (see `main.rs`).
+pub fn pg_admin_url() -> String {
+    std::env::var("IDENTITY_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, params) = url
+        .split_once('?')
+        .map_or((url, None), |(b, p)| (b, Some(p)));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = base[authority..]
+        .find('/')
+        .map_or(base, |s| &base[..authority + s]);
+    match params {
+        Some(p) => format!("{base}/{db}?{p}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub channel: Channel,
+    pub operator: String,
+    pub clock: ManualClock,
+    pub data_dir: tempfile::TempDir,
+    pub backend: Backend,
+    database_url: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pg: Option<PgDatabase>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+    }
+}
+
+/// A signed-in principal: its token and resource name.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub token: String,
+    pub user: String,
+    pub org: String,
+}
+
+fn settings(data_dir: &Path, database_url: Option<String>, operator: &str) -> Settings {
+    let mut s = Settings::default();
+    s.data_dir = data_dir.to_path_buf();
+    s.database_url = database_url;
+    s.operator_token = Some(shared::auth::Secret::new(operator.to_owned()));
+    s
+}
+
+/// Starts the server on `backend` with a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (database_url, pg) = match backend {
+        Backend::Sqlite => (None, None),
+        Backend::Postgres => {
+            let admin_url = pg_admin_url();
+            let name = format!("identity_api_{}", uuid::Uuid::new_v4().simple());
+            let mut c = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin_url} is required for this test: {e}")
+            });
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            (
+                Some(with_database(&admin_url, &name)),
+                Some(PgDatabase { admin_url, name }),
+            )
+        }
+    };
+    let mut app = TestApp {
+        channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
+        operator: format!("odc_op_test_{}", uuid::Uuid::new_v4().simple()),
+        clock: ManualClock::default(),
+        data_dir,
+        backend,
+        database_url,
+        shutdown: None,
+        server: None,
+        pg,
+    };
+    app.start().await;
+    app
+}
+
+impl TestApp {
+    /// (Re)starts the server on the same data.
+    pub async fn start(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let settings = settings(
+            self.data_dir.path(),
+            self.database_url.clone(),
+            &self.operator,
+        );
+        let deps = identity_svc::Dependencies {
+            clock: std::sync::Arc::new(self.clock.clone()),
+        };
+        let server = tokio::spawn(async move {
+            identity_svc::serve(listener, settings, deps, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        self.shutdown = Some(tx);
+        self.server = Some(server);
+        self.channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        // Wait until it answers (a deadline, not a sleep).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut c = RolesClient::with_interceptor(
+                self.channel.clone(),
+                Bearer(Some(self.operator.clone())),
+            );
+            match c.list_permissions(pb::ListPermissionsRequest {}).await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    panic!("server did not start: {e}")
+                }
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    }
+
+    /// Stops the server gracefully and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap();
+        }
+    }
+
+    pub fn mailbox(&self) -> PathBuf {
+        self.data_dir.path().join("mailbox")
+    }
+
+    fn bearer(&self, token: Option<&str>) -> Bearer {
+        Bearer(token.map(str::to_owned))
+    }
+
+    pub fn orgs(&self, token: Option<&str>) -> OrganizationsClient<Authed> {
+        OrganizationsClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn stages(&self, token: Option<&str>) -> StagesClient<Authed> {
+        StagesClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn apps(&self, token: Option<&str>) -> AppsClient<Authed> {
+        AppsClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn users(&self, token: Option<&str>) -> UsersClient<Authed> {
+        UsersClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn roles(&self, token: Option<&str>) -> RolesClient<Authed> {
+        RolesClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn access(&self, token: Option<&str>) -> AccessClient<Authed> {
+        AccessClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn groups(&self, token: Option<&str>) -> GroupsClient<Authed> {
+        GroupsClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn service_accounts(&self, token: Option<&str>) -> ServiceAccountsClient<Authed> {
+        ServiceAccountsClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn audit(&self, token: Option<&str>) -> AuditClient<Authed> {
+        AuditClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+
+    /// Creates an organization (operator); returns its resource name.
+    pub async fn create_org(&self, name: &str, admin_email: &str) -> String {
+        self.orgs(Some(&self.operator))
+            .create_organization(pb::CreateOrganizationRequest {
+                organization: Some(pb::Organization {
+                    display_name: name.into(),
+                    ..Default::default()
+                }),
+                first_administrator_email: admin_email.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    }
+
+    /// The newest invitation token sent to `email`, read from the mailbox.
+    pub fn invitation_token(&self, email: &str) -> String {
+        let mut newest: Option<(String, String)> = None;
+        for entry in std::fs::read_dir(self.mailbox()).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !text
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case(&format!("To: {email}")))
+            {
+                continue;
+            }
+            let token = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("invitation_token: "))
+                .unwrap()
+                .to_owned();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if newest.as_ref().is_none_or(|(n, _)| name > *n) {
+                newest = Some((name, token));
+            }
+        }
+        newest
+            .unwrap_or_else(|| panic!("no invitation for {email}"))
+            .1
+    }
+
+    /// Accepts the newest invitation of `email` and logs in.
+    pub async fn accept_and_login(&self, org: &str, email: &str) -> Session {
+        let token = self.invitation_token(email);
+        let user = self
+            .users(None)
+            .accept_invitation(pb::AcceptInvitationRequest {
+                invitation_token: token,
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        self.login(org, email, &user.name).await
+    }
+
+    /// Logs in with the test password.
+    pub async fn login(&self, org: &str, email: &str, user: &str) -> Session {
+        let r = self
+            .users(None)
+            .login(pb::LoginRequest {
+                organization: org.into(),
+                email: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        Session {
+            token: r.session_token,
+            user: user.to_owned(),
+            org: org.to_owned(),
+        }
+    }
+
+    /// A new organization and its signed-in first administrator.
+    pub async fn admin(&self, org_name: &str) -> Session {
+        let email = format!("admin@{}.example", org_name.to_lowercase());
+        let org = self.create_org(org_name, &email).await;
+        self.accept_and_login(&org, &email).await
+    }
+
+    /// Invites `email` with `request` filled in by `f`, accepts, logs in.
+    pub async fn invite_and_login(
+        &self,
+        by: &Session,
+        email: &str,
+        f: impl FnOnce(&mut pb::InviteUserRequest),
+    ) -> Session {
+        let mut req = pb::InviteUserRequest {
+            parent: by.org.clone(),
+            email: email.into(),
+            ..Default::default()
+        };
+        f(&mut req);
+        self.users(Some(&by.token)).invite_user(req).await.unwrap();
+        self.accept_and_login(&by.org, email).await
+    }
+
+    /// A signed-in user holding `role` (`administrator`, `developer` or a role name) at
+    /// organization scope.
+    pub async fn member(&self, by: &Session, email: &str, role: &str) -> Session {
+        let role = if role.contains('/') {
+            role.to_owned()
+        } else {
+            format!("{}/roles/{role}", by.org)
+        };
+        self.invite_and_login(by, email, |r| r.organization_role = role)
+            .await
+    }
+
+    /// Creates an app; returns its name.
+    pub async fn app(&self, by: &Session, name: &str) -> String {
+        self.apps(Some(&by.token))
+            .create_app(pb::CreateAppRequest {
+                parent: by.org.clone(),
+                app: Some(pb::App {
+                    display_name: name.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    }
+
+    /// Creates an end-user role of `app`; returns its name.
+    pub async fn end_user_role(&self, by: &Session, app: &str, name: &str) -> String {
+        self.apps(Some(&by.token))
+            .create_end_user_role(pb::CreateEndUserRoleRequest {
+                parent: app.into(),
+                end_user_role: Some(pb::EndUserRole {
+                    display_name: name.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    }
+
+    /// Checks a permission of `principal` (empty: the caller).
+    pub async fn check(
+        &self,
+        by: &Session,
+        principal: &str,
+        permission: &str,
+        stage: &str,
+        app: &str,
+    ) -> bool {
+        self.access(Some(&by.token))
+            .check_permission(pb::CheckPermissionRequest {
+                parent: by.org.clone(),
+                principal: principal.into(),
+                permission: permission.into(),
+                stage: if stage.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/stages/{stage}", by.org)
+                },
+                app: app.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .allowed
+    }
+}
+
+/// Asserts a gRPC error code and `ErrorInfo` reason (when given).
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(
+    r: Result<T, Status>,
+    code: Code,
+    reason: Option<&str>,
+) -> Status {
+    let status = match r {
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), code, "{status:?}");
+    if let Some(reason) = reason {
+        use tonic_types::StatusExt as _;
+        let info = status
+            .get_details_error_info()
+            .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+        assert_eq!(info.reason, reason, "{status:?}");
+    }
+    status
+}
+
+/// Asserts INVALID_ARGUMENT naming `field` in a `google.rpc.BadRequest`.
+#[track_caller]
+pub fn assert_bad_field<T: std::fmt::Debug>(r: Result<T, Status>, field: &str) {
+    use tonic_types::StatusExt as _;
+    let status = assert_code(r, Code::InvalidArgument, None);
+    let br = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest in {status:?}"));
+    assert!(
+        br.field_violations.iter().any(|v| v.field == field),
+        "no violation of {field} in {:?}",
+        br.field_violations
+    );
+}
+
+/// The resource name of a stage.
+pub fn stage(org: &str, key: &str) -> String {
+    format!("{org}/stages/{key}")
+}
+
+/// The resource name of a role.
+pub fn role(org: &str, id: &str) -> String {
+    format!("{org}/roles/{id}")
+}

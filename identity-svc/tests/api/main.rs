@@ -1,0 +1,16 @@
+#![allow(unreachable_pub)]
+//! API tests: the real identity server started in-process on `127.0.0.1:0`, driven through the
+//! generated gRPC clients. Every test runs twice: on a fresh SQLite data directory
+//! (`<module>::sqlite::<test>`) and on a fresh PostgreSQL database (`<module>::postgres::<test>`,
+//! through `IDENTITY_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+mod helpers;
+
+mod access;
+mod feed;
+mod groups;
+mod lifecycle;
+mod roles;
+mod security;
+mod seed;
+mod validation;
