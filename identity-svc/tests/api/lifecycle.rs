@@ -78,6 +78,8 @@ async fn an_invitation_expires_after_seven_days_and_the_user_stays_invited(b: Ba
         Code::Unauthenticated,
         None,
     );
+    // Sessions last 12 hours: a week later the administrator signs in again.
+    let admin = app.login(&admin.org, "admin@acme.example", &admin.user).await;
     assert_eq!(
         state_of(&app, &admin, &late.name).await,
         pb::UserState::Invited
