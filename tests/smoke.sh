@@ -204,8 +204,8 @@ expect_code "an unknown token is UNAUTHENTICATED" Unauthenticated \
 expect_code "bad fields are INVALID_ARGUMENT" InvalidArgument \
     "$OPERATOR" identity.v1.Organizations/CreateOrganization \
     '{"organization": {"display_name": ""}, "first_administrator_email": "not-an-email"}'
-contains "INVALID_ARGUMENT names every bad field (google.rpc.BadRequest)" "$OUT" \
-    organization.display_name first_administrator_email
+contains "INVALID_ARGUMENT details name every bad field (google.rpc.BadRequest)" "$OUT" \
+    google.rpc.BadRequest '"field":"organization.display_name"' '"field":"first_administrator_email"'
 
 # --- main flow ----------------------------------------------------------------------------------
 ADMIN_EMAIL="admin@example.com"

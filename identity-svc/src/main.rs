@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "identity-svc listening");
+    tracing::info!(addr = %listener.local_addr()?, "gRPC listener bound; starting up");
 
     let result = serve(
         listener,
