@@ -520,11 +520,13 @@ pub fn resolve(text: &str) -> Option<&'static PermissionDef> {
     })
 }
 
+/// The keys reachable from one permission, each with its implication chain.
+type Closure = Vec<(&'static str, Vec<&'static str>)>;
+
 /// Every key reachable from `key` through implication (including `key`), each with the chain
 /// that leads to it (`[key, ..., reached]`). Breadth first, so each chain is a shortest one.
 pub fn closure(key: &'static str) -> &'static [(&'static str, Vec<&'static str>)] {
-    static CLOSURES: OnceLock<Vec<(&'static str, Vec<(&'static str, Vec<&'static str>)>)>> =
-        OnceLock::new();
+    static CLOSURES: OnceLock<Vec<(&'static str, Closure)>> = OnceLock::new();
     let all = CLOSURES.get_or_init(|| {
         CATALOG
             .iter()

@@ -10,6 +10,7 @@
 //! app-scopable implications. The answer is the union over assignments.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use uuid::Uuid;
 
@@ -120,10 +121,10 @@ pub fn decide(
     if reasons.is_empty() {
         let mut why = format!("no assignment grants {}", perm.key);
         if let Some(s) = stage {
-            why.push_str(&format!(" in stage {s}"));
+            let _ = write!(why, " in stage {s}");
         }
         if let Some(a) = app {
-            why.push_str(&format!(" on app {a}"));
+            let _ = write!(why, " on app {a}");
         }
         return denied(why);
     }

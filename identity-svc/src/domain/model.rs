@@ -353,6 +353,7 @@ pub struct Change {
 
 impl Change {
     /// The change that undoes this one.
+    #[must_use]
     pub fn inverse(&self) -> Change {
         Change {
             action: self.action.clone(),

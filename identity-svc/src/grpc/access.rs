@@ -95,20 +95,19 @@ fn inspect(subject: Principal) -> Need {
     ])
 }
 
-impl Api {
-    fn subject<T>(&self, a: &Admitted<T>, v: &mut Violations, name: &str) -> Option<Principal> {
-        if name.is_empty() {
-            let p = a.entry.principal();
-            if p.is_none() {
-                v.add(
-                    "principal",
-                    "is required when the caller is not a principal",
-                );
-            }
-            p
-        } else {
-            principal_field(v, "principal", a.org, name)
+/// The principal a read is about: the named one, or the caller.
+fn subject<T>(a: &Admitted<T>, v: &mut Violations, name: &str) -> Option<Principal> {
+    if name.is_empty() {
+        let p = a.entry.principal();
+        if p.is_none() {
+            v.add(
+                "principal",
+                "is required when the caller is not a principal",
+            );
         }
+        p
+    } else {
+        principal_field(v, "principal", a.org, name)
     }
 }
 
@@ -257,7 +256,7 @@ impl pb::access_server::Access for Api {
                 &r.parent
             })
             .await?;
-        let (user, role, stage) = self.end_user_grant(&a, a.req.grant.as_ref())?;
+        let (user, role, stage) = end_user_grant(&a, a.req.grant.as_ref())?;
         let auth = {
             let st = a.handle.read();
             let app = st.end_user_roles.get(&role).map(|r| r.app);
@@ -298,7 +297,7 @@ impl pb::access_server::Access for Api {
                 |r| &r.parent,
             )
             .await?;
-        let (user, role, stage) = self.end_user_grant(&a, a.req.grant.as_ref())?;
+        let (user, role, stage) = end_user_grant(&a, a.req.grant.as_ref())?;
         let auth = {
             let st = a.handle.read();
             let app = st.end_user_roles.get(&role).map(|r| r.app);
@@ -329,7 +328,7 @@ impl pb::access_server::Access for Api {
             })
             .await?;
         let mut v = Violations::new();
-        let subject = self.subject(&a, &mut v, &a.req.principal);
+        let subject = subject(&a, &mut v, &a.req.principal);
         let q = query(&mut v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
         v.finish().map_err(to_status)?;
         let (Some(subject), Some(q)) = (subject, q) else {
@@ -367,7 +366,7 @@ impl pb::access_server::Access for Api {
             )
             .await?;
         let mut v = Violations::new();
-        let subject = self.subject(&a, &mut v, &a.req.principal);
+        let subject = subject(&a, &mut v, &a.req.principal);
         v.finish().map_err(to_status)?;
         let Some(subject) = subject else {
             return Err(Status::internal("unreachable"));
@@ -467,7 +466,7 @@ impl pb::access_server::Access for Api {
             end_user_role: a.req.end_user_role.clone(),
             stage: a.req.stage.clone(),
         };
-        let (user, role, stage) = self.end_user_grant(&a, Some(&grant))?;
+        let (user, role, stage) = end_user_grant(&a, Some(&grant))?;
         let st = a.handle.read();
         let app = ops::end_user_role(&st, role).map_err(to_status)?.app;
         let need = Need::Any(vec![
@@ -505,47 +504,44 @@ impl pb::access_server::Access for Api {
     }
 }
 
-impl Api {
-    /// Decodes a (user, end-user role, stage) triple.
-    fn end_user_grant<T>(
-        &self,
-        a: &Admitted<T>,
-        g: Option<&pb::EndUserRoleGrant>,
-    ) -> Result<(Uuid, Uuid, String), Status> {
-        let g = g.cloned().unwrap_or_default();
-        let mut v = Violations::new();
-        let user = v.check(
-            "grant.user",
-            names::user(&g.user)
-                .filter(|(o, _)| *o == a.org)
-                .map(|(_, u)| u)
-                .ok_or("must be organizations/{organization}/users/{user}"),
-        );
-        let role = match names::end_user_role(&g.end_user_role).filter(|(o, _, _)| *o == a.org) {
-            Some((_, _, r)) => Some(r),
-            None if names::role(&g.end_user_role).is_some() => {
-                v.add("grant.end_user_role", "is an organization role; an end-user role is organizations/{organization}/apps/{app}/endUserRoles/{role}");
-                None
-            }
-            None => {
-                v.add(
-                    "grant.end_user_role",
-                    "must be organizations/{organization}/apps/{app}/endUserRoles/{role}",
-                );
-                None
-            }
-        };
-        let stage = v.check(
-            "grant.stage",
-            names::stage(&g.stage)
-                .filter(|(o, _)| *o == a.org)
-                .map(|(_, s)| s)
-                .ok_or("must be organizations/{organization}/stages/{stage}"),
-        );
-        v.finish().map_err(to_status)?;
-        match (user, role, stage) {
-            (Some(u), Some(r), Some(s)) => Ok((u, r, s)),
-            _ => Err(Status::internal("unreachable")),
+/// Decodes a (user, end-user role, stage) triple.
+fn end_user_grant<T>(
+    a: &Admitted<T>,
+    g: Option<&pb::EndUserRoleGrant>,
+) -> Result<(Uuid, Uuid, String), Status> {
+    let g = g.cloned().unwrap_or_default();
+    let mut v = Violations::new();
+    let user = v.check(
+        "grant.user",
+        names::user(&g.user)
+            .filter(|(o, _)| *o == a.org)
+            .map(|(_, u)| u)
+            .ok_or("must be organizations/{organization}/users/{user}"),
+    );
+    let role = match names::end_user_role(&g.end_user_role).filter(|(o, _, _)| *o == a.org) {
+        Some((_, _, r)) => Some(r),
+        None if names::role(&g.end_user_role).is_some() => {
+            v.add("grant.end_user_role", "is an organization role; an end-user role is organizations/{organization}/apps/{app}/endUserRoles/{role}");
+            None
         }
+        None => {
+            v.add(
+                "grant.end_user_role",
+                "must be organizations/{organization}/apps/{app}/endUserRoles/{role}",
+            );
+            None
+        }
+    };
+    let stage = v.check(
+        "grant.stage",
+        names::stage(&g.stage)
+            .filter(|(o, _)| *o == a.org)
+            .map(|(_, s)| s)
+            .ok_or("must be organizations/{organization}/stages/{stage}"),
+    );
+    v.finish().map_err(to_status)?;
+    match (user, role, stage) {
+        (Some(u), Some(r), Some(s)) => Ok((u, r, s)),
+        _ => Err(Status::internal("unreachable")),
     }
 }

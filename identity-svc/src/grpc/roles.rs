@@ -163,18 +163,17 @@ impl pb::roles_server::Roles for Api {
         v.finish().map_err(to_status)?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let request_id = (!a.req.request_id.is_empty()).then_some(a.req.request_id.as_str());
-        if let Some(rid) = request_id {
-            if let Some(target) = self
+        if let Some(rid) = request_id
+            && let Some(target) = self
                 .core
                 .store
                 .find_request(a.org, rid)
                 .await
                 .map_err(|e| to_status(e.into()))?
-            {
-                let st = a.handle.read();
-                if let Some(role) = names::role(&target).and_then(|(_, id)| st.roles.get(&id)) {
-                    return Ok(respond(convert::role(&st, role), st.seq));
-                }
+        {
+            let st = a.handle.read();
+            if let Some(role) = names::role(&target).and_then(|(_, id)| st.roles.get(&id)) {
+                return Ok(respond(convert::role(&st, role), st.seq));
             }
         }
         let c = self

@@ -59,7 +59,7 @@ impl pb::stages_server::Stages for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::create_stage(d, key.clone(), name.clone())
+                ops::create_stage(d, &key, name.clone())
             })
             .await
             .map_err(to_status)?;

@@ -59,9 +59,10 @@ async fn hash_password(password: String) -> Result<String, Status> {
 }
 
 async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || match hash {
-        Some(h) => auth::verify_password(&password, &h),
-        None => {
+    tokio::task::spawn_blocking(move || {
+        if let Some(h) = hash {
+            auth::verify_password(&password, &h)
+        } else {
             // Same work for unknown users, so timing does not reveal which emails exist.
             let dummy = DUMMY_HASH
                 .get_or_init(|| auth::hash_password("not a real password").unwrap_or_default());

@@ -8,6 +8,8 @@
 //!   [`Entry::authorized`] for rules that need nothing more) can make, so a handler that skipped
 //!   the check does not compile.
 
+use std::fmt::Write as _;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use rand::RngExt as _;
@@ -375,10 +377,10 @@ impl Need {
             Need::Perm(k, s, a) => {
                 let mut t = (*k).to_owned();
                 if let Some(s) = s {
-                    t.push_str(&format!(" in stage {s}"));
+                    let _ = write!(t, " in stage {s}");
                 }
                 if let Some(a) = a {
-                    t.push_str(&format!(" on app {a}"));
+                    let _ = write!(t, " on app {a}");
                 }
                 t
             }

@@ -44,7 +44,7 @@ pub fn check_etag(given: Option<&str>, rev: u64) -> Result<(), Error> {
 // ---------------------------------------------------------------- lookups
 
 /// A user or NOT_FOUND.
-pub fn user<'a>(st: &'a OrgState, id: Uuid) -> Result<&'a User, Error> {
+pub fn user(st: &OrgState, id: Uuid) -> Result<&User, Error> {
     st.users
         .get(&id)
         .ok_or_else(|| Error::NotFound(fmt::user(st.org.id, id)))
@@ -217,9 +217,9 @@ pub fn rename_organization(
 // ---------------------------------------------------------------- stages
 
 /// Adds a non-production stage just before Production.
-pub fn create_stage(d: &mut Draft<'_>, key: String, name: String) -> Result<Stage, Error> {
+pub fn create_stage(d: &mut Draft<'_>, key: &str, name: String) -> Result<Stage, Error> {
     let st = d.state();
-    if st.stages.contains_key(&key) {
+    if st.stages.contains_key(key) {
         return Err(Error::exists(
             "STAGE_EXISTS",
             format!("stage key {key} is taken"),
@@ -256,7 +256,7 @@ pub fn create_stage(d: &mut Draft<'_>, key: String, name: String) -> Result<Stag
         .ok_or_else(|| Error::Internal("no production stage".into()))?;
     let o = org_id(d);
     let stage = Stage {
-        key: key.clone(),
+        key: key.to_owned(),
         display_name: name,
         order: production.order,
         purpose: StagePurpose::NonProduction,
@@ -274,7 +274,7 @@ pub fn create_stage(d: &mut Draft<'_>, key: String, name: String) -> Result<Stag
     );
     d.change(
         "stage.created",
-        fmt::stage(o, &key),
+        fmt::stage(o, key),
         None,
         Some(Entity::Stage(stage.clone())),
         Vec::new(),
@@ -1496,16 +1496,16 @@ pub fn add_roles(
     let mut v = Violations::new();
     for (i, (r, s)) in roles.iter().enumerate() {
         end_user_role(d.state(), *r)?;
-        if let Some(s) = s {
-            if *s != g.stage {
-                v.add(
-                    format!("end_user_roles[{i}].stage"),
-                    format!(
-                        "a group can only have roles from its own stage ({})",
-                        g.stage
-                    ),
-                );
-            }
+        if let Some(s) = s
+            && *s != g.stage
+        {
+            v.add(
+                format!("end_user_roles[{i}].stage"),
+                format!(
+                    "a group can only have roles from its own stage ({})",
+                    g.stage
+                ),
+            );
         }
     }
     v.finish()?;

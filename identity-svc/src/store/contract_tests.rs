@@ -710,7 +710,10 @@ async fn request_id_is_remembered_once(store: &dyn Store) {
             ..commit(seed.org, 5, &again)
         })
         .await;
-    assert!(matches!(result, Err(StoreError::DuplicateRequest)), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::DuplicateRequest)),
+        "{result:?}"
+    );
     assert_eq!(current(store, seed.org).await.0, 5);
     assert!(
         store

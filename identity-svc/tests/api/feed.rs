@@ -25,20 +25,51 @@ async fn scenario(app: &TestApp, admin: &Session) {
         .groups(Some(&admin.token))
         .create_group(pb::CreateGroupRequest {
             parent: admin.org.clone(),
-            group: Some(pb::Group { display_name: "G".into(), stage: stage(&admin.org, "development"), ..Default::default() }),
+            group: Some(pb::Group {
+                display_name: "G".into(),
+                stage: stage(&admin.org, "development"),
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
         .unwrap()
         .into_inner();
     app.groups(Some(&admin.token))
-        .add_group_roles(pb::AddGroupRolesRequest { group: g.name.clone(), end_user_roles: vec![pb::EndUserRoleInStage { end_user_role: clerk, stage: String::new() }] })
+        .add_group_roles(pb::AddGroupRolesRequest {
+            group: g.name.clone(),
+            end_user_roles: vec![pb::EndUserRoleInStage {
+                end_user_role: clerk,
+                stage: String::new(),
+            }],
+        })
         .await
         .unwrap();
-    app.groups(Some(&admin.token)).add_group_members(pb::AddGroupMembersRequest { group: g.name.clone(), users: vec![dev.user.clone()] }).await.unwrap();
-    app.users(Some(&admin.token)).deactivate_user(pb::DeactivateUserRequest { name: dev.user.clone(), etag: String::new() }).await.unwrap();
-    app.users(Some(&admin.token)).delete_user(pb::DeleteUserRequest { name: dev.user.clone(), etag: String::new() }).await.unwrap();
-    app.apps(Some(&admin.token)).delete_app(pb::DeleteAppRequest { name: a }).await.unwrap();
+    app.groups(Some(&admin.token))
+        .add_group_members(pb::AddGroupMembersRequest {
+            group: g.name.clone(),
+            users: vec![dev.user.clone()],
+        })
+        .await
+        .unwrap();
+    app.users(Some(&admin.token))
+        .deactivate_user(pb::DeactivateUserRequest {
+            name: dev.user.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    app.users(Some(&admin.token))
+        .delete_user(pb::DeleteUserRequest {
+            name: dev.user.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    app.apps(Some(&admin.token))
+        .delete_app(pb::DeleteAppRequest { name: a })
+        .await
+        .unwrap();
 }
 
 async fn all_events(app: &TestApp, by: &Session) -> Vec<pb::ChangeEvent> {
@@ -47,7 +78,12 @@ async fn all_events(app: &TestApp, by: &Session) -> Vec<pb::ChangeEvent> {
     loop {
         let page = app
             .audit(Some(&by.token))
-            .list_change_events(pb::ListChangeEventsRequest { parent: by.org.clone(), page_size: 7, page_token: token, ..Default::default() })
+            .list_change_events(pb::ListChangeEventsRequest {
+                parent: by.org.clone(),
+                page_size: 7,
+                page_token: token,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -60,11 +96,21 @@ async fn all_events(app: &TestApp, by: &Session) -> Vec<pb::ChangeEvent> {
 }
 
 /// Reads from a watch stream until `last` has been seen (with a deadline).
-async fn collect_until(stream: &mut tonic::Streaming<pb::ChangeEvent>, last: i64) -> Vec<pb::ChangeEvent> {
+async fn collect_until(
+    stream: &mut tonic::Streaming<pb::ChangeEvent>,
+    last: i64,
+) -> Vec<pb::ChangeEvent> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while got.last().is_none_or(|e: &pb::ChangeEvent| e.sequence < last) {
-        let next = tokio::time::timeout_at(deadline, stream.next()).await.expect("watch stalled").expect("stream ended").unwrap();
+    while got
+        .last()
+        .is_none_or(|e: &pb::ChangeEvent| e.sequence < last)
+    {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("watch stalled")
+            .expect("stream ended")
+            .unwrap();
         got.push(next);
     }
     got
@@ -75,7 +121,10 @@ async fn a_watcher_from_zero_receives_every_event_in_order_without_gaps(b: Backe
     let admin = app.admin("Acme").await;
     let mut stream = app
         .audit(Some(&admin.token))
-        .watch_changes(pb::WatchChangesRequest { parent: admin.org.clone(), after_sequence: 0 })
+        .watch_changes(pb::WatchChangesRequest {
+            parent: admin.org.clone(),
+            after_sequence: 0,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -85,12 +134,18 @@ async fn a_watcher_from_zero_receives_every_event_in_order_without_gaps(b: Backe
     let watched = collect_until(&mut stream, last).await;
     let seqs: Vec<i64> = watched.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "gap-free, in order");
-    assert_eq!(watched, stored, "the feed and the audit trail are the same events");
+    assert_eq!(
+        watched, stored,
+        "the feed and the audit trail are the same events"
+    );
     assert!(watched.iter().any(|e| e.action == "user.deleted"));
     // No secret ever appears in an event.
     for e in &watched {
         let text = format!("{e:?}");
-        assert!(!text.contains("odc_inv_") && !text.contains("argon2"), "{text}");
+        assert!(
+            !text.contains("odc_inv_") && !text.contains("argon2"),
+            "{text}"
+        );
     }
 }
 
@@ -102,13 +157,23 @@ async fn resuming_at_cursor_n_yields_exactly_the_events_after_n(b: Backend) {
     let n = stored[stored.len() / 2].sequence;
     let mut stream = app
         .audit(Some(&admin.token))
-        .watch_changes(pb::WatchChangesRequest { parent: admin.org.clone(), after_sequence: n })
+        .watch_changes(pb::WatchChangesRequest {
+            parent: admin.org.clone(),
+            after_sequence: n,
+        })
         .await
         .unwrap()
         .into_inner();
     let last = stored.last().unwrap().sequence;
     let replayed = collect_until(&mut stream, last).await;
-    assert_eq!(replayed, stored.iter().filter(|e| e.sequence > n).cloned().collect::<Vec<_>>());
+    assert_eq!(
+        replayed,
+        stored
+            .iter()
+            .filter(|e| e.sequence > n)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
     // Then it follows live.
     let extra = app.app(&admin, "Live").await;
     let live = collect_until(&mut stream, last + 1).await;
@@ -120,9 +185,21 @@ async fn resuming_at_cursor_n_yields_exactly_the_events_after_n(b: Backend) {
 async fn a_cursor_ahead_of_the_organization_is_out_of_range(b: Backend) {
     let app = spawn_app(b).await;
     let admin = app.admin("Acme").await;
-    let r = app.audit(Some(&admin.token)).watch_changes(pb::WatchChangesRequest { parent: admin.org.clone(), after_sequence: 1_000_000 }).await;
+    let r = app
+        .audit(Some(&admin.token))
+        .watch_changes(pb::WatchChangesRequest {
+            parent: admin.org.clone(),
+            after_sequence: 1_000_000,
+        })
+        .await;
     assert_code(r.map(|_| ()), Code::OutOfRange, None);
-    let r = app.audit(Some(&admin.token)).watch_changes(pb::WatchChangesRequest { parent: admin.org.clone(), after_sequence: -1 }).await;
+    let r = app
+        .audit(Some(&admin.token))
+        .watch_changes(pb::WatchChangesRequest {
+            parent: admin.org.clone(),
+            after_sequence: -1,
+        })
+        .await;
     assert_bad_field(r.map(|_| ()), "after_sequence");
 }
 
@@ -133,26 +210,69 @@ async fn the_audit_trail_filters_by_actor_action_target_and_time(b: Backend) {
     scenario(&app, &admin).await;
     let all = all_events(&app, &admin).await;
     let list = |f: pb::ListChangeEventsRequest| async {
-        app.audit(Some(&admin.token)).list_change_events(f).await.unwrap().into_inner().events
+        app.audit(Some(&admin.token))
+            .list_change_events(f)
+            .await
+            .unwrap()
+            .into_inner()
+            .events
     };
-    let by_actor = list(pb::ListChangeEventsRequest { parent: admin.org.clone(), actor: admin.user.clone(), page_size: 1000, ..Default::default() }).await;
+    let by_actor = list(pb::ListChangeEventsRequest {
+        parent: admin.org.clone(),
+        actor: admin.user.clone(),
+        page_size: 1000,
+        ..Default::default()
+    })
+    .await;
     assert!(!by_actor.is_empty() && by_actor.iter().all(|e| e.actor == admin.user));
-    assert_eq!(by_actor.len(), all.iter().filter(|e| e.actor == admin.user).count());
-    let created = list(pb::ListChangeEventsRequest { parent: admin.org.clone(), action: "app.created".into(), ..Default::default() }).await;
+    assert_eq!(
+        by_actor.len(),
+        all.iter().filter(|e| e.actor == admin.user).count()
+    );
+    let created = list(pb::ListChangeEventsRequest {
+        parent: admin.org.clone(),
+        action: "app.created".into(),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(created.len(), 1);
-    let on_target = list(pb::ListChangeEventsRequest { parent: admin.org.clone(), target: created[0].target.clone(), ..Default::default() }).await;
-    assert_eq!(on_target.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["app.created", "app.deleted"]);
+    let on_target = list(pb::ListChangeEventsRequest {
+        parent: admin.org.clone(),
+        target: created[0].target.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        on_target
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        vec!["app.created", "app.deleted"]
+    );
     // Time: everything so far is before a moment one hour on.
-    t0.advance(Duration::from_secs(3600));
+    t0.advance(Duration::from_hours(1));
     let later = app.app(&admin, "Later").await;
     let since = all.last().unwrap().create_time.unwrap();
     let mut start = since;
     start.seconds += 1800;
-    let recent = list(pb::ListChangeEventsRequest { parent: admin.org.clone(), start_time: Some(start), ..Default::default() }).await;
-    assert_eq!(recent.iter().map(|e| e.target.clone()).collect::<Vec<_>>(), vec![later]);
+    let recent = list(pb::ListChangeEventsRequest {
+        parent: admin.org.clone(),
+        start_time: Some(start),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        recent.iter().map(|e| e.target.clone()).collect::<Vec<_>>(),
+        vec![later]
+    );
     let bad = app
         .audit(Some(&admin.token))
-        .list_change_events(pb::ListChangeEventsRequest { parent: admin.org.clone(), start_time: Some(start), end_time: Some(since), ..Default::default() })
+        .list_change_events(pb::ListChangeEventsRequest {
+            parent: admin.org.clone(),
+            start_time: Some(start),
+            end_time: Some(since),
+            ..Default::default()
+        })
         .await;
     assert_code(bad, Code::InvalidArgument, None);
 }
@@ -162,10 +282,23 @@ async fn writes_answer_with_a_consistency_token(b: Backend) {
     let admin = app.admin("Acme").await;
     let r = app
         .apps(Some(&admin.token))
-        .create_app(pb::CreateAppRequest { parent: admin.org.clone(), app: Some(pb::App { display_name: "T".into(), ..Default::default() }) })
+        .create_app(pb::CreateAppRequest {
+            parent: admin.org.clone(),
+            app: Some(pb::App {
+                display_name: "T".into(),
+                ..Default::default()
+            }),
+        })
         .await
         .unwrap();
-    let token: i64 = r.metadata().get("x-consistency-token").unwrap().to_str().unwrap().parse().unwrap();
+    let token: i64 = r
+        .metadata()
+        .get("x-consistency-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let all = all_events(&app, &admin).await;
     assert_eq!(token, all.last().unwrap().sequence);
 }

@@ -1,4 +1,12 @@
-#![allow(unreachable_pub)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    clippy::items_after_statements,
+    clippy::unnecessary_wraps,
+    clippy::unused_self
+)]
 //! API tests: the real identity server started in-process on `127.0.0.1:0`, driven through the
 //! generated gRPC clients. Every test runs twice: on a fresh SQLite data directory
 //! (`<module>::sqlite::<test>`) and on a fresh PostgreSQL database (`<module>::postgres::<test>`,
