@@ -230,6 +230,39 @@ impl Watch {
 
 #[tonic::async_trait]
 impl pb::audit_server::Audit for Api {
+    async fn get_snapshot(
+        &self,
+        request: Request<pb::GetSnapshotRequest>,
+    ) -> Result<Response<pb::Snapshot>, Status> {
+        let a = self
+            .enter(request, method!("Audit/GetSnapshot"), "parent", |r| {
+                &r.parent
+            })
+            .await?;
+        a.entry.authorized().map_err(to_status)?;
+        let st = a.handle.read();
+        let mut users: Vec<_> = st
+            .users_by_email
+            .values()
+            .filter_map(|id| st.users.get(id))
+            .collect();
+        users.sort_by(|x, y| x.email.cmp(&y.email));
+        let mut roles: Vec<_> = st.roles.values().collect();
+        roles.sort_by(|x, y| x.id.cmp(&y.id));
+        Ok(Response::new(pb::Snapshot {
+            organization: crate::domain::names::fmt::org(a.org),
+            sequence: i64::try_from(st.seq).unwrap_or(i64::MAX),
+            users: users.into_iter().map(|u| convert::user(&st, u)).collect(),
+            roles: roles.into_iter().map(|r| convert::role(&st, r)).collect(),
+            role_assignments: st
+                .assignments
+                .values()
+                .flat_map(|m| m.values())
+                .map(|x| convert::assignment(a.org, x))
+                .collect(),
+        }))
+    }
+
     type WatchChangesStream = ChangeStream;
 
     async fn list_change_events(

@@ -332,6 +332,10 @@ pub static RULES: &[(&str, Rule)] = &[
         "identity.v1.Audit/WatchChanges",
         Rule::Permission(keys::ORG_VIEW_AUDIT_TRAIL),
     ),
+    (
+        "identity.v1.Audit/GetSnapshot",
+        Rule::Permission(keys::ORG_VIEW_AUDIT_TRAIL),
+    ),
 ];
 
 /// The rule of an RPC (`package.Service/Method`).

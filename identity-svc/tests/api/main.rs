@@ -19,6 +19,7 @@ mod feed;
 mod groups;
 mod lifecycle;
 mod roles;
+mod rules;
 mod security;
 mod seed;
 mod validation;

@@ -538,6 +538,11 @@ fn table() -> Vec<(&'static str, Call)> {
                 ..Default::default()
             }
         ),
+        rpc!("identity.v1.Audit/GetSnapshot", audit.get_snapshot, |t| {
+            pb::GetSnapshotRequest {
+                parent: t.org.clone(),
+            }
+        }),
         rpc!("identity.v1.Audit/WatchChanges", audit.watch_changes, |t| {
             pb::WatchChangesRequest {
                 parent: t.org.clone(),
