@@ -79,6 +79,9 @@ pub async fn serve(
         Mailer::smtp(&smtp.host, smtp.port, smtp.from.clone())
     } else {
         let dir = settings.mailbox();
+        // The messages carry invitation secrets: keep the directory private.
+        create_private_dir(&dir)
+            .with_context(|| format!("cannot create the mailbox directory {}", dir.display()))?;
         tracing::info!(dir = %dir.display(), "invitations are written to the mailbox directory");
         Mailer::Mailbox(dir)
     };

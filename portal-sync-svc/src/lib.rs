@@ -1,1 +1,5 @@
-//! placeholder
+//! portal-sync-svc: Customer Portal team records, derived for ODC infrastructures from the
+//! identity service.
+
+pub mod domain;
+pub mod store;

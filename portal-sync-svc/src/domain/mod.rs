@@ -1,0 +1,3 @@
+//! The portal domain: records, the ODC mapping and the capability rules. No gRPC, no SQL.
+
+pub mod model;
