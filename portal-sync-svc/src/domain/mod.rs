@@ -1,3 +1,4 @@
 //! The portal domain: records, the ODC mapping and the capability rules. No gRPC, no SQL.
 
+pub mod mapping;
 pub mod model;

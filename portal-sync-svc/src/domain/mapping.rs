@@ -1,0 +1,146 @@
+//! The ODC sync contract (seed 004 and DOMAIN.md): which Customer Portal permission an ODC
+//! user's organization-scope role gives on the ODC infrastructure.
+//!
+//! * built-in Administrator → infrastructure admin; built-in Developer → member;
+//! * a custom role with "View all support cases" → infrastructure admin; with only "Open
+//!   support cases" → member; with neither → no record;
+//! * app-scope assignments do not count (decision: Support permissions are organization-only);
+//! * INACTIVE or deleted users have no record; INVITED users are synced.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::model::{Email, InfraPermission};
+
+/// The permission key that makes an infrastructure admin.
+pub const VIEW_ALL_CASES: &str = "support.view_all_cases";
+/// The permission key that makes a member.
+pub const OPEN_CASES: &str = "support.open_cases";
+
+/// What the mapping needs to know of a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Built-in Administrator.
+    Administrator,
+    /// Built-in Developer.
+    Developer,
+    /// A custom role and its permission keys.
+    Custom(Vec<String>),
+}
+
+impl RoleKind {
+    /// The portal permission the role gives, if any.
+    pub fn level(&self) -> Option<InfraPermission> {
+        match self {
+            RoleKind::Administrator => Some(InfraPermission::Admin),
+            RoleKind::Developer => Some(InfraPermission::Member),
+            RoleKind::Custom(perms) => {
+                if perms.iter().any(|p| p == VIEW_ALL_CASES) {
+                    Some(InfraPermission::Admin)
+                } else if perms.iter().any(|p| p == OPEN_CASES) {
+                    Some(InfraPermission::Member)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Identity user state as far as the mapping is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserState {
+    /// Invited, not accepted yet (synced).
+    Invited,
+    /// Active (synced).
+    Active,
+    /// Deactivated (no record).
+    Inactive,
+}
+
+/// A mirror of what the mapping reads from one identity organization.
+#[derive(Debug, Clone, Default)]
+pub struct Mirror {
+    /// Users: email and state.
+    pub users: HashMap<Uuid, (Email, UserState)>,
+    /// Roles by id.
+    pub roles: HashMap<String, RoleKind>,
+    /// Organization-scope role of each user.
+    pub org_roles: HashMap<Uuid, String>,
+}
+
+impl Mirror {
+    /// The record a user should have: (email, permission), or none.
+    pub fn derive(&self, user: Uuid) -> Option<(Email, InfraPermission)> {
+        let (email, state) = self.users.get(&user)?;
+        if *state == UserState::Inactive {
+            return None;
+        }
+        let level = self.roles.get(self.org_roles.get(&user)?)?.level()?;
+        Some((email.clone(), level))
+    }
+
+    /// Users holding `role` at organization scope.
+    pub fn holders(&self, role: &str) -> Vec<Uuid> {
+        self.org_roles
+            .iter()
+            .filter(|(_, r)| r.as_str() == role)
+            .map(|(u, _)| *u)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror(role: RoleKind, state: UserState) -> (Mirror, Uuid) {
+        let u = Uuid::new_v4();
+        let mut m = Mirror::default();
+        m.users.insert(u, (Email::parse("a@x.com").unwrap(), state));
+        m.roles.insert("r".into(), role);
+        m.org_roles.insert(u, "r".into());
+        (m, u)
+    }
+
+    #[test]
+    fn built_in_and_custom_roles_map_per_the_seed() {
+        let cases = [
+            (RoleKind::Administrator, Some(InfraPermission::Admin)),
+            (RoleKind::Developer, Some(InfraPermission::Member)),
+            (
+                RoleKind::Custom(vec![VIEW_ALL_CASES.into(), OPEN_CASES.into()]),
+                Some(InfraPermission::Admin),
+            ),
+            (
+                RoleKind::Custom(vec![VIEW_ALL_CASES.into()]),
+                Some(InfraPermission::Admin),
+            ),
+            (
+                RoleKind::Custom(vec![OPEN_CASES.into(), "asset.open".into()]),
+                Some(InfraPermission::Member),
+            ),
+            (RoleKind::Custom(vec!["asset.open".into()]), None),
+        ];
+        for (role, want) in cases {
+            let (m, u) = mirror(role.clone(), UserState::Active);
+            assert_eq!(m.derive(u).map(|(_, l)| l), want, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn inactive_users_have_no_record_and_invited_users_do() {
+        let (m, u) = mirror(RoleKind::Administrator, UserState::Inactive);
+        assert_eq!(m.derive(u), None);
+        let (m, u) = mirror(RoleKind::Administrator, UserState::Invited);
+        assert!(m.derive(u).is_some());
+    }
+
+    #[test]
+    fn users_without_an_organization_role_have_no_record() {
+        let (mut m, u) = mirror(RoleKind::Administrator, UserState::Active);
+        m.org_roles.clear();
+        assert_eq!(m.derive(u), None);
+    }
+}

@@ -1,0 +1,391 @@
+//! The sync engine: keeps the ODC infrastructures' team records in step with identity.
+//!
+//! One worker per ODC infrastructure: load the stored cursor → if none, take a consistent
+//! snapshot of the identity organization (`identity.v1.Audit/GetSnapshot`) and derive every
+//! record → then follow `identity.v1.Audit/WatchChanges` from the cursor. Each event updates a
+//! mirror of the organization (users, roles, organization-scope assignments), re-derives the
+//! users it affects (a role edit re-derives every holder), and writes the changed records
+//! **and** the new cursor in one store transaction: a crash can never apply a change twice or
+//! skip one, and a restart resumes from the stored cursor. Failures back off with jitter; the
+//! lag and the last error are visible through [`Syncer::status`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::RngExt as _;
+use shared::proto::identity::v1 as pb;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
+
+use crate::domain::mapping::Mirror;
+use crate::domain::model::{Infrastructure, Micros};
+use crate::store::{PortalStore, StoreError, SyncCursor};
+
+pub mod identity;
+pub mod reconcile;
+
+use reconcile::Members;
+
+/// Sync settings.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct SyncSettings {
+    /// The identity service, e.g. `http://127.0.0.1:50051`.
+    pub identity_url: String,
+    /// How often the list of ODC infrastructures is re-read (milliseconds).
+    pub discovery_interval_ms: u64,
+    /// First retry delay after a failure (milliseconds); doubles up to `backoff_max_ms`.
+    pub backoff_min_ms: u64,
+    /// Longest retry delay (milliseconds).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            identity_url: "http://127.0.0.1:50051".into(),
+            discovery_interval_ms: 1000,
+            backoff_min_ms: 50,
+            backoff_max_ms: 5000,
+        }
+    }
+}
+
+/// What the sync of one infrastructure looks like now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusView {
+    /// Identity sequence the records reflect.
+    pub cursor: u64,
+    /// Identity's latest sequence as last seen.
+    pub identity_sequence: u64,
+    /// Last full snapshot.
+    pub last_snapshot_time: Option<Micros>,
+    /// Last error (empty when healthy).
+    pub last_error: String,
+    /// Last time the worker applied something or confirmed it was current.
+    pub last_sync_time: Option<Micros>,
+}
+
+/// The running sync: discovery plus one worker per ODC infrastructure.
+#[derive(Debug)]
+pub struct Syncer {
+    store: Arc<dyn PortalStore>,
+    settings: SyncSettings,
+    status: Mutex<HashMap<Uuid, StatusView>>,
+    /// Wakes discovery (new infrastructure) and workers (resync).
+    wake: tokio::sync::watch::Sender<u64>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+fn now() -> Micros {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Why one run of a worker ended.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("identity: {0}")]
+    Identity(#[from] tonic::Status),
+    #[error("identity unreachable: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the change feed ended")]
+    FeedEnded,
+    #[error("resync requested")]
+    Resync,
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Adds the infrastructure's identity token.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+type AuditClient =
+    pb::audit_client::AuditClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+impl Syncer {
+    /// Starts discovery and the workers (on the current tokio runtime).
+    pub fn spawn(store: Arc<dyn PortalStore>, settings: SyncSettings) -> Arc<Self> {
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let (wake, _) = tokio::sync::watch::channel(0);
+        let s = Arc::new(Self {
+            store,
+            settings,
+            status: Mutex::new(HashMap::new()),
+            wake,
+            shutdown,
+        });
+        tokio::spawn(Arc::clone(&s).discover());
+        s
+    }
+
+    /// The status of one infrastructure's sync (None when it has no worker yet).
+    pub fn status(&self, infrastructure: Uuid) -> Option<StatusView> {
+        self.status
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&infrastructure).cloned())
+    }
+
+    /// Drops the stored cursor of an infrastructure: its worker takes a fresh snapshot and
+    /// derives every record again.
+    pub async fn resync(&self, infrastructure: Uuid) -> Result<(), StoreError> {
+        self.store.reset_sync(infrastructure).await?;
+        self.wake.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Tells discovery that an infrastructure was added (starts its worker at once).
+    pub fn infrastructure_added(&self) {
+        self.wake.send_modify(|n| *n += 1);
+    }
+
+    /// Stops discovery and every worker.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    fn update(&self, infra: Uuid, f: impl FnOnce(&mut StatusView)) {
+        if let Ok(mut m) = self.status.lock() {
+            f(m.entry(infra).or_default());
+        }
+    }
+
+    async fn discover(self: Arc<Self>) {
+        let mut running: BTreeSet<Uuid> = BTreeSet::new();
+        let mut wake = self.wake.subscribe();
+        let mut stop = self.shutdown.subscribe();
+        let interval = Duration::from_millis(self.settings.discovery_interval_ms.max(10));
+        loop {
+            match self.store.odc_infrastructures().await {
+                Ok(list) => {
+                    for (infra, token) in list {
+                        if running.insert(infra.id) {
+                            self.update(infra.id, |_| {});
+                            tokio::spawn(Arc::clone(&self).work(infra, token));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list ODC infrastructures"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = wake.changed() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One infrastructure's worker: runs until stopped, backing off with jitter on failure.
+    async fn work(self: Arc<Self>, infra: Infrastructure, token: String) {
+        let min = Duration::from_millis(self.settings.backoff_min_ms.max(1));
+        let max = Duration::from_millis(
+            self.settings
+                .backoff_max_ms
+                .max(self.settings.backoff_min_ms.max(1)),
+        );
+        let mut delay = min;
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            let result = self.run(&infra, &token).await;
+            if *stop.borrow() {
+                return;
+            }
+            match result {
+                Err(RunError::Resync) => {
+                    delay = min;
+                    continue;
+                }
+                Err(RunError::Stopped) => return,
+                Err(e) => {
+                    let text = e.to_string();
+                    tracing::warn!(infrastructure = %infra.id, error = %text, "sync failed; retrying");
+                    self.update(infra.id, |s| s.last_error = text);
+                }
+                Ok(()) => {}
+            }
+            // Full jitter: a random wait up to the current delay, then double it.
+            let wait = rand::rng().random_range(Duration::ZERO..=delay);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+            delay = (delay * 2).min(max);
+        }
+    }
+
+    fn client(&self, token: &str) -> Result<AuditClient, RunError> {
+        let endpoint = Endpoint::from_shared(self.settings.identity_url.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            RunError::Identity(tonic::Status::invalid_argument(
+                "identity token is not valid metadata",
+            ))
+        })?;
+        Ok(pb::audit_client::AuditClient::with_interceptor(
+            endpoint.connect_lazy(),
+            Bearer(value),
+        ))
+    }
+
+    /// One run: snapshot and reconcile everything, then follow the feed.
+    async fn run(&self, infra: &Infrastructure, token: &str) -> Result<(), RunError> {
+        let org = infra
+            .identity_org
+            .map(|o| format!("organizations/{o}"))
+            .ok_or_else(|| {
+                RunError::Identity(tonic::Status::failed_precondition(
+                    "ODC infrastructure without an organization",
+                ))
+            })?;
+        let mut client = self.client(token)?;
+        let mut wake = self.wake.subscribe();
+        let mut stop = self.shutdown.subscribe();
+
+        let snapshot = client
+            .get_snapshot(pb::GetSnapshotRequest {
+                parent: org.clone(),
+            })
+            .await?
+            .into_inner();
+        let seq = u64::try_from(snapshot.sequence).unwrap_or(0);
+        let mut mirror = identity::mirror_from_snapshot(&snapshot);
+        let stored = self.store.sync_state(infra.id).await?;
+        let mut members = Members::new(infra.company, self.store.members(infra.company).await?);
+        let snapshot_time = now();
+        // Everyone in the mirror, and everyone who has a record now (stale ones are removed).
+        let mut everyone: BTreeSet<Uuid> = mirror.users.keys().copied().collect();
+        everyone.extend(members.odc_users(infra.id));
+        self.reconcile(
+            infra,
+            &mirror,
+            &mut members,
+            &everyone,
+            seq,
+            stored.cursor,
+            Some(snapshot_time),
+        )
+        .await?;
+        self.update(infra.id, |s| {
+            s.cursor = seq;
+            s.identity_sequence = seq;
+            s.last_snapshot_time = Some(snapshot_time);
+            s.last_error.clear();
+            s.last_sync_time = Some(now());
+        });
+
+        let mut stream = client
+            .watch_changes(pb::WatchChangesRequest {
+                parent: org,
+                after_sequence: snapshot.sequence,
+            })
+            .await?
+            .into_inner();
+        let mut cursor = seq;
+        loop {
+            let first = tokio::select! {
+                m = stream.message() => m?,
+                _ = wake.changed() => {
+                    if self.store.sync_state(infra.id).await?.cursor == 0 {
+                        return Err(RunError::Resync);
+                    }
+                    continue;
+                }
+                _ = stop.changed() => return Err(RunError::Stopped),
+            };
+            let Some(first) = first else {
+                return Err(RunError::FeedEnded);
+            };
+            // Take every event already received, then apply them as one batch.
+            let mut batch = vec![first];
+            while batch.len() < 1000 {
+                match tokio::time::timeout(Duration::ZERO, stream.message()).await {
+                    Ok(Ok(Some(e))) => batch.push(e),
+                    Ok(Ok(None)) | Err(_) => break,
+                    Ok(Err(e)) => return Err(e.into()),
+                }
+            }
+            let mut affected = BTreeSet::new();
+            for e in &batch {
+                affected.extend(identity::apply_event(&mut mirror, e));
+                cursor = u64::try_from(e.sequence).unwrap_or(cursor);
+            }
+            self.reconcile(
+                infra,
+                &mirror,
+                &mut members,
+                &affected,
+                cursor,
+                u64::MAX,
+                None,
+            )
+            .await?;
+            self.update(infra.id, |s| {
+                s.cursor = cursor;
+                s.identity_sequence = s.identity_sequence.max(cursor);
+                s.last_error.clear();
+                s.last_sync_time = Some(now());
+            });
+        }
+    }
+
+    /// Writes the records of `users` and the cursor in one transaction. On a concurrent
+    /// change of a member (a person editing through the portal), re-reads and tries again.
+    /// Nothing is written when no record changes and the stored cursor is already `cursor`.
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile(
+        &self,
+        infra: &Infrastructure,
+        mirror: &Mirror,
+        members: &mut Members,
+        users: &BTreeSet<Uuid>,
+        cursor: u64,
+        stored_cursor: u64,
+        snapshot_time: Option<Micros>,
+    ) -> Result<(), RunError> {
+        loop {
+            let t = now();
+            for u in users {
+                members.set(infra.id, *u, mirror.derive(*u), t);
+            }
+            let (changes, events) = members.take_changes();
+            if changes.is_empty() && stored_cursor == cursor {
+                return Ok(());
+            }
+            let c = SyncCursor {
+                infrastructure: infra.id,
+                cursor,
+                snapshot_time,
+            };
+            match self
+                .store
+                .apply(infra.company, &changes, &events, Some(&c), t)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => {
+                    *members =
+                        Members::new(infra.company, self.store.members(infra.company).await?);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

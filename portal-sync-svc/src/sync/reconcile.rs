@@ -1,0 +1,216 @@
+//! Turns desired ODC records into member changes against the company's current members.
+//!
+//! Works on an in-memory copy of the members (with the revision each was read at), so that
+//! several users' changes to one member fold into one upsert with the right expected revision.
+
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+use crate::domain::model::{
+    Access, CompanyPermission, Email, InfraPermission, Micros, NewEvent, Source, TeamMember,
+    TeamRole,
+};
+use crate::store::MemberChange;
+
+/// The members of one company as last read, and what was changed since.
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    company: Uuid,
+    /// Current (possibly edited) members with the revision they were read at (None: new).
+    by_id: BTreeMap<Uuid, (TeamMember, Option<u64>)>,
+    /// Deleted members with the revision they were read at.
+    deleted: BTreeMap<Uuid, u64>,
+    by_email: HashMap<Email, Uuid>,
+    touched: Vec<Uuid>,
+    events: Vec<NewEvent>,
+}
+
+fn member_name(company: Uuid, id: Uuid) -> String {
+    format!("companies/{company}/members/{id}")
+}
+
+impl Members {
+    /// Wraps the members as read from the store.
+    pub fn new(company: Uuid, members: Vec<TeamMember>) -> Self {
+        let mut m = Self {
+            company,
+            ..Self::default()
+        };
+        for t in members {
+            m.by_email.insert(t.email.clone(), t.id);
+            let rev = t.rev;
+            m.by_id.insert(t.id, (t, Some(rev)));
+        }
+        m
+    }
+
+    /// Identity users that currently hold ODC access on `infra`.
+    pub fn odc_users(&self, infra: Uuid) -> Vec<Uuid> {
+        self.by_id
+            .values()
+            .flat_map(|(m, _)| m.access.iter())
+            .filter(|a| a.infrastructure == infra)
+            .filter_map(|a| match a.source {
+                Source::Odc { identity_user } => Some(identity_user),
+                Source::Manual => None,
+            })
+            .collect()
+    }
+
+    /// Makes `user`'s ODC access on `infra` match `desired` (None: no record).
+    pub fn set(
+        &mut self,
+        infra: Uuid,
+        user: Uuid,
+        desired: Option<(Email, InfraPermission)>,
+        now: Micros,
+    ) {
+        let current = self.by_id.iter().find_map(|(id, (m, _))| {
+            m.access
+                .iter()
+                .position(|a| {
+                    a.infrastructure == infra
+                        && a.source
+                            == Source::Odc {
+                                identity_user: user,
+                            }
+                })
+                .map(|i| (*id, i))
+        });
+        match (current, desired) {
+            (None, None) => {}
+            (Some((id, i)), None) => {
+                let Some((m, _)) = self.by_id.get_mut(&id) else {
+                    return;
+                };
+                m.access.remove(i);
+                let remove_member = m.created_by_sync
+                    && m.access.is_empty()
+                    && m.company_permission == CompanyPermission::Member
+                    && m.phone.is_none();
+                let name = member_name(self.company, id);
+                if remove_member {
+                    if let Some((_, Some(rev))) = self.by_id.remove(&id) {
+                        self.deleted.insert(id, rev);
+                    }
+                    self.by_email.retain(|_, v| *v != id);
+                    self.event(
+                        "member.removed_by_sync",
+                        name,
+                        format!("identity user {user} no longer has a Customer Portal record"),
+                    );
+                } else {
+                    self.touch(id, now);
+                    self.event(
+                        "odc_access.removed",
+                        name,
+                        format!("identity user {user} on infrastructure {infra}"),
+                    );
+                }
+            }
+            (Some((id, i)), Some((_, level))) => {
+                let Some((m, _)) = self.by_id.get_mut(&id) else {
+                    return;
+                };
+                if m.access[i].permission != level {
+                    m.access[i].permission = level;
+                    self.touch(id, now);
+                    self.event(
+                        "odc_access.changed",
+                        member_name(self.company, id),
+                        format!("identity user {user}: {level:?} on infrastructure {infra}"),
+                    );
+                }
+            }
+            (None, Some((email, level))) => {
+                let access = Access {
+                    infrastructure: infra,
+                    permission: level,
+                    source: Source::Odc {
+                        identity_user: user,
+                    },
+                };
+                let existing = self.by_email.get(&email).copied();
+                let id = if let Some((id, (m, _))) =
+                    existing.and_then(|id| self.by_id.get_mut(&id).map(|x| (id, x)))
+                {
+                    // One entry per infrastructure: an ODC record replaces what was there.
+                    m.access.retain(|a| a.infrastructure != infra);
+                    m.access.push(access);
+                    m.access.sort_by_key(|a| a.infrastructure);
+                    id
+                } else {
+                    let id = Uuid::now_v7();
+                    let m = TeamMember {
+                        id,
+                        company: self.company,
+                        email: email.clone(),
+                        display_name: String::new(),
+                        team_role: TeamRole::Other,
+                        company_permission: CompanyPermission::Member,
+                        access: vec![access],
+                        phone: None,
+                        lifetime_username: None,
+                        development_permissions: false,
+                        created_by_sync: true,
+                        create_time: now,
+                        update_time: now,
+                        rev: 0,
+                    };
+                    self.by_email.insert(email, id);
+                    self.by_id.insert(id, (m, None));
+                    id
+                };
+                self.touch(id, now);
+                self.event(
+                    "odc_access.granted",
+                    member_name(self.company, id),
+                    format!("identity user {user}: {level:?} on infrastructure {infra}"),
+                );
+            }
+        }
+    }
+
+    fn touch(&mut self, id: Uuid, now: Micros) {
+        if let Some((m, _)) = self.by_id.get_mut(&id) {
+            m.update_time = now;
+        }
+        if !self.touched.contains(&id) {
+            self.touched.push(id);
+        }
+    }
+
+    fn event(&mut self, action: &str, target: String, detail: String) {
+        self.events.push(NewEvent {
+            actor: "sync".into(),
+            action: action.into(),
+            target,
+            detail,
+        });
+    }
+
+    /// The changes and events made since the last call, ready for `PortalStore::apply`; the
+    /// members are then taken as stored (revisions advanced).
+    pub fn take_changes(&mut self) -> (Vec<MemberChange>, Vec<NewEvent>) {
+        let mut changes = Vec::new();
+        for (id, rev) in std::mem::take(&mut self.deleted) {
+            changes.push(MemberChange::Delete {
+                company: self.company,
+                id,
+                expected_rev: rev,
+            });
+        }
+        for id in std::mem::take(&mut self.touched) {
+            if let Some((m, rev)) = self.by_id.get_mut(&id) {
+                m.rev = rev.map_or(1, |r| r + 1);
+                changes.push(MemberChange::Upsert {
+                    member: m.clone(),
+                    expected_rev: *rev,
+                });
+                *rev = Some(m.rev);
+            }
+        }
+        (changes, std::mem::take(&mut self.events))
+    }
+}
