@@ -32,10 +32,13 @@ pub const SERVICE_ACCOUNT_PREFIX: &str = "odc_sa_";
 /// Prefix of invitation tokens.
 pub const INVITATION_PREFIX: &str = "odc_inv_";
 
-/// A fresh random token with `prefix`.
+/// A fresh random token with `prefix`: 256 random bits, base64url. Short enough that the
+/// invitation line of a mail (`invitation_token: odc_inv_...`) stays under 76 characters and
+/// reaches the reader as plain 7-bit text.
 pub fn new_token(prefix: &str) -> String {
+    use base64::Engine as _;
     let bytes: [u8; 32] = rand::rng().random();
-    format!("{prefix}{}", hex::encode(bytes))
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The stored form of a token.

@@ -138,6 +138,8 @@ pub struct TestApp {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     pg: Option<PgDatabase>,
+    /// Applied to the settings at every start (e.g. an SMTP relay).
+    pub tweak: Option<Box<dyn Fn(&mut Settings) + Send + Sync>>,
 }
 
 impl Drop for TestApp {
@@ -169,6 +171,10 @@ fn settings(data_dir: &Path, database_url: Option<String>, operator: &str) -> Se
 
 /// Starts the server on `backend` with a fresh database.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    // Logs are muted unless TEST_LOG is set.
+    if std::env::var_os("TEST_LOG").is_some() {
+        shared::telemetry::init(shared::telemetry::LogFormat::Pretty);
+    }
     let data_dir = tempfile::tempdir().unwrap();
     let (database_url, pg) = match backend {
         Backend::Sqlite => (None, None),
@@ -198,6 +204,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         shutdown: None,
         server: None,
         pg,
+        tweak: None,
     };
     app.start().await;
     app
@@ -209,11 +216,14 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let settings = settings(
+        let mut settings = settings(
             self.data_dir.path(),
             self.database_url.clone(),
             &self.operator,
         );
+        if let Some(f) = &self.tweak {
+            f(&mut settings);
+        }
         let deps = identity_svc::Dependencies {
             clock: std::sync::Arc::new(self.clock.clone()),
         };

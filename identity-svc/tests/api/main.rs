@@ -18,6 +18,7 @@ mod access;
 mod feed;
 mod groups;
 mod lifecycle;
+mod mailer;
 mod roles;
 mod rules;
 mod security;
