@@ -97,6 +97,12 @@ pub async fn serve(
         operator_hashes: Arc::new(vec![operator_hash]),
     };
 
+    let core = Arc::clone(&api.core);
+    let shutdown = async move {
+        shutdown.await;
+        // End the change-feed streams first, or the graceful drain would wait for them.
+        core.begin_shutdown();
+    };
     shared::server::serve(
         listener,
         routes(&api),

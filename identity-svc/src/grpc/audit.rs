@@ -108,6 +108,8 @@ struct Watch {
     tx: mpsc::Sender<Result<pb::ChangeEvent, Status>>,
     /// The sequence of the last event sent.
     last: u64,
+    /// The server is shutting down.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watch {
@@ -135,6 +137,11 @@ impl Watch {
         loop {
             let next = tokio::select! {
                 () = self.tx.closed() => return Ok(()),
+                _ = self.closing.wait_for(|c| *c) => {
+                    return Err(Status::unavailable(
+                        "the server is shutting down; watch again from the last sequence received",
+                    ));
+                }
                 r = live.recv() => Some(r),
                 () = tokio::time::sleep(IDLE_POLL) => None,
             };
@@ -383,6 +390,7 @@ impl pb::audit_server::Audit for Api {
         let watch = Watch {
             store,
             org: a.org,
+            closing: self.core.closing(),
             handle: a.handle,
             entry: a.entry,
             principal,

@@ -38,7 +38,10 @@ pub const INVITATION_PREFIX: &str = "odc_inv_";
 pub fn new_token(prefix: &str) -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::rng().random();
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// The stored form of a token.

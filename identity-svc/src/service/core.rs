@@ -127,9 +127,22 @@ pub struct Core {
     /// Delivers invitations.
     pub mailer: Mailer,
     orgs: RwLock<HashMap<Uuid, Arc<OrgHandle>>>,
+    /// Becomes true when the server starts shutting down: long-lived streams end then, so the
+    /// graceful drain does not wait for watchers that never hang up.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Core {
+    /// Tells long-lived streams (WatchChanges) that the server is shutting down.
+    pub fn begin_shutdown(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Completes when the server starts shutting down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Loads every organization from the store.
     pub async fn load(
         store: Arc<dyn Store>,
@@ -142,11 +155,13 @@ impl Core {
                 orgs.insert(id, OrgHandle::new(state_from(loaded)?));
             }
         }
+        let (closing, _) = tokio::sync::watch::channel(false);
         Ok(Self {
             store,
             clock,
             mailer,
             orgs: RwLock::new(orgs),
+            closing,
         })
     }
 

@@ -127,6 +127,9 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// A change to the settings applied at every start.
+pub type SettingsHook = Box<dyn Fn(&mut Settings) + Send + Sync>;
+
 /// A running server.
 pub struct TestApp {
     pub channel: Channel,
@@ -139,7 +142,7 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
     pg: Option<PgDatabase>,
     /// Applied to the settings at every start (e.g. an SMTP relay).
-    pub tweak: Option<Box<dyn Fn(&mut Settings) + Send + Sync>>,
+    pub tweak: Option<SettingsHook>,
 }
 
 impl Drop for TestApp {

@@ -31,7 +31,11 @@ fn relay(listener: TcpListener, inbox: Arc<Mutex<Vec<String>>>) {
                         }
                         continue;
                     }
-                    let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                    let verb = line
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
                     let reply: &[u8] = match verb.as_str() {
                         "EHLO" | "HELO" => b"250 relay.test\r\n",
                         "DATA" => {
@@ -72,16 +76,27 @@ async fn invitations_go_out_through_smtp_when_configured(b: Backend) {
         if let Some(m) = inbox.lock().unwrap().first().cloned() {
             break m;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no message reached the relay");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message reached the relay"
+        );
         tokio::task::yield_now().await;
     };
     assert!(message.contains("first@mail.example"), "{message}");
-    let token = message.lines().find_map(|l| l.trim().strip_prefix("invitation_token: ")).unwrap().to_owned();
+    let token = message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("invitation_token: "))
+        .unwrap()
+        .to_owned();
     // Nothing went to the mailbox directory.
     assert!(!app.mailbox().exists() || std::fs::read_dir(app.mailbox()).unwrap().next().is_none());
     let user = app
         .users(None)
-        .accept_invitation(pb::AcceptInvitationRequest { invitation_token: token, password: PASSWORD.into(), display_name: String::new() })
+        .accept_invitation(pb::AcceptInvitationRequest {
+            invitation_token: token,
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()

@@ -22,9 +22,16 @@ impl Email {
         let ok = s.len() <= 254
             && !s.chars().any(char::is_whitespace)
             && s.split_once('@').is_some_and(|(l, d)| {
-                !l.is_empty() && !d.contains('@') && d.contains('.') && !d.split('.').any(str::is_empty)
+                !l.is_empty()
+                    && !d.contains('@')
+                    && d.contains('.')
+                    && !d.split('.').any(str::is_empty)
             });
-        if ok { Ok(Self(s)) } else { Err("must be an email address like name@example.com") }
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err("must be an email address like name@example.com")
+        }
     }
 
     /// The normalized text.

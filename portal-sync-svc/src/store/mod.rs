@@ -15,8 +15,8 @@ use crate::domain::model::{
 };
 
 pub mod postgres;
-pub mod sqlite;
 mod sql;
+pub mod sqlite;
 
 #[cfg(test)]
 mod contract_tests;
@@ -133,8 +133,11 @@ pub trait PortalStore: Send + Sync + std::fmt::Debug + 'static {
     /// Forgets the cursor (the next sync takes a snapshot).
     async fn reset_sync(&self, infrastructure: Uuid) -> Result<(), StoreError>;
     /// Registers a Community account (idempotent).
-    async fn register_community_account(&self, email: &Email, time: Micros)
-    -> Result<(), StoreError>;
+    async fn register_community_account(
+        &self,
+        email: &Email,
+        time: Micros,
+    ) -> Result<(), StoreError>;
     /// Removes a Community account; false when there was none.
     async fn remove_community_account(&self, email: &Email) -> Result<bool, StoreError>;
     /// Which of `emails` have a Community account.

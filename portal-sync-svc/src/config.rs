@@ -1,0 +1,445 @@
+//! Configuration of portal-sync, layered from least to most specific:
+//!
+//! 1. built-in defaults ([`Settings::default`]): listen on `127.0.0.1:50052`, SQLite in
+//!    `./data/portal`, identity at `http://127.0.0.1:50051`;
+//! 2. an optional TOML file named with `--config <path>` (a missing file is an error);
+//! 3. environment variables prefixed `PORTAL_`, with `__` for nesting, e.g.
+//!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
+//!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
+//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--identity-url`,
+//!    `--log-format`, `--metrics-listen`).
+//!
+//! Secrets (the operator and service tokens, a password inside the database URL) never appear
+//! in the `Debug` output of [`Settings`], so the whole configuration can be logged at start-up.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use shared::auth::Secret;
+use shared::server::GrpcSettings;
+use shared::telemetry::LogFormat;
+
+use crate::sync::SyncSettings;
+
+/// Prefix of the environment variables read by [`Settings::load`].
+pub const ENV_PREFIX: &str = "PORTAL_";
+/// Default gRPC listen address.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 50052);
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "./data/portal";
+/// Name of the SQLite database file inside the data directory.
+pub const SQLITE_FILE: &str = "portal.db";
+
+/// The command line of `portal-sync-svc`. Every flag overrides the file and the environment.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "portal-sync-svc",
+    version,
+    about = "Customer Portal team records derived from the identity service"
+)]
+pub struct Args {
+    /// TOML configuration file (optional; must exist when given).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50052].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: SQLite database, operator token file [default: ./data/portal].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://user:password@host:port/database` to use PostgreSQL instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// The identity service [default: http://127.0.0.1:50051].
+    #[arg(long, value_name = "URL")]
+    pub identity_url: Option<String>,
+    /// Log format: `pretty` or `json` [default: pretty].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The `sync` part of the flags.
+#[derive(Serialize)]
+struct SyncFlags<'a> {
+    identity_url: &'a str,
+}
+
+/// The flags that were given, as a figment layer (absent flags leave lower layers alone).
+#[derive(Serialize)]
+struct FlagLayer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync: Option<SyncFlags<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(Box<figment::Error>);
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+/// Where the data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite database file (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl fmt::Display for Database {
+    /// `sqlite:<path>` or the PostgreSQL URL with its password redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// Everything portal-sync can be configured with. Every field has a default, so an empty file
+/// (or none) is a valid configuration.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// gRPC listen address (default `127.0.0.1:50052`).
+    pub listen: SocketAddr,
+    /// Data directory (default `./data/portal`): the SQLite database and the generated operator
+    /// token file. Created if missing.
+    pub data_dir: PathBuf,
+    /// A `postgres://` (or `postgresql://`) URL selects PostgreSQL; unset (or empty) means the
+    /// SQLite file `<data_dir>/portal.db`.
+    pub database_url: Option<String>,
+    /// The operator token. Unset: read from `<data_dir>/operator-token`, generated there
+    /// (mode 0600) on first start.
+    pub operator_token: Option<Secret>,
+    /// The tokens of the internal services that call the API (acting for people named in
+    /// `x-acting-for`). Empty: no service can call.
+    pub service_tokens: Vec<Secret>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Address of the Prometheus metrics endpoint; unset means no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Request timeout and concurrency limit of the gRPC server.
+    pub grpc: GrpcSettings,
+    /// The sync with identity.
+    pub sync: SyncSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
+            operator_token: None,
+            service_tokens: Vec::new(),
+            log_format: LogFormat::default(),
+            metrics_listen: None,
+            grpc: GrpcSettings::default(),
+            sync: SyncSettings::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            // `Secret` prints `***`.
+            .field("operator_token", &self.operator_token)
+            .field("service_tokens", &self.service_tokens)
+            .field("log_format", &self.log_format)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("grpc", &self.grpc)
+            .field("sync", &self.sync)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Parses the process's command line and loads the layered configuration.
+    ///
+    /// Exits the process on `--help`, `--version` or a malformed command line (clap's usual
+    /// behaviour).
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_args(&Args::parse())
+    }
+
+    /// Loads defaults → `args.config` → `PORTAL_*` environment → `args` flags.
+    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        Ok(Self::figment(args).extract()?)
+    }
+
+    /// The layered configuration sources, for callers that want to add their own layer.
+    pub fn figment(args: &Args) -> Figment {
+        let mut figment = Figment::new();
+        if let Some(path) = &args.config {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let flags = FlagLayer {
+            listen: args.listen,
+            data_dir: args.data_dir.as_deref(),
+            database_url: args.database_url.as_deref(),
+            sync: args
+                .identity_url
+                .as_deref()
+                .map(|identity_url| SyncFlags { identity_url }),
+            log_format: args.log_format,
+            metrics_listen: args.metrics_listen,
+        };
+        figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Serialized::defaults(flags))
+    }
+
+    /// The database to open: PostgreSQL for a `postgres://` or `postgresql://` URL, otherwise
+    /// the SQLite file `<data_dir>/portal.db`.
+    pub fn database(&self) -> Database {
+        match self.database_url.as_deref().map(str::trim) {
+            Some(url) if is_postgres_url(url) => Database::Postgres(url.to_owned()),
+            _ => Database::Sqlite(self.data_dir.join(SQLITE_FILE)),
+        }
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+}
+
+/// `url` with its password replaced by `***`: in the user info (`user:pass@` → `user:***@`)
+/// and in a `password=` query parameter. Anything without a password is returned unchanged.
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(url);
+    if let Some(scheme_end) = url.find("://") {
+        let rest_start = scheme_end + 3;
+        let rest = &url[rest_start..];
+        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_len];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+        {
+            let user = &authority[..colon];
+            out = Cow::Owned(format!(
+                "{}{user}:***{}",
+                &url[..rest_start],
+                &url[rest_start + at..]
+            ));
+        }
+    }
+    if let Some((base, query)) = out.split_once('?') {
+        let (query, fragment) = query
+            .split_once('#')
+            .map_or((query, None), |(q, f)| (q, Some(f)));
+        if query.split('&').any(|p| {
+            p.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+        }) {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let mut redacted = format!("{base}?{}", query.join("&"));
+            if let Some(fragment) = fragment {
+                redacted.push('#');
+                redacted.push_str(fragment);
+            }
+            out = Cow::Owned(redacted);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("portal-sync-svc").chain(list.iter().copied()))
+            .unwrap()
+    }
+
+    /// Environment variables cannot be set safely inside a multi-threaded test process, so
+    /// the environment case runs in a child process of this test binary with the variables set
+    /// on the command, and the test checks them there.
+    fn run_in_child(name: &str, env: &[(&str, &str)]) {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env("PORTAL_CONFIG_TEST_CHILD", "1");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "child test {name} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn in_child() -> bool {
+        std::env::var_os("PORTAL_CONFIG_TEST_CHILD").is_some()
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_without_file_env_or_flags() {
+        let s = Settings::default();
+        assert_eq!(s.listen, "127.0.0.1:50052".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("./data/portal"));
+        assert_eq!(
+            s.database(),
+            Database::Sqlite(PathBuf::from("./data/portal/portal.db"))
+        );
+        assert!(s.operator_token.is_none());
+        assert!(s.service_tokens.is_empty());
+        assert_eq!(s.sync.identity_url, "http://127.0.0.1:50051");
+        let file = toml_file("");
+        let path = file.path().to_str().unwrap();
+        let loaded = Settings::from_args(&args(&["--config", path])).unwrap();
+        assert_eq!(format!("{loaded:?}"), format!("{s:?}"));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = toml_file(
+            r#"
+            listen = "127.0.0.1:7000"
+            data_dir = "/srv/file"
+            service_tokens = ["psync_svc_a", "psync_svc_b"]
+            [sync]
+            identity_url = "http://identity:1"
+            backoff_max_ms = 100
+            "#,
+        );
+        let path = file.path().to_str().unwrap();
+        let s = Settings::from_args(&args(&["--config", path])).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(s.service_tokens.len(), 2);
+        assert_eq!(s.service_tokens[1].expose(), "psync_svc_b");
+        assert_eq!(s.sync.identity_url, "http://identity:1");
+        assert_eq!(s.sync.backoff_max_ms, 100);
+        let s = Settings::from_args(&args(&[
+            "--config",
+            path,
+            "--listen",
+            "127.0.0.1:7001",
+            "--identity-url",
+            "http://identity:2",
+            "--database-url",
+            "postgres://p@127.0.0.1:5432/portal",
+        ]))
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(s.sync.identity_url, "http://identity:2");
+        assert_eq!(
+            s.sync.backoff_max_ms, 100,
+            "file values without a flag stay"
+        );
+        assert!(matches!(s.database(), Database::Postgres(_)));
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_the_environment() {
+        if !in_child() {
+            run_in_child(
+                "config::tests::environment_overrides_the_file_and_flags_override_the_environment",
+                &[
+                    ("PORTAL_DATA_DIR", "/srv/env"),
+                    ("PORTAL_SERVICE_TOKENS", "[psync_svc_env]"),
+                    ("PORTAL_SYNC__IDENTITY_URL", "http://identity:3"),
+                    ("PORTAL_OPERATOR_TOKEN", "psync_op_env"),
+                ],
+            );
+            return;
+        }
+        let file = toml_file("data_dir = \"/srv/file\"\n");
+        let path = file.path().to_str().unwrap();
+        let s = Settings::from_args(&args(&["--config", path])).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/env"));
+        assert_eq!(s.service_tokens.len(), 1);
+        assert_eq!(s.service_tokens[0].expose(), "psync_svc_env");
+        assert_eq!(s.sync.identity_url, "http://identity:3");
+        assert_eq!(
+            s.operator_token.as_ref().map(Secret::expose),
+            Some("psync_op_env")
+        );
+        let s = Settings::from_args(&args(&["--identity-url", "http://identity:4"])).unwrap();
+        assert_eq!(s.sync.identity_url, "http://identity:4");
+    }
+
+    #[test]
+    fn rejects_a_missing_config_file_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        assert!(Settings::from_args(&args(&["--config", missing.to_str().unwrap()])).is_err());
+        let file = toml_file("listen = \"not an address\"");
+        assert!(Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).is_err());
+    }
+
+    #[test]
+    fn debug_hides_tokens_and_database_password() {
+        let s = Settings {
+            operator_token: Some(Secret::new("psync_op_supersecret")),
+            service_tokens: vec![Secret::new("psync_svc_topsecret")],
+            database_url: Some("postgres://app:hunter2@db:5432/portal".into()),
+            ..Settings::default()
+        };
+        let text = format!("{s:?} {:?} {}", s.database(), s.database());
+        assert!(!text.contains("supersecret"), "{text}");
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("postgres://app:***@db:5432/portal"), "{text}");
+    }
+}

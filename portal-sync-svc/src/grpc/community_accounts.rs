@@ -1,0 +1,60 @@
+//! `portal.v1.CommunityAccounts`: the OutSystems Community accounts that make team members
+//! ACTIVE (PENDING without one). Global, not per company; matched by normalized email.
+
+use shared::proto::portal::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, Error, Violations, now, ts};
+use crate::domain::model::Email;
+
+fn parse_email(raw: &str) -> Result<Email, Error> {
+    let mut v = Violations::new();
+    let email = v.check("email", Email::parse(raw));
+    v.finish()?;
+    email.ok_or_else(|| Error::Internal("unreachable: email checked".into()))
+}
+
+#[tonic::async_trait]
+impl pb::community_accounts_server::CommunityAccounts for Api {
+    async fn register_community_account(
+        &self,
+        request: Request<pb::RegisterCommunityAccountRequest>,
+    ) -> Result<Response<pb::CommunityAccount>, Status> {
+        let (entry, req) = self.enter_global(
+            request,
+            method!("CommunityAccounts/RegisterCommunityAccount"),
+        )?;
+        let email = parse_email(&req.email)?;
+        let auth = entry.authorized()?;
+        let time = now();
+        self.data
+            .write(&auth)
+            .store()
+            .register_community_account(&email, time)
+            .await?;
+        Ok(Response::new(pb::CommunityAccount {
+            email: email.into(),
+            create_time: ts(time),
+        }))
+    }
+
+    async fn remove_community_account(
+        &self,
+        request: Request<pb::RemoveCommunityAccountRequest>,
+    ) -> Result<Response<pb::RemoveCommunityAccountResponse>, Status> {
+        let (entry, req) =
+            self.enter_global(request, method!("CommunityAccounts/RemoveCommunityAccount"))?;
+        let email = parse_email(&req.email)?;
+        let auth = entry.authorized()?;
+        let removed = self
+            .data
+            .write(&auth)
+            .store()
+            .remove_community_account(&email)
+            .await?;
+        if !removed {
+            return Err(Error::NotFound(format!("Community account {email}")).into());
+        }
+        Ok(Response::new(pb::RemoveCommunityAccountResponse {}))
+    }
+}

@@ -1,0 +1,193 @@
+//! Errors of the portal API, in the domain's words, and their one mapping to `tonic::Status`
+//! with a `google.rpc.ErrorInfo` reason (domain [`ERROR_DOMAIN`]) and, for bad requests, a
+//! `google.rpc.BadRequest` naming every bad field.
+
+use shared::errors::status;
+use tonic::{Code, Status};
+
+use crate::auth::{ACTING_FOR, AuthError};
+use crate::store::StoreError;
+
+/// `google.rpc.ErrorInfo` domain of this service.
+pub const ERROR_DOMAIN: &str = "portal.odc";
+
+/// Reason: an ODC-derived record cannot be edited or removed here.
+pub const ODC_MANAGED: &str = "ODC_MANAGED";
+/// Reason: the last company admin cannot be removed or demoted.
+pub const LAST_COMPANY_ADMIN: &str = "LAST_COMPANY_ADMIN";
+/// Reason: a team member with this email exists.
+pub const MEMBER_EXISTS: &str = "MEMBER_EXISTS";
+/// Reason: the etag sent is stale, or the record changed concurrently.
+pub const STALE_ETAG: &str = "STALE_ETAG";
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad fields: (field path, what is wrong). Nothing was changed.
+    #[error("invalid argument")]
+    InvalidArgument(Vec<(String, String)>),
+    /// Something named does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique key is taken.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Stable reason code.
+        reason: &'static str,
+        /// What is taken.
+        message: String,
+    },
+    /// The request is valid but the current state refuses it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Stable reason code.
+        reason: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The etag sent does not match, or the record changed meanwhile.
+    #[error("{0}")]
+    Aborted(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else unexpected (logged, answered as INTERNAL).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// One bad field.
+    pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![(field.into(), description.into())])
+    }
+
+    /// A failed precondition.
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A member changed by someone else between our read and our write.
+    pub fn concurrent() -> Self {
+        Error::Aborted("the record changed concurrently; read it again and retry".into())
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => Error::Unauthenticated(m),
+            AuthError::PermissionDenied(m) => Error::PermissionDenied(m),
+            AuthError::ActingFor(m) => Error::field(ACTING_FOR, m),
+            AuthError::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
+/// Collects field violations so a request reports all its bad fields at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    /// Nothing wrong yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Records one bad field.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push((field.into(), description.into()));
+    }
+    /// Records the error of a parse, returning its value when it parsed.
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e.to_string());
+                None
+            }
+        }
+    }
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// `Ok(())` when nothing was recorded.
+    pub fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
+/// Maps an error to a status with its `ErrorInfo` reason (and `BadRequest`).
+pub fn to_status(e: Error) -> Status {
+    match e {
+        Error::InvalidArgument(fields) => {
+            let mut v = shared::errors::FieldViolations::new(ERROR_DOMAIN);
+            for (f, d) in fields {
+                v.add(f, d);
+            }
+            v.into_status()
+        }
+        Error::NotFound(what) => status(
+            ERROR_DOMAIN,
+            Code::NotFound,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        ),
+        Error::AlreadyExists { reason, message } => {
+            status(ERROR_DOMAIN, Code::AlreadyExists, reason, message)
+        }
+        Error::FailedPrecondition { reason, message } => {
+            status(ERROR_DOMAIN, Code::FailedPrecondition, reason, message)
+        }
+        Error::Aborted(m) => status(ERROR_DOMAIN, Code::Aborted, STALE_ETAG, m),
+        Error::PermissionDenied(m) => {
+            status(ERROR_DOMAIN, Code::PermissionDenied, "PERMISSION_DENIED", m)
+        }
+        Error::Unauthenticated(m) => {
+            status(ERROR_DOMAIN, Code::Unauthenticated, "UNAUTHENTICATED", m)
+        }
+        Error::Store(StoreError::Conflict) => to_status(Error::concurrent()),
+        Error::Store(StoreError::NotFound) => to_status(Error::NotFound("the record".into())),
+        Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &e),
+        Error::Internal(m) => {
+            tracing::error!(error = %m, "internal error");
+            status(
+                ERROR_DOMAIN,
+                Code::Internal,
+                shared::errors::INTERNAL_REASON,
+                "internal error",
+            )
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        to_status(e)
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Self {
+        to_status(e.into())
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        to_status(e.into())
+    }
+}

@@ -1,0 +1,303 @@
+//! Starting portal-sync: open the store, settle the operator and service tokens, start the
+//! sync workers, and serve every `portal.v1` service through the shared bootstrap (health,
+//! reflection, timeouts, concurrency limit, metrics, graceful shutdown).
+//!
+//! [`serve`] takes an already bound listener so that tests can start the real server on
+//! `127.0.0.1:0` in-process.
+
+use std::future::Future;
+use std::io::{ErrorKind, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use shared::proto::portal::v1 as pb;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::auth::{OPERATOR_PREFIX, Tokens, hash_token, new_token};
+use crate::config::{Database, Settings};
+use crate::grpc::Api;
+use crate::store::PortalStore;
+use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
+use crate::sync::Syncer;
+
+/// Name of the file in the data directory holding the generated operator token.
+pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+
+/// Where the generated operator token is kept: `<data_dir>/operator-token`.
+pub fn operator_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(OPERATOR_TOKEN_FILE)
+}
+
+/// Serves the portal API on `listener` until `shutdown` completes, then reports
+/// `NOT_SERVING`, drains in-flight calls, stops the sync workers and returns.
+///
+/// Before serving it creates the data directory if missing, opens and migrates the store
+/// (SQLite `<data_dir>/portal.db`, or PostgreSQL for a `postgres://` URL), settles the operator
+/// token (see [`operator_token_hash`]) and starts the sync of every ODC infrastructure.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    create_private_dir(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+
+    let database = settings.database();
+    let store = open_store(&database)
+        .await
+        .with_context(|| format!("cannot open the store {database}"))?;
+    tracing::info!(%database, "store opened and migrated");
+
+    let operator_hash = operator_token_hash(&settings)?;
+    let service_hashes = service_token_hashes(&settings)?;
+    if service_hashes.is_empty() {
+        tracing::warn!(
+            "no service_tokens configured: only the operator can call; person-level calls need \
+             a service token"
+        );
+    }
+    let tokens = Tokens::new(vec![operator_hash], service_hashes);
+
+    let syncer = Syncer::spawn(Arc::clone(&store), settings.sync.clone());
+    tracing::info!(identity = %settings.sync.identity_url, "sync started");
+    let api = Api::new(store, Arc::clone(&syncer), tokens);
+
+    let result = shared::server::serve(
+        listener,
+        routes(&api),
+        &SERVICE_NAMES,
+        &settings.grpc,
+        shutdown,
+    )
+    .await;
+    syncer.stop();
+    tracing::info!("sync stopped");
+    result?;
+    Ok(())
+}
+
+/// The fully qualified name of every `portal.v1` service, as reported by health.
+pub const SERVICE_NAMES: [&str; 6] = [
+    pb::companies_server::SERVICE_NAME,
+    pb::team_members_server::SERVICE_NAME,
+    pb::community_accounts_server::SERVICE_NAME,
+    pb::support_server::SERVICE_NAME,
+    pb::capabilities_server::SERVICE_NAME,
+    pb::sync_server::SERVICE_NAME,
+];
+
+/// Every `portal.v1` service (the same list as [`SERVICE_NAMES`]) around the same [`Api`].
+fn routes(api: &Api) -> Routes {
+    Routes::default()
+        .add_service(pb::companies_server::CompaniesServer::new(api.clone()))
+        .add_service(pb::team_members_server::TeamMembersServer::new(api.clone()))
+        .add_service(pb::community_accounts_server::CommunityAccountsServer::new(
+            api.clone(),
+        ))
+        .add_service(pb::support_server::SupportServer::new(api.clone()))
+        .add_service(pb::capabilities_server::CapabilitiesServer::new(
+            api.clone(),
+        ))
+        .add_service(pb::sync_server::SyncServer::new(api.clone()))
+}
+
+async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn PortalStore>> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::Postgres(url) => Arc::new(PgStore::connect(url).await?),
+    })
+}
+
+/// The SHA-256 hashes of the configured service tokens (an empty one is an error).
+pub fn service_token_hashes(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    settings
+        .service_tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = t.expose().trim();
+            if t.is_empty() {
+                bail!("service_tokens[{i}] is empty");
+            }
+            Ok(hash_token(t))
+        })
+        .collect()
+}
+
+/// The SHA-256 hash of the operator token, the only form the server keeps.
+///
+/// The token is the configured `operator_token` if set; otherwise the content of
+/// `<data_dir>/operator-token`; otherwise a new random token written once to that file, readable
+/// only by its owner (mode 0600). Only the file's path is logged, never the token.
+pub fn operator_token_hash(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(token) = &settings.operator_token {
+        if token.expose().trim().is_empty() {
+            bail!("operator_token is configured but empty");
+        }
+        tracing::info!("operator token taken from the configuration");
+        return Ok(hash_token(token.expose().trim()));
+    }
+    let path = operator_token_path(&settings.data_dir);
+    let token = match read_token_file(&path)? {
+        Some(token) => {
+            tracing::info!(path = %path.display(), "operator token read from file");
+            token
+        }
+        None => match create_token_file(&path)? {
+            Some(token) => {
+                tracing::info!(
+                    path = %path.display(),
+                    "generated a new operator token; it is in this file (mode 0600)"
+                );
+                token
+            }
+            // Another process created it between our read and our create.
+            None => read_token_file(&path)?
+                .with_context(|| format!("operator token file {} vanished", path.display()))?,
+        },
+    };
+    Ok(hash_token(&token))
+}
+
+/// The token in `path`, or `None` if there is no such file.
+fn read_token_file(path: &Path) -> anyhow::Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot read the operator token file {}", path.display())
+            });
+        }
+    };
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "the operator token file is readable by other users; chmod 600 it"
+        );
+    }
+    let token = text.trim();
+    if token.is_empty() {
+        bail!(
+            "the operator token file {} is empty; delete it to generate a new token",
+            path.display()
+        );
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// Writes a new token to `path`, which must not exist yet (`None` if it does).
+fn create_token_file(path: &Path) -> anyhow::Result<Option<String>> {
+    let token = new_token(OPERATOR_PREFIX);
+    let context = || format!("cannot write the operator token file {}", path.display());
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(e).with_context(context),
+    };
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(context)?;
+    Ok(Some(token))
+}
+
+/// Creates `dir` and its missing parents; new directories are private to the owner (0700), as
+/// they hold the operator token and the database.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::auth::Secret;
+
+    fn settings(dir: &Path) -> Settings {
+        Settings {
+            data_dir: dir.to_owned(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn generates_the_operator_token_once_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = operator_token_hash(&settings(dir.path())).unwrap();
+        let path = operator_token_path(dir.path());
+        let token = std::fs::read_to_string(&path).unwrap();
+        assert!(token.trim().starts_with(OPERATOR_PREFIX), "{token}");
+        assert_eq!(first, hash_token(token.trim()));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(operator_token_hash(&settings(dir.path())).unwrap(), first);
+    }
+
+    #[test]
+    fn a_configured_operator_token_wins_and_no_file_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            operator_token: Some(Secret::new("psync_op_configured")),
+            ..settings(dir.path())
+        };
+        assert_eq!(
+            operator_token_hash(&s).unwrap(),
+            hash_token("psync_op_configured")
+        );
+        assert!(!operator_token_path(dir.path()).exists());
+    }
+
+    #[test]
+    fn service_tokens_are_hashed_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            service_tokens: vec![Secret::new("psync_svc_a"), Secret::new(" psync_svc_b ")],
+            ..settings(dir.path())
+        };
+        assert_eq!(
+            service_token_hashes(&s).unwrap(),
+            vec![hash_token("psync_svc_a"), hash_token("psync_svc_b")]
+        );
+        let s = Settings {
+            service_tokens: vec![Secret::new(" ")],
+            ..settings(dir.path())
+        };
+        assert!(service_token_hashes(&s).is_err());
+    }
+
+    #[test]
+    fn every_portal_service_of_the_protos_is_named() {
+        use prost::Message as _;
+        let fds =
+            prost_types::FileDescriptorSet::decode(shared::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut in_protos: Vec<String> = fds
+            .file
+            .iter()
+            .filter(|f| f.package() == "portal.v1")
+            .flat_map(|f| f.service.iter().map(|s| format!("portal.v1.{}", s.name())))
+            .collect();
+        in_protos.sort();
+        let mut named: Vec<String> = SERVICE_NAMES.iter().map(|s| (*s).to_owned()).collect();
+        named.sort();
+        assert_eq!(in_protos, named);
+    }
+}

@@ -1,0 +1,15 @@
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    clippy::items_after_statements,
+    clippy::unnecessary_wraps
+)]
+//! End-to-end tests of portal-sync against a real identity service. Every test runs on SQLite
+//! (`<module>::sqlite::<test>`) and on PostgreSQL (`<module>::postgres::<test>`, through
+//! `E2E_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+mod harness;
+
+mod sync;

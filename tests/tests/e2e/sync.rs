@@ -1,0 +1,824 @@
+//! The ODC sync: identity changes become Customer Portal records, and only those.
+
+use std::collections::BTreeMap;
+
+use rand::{RngExt as _, SeedableRng as _};
+use shared::proto::identity::v1 as id;
+use shared::proto::portal::v1 as portal;
+use tonic::Code;
+
+use crate::harness::*;
+
+crate::e2e_tests!(
+    odc_records_follow_organization_roles,
+    pending_until_a_community_account_and_the_sync_touches_only_odc_access,
+    random_mutations_with_restarts_converge_to_a_fresh_derivation,
+    with_identity_stopped_the_lag_is_reported_and_sync_recovers,
+);
+
+/// The company admin acted for in portal calls.
+const COMPANY_ADMIN: &str = "ca@acme.example";
+
+struct Setup {
+    org: Org,
+    company: String,
+    infra: String,
+}
+
+fn org_scope() -> Option<id::Scope> {
+    Some(id::Scope {
+        kind: Some(id::scope::Kind::Organization(true)),
+    })
+}
+
+/// An identity organization, its portal company and an ODC infrastructure linked to it.
+async fn setup(w: &World) -> Setup {
+    let org = w
+        .id_orgs(&w.identity_operator)
+        .create_organization(id::CreateOrganizationRequest {
+            organization: Some(id::Organization {
+                display_name: "Acme".into(),
+                ..Default::default()
+            }),
+            first_administrator_email: "admin@acme.example".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let token = w.invitation_token("admin@acme.example");
+    let admin_user = w
+        .id_users(None)
+        .accept_invitation(id::AcceptInvitationRequest {
+            invitation_token: token,
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .name;
+    let admin_token = w
+        .id_users(None)
+        .login(id::LoginRequest {
+            organization: org.clone(),
+            email: "admin@acme.example".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    // A read-only service account for portal-sync.
+    let reader = w
+        .id_roles(&admin_token)
+        .create_role(id::CreateRoleRequest {
+            parent: org.clone(),
+            role: Some(id::Role {
+                display_name: "Portal sync".into(),
+                grants: vec![id::PermissionGrant {
+                    permission: "org.view_audit_trail".into(),
+                    stages: vec![],
+                }],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sa = w
+        .id_service_accounts(&admin_token)
+        .create_service_account(id::CreateServiceAccountRequest {
+            parent: org.clone(),
+            service_account: Some(id::ServiceAccount {
+                display_name: "portal-sync".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    w.id_access(&admin_token)
+        .assign_role(id::AssignRoleRequest {
+            parent: org.clone(),
+            principal: sa.name.clone(),
+            role: reader.name,
+            scope: org_scope(),
+        })
+        .await
+        .unwrap();
+    let sync_token = w
+        .id_service_accounts(&admin_token)
+        .create_service_account_token(id::CreateServiceAccountTokenRequest {
+            parent: sa.name,
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let company = w
+        .companies(&w.portal_operator, None)
+        .create_company(portal::CreateCompanyRequest {
+            company: Some(portal::Company {
+                display_name: "Acme Inc".into(),
+                ..Default::default()
+            }),
+            first_admin_email: COMPANY_ADMIN.into(),
+            first_admin_display_name: "Carla".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let infra = w
+        .companies(&w.portal_operator, None)
+        .create_infrastructure(portal::CreateInfrastructureRequest {
+            parent: company.clone(),
+            infrastructure: Some(portal::Infrastructure {
+                display_name: "ODC".into(),
+                kind: portal::InfrastructureKind::Odc.into(),
+                identity_organization: org.clone(),
+                ..Default::default()
+            }),
+            identity_token: sync_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    Setup {
+        org: Org {
+            name: org,
+            admin_token,
+            admin_user,
+            sync_token,
+        },
+        company,
+        infra,
+    }
+}
+
+/// The ODC records of the infrastructure: email → permission.
+async fn records(w: &World, s: &Setup) -> BTreeMap<String, portal::InfrastructurePermission> {
+    let mut out = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let page = w
+            .members(Some(COMPANY_ADMIN))
+            .list_team_members(portal::ListTeamMembersRequest {
+                parent: s.company.clone(),
+                infrastructure: s.infra.clone(),
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for m in page.members {
+            for a in &m.infrastructure_access {
+                if a.infrastructure == s.infra && a.source() == portal::PermissionSource::SourceOdc
+                {
+                    assert!(
+                        out.insert(m.email.clone(), a.permission()).is_none(),
+                        "duplicate record for {}",
+                        m.email
+                    );
+                }
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Identity's current sequence.
+async fn identity_seq(w: &World, s: &Setup) -> i64 {
+    w.id_audit(&s.org.admin_token)
+        .get_snapshot(id::GetSnapshotRequest {
+            parent: s.org.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence
+}
+
+/// Waits until portal-sync has applied everything identity has committed.
+async fn caught_up(w: &World, s: &Setup) {
+    let target = identity_seq(w, s).await;
+    eventually("portal-sync to catch up", || async {
+        let st = w
+            .sync(&w.portal_operator)
+            .get_sync_status(portal::GetSyncStatusRequest {
+                infrastructure: s.infra.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        (st.cursor >= target).then_some(())
+    })
+    .await;
+}
+
+/// A fresh full derivation from identity's snapshot, independent of the sync's code.
+async fn fresh_derivation(
+    w: &World,
+    s: &Setup,
+) -> BTreeMap<String, portal::InfrastructurePermission> {
+    let snap = w
+        .id_audit(&s.org.admin_token)
+        .get_snapshot(id::GetSnapshotRequest {
+            parent: s.org.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let level = |role: &str| -> Option<portal::InfrastructurePermission> {
+        let r = snap.roles.iter().find(|r| r.name == role)?;
+        let has = |p: &str| r.grants.iter().any(|g| g.permission == p);
+        if r.name.ends_with("/roles/administrator") || has("support.view_all_cases") {
+            Some(portal::InfrastructurePermission::InfrastructureAdmin)
+        } else if r.name.ends_with("/roles/developer") || has("support.open_cases") {
+            Some(portal::InfrastructurePermission::InfrastructureMember)
+        } else {
+            None
+        }
+    };
+    let mut out = BTreeMap::new();
+    for u in &snap.users {
+        if u.state() == id::UserState::Inactive {
+            continue;
+        }
+        let role = snap
+            .role_assignments
+            .iter()
+            .find(|a| a.principal == u.name && a.scope == org_scope());
+        if let Some(l) = role.and_then(|a| level(&a.role)) {
+            out.insert(u.email.clone(), l);
+        }
+    }
+    out
+}
+
+async fn invite(w: &World, s: &Setup, email: &str, role: Option<&str>) -> String {
+    w.id_users(Some(&s.org.admin_token))
+        .invite_user(id::InviteUserRequest {
+            parent: s.org.name.clone(),
+            email: email.into(),
+            organization_role: role
+                .map(|r| {
+                    if r.contains('/') {
+                        r.to_owned()
+                    } else {
+                        format!("{}/roles/{r}", s.org.name)
+                    }
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+}
+
+async fn custom_role(w: &World, s: &Setup, name: &str, perms: &[&str]) -> String {
+    w.id_roles(&s.org.admin_token)
+        .create_role(id::CreateRoleRequest {
+            parent: s.org.name.clone(),
+            role: Some(id::Role {
+                display_name: name.into(),
+                grants: perms
+                    .iter()
+                    .map(|p| id::PermissionGrant {
+                        permission: (*p).into(),
+                        stages: vec![],
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+}
+
+async fn set_role_perms(w: &World, s: &Setup, role: &str, perms: &[&str]) {
+    w.id_roles(&s.org.admin_token)
+        .update_role(id::UpdateRoleRequest {
+            role: Some(id::Role {
+                name: role.into(),
+                grants: perms
+                    .iter()
+                    .map(|p| id::PermissionGrant {
+                        permission: (*p).into(),
+                        stages: vec![],
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["grants".into()],
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+use portal::InfrastructurePermission::{
+    InfrastructureAdmin as ADMIN, InfrastructureMember as MEMBER,
+};
+
+fn map(
+    v: &[(&str, portal::InfrastructurePermission)],
+) -> BTreeMap<String, portal::InfrastructurePermission> {
+    v.iter().map(|(e, p)| ((*e).to_owned(), *p)).collect()
+}
+
+async fn odc_records_follow_organization_roles(b: Backend) {
+    let w = World::start(b).await;
+    let s = setup(&w).await;
+    caught_up(&w, &s).await;
+    assert_eq!(
+        records(&w, &s).await,
+        map(&[("admin@acme.example", ADMIN)]),
+        "Administrator → infrastructure admin"
+    );
+
+    let lead = custom_role(
+        &w,
+        &s,
+        "Support lead",
+        &["support.view_all_cases", "support.open_cases"],
+    )
+    .await;
+    let opener = custom_role(&w, &s, "Opener", &["support.open_cases", "asset.open"]).await;
+    let builder = custom_role(&w, &s, "Builder", &["asset.create"]).await;
+    let dev = invite(&w, &s, "dev@acme.example", Some("developer")).await;
+    let l = invite(&w, &s, "lead@acme.example", Some(&lead)).await;
+    let o = invite(&w, &s, "opener@acme.example", Some(&opener)).await;
+    invite(&w, &s, "builder@acme.example", Some(&builder)).await;
+    invite(&w, &s, "enduser@acme.example", None).await;
+    // Administrator on one app only does not count.
+    let app = w
+        .id_apps(&s.org.admin_token)
+        .create_app(id::CreateAppRequest {
+            parent: s.org.name.clone(),
+            app: Some(id::App {
+                display_name: "A".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let app_admin = invite(&w, &s, "appadmin@acme.example", None).await;
+    w.id_access(&s.org.admin_token)
+        .assign_role(id::AssignRoleRequest {
+            parent: s.org.name.clone(),
+            principal: app_admin,
+            role: format!("{}/roles/administrator", s.org.name),
+            scope: Some(id::Scope {
+                kind: Some(id::scope::Kind::App(app)),
+            }),
+        })
+        .await
+        .unwrap();
+    caught_up(&w, &s).await;
+    // INVITED users are synced.
+    assert_eq!(
+        records(&w, &s).await,
+        map(&[
+            ("admin@acme.example", ADMIN),
+            ("dev@acme.example", MEMBER),
+            ("lead@acme.example", ADMIN),
+            ("opener@acme.example", MEMBER)
+        ])
+    );
+
+    // Role change, removal, deactivation, deletion.
+    let assign = |p: String, r: String| {
+        let w = &w;
+        let org = s.org.name.clone();
+        let token = s.org.admin_token.clone();
+        async move {
+            w.id_access(&token)
+                .assign_role(id::AssignRoleRequest {
+                    parent: org,
+                    principal: p,
+                    role: r,
+                    scope: org_scope(),
+                })
+                .await
+                .unwrap();
+        }
+    };
+    assign(dev.clone(), format!("{}/roles/administrator", s.org.name)).await;
+    w.id_users(Some(&s.org.admin_token))
+        .deactivate_user(id::DeactivateUserRequest {
+            name: o.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    w.id_users(Some(&s.org.admin_token))
+        .delete_user(id::DeleteUserRequest {
+            name: l,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    caught_up(&w, &s).await;
+    assert_eq!(
+        records(&w, &s).await,
+        map(&[("admin@acme.example", ADMIN), ("dev@acme.example", ADMIN)])
+    );
+    w.id_users(Some(&s.org.admin_token))
+        .activate_user(id::ActivateUserRequest {
+            name: o,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    w.id_access(&s.org.admin_token)
+        .revoke_role(id::RevokeRoleRequest {
+            parent: s.org.name.clone(),
+            principal: dev,
+            scope: org_scope(),
+        })
+        .await
+        .unwrap();
+    caught_up(&w, &s).await;
+    assert_eq!(
+        records(&w, &s).await,
+        map(&[
+            ("admin@acme.example", ADMIN),
+            ("opener@acme.example", MEMBER)
+        ])
+    );
+
+    // A role edited to gain, then lose, a Support permission re-derives all its holders.
+    invite(&w, &s, "builder2@acme.example", Some(&builder)).await;
+    set_role_perms(
+        &w,
+        &s,
+        &builder,
+        &["asset.create", "support.view_all_cases"],
+    )
+    .await;
+    caught_up(&w, &s).await;
+    let r = records(&w, &s).await;
+    assert_eq!(r.get("builder@acme.example"), Some(&ADMIN));
+    assert_eq!(r.get("builder2@acme.example"), Some(&ADMIN));
+    set_role_perms(&w, &s, &builder, &["asset.create"]).await;
+    caught_up(&w, &s).await;
+    let r = records(&w, &s).await;
+    assert!(
+        !r.contains_key("builder@acme.example") && !r.contains_key("builder2@acme.example"),
+        "{r:?}"
+    );
+    assert_eq!(r, fresh_derivation(&w, &s).await);
+}
+
+async fn pending_until_a_community_account_and_the_sync_touches_only_odc_access(b: Backend) {
+    let w = World::start(b).await;
+    let s = setup(&w).await;
+    caught_up(&w, &s).await;
+    let find = |email: &'static str| {
+        let w = &w;
+        let company = s.company.clone();
+        async move {
+            let list = w
+                .members(Some(COMPANY_ADMIN))
+                .list_team_members(portal::ListTeamMembersRequest {
+                    parent: company,
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            list.members.into_iter().find(|m| m.email == email).unwrap()
+        }
+    };
+    // The company admin becomes the security contact, then also an ODC Developer.
+    let ca = find(COMPANY_ADMIN).await;
+    w.members(Some(COMPANY_ADMIN))
+        .set_security_contact(portal::SetSecurityContactRequest {
+            name: ca.name.clone(),
+            phone: "+351 210 000 000".into(),
+        })
+        .await
+        .unwrap();
+    invite(&w, &s, COMPANY_ADMIN, Some("developer")).await;
+    caught_up(&w, &s).await;
+    let after = find(COMPANY_ADMIN).await;
+    assert_eq!(
+        after.company_permission(),
+        portal::CompanyPermission::Admin,
+        "the sync never touches company admin"
+    );
+    assert_eq!(after.team_role(), portal::TeamRole::Security);
+    assert_eq!(after.phone, "+351 210 000 000");
+    assert_eq!(records(&w, &s).await.get(COMPANY_ADMIN), Some(&MEMBER));
+    assert_eq!(after.status(), portal::MemberStatus::Pending);
+    // A Community account flips it to ACTIVE with nothing else changed.
+    w.community()
+        .register_community_account(portal::RegisterCommunityAccountRequest {
+            email: " CA@acme.example ".into(),
+        })
+        .await
+        .unwrap();
+    let active = find(COMPANY_ADMIN).await;
+    assert_eq!(active.status(), portal::MemberStatus::Active);
+    assert_eq!(
+        (
+            active.company_permission,
+            active.team_role,
+            active.phone.clone(),
+            active.infrastructure_access.clone(),
+            active.etag.clone()
+        ),
+        (
+            after.company_permission,
+            after.team_role,
+            after.phone.clone(),
+            after.infrastructure_access.clone(),
+            after.etag.clone()
+        )
+    );
+    // ODC records cannot be edited or removed through the portal.
+    let admin_record = find("admin@acme.example").await;
+    let r = w
+        .members(Some(COMPANY_ADMIN))
+        .update_team_member(portal::UpdateTeamMemberRequest {
+            member: Some(portal::TeamMember {
+                name: admin_record.name.clone(),
+                infrastructure_access: vec![portal::InfrastructureAccess {
+                    infrastructure: s.infra.clone(),
+                    permission: MEMBER.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["infrastructure_access".into()],
+            }),
+            grant_development_permissions: false,
+        })
+        .await;
+    assert_eq!(
+        r.map_err(|e| e.code()).err(),
+        Some(Code::FailedPrecondition)
+    );
+    let r = w
+        .members(Some(COMPANY_ADMIN))
+        .remove_team_member(portal::RemoveTeamMemberRequest {
+            name: admin_record.name,
+        })
+        .await;
+    assert_eq!(
+        r.map_err(|e| e.code()).err(),
+        Some(Code::FailedPrecondition)
+    );
+}
+
+async fn random_mutations_with_restarts_converge_to_a_fresh_derivation(b: Backend) {
+    let mut w = World::start(b).await;
+    let s = setup(&w).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0DC0_5EED);
+    let lead = custom_role(&w, &s, "Lead", &["support.view_all_cases"]).await;
+    let opener = custom_role(&w, &s, "Opener", &["support.open_cases"]).await;
+    let plain = custom_role(&w, &s, "Plain", &["asset.open"]).await;
+    let roles = [
+        format!("{}/roles/administrator", s.org.name),
+        format!("{}/roles/developer", s.org.name),
+        lead.clone(),
+        opener.clone(),
+        plain.clone(),
+    ];
+    let mut users: Vec<(String, String)> = Vec::new(); // (email, name)
+    let mut next = 0;
+    let mut restarts = 0;
+    let total = 500;
+    for step in 0..total {
+        if rng.random_ratio(1, 100) || (step == total / 2 && restarts == 0) {
+            w.stop_portal().await;
+            restarts += 1;
+            // Mutations continue while portal-sync is down; it restarts a few steps later.
+            for _ in 0..rng.random_range(1..10) {
+                mutate(&w, &s, &mut rng, &mut users, &mut next, &roles).await;
+            }
+            w.start_portal().await;
+        }
+        mutate(&w, &s, &mut rng, &mut users, &mut next, &roles).await;
+    }
+    assert!(restarts >= 1);
+    caught_up(&w, &s).await;
+    let expected = fresh_derivation(&w, &s).await;
+    assert_eq!(
+        records(&w, &s).await,
+        expected,
+        "after {total} mutations and {restarts} restarts"
+    );
+
+    // A second full derivation writes nothing.
+    let events = |w: &World| {
+        let company = s.company.clone();
+        let portal_ch = w.sync(&w.portal_operator);
+        async move {
+            let mut portal_ch = portal_ch;
+            let mut n = 0;
+            let mut token = String::new();
+            loop {
+                let p = portal_ch
+                    .list_portal_events(portal::ListPortalEventsRequest {
+                        parent: company.clone(),
+                        page_size: 1000,
+                        page_token: token,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                n += p.events.len();
+                if p.next_page_token.is_empty() {
+                    return n;
+                }
+                token = p.next_page_token;
+            }
+        }
+    };
+    let before = events(&w).await;
+    w.sync(&w.portal_operator)
+        .resync(portal::ResyncRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .unwrap();
+    eventually("the resync snapshot", || async {
+        let st = w
+            .sync(&w.portal_operator)
+            .get_sync_status(portal::GetSyncStatusRequest {
+                infrastructure: s.infra.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        (st.cursor > 0 && st.last_snapshot_time.is_some()).then_some(())
+    })
+    .await;
+    caught_up(&w, &s).await;
+    assert_eq!(records(&w, &s).await, expected);
+    assert_eq!(
+        events(&w).await,
+        before,
+        "an unchanged re-derivation writes no record"
+    );
+}
+
+/// One random identity mutation; refusals by identity's rules (e.g. the last administrator)
+/// are part of the game.
+async fn mutate(
+    w: &World,
+    s: &Setup,
+    rng: &mut rand::rngs::StdRng,
+    users: &mut Vec<(String, String)>,
+    next: &mut usize,
+    roles: &[String],
+) {
+    let op = if users.len() < 5 {
+        0
+    } else {
+        rng.random_range(0..8)
+    };
+    let pick_role = |rng: &mut rand::rngs::StdRng| roles[rng.random_range(0..roles.len())].clone();
+    let result: Result<(), tonic::Status> = match op {
+        0 => {
+            *next += 1;
+            let email = format!("u{next}@acme.example");
+            let role = rng.random_ratio(4, 5).then(|| pick_role(rng));
+            let name = invite(w, s, &email, role.as_deref()).await;
+            users.push((email, name));
+            Ok(())
+        }
+        1 | 2 => {
+            let (_, u) = users[rng.random_range(0..users.len())].clone();
+            let role = pick_role(rng);
+            w.id_access(&s.org.admin_token)
+                .assign_role(id::AssignRoleRequest {
+                    parent: s.org.name.clone(),
+                    principal: u,
+                    role,
+                    scope: org_scope(),
+                })
+                .await
+                .map(|_| ())
+        }
+        3 => {
+            let (_, u) = users[rng.random_range(0..users.len())].clone();
+            w.id_access(&s.org.admin_token)
+                .revoke_role(id::RevokeRoleRequest {
+                    parent: s.org.name.clone(),
+                    principal: u,
+                    scope: org_scope(),
+                })
+                .await
+                .map(|_| ())
+        }
+        4 => {
+            let (_, u) = users[rng.random_range(0..users.len())].clone();
+            w.id_users(Some(&s.org.admin_token))
+                .deactivate_user(id::DeactivateUserRequest {
+                    name: u,
+                    etag: String::new(),
+                })
+                .await
+                .map(|_| ())
+        }
+        5 => {
+            let (_, u) = users[rng.random_range(0..users.len())].clone();
+            w.id_users(Some(&s.org.admin_token))
+                .activate_user(id::ActivateUserRequest {
+                    name: u,
+                    etag: String::new(),
+                })
+                .await
+                .map(|_| ())
+        }
+        6 => {
+            let i = rng.random_range(0..users.len());
+            let (_, u) = users.remove(i);
+            w.id_users(Some(&s.org.admin_token))
+                .delete_user(id::DeleteUserRequest {
+                    name: u,
+                    etag: String::new(),
+                })
+                .await
+                .map(|_| ())
+        }
+        _ => {
+            // Edit a custom role: gain or lose Support permissions.
+            let custom = &roles[2 + rng.random_range(0..3)];
+            let perms: &[&str] = match rng.random_range(0..3) {
+                0 => &["support.view_all_cases"],
+                1 => &["support.open_cases", "asset.open"],
+                _ => &["asset.open"],
+            };
+            set_role_perms(w, s, custom, perms).await;
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        assert!(
+            matches!(e.code(), Code::FailedPrecondition | Code::NotFound),
+            "unexpected refusal: {e:?}"
+        );
+    }
+}
+
+async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend) {
+    let mut w = World::start(b).await;
+    let s = setup(&w).await;
+    caught_up(&w, &s).await;
+    w.stop_identity().await;
+    let st = eventually("the error to show", || async {
+        let st = w
+            .sync(&w.portal_operator)
+            .get_sync_status(portal::GetSyncStatusRequest {
+                infrastructure: s.infra.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        (!st.last_error.is_empty()).then_some(st)
+    })
+    .await;
+    assert!(st.cursor > 0 && st.lag >= 0, "{st:?}");
+    w.start_identity().await;
+    invite(&w, &s, "back@acme.example", Some("developer")).await;
+    caught_up(&w, &s).await;
+    assert_eq!(
+        records(&w, &s).await.get("back@acme.example"),
+        Some(&MEMBER)
+    );
+    let st = w
+        .sync(&w.portal_operator)
+        .get_sync_status(portal::GetSyncStatusRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.last_error.is_empty(), "{st:?}");
+    assert_eq!(st.lag, 0);
+}
