@@ -12,18 +12,19 @@
 //! Secrets (the operator token, a password inside the database URL) never appear in the
 //! `Debug` output of [`Settings`], so the whole configuration can be logged at start-up.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
+
+// Shared with the other service; re-exported under their historical paths.
+pub use shared::config::{ConfigError, Database, redact_url};
 
 /// Prefix of the environment variables read by [`Settings::load`].
 pub const ENV_PREFIX: &str = "IDENTITY_";
@@ -76,45 +77,6 @@ struct FlagLayer<'a> {
     log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<SocketAddr>,
-}
-
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(Box<figment::Error>);
-
-impl From<figment::Error> for ConfigError {
-    fn from(e: figment::Error) -> Self {
-        Self(Box::new(e))
-    }
-}
-
-/// Where the data lives.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Database {
-    /// A SQLite database file (created if missing).
-    Sqlite(PathBuf),
-    /// A PostgreSQL connection URL.
-    Postgres(String),
-}
-
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
-        }
-    }
-}
-
-impl fmt::Display for Database {
-    /// `sqlite:<path>` or the PostgreSQL URL with its password redacted.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            Self::Postgres(url) => f.write_str(&redact_url(url)),
-        }
-    }
 }
 
 /// An SMTP relay for invitation messages (plain SMTP, meant for a local relay).
@@ -214,10 +176,6 @@ impl Settings {
 
     /// The layered configuration sources, for callers that want to add their own layer.
     pub fn figment(args: &Args) -> Figment {
-        let mut figment = Figment::new();
-        if let Some(path) = &args.config {
-            figment = figment.merge(Toml::file_exact(path));
-        }
         let flags = FlagLayer {
             listen: args.listen,
             data_dir: args.data_dir.as_deref(),
@@ -225,18 +183,13 @@ impl Settings {
             log_format: args.log_format,
             metrics_listen: args.metrics_listen,
         };
-        figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
-            .merge(Serialized::defaults(flags))
+        shared::config::figment(args.config.as_deref(), ENV_PREFIX, flags)
     }
 
     /// The database to open: PostgreSQL for a `postgres://` or `postgresql://` URL, otherwise
     /// the SQLite file `<data_dir>/identity.db`.
     pub fn database(&self) -> Database {
-        match self.database_url.as_deref().map(str::trim) {
-            Some(url) if is_postgres_url(url) => Database::Postgres(url.to_owned()),
-            _ => Database::Sqlite(self.data_dir.join(SQLITE_FILE)),
-        }
+        Database::select(self.database_url.as_deref(), &self.data_dir, SQLITE_FILE)
     }
 
     /// The mailbox directory: `mailbox_dir`, or `<data_dir>/mailbox`.
@@ -245,58 +198,6 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("mailbox"))
     }
-}
-
-fn is_postgres_url(url: &str) -> bool {
-    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-    scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
-}
-
-/// `url` with its password replaced by `***`: in the user info (`user:pass@` → `user:***@`)
-/// and in a `password=` query parameter. Anything without a password is returned unchanged.
-pub fn redact_url(url: &str) -> Cow<'_, str> {
-    let mut out = Cow::Borrowed(url);
-    if let Some(scheme_end) = url.find("://") {
-        let rest_start = scheme_end + 3;
-        let rest = &url[rest_start..];
-        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..authority_len];
-        if let Some(at) = authority.rfind('@')
-            && let Some(colon) = authority[..at].find(':')
-        {
-            let user = &authority[..colon];
-            out = Cow::Owned(format!(
-                "{}{user}:***{}",
-                &url[..rest_start],
-                &url[rest_start + at..]
-            ));
-        }
-    }
-    if let Some((base, query)) = out.split_once('?') {
-        let (query, fragment) = query
-            .split_once('#')
-            .map_or((query, None), |(q, f)| (q, Some(f)));
-        if query.split('&').any(|p| {
-            p.split('=')
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case("password"))
-        }) {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            let mut redacted = format!("{base}?{}", query.join("&"));
-            if let Some(fragment) = fragment {
-                redacted.push('#');
-                redacted.push_str(fragment);
-            }
-            out = Cow::Owned(redacted);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -464,27 +365,6 @@ mod tests {
     }
 
     #[test]
-    fn a_postgres_url_selects_postgresql() {
-        let with = |url: &str| Settings {
-            database_url: Some(url.to_owned()),
-            ..Settings::default()
-        };
-        assert_eq!(
-            with("postgres://u:p@db:5432/identity").database(),
-            Database::Postgres("postgres://u:p@db:5432/identity".into())
-        );
-        assert!(matches!(
-            with("postgresql://db/x").database(),
-            Database::Postgres(_)
-        ));
-        assert!(matches!(
-            with("sqlite:elsewhere.db").database(),
-            Database::Sqlite(_)
-        ));
-        assert!(matches!(with("").database(), Database::Sqlite(_)));
-    }
-
-    #[test]
     fn rejects_a_missing_config_file_and_bad_values() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.toml");
@@ -513,29 +393,5 @@ mod tests {
             text.contains("postgres://app:***@db:5432/identity"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn redacts_passwords_in_urls() {
-        for (url, expected) in [
-            ("postgres://u:p@h/db", "postgres://u:***@h/db"),
-            (
-                "postgres://u:p%40ss@h:5432/db?sslmode=require",
-                "postgres://u:***@h:5432/db?sslmode=require",
-            ),
-            ("postgres://u@h/db", "postgres://u@h/db"),
-            (
-                "postgres://h/db?user=u&password=p",
-                "postgres://h/db?user=u&password=***",
-            ),
-            (
-                "postgres://u:p@h/db?password=q#f",
-                "postgres://u:***@h/db?password=***#f",
-            ),
-            ("postgres://h/db?a=b:c@d", "postgres://h/db?a=b:c@d"),
-            ("not a url", "not a url"),
-        ] {
-            assert_eq!(redact_url(url), expected, "{url}");
-        }
     }
 }

@@ -6,12 +6,10 @@
 //! `127.0.0.1:0` in-process, with a [`Dependencies::clock`] they control.
 
 use std::future::Future;
-use std::io::{ErrorKind, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use shared::operator_token::{self, create_private_dir};
 use shared::proto::identity::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -26,8 +24,10 @@ use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 
-/// Name of the file in the data directory holding the generated operator token.
-pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+// Shared with the other service; re-exported under their historical names.
+pub use shared::operator_token::{
+    TOKEN_FILE as OPERATOR_TOKEN_FILE, token_path as operator_token_path,
+};
 
 /// What the server uses from its surroundings, replaceable by tests.
 #[derive(Debug, Clone)]
@@ -42,11 +42,6 @@ impl Default for Dependencies {
             clock: Arc::new(SystemClock),
         }
     }
-}
-
-/// Where the generated operator token is kept: `<data_dir>/operator-token`.
-pub fn operator_token_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(OPERATOR_TOKEN_FILE)
 }
 
 /// Serves the identity API on `listener` until `shutdown` completes, then reports
@@ -155,98 +150,22 @@ async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn Store>> {
 /// The SHA-256 hash of the operator token, the only form the server keeps.
 ///
 /// The token is the configured `operator_token` if set; otherwise the content of
-/// `<data_dir>/operator-token`; otherwise a new random token written once to that file, readable
-/// only by its owner (mode 0600). Only the file's path is logged, never the token.
+/// `<data_dir>/operator-token`; otherwise a new random token (`new_token(OPERATOR_PREFIX)`)
+/// written once to that file, readable only by its owner (mode 0600). Only the file's path is
+/// logged, never the token. See [`shared::operator_token::load_or_create`].
 pub fn operator_token_hash(settings: &Settings) -> anyhow::Result<String> {
-    if let Some(token) = &settings.operator_token {
-        if token.expose().trim().is_empty() {
-            bail!("operator_token is configured but empty");
-        }
-        tracing::info!("operator token taken from the configuration");
-        return Ok(hash_token(token.expose().trim()));
-    }
-    let path = operator_token_path(&settings.data_dir);
-    let token = match read_token_file(&path)? {
-        Some(token) => {
-            tracing::info!(path = %path.display(), "operator token read from file");
-            token
-        }
-        None => match create_token_file(&path)? {
-            Some(token) => {
-                tracing::info!(
-                    path = %path.display(),
-                    "generated a new operator token; it is in this file (mode 0600)"
-                );
-                token
-            }
-            // Another process created it between our read and our create.
-            None => read_token_file(&path)?
-                .with_context(|| format!("operator token file {} vanished", path.display()))?,
-        },
-    };
+    let token = operator_token::load_or_create(
+        settings.operator_token.as_ref(),
+        &settings.data_dir,
+        || new_token(OPERATOR_PREFIX),
+    )?;
     Ok(hash_token(&token))
-}
-
-/// The token in `path`, or `None` if there is no such file.
-fn read_token_file(path: &Path) -> anyhow::Result<Option<String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!("cannot read the operator token file {}", path.display())
-            });
-        }
-    };
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            path = %path.display(),
-            "the operator token file is readable by other users; chmod 600 it"
-        );
-    }
-    let token = text.trim();
-    if token.is_empty() {
-        bail!(
-            "the operator token file {} is empty; delete it to generate a new token",
-            path.display()
-        );
-    }
-    Ok(Some(token.to_owned()))
-}
-
-/// Writes a new token to `path`, which must not exist yet (`None` if it does).
-fn create_token_file(path: &Path) -> anyhow::Result<Option<String>> {
-    let token = new_token(OPERATOR_PREFIX);
-    let context = || format!("cannot write the operator token file {}", path.display());
-    let mut file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
-        Err(e) => return Err(e).with_context(context),
-    };
-    file.write_all(format!("{token}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(context)?;
-    Ok(Some(token))
-}
-
-/// Creates `dir` and its missing parents; new directories are private to the owner (0700),
-/// as they hold password hashes and the operator token.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use shared::auth::Secret;
 
@@ -257,43 +176,36 @@ mod tests {
         }
     }
 
+    /// The file handling itself is tested in `shared::operator_token`; this checks the glue:
+    /// this service's generator and hash.
     #[test]
-    fn generates_the_operator_token_once_with_owner_only_permissions() {
+    fn the_operator_token_hash_is_of_the_generated_or_configured_token() {
         let dir = tempfile::tempdir().unwrap();
-        let first = operator_token_hash(&settings(dir.path())).unwrap();
-        let path = operator_token_path(dir.path());
-        let token = std::fs::read_to_string(&path).unwrap();
-        assert!(token.trim().starts_with(OPERATOR_PREFIX), "{token}");
-        assert_eq!(first, hash_token(token.trim()));
+        let generated = operator_token_hash(&settings(dir.path())).unwrap();
+        let token = std::fs::read_to_string(operator_token_path(dir.path())).unwrap();
+        let token = token.trim();
+        // 256 random bits, base64url.
+        assert!(token.starts_with(OPERATOR_PREFIX), "{token}");
+        assert_eq!(token.len(), OPERATOR_PREFIX.len() + 43, "{token}");
+        assert_eq!(generated, hash_token(token));
         assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
+            operator_token_hash(&settings(dir.path())).unwrap(),
+            generated
         );
-        // A restart keeps the same token.
-        assert_eq!(operator_token_hash(&settings(dir.path())).unwrap(), first);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
-    }
 
-    #[test]
-    fn a_configured_operator_token_wins_and_no_file_is_written() {
-        let dir = tempfile::tempdir().unwrap();
         let s = Settings {
-            operator_token: Some(Secret::new("odc_op_configured")),
+            operator_token: Some(Secret::new(" odc_op_configured ")),
             ..settings(dir.path())
         };
         assert_eq!(
             operator_token_hash(&s).unwrap(),
             hash_token("odc_op_configured")
         );
-        assert!(!operator_token_path(dir.path()).exists());
-    }
-
-    #[test]
-    fn an_empty_operator_token_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(operator_token_path(dir.path()), "\n").unwrap();
-        let err = operator_token_hash(&settings(dir.path())).unwrap_err();
-        assert!(err.to_string().contains("empty"), "{err}");
+        let s = Settings {
+            operator_token: Some(Secret::new(" ")),
+            ..settings(dir.path())
+        };
+        assert!(operator_token_hash(&s).is_err());
     }
 
     #[test]

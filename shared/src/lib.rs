@@ -11,12 +11,18 @@
 //! * [`errors`] — rich `google.rpc` error details (`BadRequest`, `ErrorInfo`) on `Status`.
 //! * [`page_token`] — opaque pagination tokens and page-size clamping (AIP-158).
 //! * [`auth`] — bearer-token extraction and a `Secret` that never prints itself.
+//! * [`operator_token`] — the operator token kept in the data directory (configured, read, or
+//!   generated once with mode 0600), and the private data directory itself.
+//! * [`config`] — the layering of configuration sources, the SQLite/PostgreSQL choice, and
+//!   password redaction in database URLs.
 
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod config;
 pub mod errors;
 pub mod metrics;
+pub mod operator_token;
 pub mod page_token;
 pub mod proto;
 pub mod server;

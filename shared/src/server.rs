@@ -108,8 +108,8 @@ pub async fn serve(
 
     let routes = routes
         .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?);
+        .add_service(reflection(service_names).build_v1()?)
+        .add_service(reflection(service_names).build_v1alpha()?);
 
     let names = service_names.to_vec();
     let signal = async move {
@@ -157,11 +157,17 @@ pub async fn serve(
 
 /// Reflection over our descriptors plus the health and `google.rpc` ones (used by error
 /// details). Duplicate files across the sets are fine: the first registration wins.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
+/// Reflection over every descriptor (so `google.rpc` details decode), listing only the services
+/// this server runs (and health): `grpcurl list` on one service does not show the other's.
+fn reflection(service_names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    service_names
+        .iter()
+        .fold(builder, |b, name| b.with_service_name(*name))
 }
 
 /// Tower layer recording per-method call counts and latencies (see [`serve`]).

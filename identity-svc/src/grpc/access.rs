@@ -502,6 +502,17 @@ impl pb::access_server::Access for Api {
             st.seq,
         ))
     }
+
+    async fn noop(
+        &self,
+        request: Request<pb::NoopRequest>,
+    ) -> Result<Response<pb::NoopResponse>, Status> {
+        let a = self
+            .enter(request, method!("Access/Noop"), "parent", |r| &r.parent)
+            .await?;
+        a.entry.authorized().map_err(to_status)?;
+        Ok(Response::new(pb::NoopResponse {}))
+    }
 }
 
 /// Decodes a (user, end-user role, stage) triple.

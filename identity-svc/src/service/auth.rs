@@ -8,10 +8,14 @@
 //!   [`Entry::authorized`] for rules that need nothing more) can make, so a handler that skipped
 //!   the check does not compile.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use async_trait::async_trait;
 use rand::RngExt as _;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -22,6 +26,10 @@ use crate::domain::engine;
 use crate::domain::model::{Micros, Principal};
 use crate::domain::names;
 use crate::domain::state::OrgState;
+use crate::store::{
+    Commit, Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, SecretOp, Store,
+    StoreError, TokenRecord,
+};
 
 /// Prefix of operator tokens.
 pub const OPERATOR_PREFIX: &str = "odc_op_";
@@ -269,6 +277,7 @@ pub static RULES: &[(&str, Rule)] = &[
         "identity.v1.Access/CheckEndUserRole",
         Rule::Contextual("self, or end_users.view in the stage on the app"),
     ),
+    ("identity.v1.Access/Noop", Rule::Principal),
     (
         "identity.v1.Groups/CreateGroup",
         Rule::Contextual("end_users.manage_groups in the group's stage"),
@@ -620,6 +629,197 @@ pub async fn authenticate(
     })
 }
 
+/// How long a cached token record is trusted before it is read from the store again.
+///
+/// Revocations made through this replica (Logout, RevokeServiceAccountToken, and the
+/// revocations committed with a deactivation or deletion) evict the record at once; this only
+/// bounds how long a Logout or token revocation made through *another* replica over the same
+/// PostgreSQL can go unseen here. A deactivated or deleted principal is refused at once on every
+/// replica anyway: [`authenticate`] checks it against the in-memory state, which follows the
+/// change events.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// At most this many token records are cached; beyond it, stale ones are dropped first, then all.
+const TOKEN_CACHE_CAPACITY: usize = 100_000;
+
+/// The cached records and the eviction generation.
+#[derive(Debug, Default)]
+struct TokenMap {
+    /// Record by token hash, with the time it was read from the store.
+    records: HashMap<String, (TokenRecord, Instant)>,
+    /// Bumped by every eviction, so that a lookup that read the store before an eviction
+    /// cannot put the stale record back after it.
+    generation: u64,
+}
+
+/// A [`Store`] that keeps bearer-token records in memory, so that authenticating a request
+/// does not query the database (`find_token` on every call was the largest cost of a read RPC).
+///
+/// Every other method goes to the wrapped store. Whatever revokes tokens through this store
+/// evicts them before it returns: `revoke_token`, and a `commit` carrying
+/// [`SecretOp::RevokeToken`] or [`SecretOp::RevokeTokensOf`] (evicted before the commit, so no
+/// lookup racing with it keeps the old record, and again after it). Records older than
+/// [`TOKEN_CACHE_TTL`] are read again. Unknown tokens are not cached (forged tokens must not
+/// fill memory).
+#[derive(Debug)]
+pub struct TokenCache {
+    inner: Arc<dyn Store>,
+    map: RwLock<TokenMap>,
+}
+
+impl TokenCache {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            map: RwLock::new(TokenMap::default()),
+        }
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, TokenMap> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, TokenMap> {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops every cached record matching `doomed`.
+    fn evict(&self, doomed: impl Fn(&TokenRecord) -> bool) {
+        let mut map = self.write_map();
+        map.generation += 1;
+        map.records.retain(|_, (r, _)| !doomed(r));
+    }
+
+    /// Caches `record`, read from the store when the eviction generation was `generation`,
+    /// unless an eviction happened since (the record may be what it revoked).
+    fn remember(&self, hash: &str, generation: u64, record: &TokenRecord) {
+        let mut map = self.write_map();
+        if map.generation != generation {
+            return;
+        }
+        if map.records.len() >= TOKEN_CACHE_CAPACITY {
+            map.records
+                .retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            if map.records.len() >= TOKEN_CACHE_CAPACITY {
+                map.records.clear();
+            }
+        }
+        map.records
+            .insert(hash.to_owned(), (record.clone(), Instant::now()));
+    }
+
+    /// Evicts what the credential changes of a commit to `org` revoke.
+    fn evict_revoked(&self, org: Uuid, secrets: &[SecretOp]) {
+        for op in secrets {
+            match op {
+                SecretOp::RevokeToken { id, .. } => self.evict(|r| r.id == *id),
+                SecretOp::RevokeTokensOf { principal, .. } => {
+                    self.evict(|r| r.org == org && r.principal == *principal);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for TokenCache {
+    async fn organization_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.organization_ids().await
+    }
+    async fn load_organization(&self, org: Uuid) -> Result<Option<LoadedOrg>, StoreError> {
+        self.inner.load_organization(org).await
+    }
+    async fn commit(&self, commit: Commit<'_>) -> Result<u64, StoreError> {
+        let (org, secrets) = (commit.org, commit.secrets);
+        self.evict_revoked(org, secrets);
+        let result = self.inner.commit(commit).await;
+        self.evict_revoked(org, secrets);
+        result
+    }
+    async fn events_after(
+        &self,
+        org: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.events_after(org, after, limit).await
+    }
+    async fn list_events(
+        &self,
+        org: Uuid,
+        filter: &EventFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.list_events(org, filter, after, limit).await
+    }
+    async fn find_request(
+        &self,
+        org: Uuid,
+        request_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.find_request(org, request_id).await
+    }
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let generation = {
+            let map = self.read_map();
+            if let Some((record, at)) = map.records.get(hash)
+                && at.elapsed() < TOKEN_CACHE_TTL
+            {
+                return Ok(Some(record.clone()));
+            }
+            map.generation
+        };
+        let found = self.inner.find_token(hash).await?;
+        if let Some(record) = &found {
+            self.remember(hash, generation, record);
+        }
+        Ok(found)
+    }
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.insert_token(token).await
+    }
+    async fn revoke_token(&self, id: Uuid, at: Micros) -> Result<bool, StoreError> {
+        self.evict(|r| r.id == id);
+        let result = self.inner.revoke_token(id, at).await;
+        self.evict(|r| r.id == id);
+        result
+    }
+    async fn list_tokens(
+        &self,
+        org: Uuid,
+        principal: Principal,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.list_tokens(org, principal).await
+    }
+    async fn find_invitation_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<InvitationToken>, StoreError> {
+        self.inner.find_invitation_token(hash).await
+    }
+    async fn credentials(&self, org: Uuid, user: Uuid) -> Result<Credentials, StoreError> {
+        self.inner.credentials(org, user).await
+    }
+    async fn set_login_failures(
+        &self,
+        org: Uuid,
+        user: Uuid,
+        failed_logins: u32,
+        locked_until: Option<Micros>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .set_login_failures(org, user, failed_logins, locked_until)
+            .await
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -697,6 +897,148 @@ mod tests {
         assert!(check_password_policy("longenoughbutnodigit").is_err());
         assert!(check_password_policy("longenough1nouppercase").is_err());
         assert!(check_password_policy("LongEnough1234").is_ok());
+    }
+
+    /// A SQLite store holding one organization.
+    async fn store_with_org(dir: &std::path::Path, org: Uuid) -> Arc<dyn Store> {
+        use crate::domain::model::{Change, Entity, Organization};
+        let store = crate::store::sqlite::SqliteStore::open(&dir.join("identity.db"))
+            .await
+            .unwrap();
+        let changes = [Change {
+            action: "organization.created".into(),
+            target: names::fmt::org(org),
+            before: None,
+            after: Some(Entity::Organization(Organization {
+                id: org,
+                display_name: "o".into(),
+                create_time: 0,
+                update_time: 0,
+                rev: 1,
+            })),
+            affected_users: Vec::new(),
+        }];
+        store
+            .commit(Commit {
+                org,
+                expected_seq: 0,
+                create_org: true,
+                actor: "operator",
+                request_id: None,
+                time: 0,
+                changes: &changes,
+                secrets: &[],
+            })
+            .await
+            .unwrap();
+        Arc::new(store)
+    }
+
+    fn token(org: Uuid, principal: Principal) -> TokenRecord {
+        TokenRecord {
+            id: Uuid::now_v7(),
+            hash: hash_token(&new_token(SESSION_PREFIX)),
+            kind: crate::store::TokenKind::Session,
+            org,
+            principal,
+            create_time: 0,
+            expire_time: i64::MAX,
+            revoke_time: None,
+        }
+    }
+
+    fn secrets_commit(org: Uuid, seq: u64, secrets: &[SecretOp]) -> Commit<'_> {
+        Commit {
+            org,
+            expected_seq: seq,
+            create_org: false,
+            actor: "operator",
+            request_id: None,
+            time: 1,
+            changes: &[],
+            secrets,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_cache_serves_lookups_and_forgets_what_this_replica_revokes() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = Uuid::new_v4();
+        let inner = store_with_org(dir.path(), org).await;
+        let cache = TokenCache::new(Arc::clone(&inner));
+        let alice = Principal::User(Uuid::new_v4());
+        let (a1, a2, b) = (
+            token(org, alice),
+            token(org, alice),
+            token(org, Principal::ServiceAccount(Uuid::new_v4())),
+        );
+        for t in [&a1, &a2, &b] {
+            cache.insert_token(t).await.unwrap();
+            assert_eq!(cache.find_token(&t.hash).await.unwrap().as_ref(), Some(t));
+        }
+        assert_eq!(cache.find_token("unknown").await.unwrap(), None);
+        assert_eq!(
+            cache.read_map().records.len(),
+            3,
+            "unknown hashes are not cached"
+        );
+
+        // Served from memory: a change made behind the cache's back (another replica) is not
+        // seen until the record is read again.
+        assert!(inner.revoke_token(b.id, 5).await.unwrap());
+        let cached = cache.find_token(&b.hash).await.unwrap().unwrap();
+        assert_eq!(cached.revoke_time, None);
+
+        // Logout and RevokeServiceAccountToken through this replica: gone at once.
+        cache.evict(|_| true);
+        assert!(cache.revoke_token(a1.id, 7).await.is_ok());
+        let r = cache.find_token(&a1.hash).await.unwrap().unwrap();
+        assert_eq!(r.revoke_time, Some(7));
+
+        // Deactivation / deletion commit RevokeTokensOf: every token of the principal goes.
+        assert_eq!(
+            cache
+                .find_token(&a2.hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoke_time,
+            None
+        );
+        let ops = [SecretOp::RevokeTokensOf {
+            principal: alice,
+            at: 9,
+        }];
+        cache.commit(secrets_commit(org, 1, &ops)).await.unwrap();
+        let r = cache.find_token(&a2.hash).await.unwrap().unwrap();
+        assert_eq!(r.revoke_time, Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_raced_with_a_revocation_does_not_cache_the_old_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = Uuid::new_v4();
+        let inner = store_with_org(dir.path(), org).await;
+        let cache = TokenCache::new(Arc::clone(&inner));
+        let t = token(org, Principal::User(Uuid::new_v4()));
+        inner.insert_token(&t).await.unwrap();
+        // A lookup missed and read the store (not revoked yet)...
+        let generation = cache.read_map().generation;
+        let read = inner.find_token(&t.hash).await.unwrap().unwrap();
+        // ...then a revocation went through this replica...
+        assert!(cache.revoke_token(t.id, 3).await.unwrap());
+        // ...before the lookup stored what it had read: it must not be kept.
+        cache.remember(&t.hash, generation, &read);
+        assert!(cache.read_map().records.is_empty());
+        assert_eq!(
+            cache
+                .find_token(&t.hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoke_time,
+            Some(3)
+        );
     }
 
     #[test]

@@ -143,12 +143,15 @@ impl Core {
         self.closing.subscribe()
     }
 
-    /// Loads every organization from the store.
+    /// Loads every organization from the store. The store is wrapped in a
+    /// [`TokenCache`](super::auth::TokenCache), so authentication does not query it per request.
     pub async fn load(
         store: Arc<dyn Store>,
         clock: SharedClock,
         mailer: Mailer,
     ) -> Result<Self, Error> {
+        // Bearer tokens are looked up on every request: keep them in memory.
+        let store: Arc<dyn Store> = Arc::new(super::auth::TokenCache::new(store));
         let mut orgs = HashMap::new();
         for id in store.organization_ids().await? {
             if let Some(loaded) = store.load_organization(id).await? {

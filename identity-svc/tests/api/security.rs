@@ -400,6 +400,11 @@ fn table() -> Vec<(&'static str, Call)> {
                 stage: stage(&t.org, "production"),
             }
         ),
+        rpc!("identity.v1.Access/Noop", access.noop, |t| {
+            pb::NoopRequest {
+                parent: t.org.clone(),
+            }
+        }),
         rpc!("identity.v1.Groups/CreateGroup", groups.create_group, |t| {
             pb::CreateGroupRequest {
                 parent: t.org.clone(),
@@ -728,6 +733,7 @@ async fn every_rpc_refuses_a_principal_without_the_permission(b: Backend) {
         "identity.v1.Roles/GetRole",
         "identity.v1.Groups/ListGroups",
         "identity.v1.Users/Logout",
+        "identity.v1.Access/Noop",
     ];
     let before = event_count(&app, &admin).await;
     for (method, call) in table() {

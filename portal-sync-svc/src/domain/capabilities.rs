@@ -281,7 +281,7 @@ impl CompanyFacts {
     pub fn is_on_a_case(&self, email: &Email) -> bool {
         self.cases
             .iter()
-            .any(|c| &c.creator == email || c.cc.contains(email))
+            .any(|c| (&c.creator == email && !c.creator_removed) || c.cc.contains(email))
     }
 
     /// Whether the person is on the company's contact list: a team member or an approved
@@ -300,7 +300,9 @@ impl CompanyFacts {
     pub fn support_contacts(&self) -> Vec<Email> {
         let mut all: BTreeSet<&Email> = self.approved_contacts.iter().collect();
         for c in &self.cases {
-            all.insert(&c.creator);
+            if !c.creator_removed {
+                all.insert(&c.creator);
+            }
             all.extend(c.cc.iter());
         }
         all.into_iter()
@@ -351,7 +353,7 @@ impl CompanyFacts {
     /// the infrastructures they administer, and — for company admins, who may approve them —
     /// the cases awaiting approval.
     pub fn can_see_case(&self, viewer: &Email, case: &SupportCase) -> bool {
-        &case.creator == viewer
+        (&case.creator == viewer && !case.creator_removed)
             || case.cc.contains(viewer)
             || self.is_infrastructure_admin(viewer, case.infrastructure)
             || (case.state == CaseState::AwaitingApproval && self.is_company_admin(viewer))
@@ -598,6 +600,7 @@ mod tests {
             cc: cc.iter().map(|c| email(c)).collect(),
             state,
             create_time: 0,
+            creator_removed: false,
         }
     }
 

@@ -223,6 +223,10 @@ pub struct SupportCase {
     pub state: CaseState,
     /// Creation time.
     pub create_time: Micros,
+    /// The creator was removed as a support contact (RemoveSupportContact): the case stays in
+    /// the company's records, but its creator no longer sees it.
+    #[serde(default)]
+    pub creator_removed: bool,
 }
 
 /// An audit event to append.

@@ -105,6 +105,7 @@ impl pb::support_server::Support for Api {
             cc,
             state,
             create_time: time,
+            creator_removed: false,
         };
         let event = NewEvent {
             actor: auth.actor().to_owned(),

@@ -375,6 +375,7 @@ fn support_case(
         cc: cc.iter().map(|c| email(c)).collect(),
         state: CaseState::AwaitingApproval,
         create_time,
+        creator_removed: false,
     }
 }
 

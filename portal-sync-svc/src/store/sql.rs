@@ -771,10 +771,14 @@ macro_rules! impl_sql_store {
                 for (id, data) in rows {
                     let mut case: $crate::domain::model::SupportCase =
                         $crate::store::sql::from_json(&data)?;
-                    if !case.cc.contains(email) {
+                    let created = &case.creator == email && !case.creator_removed;
+                    if !case.cc.contains(email) && !created {
                         continue;
                     }
                     case.cc.retain(|cc| cc != email);
+                    if created {
+                        case.creator_removed = true;
+                    }
                     ::sqlx::query(
                         "UPDATE support_cases SET data = $1 WHERE company = $2 AND id = $3",
                     )

@@ -12,4 +12,5 @@
 
 mod harness;
 
+mod portal_api;
 mod sync;

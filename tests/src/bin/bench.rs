@@ -1,0 +1,2375 @@
+//! The performance benchmark of issue 4: one JSON line per figure on stdout, progress on stderr.
+//!
+//! ```text
+//! cargo run --release -p tests --bin bench -- --smoke                 # seconds; CI
+//! cargo run --release -p tests --bin bench -- identity --users 100000 # Noop vs Check, holders, RSS, writes
+//! cargo run --release -p tests --bin bench -- rss --sizes 1000,10000,100000
+//! cargo run --release -p tests --bin bench -- portal --users 100000
+//! cargo run --release -p tests --bin bench -- all --pg postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+//!
+//! How it measures (BENCHMARKS.md has the whole method):
+//!
+//! * The identity server runs in a **child process** (this same binary, `__serve-identity`),
+//!   started exactly as `identity-svc` starts it (`identity_svc::serve`, multi-thread tokio
+//!   runtime, default settings), so its RSS and CPU time are its own. The dataset is seeded
+//!   before the child starts, by one `Store::commit` of every entity through the real store.
+//! * Every throughput and latency figure is a same-run comparison with the `Noop` RPC, which
+//!   goes through the same stack (transport, middleware, authentication, admission): runs of
+//!   Noop and CheckPermission alternate A B A B, and the median of the per-pair ratios is
+//!   reported, with the spread between pairs.
+//! * Durable writes are compared with a raw commit loop (single-row INSERT commits through
+//!   sqlx with the store's own settings) on the same backend, run just before.
+//! * `--smoke` runs everything small and short, checks the answers, and exits non-zero when
+//!   the harness breaks (an RPC error, an empty figure, a wrong count).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Statistics over counts and durations: the conversions are of small, positive numbers.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss
+)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use identity_svc::domain::catalog::{self, PermissionDef};
+use identity_svc::domain::email::Email;
+use identity_svc::domain::model::{
+    App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, Group, GroupMember,
+    GroupRole, Organization, Principal, Role, ScopeKey, ServiceAccount, Stage, StagePurpose, User,
+    UserState,
+};
+use identity_svc::domain::names::fmt;
+use identity_svc::service::auth::{SERVICE_ACCOUNT_PREFIX, hash_token, new_token};
+use identity_svc::store::{Commit, Store, TokenKind, TokenRecord};
+use serde_json::{Value, json};
+use shared::proto::identity::v1 as pb;
+use sqlx::{AssertSqlSafe, Connection as _};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
+
+type Access = pb::access_client::AccessClient<InterceptedService<Channel, Bearer>>;
+
+// ------------------------------------------------------------------------------- command line
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// Noop vs CheckPermission (throughput, latency), ListPermissionHolders, RSS, durable writes.
+    Identity,
+    /// Identity RSS at each of `--sizes`.
+    Rss,
+    /// Portal full derivation vs a null derivation, and an unchanged re-run.
+    Portal,
+    /// Instructions per Noop and per CheckPermission (callgrind) at each of `--ir-sizes`.
+    /// Not part of `all`: it runs the server under valgrind (minutes at 100k users).
+    Instructions,
+    /// Everything but `instructions`.
+    All,
+}
+
+/// Performance benchmark of identity and portal-sync (issue 4). JSON lines on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    /// What to run (default: all).
+    suites: Vec<Suite>,
+    /// Users in the dataset of `identity` and `portal`.
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    /// Dataset sizes of `rss`.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    sizes: Vec<usize>,
+    /// PostgreSQL server (admin URL) instead of SQLite; a fresh database is created and dropped.
+    #[arg(long)]
+    pg: Option<String>,
+    /// Seconds measured per run (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Warm-up seconds before each run.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// A/B pairs of Noop and CheckPermission runs.
+    #[arg(long, default_value_t = 3)]
+    pairs: usize,
+    /// HTTP/2 connections of the load generator.
+    #[arg(long, default_value_t = 4)]
+    conns: usize,
+    /// Requests in flight per connection (closed loop).
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// Dataset sizes of `instructions`.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    ir_sizes: Vec<usize>,
+    /// Sequential calls of each RPC counted by `instructions`.
+    #[arg(long, default_value_t = 2000)]
+    ir_calls: usize,
+    /// Small data, short runs, answers checked; exits non-zero if the harness breaks.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Cli {
+    fn secs(&self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(CHILD_MODE) {
+        serve_child(&args[2..]);
+        return;
+    }
+    let mut cli = Cli::parse();
+    if cli.smoke {
+        cli.users = 1000;
+        cli.sizes = vec![1000, 2000];
+        cli.secs = 0.4;
+        cli.warmup = 0.1;
+        cli.pairs = 1;
+        cli.conns = 2;
+        cli.streams = 4;
+    }
+    if cli.suites.is_empty() || cli.suites.contains(&Suite::All) {
+        cli.suites = vec![Suite::Identity, Suite::Rss, Suite::Portal];
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let out = Output::default();
+    let result = rt.block_on(run(&cli, &out));
+    let failures = out.failures();
+    match result {
+        Ok(()) if failures.is_empty() => eprintln!("bench: done"),
+        Ok(()) => {
+            eprintln!("bench: FAILED: {}", failures.join("; "));
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("bench: FAILED: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+    out.machine(cli);
+    for suite in &cli.suites {
+        match suite {
+            Suite::Identity => identity_suite(cli, out).await?,
+            Suite::Rss => rss_suite(cli, out).await?,
+            Suite::Portal => portal::suite(cli, out).await?,
+            Suite::Instructions => instructions_suite(cli, out).await?,
+            Suite::All => {}
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------ output
+
+/// The JSON lines, and the checks that failed (the smoke run fails on any).
+#[derive(Debug, Default)]
+struct Output {
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl Output {
+    /// Prints one figure: `{"figure", "value", "unit", ...extra}`.
+    #[allow(clippy::unused_self)]
+    fn figure(&self, figure: &str, value: f64, unit: &str, extra: &Value) {
+        let mut line = json!({ "figure": figure, "value": round(value), "unit": unit });
+        if let (Some(l), Some(e)) = (line.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                l.insert(k.clone(), v.clone());
+            }
+        }
+        println!("{line}");
+    }
+
+    /// Prints a figure with a target: `met` is whether `value` is within it.
+    #[allow(clippy::too_many_arguments)]
+    fn target(&self, figure: &str, value: f64, unit: &str, target: &str, met: bool, extra: &Value) {
+        let mut e = extra.clone();
+        if let Some(o) = e.as_object_mut() {
+            o.insert("target".into(), json!(target));
+            o.insert("met".into(), json!(met));
+        }
+        self.figure(figure, value, unit, &e);
+    }
+
+    /// Records a broken expectation of the harness itself.
+    fn check(&self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            let what = what.into();
+            eprintln!("bench: CHECK FAILED: {what}");
+            self.failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(what);
+        }
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    #[allow(clippy::unused_self)]
+    fn machine(&self, cli: &Cli) {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_default();
+        let nproc = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+        let mem_kb = meminfo_total_kb();
+        println!(
+            "{}",
+            json!({
+                "figure": "machine",
+                "nproc": nproc,
+                "cpu": cpu,
+                "mem_total_mb": mem_kb / 1024,
+                "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                "backend": backend_name(cli),
+                "smoke": cli.smoke,
+                "secs": cli.secs,
+                "pairs": cli.pairs,
+                "in_flight": cli.conns * cli.streams,
+            })
+        );
+    }
+}
+
+fn meminfo_total_kb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn round(v: f64) -> f64 {
+    if v.abs() >= 100.0 {
+        (v * 10.0).round() / 10.0
+    } else {
+        (v * 1000.0).round() / 1000.0
+    }
+}
+
+fn backend_name(cli: &Cli) -> &'static str {
+    if cli.pg.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    }
+}
+
+/// The `q` quantile of sorted nanosecond samples, in microseconds.
+fn quantile_us(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
+    sorted[i] as f64 / 1000.0
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+// --------------------------------------------------------------------------- random numbers
+
+/// SplitMix64: a fixed seed gives the same dataset on every run and backend.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// Skewed towards 0 (a few very large groups, many small ones).
+    fn skewed(&mut self, n: usize) -> usize {
+        ((self.unit().powi(3) * n as f64) as usize).min(n.saturating_sub(1))
+    }
+    fn uuid(&mut self) -> Uuid {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.next().to_le_bytes());
+        b[8..].copy_from_slice(&self.next().to_le_bytes());
+        uuid::Builder::from_random_bytes(b).into_uuid()
+    }
+}
+
+// ------------------------------------------------------------------------------------ dataset
+
+const STAGES: [&str; 3] = ["development", "qa", "production"];
+/// Organization management that custom roles never grant: only administrators hold these,
+/// which makes them the sparse case of the reverse lookup.
+const ADMIN_ONLY: [&str; 4] = [
+    "org.manage",
+    "api_clients.manage",
+    "roles.manage",
+    "org.manage_audit_stream",
+];
+
+/// What the benchmark knows of the seeded organization.
+#[derive(Debug)]
+struct Dataset {
+    org: Uuid,
+    users: Vec<Uuid>,
+    /// Custom role ids.
+    roles: Vec<String>,
+    /// Two custom roles that nobody holds in the seed; the write benchmark assigns them.
+    mutation_roles: [String; 2],
+    /// Users that are not Administrators (reassigning them never meets the last-administrator
+    /// rule).
+    non_admins: Vec<Uuid>,
+    apps: Vec<Uuid>,
+    /// The calling service account's token (holds Administrator at organization scope).
+    token: String,
+    /// How many entities (changes) the seed wrote.
+    entities: usize,
+    assignments: usize,
+    memberships: usize,
+}
+
+impl Dataset {
+    fn parent(&self) -> String {
+        fmt::org(self.org)
+    }
+}
+
+fn created(target: String, e: Entity) -> Change {
+    Change {
+        action: format!("{}.created", e.kind()),
+        target,
+        before: None,
+        after: Some(e),
+        affected_users: Vec::new(),
+    }
+}
+
+/// Builds the dataset of `n` users: n/10 groups, clamp(n/100, 10, 1000) custom roles and apps
+/// (1k each at 100k), 3 stages, organization-scope, app-scope and group access; and writes it
+/// to the backend's identity store (see [`write_seed`]).
+async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
+    let t0 = Instant::now();
+    let mut rng = Rng(0x0DC0_BE4C_0000_0000 ^ n as u64);
+    let org = rng.uuid();
+    let now = now_micros();
+    let mut changes = Vec::with_capacity(n * 5);
+    changes.push(created(
+        fmt::org(org),
+        Entity::Organization(Organization {
+            id: org,
+            display_name: "Bench".into(),
+            create_time: now,
+            update_time: now,
+            rev: 1,
+        }),
+    ));
+    for (i, key) in STAGES.iter().enumerate() {
+        changes.push(created(
+            fmt::stage(org, key),
+            Entity::Stage(Stage {
+                key: (*key).into(),
+                display_name: key.to_uppercase(),
+                order: i as u32,
+                purpose: match i {
+                    0 => StagePurpose::Development,
+                    2 => StagePurpose::Production,
+                    _ => StagePurpose::NonProduction,
+                },
+                rev: 1,
+            }),
+        ));
+    }
+    for r in identity_svc::service::ops::built_in_roles(now) {
+        changes.push(created(fmt::role(org, &r.id), Entity::Role(r)));
+    }
+    let grantable: Vec<&PermissionDef> = catalog::CATALOG
+        .iter()
+        .filter(|d| !ADMIN_ONLY.contains(&d.key))
+        .collect();
+    let n_roles = (n / 100).clamp(10, 1000);
+    let mut roles = Vec::with_capacity(n_roles);
+    let mut mutation_roles = Vec::new();
+    for i in 0..n_roles + 2 {
+        let id = rng.uuid().to_string();
+        let mut picked = BTreeSet::new();
+        while picked.len() < 20 {
+            picked.insert(rng.below(grantable.len()));
+        }
+        let grants = picked
+            .into_iter()
+            .map(|k| {
+                let def = grantable[k];
+                let stages = (def.stage_scopable && rng.chance(0.3)).then(|| {
+                    let mut s = BTreeSet::new();
+                    while s.is_empty() {
+                        for st in STAGES {
+                            if rng.chance(0.5) {
+                                s.insert(st.to_owned());
+                            }
+                        }
+                    }
+                    s
+                });
+                Grant {
+                    permission: def.key.to_owned(),
+                    stages,
+                }
+            })
+            .collect();
+        changes.push(created(
+            fmt::role(org, &id),
+            Entity::Role(Role {
+                id: id.clone(),
+                display_name: format!("Role {i}"),
+                description: String::new(),
+                built_in: false,
+                all_permissions: false,
+                grants,
+                create_time: now,
+                update_time: now,
+                rev: 1,
+            }),
+        ));
+        if i < n_roles {
+            roles.push(id);
+        } else {
+            mutation_roles.push(id);
+        }
+    }
+    let n_apps = (n / 100).clamp(10, 1000);
+    let mut apps = Vec::with_capacity(n_apps);
+    let mut end_user_roles = Vec::with_capacity(n_apps * 2);
+    for i in 0..n_apps {
+        let id = rng.uuid();
+        changes.push(created(
+            fmt::app(org, id),
+            Entity::App(App {
+                id,
+                display_name: format!("App {i}"),
+                create_time: now,
+            }),
+        ));
+        for k in 0..2 {
+            let r = rng.uuid();
+            changes.push(created(
+                fmt::end_user_role(org, id, r),
+                Entity::EndUserRole(EndUserRole {
+                    id: r,
+                    app: id,
+                    display_name: format!("End-user role {k}"),
+                }),
+            ));
+            end_user_roles.push((r, id));
+        }
+        apps.push(id);
+    }
+    let n_groups = (n / 10).max(10);
+    let mut groups = Vec::with_capacity(n_groups);
+    for i in 0..n_groups {
+        let id = rng.uuid();
+        changes.push(created(
+            fmt::group(org, id),
+            Entity::Group(Group {
+                id,
+                display_name: format!("Group {i}"),
+                description: String::new(),
+                stage: STAGES[rng.below(3)].to_owned(),
+                create_time: now,
+                update_time: now,
+                rev: 1,
+            }),
+        ));
+        let mine: BTreeSet<(Uuid, Uuid)> = (0..=rng.below(2))
+            .map(|_| end_user_roles[rng.below(end_user_roles.len())])
+            .collect();
+        for (r, app) in mine {
+            changes.push(created(
+                fmt::group(org, id),
+                Entity::GroupRole(GroupRole {
+                    group: id,
+                    end_user_role: r,
+                    app,
+                }),
+            ));
+        }
+        groups.push(id);
+    }
+    let mut users = Vec::with_capacity(n);
+    let mut non_admins = Vec::with_capacity(n);
+    let (mut assignments, mut memberships) = (0, 0);
+    for i in 0..n {
+        let id = rng.uuid();
+        changes.push(created(
+            fmt::user(org, id),
+            Entity::User(User {
+                id,
+                email: Email::parse(&format!("user{i:06}@bench.example"))
+                    .map_err(anyhow::Error::msg)?,
+                display_name: format!("User {i}"),
+                state: if rng.chance(0.03) {
+                    UserState::Inactive
+                } else {
+                    UserState::Active
+                },
+                registered: true,
+                create_time: now,
+                update_time: now,
+                rev: 1,
+            }),
+        ));
+        let p = Principal::User(id);
+        let mut admin = false;
+        // 80 % hold an organization role: 1 % Administrator, 30 % Developer, the rest custom.
+        if rng.chance(0.8) {
+            let x = rng.unit();
+            admin = x < 0.01;
+            let role = if admin {
+                "administrator".to_owned()
+            } else if x < 0.31 {
+                "developer".to_owned()
+            } else {
+                roles[rng.below(roles.len())].clone()
+            };
+            changes.push(assignment(org, p, ScopeKey::Organization, role, now));
+            assignments += 1;
+        }
+        // 20 % have one or two app-scope roles.
+        if rng.chance(0.2) {
+            for _ in 0..=rng.below(2) {
+                let app = apps[rng.below(apps.len())];
+                let role = roles[rng.below(roles.len())].clone();
+                changes.push(assignment(org, p, ScopeKey::App(app), role, now));
+                assignments += 1;
+            }
+        }
+        // Group memberships: 0 to 4 (about 2 on average), skewed towards a few big groups.
+        let mut mine = BTreeSet::new();
+        for _ in 0..rng.below(5) {
+            mine.insert(groups[rng.skewed(groups.len())]);
+        }
+        for g in mine {
+            changes.push(created(
+                fmt::group(org, g),
+                Entity::GroupMember(GroupMember { group: g, user: id }),
+            ));
+            memberships += 1;
+        }
+        // 10 % have a direct end-user grant.
+        if rng.chance(0.1) {
+            let (r, app) = end_user_roles[rng.below(end_user_roles.len())];
+            changes.push(created(
+                fmt::user(org, id),
+                Entity::EndUserGrant(EndUserGrant {
+                    user: id,
+                    end_user_role: r,
+                    app,
+                    stage: STAGES[rng.below(3)].to_owned(),
+                }),
+            ));
+        }
+        users.push(id);
+        if !admin {
+            non_admins.push(id);
+        }
+    }
+    // Assignments replace one another per scope: keep the last one of each (principal, scope),
+    // as the state would.
+    dedupe_assignments(&mut changes);
+    let sa = rng.uuid();
+    changes.push(created(
+        fmt::service_account(org, sa),
+        Entity::ServiceAccount(ServiceAccount {
+            id: sa,
+            display_name: "bench".into(),
+            create_time: now,
+        }),
+    ));
+    changes.push(assignment(
+        org,
+        Principal::ServiceAccount(sa),
+        ScopeKey::Organization,
+        "administrator".into(),
+        now,
+    ));
+    eprintln!(
+        "bench: built the dataset in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let token = new_token(SERVICE_ACCOUNT_PREFIX);
+    let record = TokenRecord {
+        id: Uuid::now_v7(),
+        hash: hash_token(&token),
+        kind: TokenKind::ServiceAccount,
+        org,
+        principal: Principal::ServiceAccount(sa),
+        create_time: now,
+        expire_time: now + 365 * 24 * 3_600_000_000,
+        revoke_time: None,
+    };
+    let t = Instant::now();
+    write_seed(backend, org, &changes, &record, now).await?;
+    eprintln!(
+        "bench: wrote {} entities in {:.1} s",
+        changes.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Dataset {
+        org,
+        users,
+        roles,
+        mutation_roles: [mutation_roles[0].clone(), mutation_roles[1].clone()],
+        non_admins,
+        apps,
+        token,
+        entities: changes.len(),
+        assignments,
+        memberships,
+    })
+}
+
+/// Rows per multi-row INSERT of the seed.
+const BULK_ROWS: usize = 500;
+
+/// Writes the seed as the store would have committed it: one transaction with the
+/// organization's sequence row, one `entities` row and one `events` row (`<kind>.created`) per
+/// change. `Store::commit` of the same changes gives the same rows but sends one statement per
+/// row (about 900k at 100k users: ~50 s on SQLite); multi-row INSERTs take a few seconds. The
+/// store opens the database first (so its migrations run), and the token goes through
+/// `Store::insert_token`. The smoke run checks the server loads and answers from it.
+async fn write_seed(
+    backend: &Backend,
+    org: Uuid,
+    changes: &[Change],
+    token: &TokenRecord,
+    time: i64,
+) -> anyhow::Result<()> {
+    let store = backend.identity_store().await?;
+    if let Some(pg) = &backend.pg {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&pg.url)
+            .await?;
+        bulk_insert!(sqlx::Postgres, pool, org, changes, time);
+    } else {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(backend.sqlite_path())
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            // A page cache large enough for the whole seed: with the default 2 MB, the
+            // random-key B-tree inserts keep re-reading pages from the WAL.
+            .pragma("cache_size", "-2000000");
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        bulk_insert!(sqlx::Sqlite, pool, org, changes, time);
+    }
+    store.insert_token(token).await?;
+    Ok(())
+}
+
+/// The body of [`write_seed`] for one database type.
+macro_rules! bulk_insert {
+    ($db:ty, $pool:expr, $org:expr, $changes:expr, $time:expr) => {{
+        let org = $org.to_string();
+        let mut tx = $pool.begin().await?;
+        sqlx::query("INSERT INTO org_sequences (org_id, seq) VALUES ($1, $2)")
+            .bind(&org)
+            .bind(i64::try_from($changes.len())?)
+            .execute(&mut *tx)
+            .await?;
+        let mut seq = 0i64;
+        for chunk in $changes.chunks(BULK_ROWS) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for c in chunk {
+                let e = c
+                    .after
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("the seed only creates"))?;
+                seq += 1;
+                rows.push((seq, e.kind(), e.key(), serde_json::to_string(e)?, c));
+            }
+            let mut q =
+                sqlx::QueryBuilder::<$db>::new("INSERT INTO entities (org_id, kind, key, data) ");
+            q.push_values(&rows, |mut b, (_, kind, key, data, _)| {
+                b.push_bind(org.as_str())
+                    .push_bind(*kind)
+                    .push_bind(key.as_str())
+                    .push_bind(data.as_str());
+            });
+            q.build().execute(&mut *tx).await?;
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO events (org_id, seq, actor, action, target, before, after, \
+                 affected_users, request_id, time) ",
+            );
+            q.push_values(&rows, |mut b, (seq, _, _, data, c)| {
+                b.push_bind(org.as_str())
+                    .push_bind(*seq)
+                    .push_bind("operator")
+                    .push_bind(c.action.as_str())
+                    .push_bind(c.target.as_str())
+                    .push("NULL")
+                    .push_bind(data.as_str())
+                    .push_bind("[]")
+                    .push("NULL")
+                    .push_bind($time);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }};
+}
+use bulk_insert;
+
+fn assignment(org: Uuid, p: Principal, scope: ScopeKey, role: String, now: i64) -> Change {
+    let target = match p {
+        Principal::User(u) => fmt::user(org, u),
+        Principal::ServiceAccount(s) => fmt::service_account(org, s),
+    };
+    created(
+        target,
+        Entity::Assignment(Assignment {
+            principal: p,
+            scope,
+            role,
+            create_time: now,
+        }),
+    )
+}
+
+/// Drops all but the last assignment of each (principal, scope).
+fn dedupe_assignments(changes: &mut Vec<Change>) {
+    let mut last: HashMap<(Principal, ScopeKey), usize> = HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        if let Some(Entity::Assignment(a)) = &c.after {
+            last.insert((a.principal, a.scope), i);
+        }
+    }
+    let mut i = 0;
+    changes.retain(|c| {
+        let keep = match &c.after {
+            Some(Entity::Assignment(a)) => last.get(&(a.principal, a.scope)) == Some(&i),
+            _ => true,
+        };
+        i += 1;
+        keep
+    });
+}
+
+// ------------------------------------------------------------------------------------ backend
+
+/// Where the identity store lives: a temporary directory (always: data dir, mailbox) and, with
+/// `--pg`, a fresh PostgreSQL database dropped at the end.
+#[derive(Debug)]
+struct Backend {
+    dir: tempfile::TempDir,
+    pg: Option<PgDatabase>,
+}
+
+#[derive(Debug)]
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await: use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, params) = url
+        .split_once('?')
+        .map_or((url, None), |(b, p)| (b, Some(p)));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = base[authority..]
+        .find('/')
+        .map_or(base, |s| &base[..authority + s]);
+    match params {
+        Some(p) => format!("{base}/{db}?{p}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+impl Backend {
+    async fn new(pg: Option<&str>, prefix: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("bench-").tempdir()?;
+        let pg = match pg {
+            None => None,
+            Some(admin_url) => {
+                let name = format!("bench_{prefix}_{}", Uuid::new_v4().simple());
+                let mut c = sqlx::PgConnection::connect(admin_url).await?;
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await?;
+                Some(PgDatabase {
+                    admin_url: admin_url.to_owned(),
+                    url: with_database(admin_url, &name),
+                    name,
+                })
+            }
+        };
+        Ok(Self { dir, pg })
+    }
+
+    fn name(&self) -> &'static str {
+        if self.pg.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join(identity_svc::config::SQLITE_FILE)
+    }
+
+    /// Opens the identity store the server will use.
+    async fn identity_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match &self.pg {
+            Some(pg) => Arc::new(identity_svc::store::postgres::PgStore::connect(&pg.url).await?),
+            None => {
+                Arc::new(identity_svc::store::sqlite::SqliteStore::open(&self.sqlite_path()).await?)
+            }
+        })
+    }
+}
+
+/// Seeds `n` users into a fresh backend; reports the time.
+async fn seeded(cli: &Cli, out: &Output, n: usize) -> anyhow::Result<(Backend, Dataset)> {
+    let backend = Backend::new(cli.pg.as_deref(), "identity").await?;
+    let t = Instant::now();
+    let data = seed(&backend, n).await?;
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "bench: seeded {n} users ({} entities) on {} in {secs:.1} s",
+        data.entities,
+        backend.name()
+    );
+    out.figure(
+        "seed_seconds",
+        secs,
+        "s",
+        &json!({
+            "users": n, "backend": backend.name(), "entities": data.entities,
+            "roles": data.roles.len(), "apps": data.apps.len(), "groups": (n / 10).max(10),
+            "assignments": data.assignments, "memberships": data.memberships,
+        }),
+    );
+    Ok((backend, data))
+}
+
+// ------------------------------------------------------------------------------ server child
+
+const CHILD_MODE: &str = "__serve-identity";
+
+/// The child: serves identity as `identity-svc` does, on 127.0.0.1:0, and writes the bound
+/// address to `addr_file`. Args: data dir, database URL (`-`: SQLite in the data dir), address
+/// file. Stops when its stdin closes (the parent died or is done).
+fn serve_child(args: &[String]) {
+    let [data_dir, database, addr_file] = args else {
+        eprintln!("usage: bench {CHILD_MODE} DATA_DIR DATABASE_URL|- ADDR_FILE");
+        std::process::exit(2);
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        shared::telemetry::init(shared::telemetry::LogFormat::Json);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tmp = format!("{addr_file}.tmp");
+        std::fs::write(&tmp, addr.to_string()).expect("write address");
+        std::fs::rename(&tmp, addr_file).expect("publish address");
+        let settings = identity_svc::config::Settings {
+            data_dir: PathBuf::from(data_dir),
+            database_url: (database != "-").then(|| database.clone()),
+            ..identity_svc::config::Settings::default()
+        };
+        let stdin_closed = async {
+            // Blocking read on a thread of its own: EOF when the parent closes the pipe.
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            })
+            .await;
+        };
+        if let Err(e) = identity_svc::serve(
+            listener,
+            settings,
+            identity_svc::Dependencies::default(),
+            stdin_closed,
+        )
+        .await
+        {
+            eprintln!("identity child: {e:#}");
+            std::process::exit(1);
+        }
+    });
+}
+
+/// A running identity server child process.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    addr: String,
+    /// Seconds from spawn to the first answered request (loading the organization included).
+    startup_secs: f64,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Our own child, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn spawn(backend: &Backend, data: &Dataset) -> anyhow::Result<Self> {
+        Self::spawn_with(backend, data, &[]).await
+    }
+
+    /// Spawns the server through `wrapper` (e.g. valgrind and its options) when not empty.
+    async fn spawn_with(
+        backend: &Backend,
+        data: &Dataset,
+        wrapper: &[String],
+    ) -> anyhow::Result<Self> {
+        let addr_file = backend.dir.path().join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let database = backend
+            .pg
+            .as_ref()
+            .map_or("-".to_owned(), |p| p.url.clone());
+        let t = Instant::now();
+        let exe = std::env::current_exe()?;
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let child = command
+            .arg(CHILD_MODE)
+            .arg(backend.dir.path())
+            .arg(&database)
+            .arg(&addr_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut server = Self {
+            child,
+            addr: String::new(),
+            startup_secs: 0.0,
+        };
+        let deadline = Instant::now()
+            + if wrapper.is_empty() {
+                Duration::from_mins(5)
+            } else {
+                Duration::from_mins(30)
+            };
+        while server.addr.is_empty() {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                server.addr = a;
+            } else {
+                anyhow::ensure!(Instant::now() < deadline, "the server did not bind");
+                if let Some(status) = server.child.try_wait()? {
+                    anyhow::bail!("the server exited: {status}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let client = server.access(data, 1).await?.remove(0);
+        loop {
+            let mut c = client.clone();
+            match c
+                .noop(pb::NoopRequest {
+                    parent: data.parent(),
+                })
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    if let Some(status) = server.child.try_wait()? {
+                        anyhow::bail!("the server exited: {status}");
+                    }
+                    anyhow::ensure!(Instant::now() < deadline, "the server did not answer: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        server.startup_secs = t.elapsed().as_secs_f64();
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `conns` clients, each on its own HTTP/2 connection, carrying the dataset's token.
+    async fn access(&self, data: &Dataset, conns: usize) -> anyhow::Result<Vec<Access>> {
+        let bearer = Bearer(format!("Bearer {}", data.token).parse()?);
+        let mut out = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let channel = Endpoint::from_shared(format!("http://{}", self.addr))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?;
+            out.push(pb::access_client::AccessClient::with_interceptor(
+                channel,
+                bearer.clone(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// (VmRSS, VmHWM) in MB.
+    fn rss_mb(&self) -> (f64, f64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let kb = |key: &str| -> f64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    }
+
+    /// CPU seconds (user + system) the server has used.
+    fn cpu_secs(&self) -> f64 {
+        cpu_secs(&format!("/proc/{}/stat", self.pid()))
+    }
+}
+
+/// CPU seconds (user + system) of the process whose `stat` file is `path`.
+fn cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may contain spaces): state is field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state; USER_HZ is 100
+    // on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Adds `authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+// ---------------------------------------------------------------------------- load generator
+
+/// One closed-loop run.
+#[derive(Debug, Default)]
+struct Run {
+    /// Completed calls in the measured window.
+    calls: u64,
+    errors: u64,
+    secs: f64,
+    /// Latencies (ns) of the calls completed in the window, sorted.
+    latencies: Vec<u64>,
+    /// Server CPU seconds used during the window.
+    server_cpu: f64,
+    /// CPU seconds of this process (the load generator) during the window.
+    client_cpu: f64,
+}
+
+impl Run {
+    fn rps(&self) -> f64 {
+        self.calls as f64 / self.secs.max(1e-9)
+    }
+    fn p(&self, q: f64) -> f64 {
+        quantile_us(&self.latencies, q)
+    }
+    fn cpu_us_per_call(&self) -> f64 {
+        self.server_cpu * 1e6 / (self.calls.max(1) as f64)
+    }
+    fn client_cpu_us_per_call(&self) -> f64 {
+        self.client_cpu * 1e6 / (self.calls.max(1) as f64)
+    }
+}
+
+/// Runs `call(client, i)` from `streams` tasks per client, closed loop, for `warmup` then
+/// `secs`; only calls that complete inside the measured window count.
+async fn closed_loop<F, Fut>(
+    server: &Server,
+    clients: &[Access],
+    streams: usize,
+    warmup: Duration,
+    secs: Duration,
+    call: F,
+) -> Run
+where
+    F: Fn(Access, usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let start = Instant::now() + warmup;
+    let end = start + secs;
+    let errors = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for client in clients {
+        for _ in 0..streams {
+            let (client, call, errors, next) =
+                (client.clone(), call.clone(), errors.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let t0 = Instant::now();
+                    let r = call(client.clone(), i).await;
+                    let t1 = Instant::now();
+                    if r.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        if errors.load(Ordering::Relaxed) < 3 {
+                            eprintln!("bench: call failed: {:?}", r.err());
+                        }
+                    } else if t0 >= start && t1 <= end {
+                        lat.push((t1 - t0).as_nanos() as u64);
+                    }
+                    if t1 >= end {
+                        return lat;
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep_until(start.into()).await;
+    let (cpu0, own0) = (server.cpu_secs(), cpu_secs("/proc/self/stat"));
+    tokio::time::sleep_until(end.into()).await;
+    let (cpu1, own1) = (server.cpu_secs(), cpu_secs("/proc/self/stat"));
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_default());
+    }
+    latencies.sort_unstable();
+    Run {
+        calls: latencies.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        secs: secs.as_secs_f64(),
+        latencies,
+        server_cpu: cpu1 - cpu0,
+        client_cpu: own1 - own0,
+    }
+}
+
+/// CheckPermission requests: 20k distinct (principal, permission, stage, app) tuples over
+/// the whole user population, stage when the permission needs one, an app a third of the time
+/// when it is app-scopable.
+fn check_requests(data: &Dataset, rng: &mut Rng) -> Vec<pb::CheckPermissionRequest> {
+    let parent = data.parent();
+    (0..20_000)
+        .map(|_| {
+            let def = &catalog::CATALOG[rng.below(catalog::CATALOG.len())];
+            let stage = if def.stage_scopable {
+                fmt::stage(data.org, STAGES[rng.below(3)])
+            } else {
+                String::new()
+            };
+            let app = if def.app_scopable && rng.chance(0.33) {
+                fmt::app(data.org, data.apps[rng.below(data.apps.len())])
+            } else {
+                String::new()
+            };
+            pb::CheckPermissionRequest {
+                parent: parent.clone(),
+                principal: fmt::user(data.org, data.users[rng.below(data.users.len())]),
+                permission: def.key.to_owned(),
+                stage,
+                app,
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------- identity suite
+
+async fn identity_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+    let n = cli.users;
+    let (backend, data) = seeded(cli, out, n).await?;
+    let server = Server::spawn(&backend, &data).await?;
+    let base = json!({ "users": n, "backend": backend.name() });
+    out.figure("identity_startup_seconds", server.startup_secs, "s", &base);
+    // Let the allocator settle, then read the memory of the loaded server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss, hwm) = server.rss_mb();
+    out.target(
+        "identity_rss_mb",
+        rss,
+        "MB",
+        "<= 150 at 100k users",
+        n < 100_000 || rss <= 150.0,
+        &json!({ "users": n, "backend": backend.name(), "phase": "loaded", "vm_hwm_mb": hwm }),
+    );
+    out.check(rss > 0.0, "identity RSS could not be read");
+
+    token_lookup(cli, out, &backend, &data, &base).await?;
+    throughput(cli, out, &server, &data, &base).await?;
+    one_in_flight(cli, out, &server, &data, &base).await?;
+    holders(cli, out, &server, &data, &base).await?;
+
+    let (rss, hwm) = server.rss_mb();
+    out.figure(
+        "identity_rss_mb",
+        rss,
+        "MB",
+        &json!({ "users": n, "backend": backend.name(), "phase": "after_reads", "vm_hwm_mb": hwm }),
+    );
+
+    durable(cli, out, &backend, &server, &data, &base).await?;
+    let (rss, hwm) = server.rss_mb();
+    out.figure(
+        "identity_rss_mb",
+        rss,
+        "MB",
+        &json!({ "users": n, "backend": backend.name(), "phase": "after_writes", "vm_hwm_mb": hwm }),
+    );
+    Ok(())
+}
+
+fn extra(base: &Value, more: &Value) -> Value {
+    let mut v = base.clone();
+    if let (Some(o), Some(m)) = (v.as_object_mut(), more.as_object()) {
+        for (k, x) in m {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+    v
+}
+
+/// What authenticating a request cost before the token cache: one `Store::find_token` on the
+/// same database, sequential (the server now answers it from memory).
+async fn token_lookup(
+    cli: &Cli,
+    out: &Output,
+    backend: &Backend,
+    data: &Dataset,
+    base: &Value,
+) -> anyhow::Result<()> {
+    let store = backend.identity_store().await?;
+    let hash = hash_token(&data.token);
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < cli.secs().min(Duration::from_secs(2)) || lat.len() < 100 {
+        let t0 = Instant::now();
+        let found = store.find_token(&hash).await?;
+        lat.push(t0.elapsed().as_nanos() as u64);
+        out.check(found.is_some(), "the seeded token is not in the store");
+        if found.is_none() {
+            break;
+        }
+    }
+    lat.sort_unstable();
+    out.figure(
+        "store_token_lookup_us",
+        quantile_us(&lat, 0.5),
+        "us",
+        &extra(base, &json!({ "p99_us": round(quantile_us(&lat, 0.99)), "calls": lat.len(), "what": "Store::find_token, which every authenticated request ran before the token cache" })),
+    );
+    Ok(())
+}
+
+/// (a) Noop vs CheckPermission at `conns × streams` in flight, interleaved A B A B.
+async fn throughput(
+    cli: &Cli,
+    out: &Output,
+    server: &Server,
+    data: &Dataset,
+    base: &Value,
+) -> anyhow::Result<()> {
+    let clients = server.access(data, cli.conns).await?;
+    let mut rng = Rng(42);
+    let requests = Arc::new(check_requests(data, &mut rng));
+    let allowed = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let parent = data.parent();
+    let in_flight = cli.conns * cli.streams;
+    let mut ratios = Vec::new();
+    let (mut noops, mut checks) = (Vec::new(), Vec::new());
+    for pair in 0..cli.pairs {
+        let p = parent.clone();
+        let noop = closed_loop(
+            server,
+            &clients,
+            cli.streams,
+            cli.warmup(),
+            cli.secs(),
+            move |mut c, _| {
+                let req = pb::NoopRequest { parent: p.clone() };
+                async move { c.noop(req).await.map(|_| ()) }
+            },
+        )
+        .await;
+        let (reqs, allowed2) = (requests.clone(), allowed.clone());
+        let check = closed_loop(
+            server,
+            &clients,
+            cli.streams,
+            cli.warmup(),
+            cli.secs(),
+            move |mut c, i| {
+                let req = reqs[i % reqs.len()].clone();
+                let allowed = allowed2.clone();
+                async move {
+                    let r = c.check_permission(req).await?.into_inner();
+                    if r.allowed {
+                        allowed.0.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        allowed.1.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .await;
+        out.check(
+            noop.errors == 0 && check.errors == 0,
+            format!(
+                "pair {pair}: RPC errors (noop {}, check {})",
+                noop.errors, check.errors
+            ),
+        );
+        out.check(
+            noop.calls > 0 && check.calls > 0,
+            format!("pair {pair}: no calls completed"),
+        );
+        let ratio = check.rps() / noop.rps().max(1e-9);
+        for (name, r) in [("noop", &noop), ("check", &check)] {
+            out.figure(
+                &format!("{name}_rps"),
+                r.rps(),
+                "req/s",
+                &extra(
+                    base,
+                    &json!({
+                        "pair": pair, "in_flight": in_flight,
+                        "p50_us": round(r.p(0.5)), "p99_us": round(r.p(0.99)),
+                        "server_cpu_us_per_call": round(r.cpu_us_per_call()),
+                        "client_cpu_us_per_call": round(r.client_cpu_us_per_call()),
+                    }),
+                ),
+            );
+        }
+        eprintln!(
+            "bench: pair {pair}: noop {:.0}/s (p99 {:.0} µs), check {:.0}/s (p99 {:.0} µs), ratio {ratio:.3}",
+            noop.rps(),
+            noop.p(0.99),
+            check.rps(),
+            check.p(0.99)
+        );
+        ratios.push(ratio);
+        noops.push(noop);
+        checks.push(check);
+    }
+    let spread = {
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let m = median(&mut ratios.clone());
+        (hi - lo) / m.max(1e-9)
+    };
+    let ratio = median(&mut ratios);
+    out.target(
+        "check_vs_noop_throughput_ratio",
+        ratio,
+        "ratio",
+        ">= 0.80",
+        ratio >= 0.80,
+        &extra(base, &json!({
+            "in_flight": in_flight, "pairs": cli.pairs, "pair_spread": round(spread),
+            "valid": spread <= 0.15,
+            "noop_rps_median": round(median(&mut noops.iter().map(Run::rps).collect::<Vec<_>>())),
+            "check_rps_median": round(median(&mut checks.iter().map(Run::rps).collect::<Vec<_>>())),
+            "noop_p50_us": round(median(&mut noops.iter().map(|r| r.p(0.5)).collect::<Vec<_>>())),
+            "noop_p99_us": round(median(&mut noops.iter().map(|r| r.p(0.99)).collect::<Vec<_>>())),
+            "check_p50_us": round(median(&mut checks.iter().map(|r| r.p(0.5)).collect::<Vec<_>>())),
+            "check_p99_us": round(median(&mut checks.iter().map(|r| r.p(0.99)).collect::<Vec<_>>())),
+            "noop_server_cpu_us_per_call": round(median(&mut noops.iter().map(Run::cpu_us_per_call).collect::<Vec<_>>())),
+            "check_server_cpu_us_per_call": round(median(&mut checks.iter().map(Run::cpu_us_per_call).collect::<Vec<_>>())),
+            "noop_client_cpu_us_per_call": round(median(&mut noops.iter().map(Run::client_cpu_us_per_call).collect::<Vec<_>>())),
+            "check_client_cpu_us_per_call": round(median(&mut checks.iter().map(Run::client_cpu_us_per_call).collect::<Vec<_>>())),
+        })),
+    );
+    let (yes, no) = (
+        allowed.0.load(Ordering::Relaxed),
+        allowed.1.load(Ordering::Relaxed),
+    );
+    out.figure(
+        "check_allowed_fraction",
+        yes as f64 / (yes + no).max(1) as f64,
+        "ratio",
+        &extra(base, &json!({ "allowed": yes, "denied": no })),
+    );
+    out.check(
+        yes > 0 && no > 0,
+        format!("checks should be both allowed and denied ({yes}/{no})"),
+    );
+    Ok(())
+}
+
+/// (b) p99 at 1 request in flight: Noop and CheckPermission, A B A B.
+async fn one_in_flight(
+    cli: &Cli,
+    out: &Output,
+    server: &Server,
+    data: &Dataset,
+    base: &Value,
+) -> anyhow::Result<()> {
+    let clients = server.access(data, 1).await?;
+    let mut rng = Rng(7);
+    let requests = Arc::new(check_requests(data, &mut rng));
+    let parent = data.parent();
+    let (mut diffs, mut noop_p99, mut check_p99, mut noop_p50, mut check_p50) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..cli.pairs {
+        let p = parent.clone();
+        let noop = closed_loop(
+            server,
+            &clients,
+            1,
+            cli.warmup(),
+            cli.secs(),
+            move |mut c, _| {
+                let req = pb::NoopRequest { parent: p.clone() };
+                async move { c.noop(req).await.map(|_| ()) }
+            },
+        )
+        .await;
+        let reqs = requests.clone();
+        let check = closed_loop(
+            server,
+            &clients,
+            1,
+            cli.warmup(),
+            cli.secs(),
+            move |mut c, i| {
+                let req = reqs[i % reqs.len()].clone();
+                async move { c.check_permission(req).await.map(|_| ()) }
+            },
+        )
+        .await;
+        out.check(
+            noop.errors == 0 && check.errors == 0,
+            "1-in-flight: RPC errors",
+        );
+        diffs.push(check.p(0.99) - noop.p(0.99));
+        noop_p99.push(noop.p(0.99));
+        check_p99.push(check.p(0.99));
+        noop_p50.push(noop.p(0.5));
+        check_p50.push(check.p(0.5));
+    }
+    let diff = median(&mut diffs);
+    out.target(
+        "check_minus_noop_p99_1_in_flight_us",
+        diff,
+        "us",
+        "<= 100",
+        diff <= 100.0,
+        &extra(base, &json!({
+            "noop_p50_us": round(median(&mut noop_p50)), "noop_p99_us": round(median(&mut noop_p99)),
+            "check_p50_us": round(median(&mut check_p50)), "check_p99_us": round(median(&mut check_p99)),
+            "pairs": cli.pairs,
+        })),
+    );
+    Ok(())
+}
+
+/// (c) ListPermissionHolders, first page of 100, one request in flight, per permission shape.
+async fn holders(
+    cli: &Cli,
+    out: &Output,
+    server: &Server,
+    data: &Dataset,
+    base: &Value,
+) -> anyhow::Result<()> {
+    let mut client = server.access(data, 1).await?.remove(0);
+    let org = data.org;
+    let app = fmt::app(org, data.apps[0]);
+    // (label, permission, stage, app): dense (most users), medium, and sparse (only the 1 % of
+    // administrators: the page needs about 10k principals examined at 100k users).
+    let cases = [
+        ("dense", "asset.open", "production", ""),
+        ("medium", "support.view_all_cases", "", ""),
+        ("app_scope", "config.edit_asset", "production", app.as_str()),
+        ("sparse", "org.manage", "", ""),
+    ];
+    let mut all = Vec::new();
+    let per_case = cli.secs().max(Duration::from_millis(200));
+    for (label, permission, stage, app) in cases {
+        let req = pb::ListPermissionHoldersRequest {
+            parent: data.parent(),
+            permission: permission.into(),
+            stage: if stage.is_empty() {
+                String::new()
+            } else {
+                fmt::stage(org, stage)
+            },
+            app: app.into(),
+            page_size: 100,
+            page_token: String::new(),
+        };
+        // Warm-up call, which also checks the answer.
+        let first = client
+            .list_permission_holders(req.clone())
+            .await?
+            .into_inner();
+        // Only the sparse case may have fewer than a page (1 % of 1k users are administrators).
+        let n = first.holders.len();
+        out.check(
+            n == 100 || (label == "sparse" && n > 0),
+            format!("holders {label}: {} on the first page", first.holders.len()),
+        );
+        let mut lat = Vec::new();
+        let t = Instant::now();
+        while t.elapsed() < per_case || lat.len() < 20 {
+            let t0 = Instant::now();
+            client.list_permission_holders(req.clone()).await?;
+            lat.push(t0.elapsed().as_nanos() as u64);
+            if lat.len() >= 5000 {
+                break;
+            }
+        }
+        lat.sort_unstable();
+        out.figure(
+            "holders_first_page_p99_ms",
+            quantile_us(&lat, 0.99) / 1000.0,
+            "ms",
+            &extra(
+                base,
+                &json!({
+                    "case": label, "permission": permission, "calls": lat.len(),
+                    "p50_ms": round(quantile_us(&lat, 0.5) / 1000.0),
+                }),
+            ),
+        );
+        all.extend(lat);
+    }
+    all.sort_unstable();
+    let p99 = quantile_us(&all, 0.99) / 1000.0;
+    let worst = p99;
+    out.target(
+        "holders_first_page_p99_ms",
+        worst,
+        "ms",
+        "<= 5 at 100k users",
+        worst <= 5.0 || cli.users < 100_000,
+        &extra(base, &json!({ "case": "all", "calls": all.len(), "p50_ms": round(quantile_us(&all, 0.5) / 1000.0) })),
+    );
+    Ok(())
+}
+
+/// (e) Durable writes: a raw commit loop on the same backend, then AssignRole through the API,
+/// sequential and 16 in flight; every acknowledged write must be one change event.
+async fn durable(
+    cli: &Cli,
+    out: &Output,
+    backend: &Backend,
+    server: &Server,
+    data: &Dataset,
+    base: &Value,
+) -> anyhow::Result<()> {
+    let secs = cli.secs();
+    let raw1 = calibrate(backend, 1, secs).await?;
+    out.figure(
+        "raw_commit_per_s",
+        raw1,
+        "commits/s",
+        &extra(base, &json!({ "clients": 1 })),
+    );
+    let raw16 = calibrate(backend, 16, secs).await?;
+    out.figure(
+        "raw_commit_per_s",
+        raw16,
+        "commits/s",
+        &extra(base, &json!({ "clients": 16 })),
+    );
+    let store_rate = store_commits(backend, secs).await?;
+    out.figure(
+        "store_commit_per_s",
+        store_rate,
+        "commits/s",
+        &extra(base, &json!({ "clients": 1, "what": "Store::commit of one assignment change, sequential, another organization of the same database" })),
+    );
+
+    let clients = server.access(data, 1).await?;
+    let seq_before = consistency_seq(clients[0].clone(), data).await?;
+    let next_user = Arc::new(AtomicUsize::new(0));
+    let mut failed = 0;
+    for (in_flight, raw) in [(1, raw1), (16, raw16)] {
+        let users = Arc::new(data.non_admins.clone());
+        let parent = data.parent();
+        let org = data.org;
+        let next = next_user.clone();
+        let roles = data.mutation_roles.clone();
+        let run = closed_loop(
+            server,
+            &clients,
+            in_flight,
+            Duration::ZERO,
+            secs,
+            move |mut c, _| {
+                // A distinct user each time, to a role the user does not hold: one event each.
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let pass = i / users.len();
+                let req = pb::AssignRoleRequest {
+                    parent: parent.clone(),
+                    principal: fmt::user(org, users[i % users.len()]),
+                    role: fmt::role(org, &roles[pass % 2]),
+                    scope: Some(pb::Scope {
+                        kind: Some(pb::scope::Kind::Organization(true)),
+                    }),
+                };
+                async move { c.assign_role(req).await.map(|_| ()) }
+            },
+        )
+        .await;
+        out.check(
+            run.errors == 0,
+            format!("AssignRole: {} errors", run.errors),
+        );
+        let rate = run.rps();
+        let ratio = rate / raw.max(1e-9);
+        out.target(
+            "durable_mutations_vs_raw_commit_ratio",
+            ratio,
+            "ratio",
+            ">= 0.5",
+            ratio >= 0.5,
+            &extra(
+                base,
+                &json!({
+                    "rpc": "AssignRole", "in_flight": in_flight, "mutations_per_s": round(rate),
+                    "raw_commit_per_s": round(raw), "raw_clients": in_flight,
+                    "p50_ms": round(run.p(0.5) / 1000.0), "p99_ms": round(run.p(0.99) / 1000.0),
+                }),
+            ),
+        );
+        failed += run.errors;
+    }
+    // Calls that straddle the window edges are acknowledged but not counted above: read the
+    // final sequence after every caller stopped and compare with the successful calls.
+    let seq_after = consistency_seq(clients[0].clone(), data).await?;
+    let attempted = next_user.load(Ordering::Relaxed) as u64 - failed;
+    out.figure(
+        "durable_events_per_mutation",
+        (seq_after - seq_before) as f64 / attempted.max(1) as f64,
+        "events",
+        &extra(
+            base,
+            &json!({ "mutations": attempted, "events": seq_after - seq_before, "failed": failed }),
+        ),
+    );
+    out.check(
+        seq_after - seq_before == attempted,
+        format!(
+            "{attempted} AssignRole calls made {} events",
+            seq_after - seq_before
+        ),
+    );
+    Ok(())
+}
+
+/// The organization's sequence (the consistency token of a read).
+async fn consistency_seq(mut c: Access, data: &Dataset) -> anyhow::Result<u64> {
+    let r = c
+        .check_permission(pb::CheckPermissionRequest {
+            parent: data.parent(),
+            principal: fmt::user(data.org, data.users[0]),
+            permission: "mentor.use".into(),
+            ..Default::default()
+        })
+        .await?;
+    let token = r
+        .metadata()
+        .get(identity_svc::grpc::CONSISTENCY_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    token.ok_or_else(|| anyhow::anyhow!("no consistency token"))
+}
+
+/// `Store::commit`s per second of one change each (an assignment replaced, as AssignRole
+/// writes it), sequential, without gRPC or the core: the store's share of a durable mutation.
+/// Runs on a small organization of its own in the server's database (the server keeps running;
+/// its organization is untouched).
+async fn store_commits(backend: &Backend, secs: Duration) -> anyhow::Result<f64> {
+    let store = backend.identity_store().await?;
+    let org = Uuid::new_v4();
+    let now = now_micros();
+    let org_change = created(
+        fmt::org(org),
+        Entity::Organization(Organization {
+            id: org,
+            display_name: "Calibration".into(),
+            create_time: now,
+            update_time: now,
+            rev: 1,
+        }),
+    );
+    let mut seq = store
+        .commit(Commit {
+            org,
+            expected_seq: 0,
+            create_org: true,
+            actor: "operator",
+            request_id: None,
+            time: now,
+            changes: &[org_change],
+            secrets: &[],
+        })
+        .await?;
+    let user = Principal::User(Uuid::new_v4());
+    let mut previous: Option<Assignment> = None;
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < secs {
+        let a = Assignment {
+            principal: user,
+            scope: ScopeKey::Organization,
+            role: if n.is_multiple_of(2) {
+                "developer"
+            } else {
+                "administrator"
+            }
+            .into(),
+            create_time: now,
+        };
+        let change = Change {
+            action: "role_assignment.replaced".into(),
+            target: fmt::user(org, Uuid::nil()),
+            before: previous.take().map(Entity::Assignment),
+            after: Some(Entity::Assignment(a.clone())),
+            affected_users: vec![Uuid::nil()],
+        };
+        seq = store
+            .commit(Commit {
+                org,
+                expected_seq: seq,
+                create_org: false,
+                actor: "operator",
+                request_id: None,
+                time: now,
+                changes: &[change],
+                secrets: &[],
+            })
+            .await?;
+        previous = Some(a);
+        n += 1;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Single-row INSERT commits per second on the backend, with the identity store's settings
+/// (SQLite: WAL, synchronous FULL, a file next to the store's; PostgreSQL: the same database).
+async fn calibrate(backend: &Backend, clients: usize, secs: Duration) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let sql_create = "CREATE TABLE IF NOT EXISTS calibration \
+                      (id BIGINT PRIMARY KEY, org TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL)";
+    let insert = "INSERT INTO calibration (id, org, principal, role) VALUES ($1, $2, $3, $4)";
+    let mut tasks = Vec::new();
+    let base_id = Arc::new(AtomicU64::new(now_micros() as u64 * 100));
+    if let Some(pg) = &backend.pg {
+        {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(clients as u32)
+                .connect(&pg.url)
+                .await?;
+            sqlx::query(sql_create).execute(&pool).await?;
+            for _ in 0..clients {
+                let (pool, stop, count, ids) =
+                    (pool.clone(), stop.clone(), count.clone(), base_id.clone());
+                tasks.push(tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = ids.fetch_add(1, Ordering::Relaxed).cast_signed();
+                        sqlx::query(insert)
+                            .bind(id)
+                            .bind("org")
+                            .bind("user:x")
+                            .bind("role")
+                            .execute(&pool)
+                            .await?;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok::<_, sqlx::Error>(())
+                }));
+            }
+        }
+    } else {
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(backend.dir.path().join("calibration.db"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(clients.min(4) as u32)
+                .connect_with(options)
+                .await?;
+            sqlx::query(sql_create).execute(&pool).await?;
+            for _ in 0..clients {
+                let (pool, stop, count, ids) =
+                    (pool.clone(), stop.clone(), count.clone(), base_id.clone());
+                tasks.push(tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = ids.fetch_add(1, Ordering::Relaxed).cast_signed();
+                        sqlx::query(insert)
+                            .bind(id)
+                            .bind("org")
+                            .bind("user:x")
+                            .bind("role")
+                            .execute(&pool)
+                            .await?;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok::<_, sqlx::Error>(())
+                }));
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c0 = count.load(Ordering::Relaxed);
+    let t = Instant::now();
+    tokio::time::sleep(secs).await;
+    let c1 = count.load(Ordering::Relaxed);
+    let elapsed = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    Ok((c1 - c0) as f64 / elapsed)
+}
+
+// ------------------------------------------------------------------------ instructions suite
+
+/// Instructions per RPC, server side, counted by callgrind: the server runs under
+/// `valgrind --tool=callgrind`; after a warm-up the counters are zeroed, `--ir-calls` sequential
+/// Noops run and the counters are dumped, then as many CheckPermissions and a second dump.
+/// Deterministic (no wall clock), so comparable across data sizes and machines.
+async fn instructions_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+    let mut per_size = Vec::new();
+    for &n in &cli.ir_sizes {
+        let (backend, data) = seeded(cli, out, n).await?;
+        let cg_out = backend.dir.path().join("callgrind.out");
+        let wrapper = vec![
+            "valgrind".to_owned(),
+            "--tool=callgrind".to_owned(),
+            "-q".to_owned(),
+            format!("--callgrind-out-file={}", cg_out.display()),
+        ];
+        let server = Server::spawn_with(&backend, &data, &wrapper).await?;
+        let base = json!({ "users": n, "backend": backend.name(), "calls": cli.ir_calls });
+        out.figure(
+            "identity_startup_seconds_under_callgrind",
+            server.startup_secs,
+            "s",
+            &base,
+        );
+        let mut c = server.access(&data, 1).await?.remove(0);
+        let mut rng = Rng(11);
+        let requests = check_requests(&data, &mut rng);
+        let noop = pb::NoopRequest {
+            parent: data.parent(),
+        };
+        // Warm-up: connections, the token cache, lazily built tables.
+        for r in requests.iter().take(200) {
+            c.noop(noop.clone()).await?;
+            c.check_permission(r.clone()).await?;
+        }
+        callgrind_control(&["-z"], server.pid())?;
+        for _ in 0..cli.ir_calls {
+            c.noop(noop.clone()).await?;
+        }
+        let ir_noop = callgrind_dump(&cg_out, server.pid(), 1)? as f64 / cli.ir_calls as f64;
+        for r in requests.iter().cycle().take(cli.ir_calls) {
+            c.check_permission(r.clone()).await?;
+        }
+        let ir_check = callgrind_dump(&cg_out, server.pid(), 2)? as f64 / cli.ir_calls as f64;
+        out.figure("ir_per_noop", ir_noop, "instructions", &base);
+        out.figure(
+            "ir_per_check",
+            ir_check,
+            "instructions",
+            &extra(
+                &base,
+                &json!({ "vs_noop": round(ir_check / ir_noop.max(1.0)) }),
+            ),
+        );
+        out.check(
+            ir_noop > 1000.0 && ir_check > 1000.0,
+            "callgrind counts look empty",
+        );
+        per_size.push((n, ir_check, ir_noop));
+    }
+    if let (Some(&(n0, c0, z0)), Some(&(n1, c1, z1))) = (per_size.first(), per_size.last())
+        && n1 > n0
+    {
+        let ratio = c1 / c0.max(1.0);
+        out.target(
+            "ir_per_check_ratio_across_sizes",
+            ratio,
+            "ratio",
+            "<= 1.5 (100k vs 1k)",
+            ratio <= 1.5,
+            &json!({
+                "from_users": n0, "to_users": n1, "backend": backend_name(cli),
+                "check_minus_noop_from": round(c0 - z0), "check_minus_noop_to": round(c1 - z1),
+            }),
+        );
+    }
+    Ok(())
+}
+
+fn callgrind_control(args: &[&str], pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "callgrind_control {args:?} failed: {status}"
+    );
+    Ok(())
+}
+
+/// Dumps the counters (which zeroes them) and reads the total instructions of dump `n`.
+fn callgrind_dump(cg_out: &std::path::Path, pid: u32, n: usize) -> anyhow::Result<u64> {
+    callgrind_control(&["-d"], pid)?;
+    let file = PathBuf::from(format!("{}.{n}", cg_out.display()));
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let total = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .and_then(|v| v.split_whitespace().next()?.parse().ok());
+        if let Some(t) = total {
+            return Ok(t);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no callgrind dump at {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// --------------------------------------------------------------------------------- RSS suite
+
+async fn rss_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+    let mut points: BTreeMap<usize, f64> = BTreeMap::new();
+    for &n in &cli.sizes {
+        let (backend, data) = seeded(cli, out, n).await?;
+        let server = Server::spawn(&backend, &data).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (rss, hwm) = server.rss_mb();
+        out.check(rss > 0.0, "identity RSS could not be read");
+        out.target(
+            "identity_rss_mb",
+            rss,
+            "MB",
+            "<= 150 at 100k users",
+            n < 100_000 || rss <= 150.0,
+            &json!({
+                "users": n, "backend": backend.name(), "phase": "loaded", "vm_hwm_mb": round(hwm),
+                "startup_s": round(server.startup_secs),
+            }),
+        );
+        points.insert(n, rss);
+    }
+    let v: Vec<(usize, f64)> = points.into_iter().collect();
+    for w in v.windows(2) {
+        let ((n0, r0), (n1, r1)) = (w[0], w[1]);
+        let per_user = (r1 - r0) * 1024.0 * 1024.0 / (n1 - n0) as f64;
+        out.target(
+            "identity_rss_bytes_per_user",
+            per_user,
+            "bytes",
+            "<= 1024",
+            per_user <= 1024.0,
+            &json!({ "from_users": n0, "to_users": n1, "backend": backend_name(cli) }),
+        );
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ portal suite
+
+mod portal {
+    //! (f) Portal full derivation: the sync's reconcile step (`Members` + `PortalStore::apply`)
+    //! over a mirror of N users built in memory, against a null derivation that reads and writes
+    //! the same rows without the mapping logic; then an unchanged re-run.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use portal_sync_svc::domain::mapping::{Mirror, RoleKind, UserState};
+    use portal_sync_svc::domain::model::{
+        Access, Company, CompanyPermission, Email, InfraKind, InfraPermission, Infrastructure,
+        NewEvent, Source, TeamMember, TeamRole,
+    };
+    use portal_sync_svc::store::{MemberChange, PortalStore, SyncCursor};
+    use portal_sync_svc::sync::reconcile::Members;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::{Backend, Cli, Output, Rng, now_micros};
+
+    /// Rows per `apply` transaction of the null derivation (the real one writes one batch).
+    const NULL_BATCH: usize = 1000;
+
+    async fn store(backend: &Backend) -> anyhow::Result<Arc<dyn PortalStore>> {
+        Ok(match &backend.pg {
+            Some(pg) => {
+                Arc::new(portal_sync_svc::store::postgres::PgStore::connect(&pg.url).await?)
+            }
+            None => Arc::new(
+                portal_sync_svc::store::sqlite::SqliteStore::open(
+                    &backend.dir.path().join("portal.db"),
+                )
+                .await?,
+            ),
+        })
+    }
+
+    /// A company with one ODC infrastructure and its first admin (a manual member).
+    async fn company(
+        store: &dyn PortalStore,
+        label: &str,
+    ) -> anyhow::Result<(Uuid, Infrastructure)> {
+        let now = now_micros();
+        let company = Company {
+            id: Uuid::now_v7(),
+            display_name: format!("Bench {label}"),
+            create_time: now,
+        };
+        let admin = TeamMember {
+            id: Uuid::now_v7(),
+            company: company.id,
+            email: Email::parse(&format!("admin-{label}@bench.example"))
+                .map_err(anyhow::Error::msg)?,
+            display_name: "Admin".into(),
+            team_role: TeamRole::Manager,
+            company_permission: CompanyPermission::Admin,
+            access: Vec::new(),
+            phone: None,
+            lifetime_username: None,
+            development_permissions: false,
+            created_by_sync: false,
+            create_time: now,
+            update_time: now,
+            rev: 1,
+        };
+        let event = NewEvent {
+            actor: "bench".into(),
+            action: "company.created".into(),
+            target: format!("companies/{}", company.id),
+            detail: String::new(),
+        };
+        store.create_company(&company, &admin, &event, now).await?;
+        let infra = Infrastructure {
+            id: Uuid::now_v7(),
+            company: company.id,
+            display_name: "ODC".into(),
+            kind: InfraKind::Odc,
+            identity_org: Some(Uuid::new_v4()),
+            create_time: now,
+        };
+        store
+            .create_infrastructure(&infra, Some("odc_sa_bench"), &event, now)
+            .await?;
+        Ok((company.id, infra))
+    }
+
+    /// A mirror of `n` users with the dataset's role mix (1 % Administrator, 30 % Developer,
+    /// custom roles of which a third give Support permissions, 20 % without a role, 3 %
+    /// inactive).
+    fn mirror(n: usize) -> Mirror {
+        let mut rng = Rng(99);
+        let mut m = Mirror::default();
+        m.roles
+            .insert("administrator".into(), RoleKind::Administrator);
+        m.roles.insert("developer".into(), RoleKind::Developer);
+        let n_roles = (n / 100).clamp(10, 1000);
+        for i in 0..n_roles {
+            let perms = match i % 3 {
+                0 => vec!["support.view_all_cases".to_owned(), "asset.open".to_owned()],
+                1 => vec!["support.open_cases".to_owned()],
+                _ => vec!["asset.open".to_owned()],
+            };
+            m.roles.insert(format!("role-{i}"), RoleKind::Custom(perms));
+        }
+        for i in 0..n {
+            let id = rng.uuid();
+            let state = if rng.chance(0.03) {
+                UserState::Inactive
+            } else {
+                UserState::Active
+            };
+            m.users.insert(
+                id,
+                (
+                    Email::parse(&format!("user{i:06}@bench.example")).expect("email"),
+                    state,
+                ),
+            );
+            if rng.chance(0.8) {
+                let x = rng.unit();
+                let role = if x < 0.01 {
+                    "administrator".to_owned()
+                } else if x < 0.31 {
+                    "developer".to_owned()
+                } else {
+                    format!("role-{}", rng.below(n_roles))
+                };
+                m.org_roles.insert(id, role);
+            }
+        }
+        m
+    }
+
+    /// The sync's reconcile: every user through `Members::set`, one `apply` with the cursor.
+    /// Returns (seconds, changes written).
+    async fn derive(
+        store: &dyn PortalStore,
+        company: Uuid,
+        infra: &Infrastructure,
+        mirror: &Mirror,
+        cursor: u64,
+    ) -> anyhow::Result<(f64, usize)> {
+        let t = Instant::now();
+        let mut members = Members::new(company, store.members(company).await?);
+        let mut everyone: BTreeSet<Uuid> = mirror.users.keys().copied().collect();
+        everyone.extend(members.odc_users(infra.id));
+        let now = now_micros();
+        for u in &everyone {
+            members.set(infra.id, *u, mirror.derive(*u), now);
+        }
+        let (changes, events) = members.take_changes();
+        let written = changes.len();
+        let stored = store.sync_state(infra.id).await?.cursor;
+        if !(changes.is_empty() && stored == cursor) {
+            let c = SyncCursor {
+                infrastructure: infra.id,
+                cursor,
+                snapshot_time: Some(now),
+            };
+            store
+                .apply(company, &changes, &events, Some(&c), now)
+                .await?;
+        }
+        Ok((t.elapsed().as_secs_f64(), written))
+    }
+
+    /// The same reads and writes without the mapping: read the members, write one constant
+    /// record per user in batches of `NULL_BATCH`.
+    async fn null_derivation(
+        store: &dyn PortalStore,
+        company: Uuid,
+        infra: &Infrastructure,
+        mirror: &Mirror,
+    ) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let existing = store.members(company).await?;
+        let now = now_micros();
+        let mut batch = Vec::with_capacity(NULL_BATCH);
+        let mut events = Vec::with_capacity(NULL_BATCH);
+        let users: Vec<_> = mirror.users.iter().collect();
+        for (i, (id, (email, _))) in users.iter().enumerate() {
+            batch.push(MemberChange::Upsert {
+                member: TeamMember {
+                    id: Uuid::now_v7(),
+                    company,
+                    email: email.clone(),
+                    display_name: String::new(),
+                    team_role: TeamRole::Other,
+                    company_permission: CompanyPermission::Member,
+                    access: vec![Access {
+                        infrastructure: infra.id,
+                        permission: InfraPermission::Member,
+                        source: Source::Odc {
+                            identity_user: **id,
+                        },
+                    }],
+                    phone: None,
+                    lifetime_username: None,
+                    development_permissions: false,
+                    created_by_sync: true,
+                    create_time: now,
+                    update_time: now,
+                    rev: 1,
+                },
+                expected_rev: None,
+            });
+            events.push(NewEvent {
+                actor: "sync".into(),
+                action: "odc_access.granted".into(),
+                target: format!("companies/{company}/members/{id}"),
+                detail: String::new(),
+            });
+            if batch.len() == NULL_BATCH || i + 1 == users.len() {
+                store.apply(company, &batch, &events, None, now).await?;
+                batch.clear();
+                events.clear();
+            }
+        }
+        drop(existing);
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    pub(super) async fn suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+        let n = cli.users;
+        let backend = Backend::new(cli.pg.as_deref(), "portal").await?;
+        let store = store(&backend).await?;
+        let mirror = mirror(n);
+        let base = json!({ "users": n, "backend": backend.name() });
+        let expected = mirror
+            .users
+            .keys()
+            .filter(|u| mirror.derive(**u).is_some())
+            .count();
+
+        let (null_company, null_infra) = company(store.as_ref(), "null").await?;
+        let null_secs = null_derivation(store.as_ref(), null_company, &null_infra, &mirror).await?;
+        out.figure(
+            "portal_null_derivation_seconds",
+            null_secs,
+            "s",
+            &super::extra(&base, &json!({ "rows": n })),
+        );
+
+        let (company_id, infra) = company(store.as_ref(), "real").await?;
+        let (secs, written) = derive(store.as_ref(), company_id, &infra, &mirror, 1).await?;
+        let limit = if cli.pg.is_some() { 10.0 } else { 5.0 };
+        out.target(
+            "portal_full_derivation_seconds",
+            secs,
+            "s",
+            &format!("<= {limit} at 100k users"),
+            secs <= limit || n < 100_000,
+            &super::extra(&base, &json!({ "rows_written": written, "records": expected, "null_seconds": round2(null_secs), "vs_null": round2(null_secs / secs.max(1e-9)) })),
+        );
+        out.check(
+            written == expected,
+            format!("derivation wrote {written} records, expected {expected}"),
+        );
+        let stored = store.members(company_id).await?;
+        out.check(
+            stored.len() == expected + 1,
+            format!("{} members stored, expected {}", stored.len(), expected + 1),
+        );
+
+        let (secs, written) = derive(store.as_ref(), company_id, &infra, &mirror, 1).await?;
+        out.target(
+            "portal_unchanged_rerun_seconds",
+            secs,
+            "s",
+            "< 1, writing nothing",
+            secs < 1.0 && written == 0,
+            &super::extra(&base, &json!({ "rows_written": written })),
+        );
+        out.check(
+            written == 0,
+            format!("the unchanged re-run wrote {written} rows"),
+        );
+        Ok(())
+    }
+
+    fn round2(v: f64) -> f64 {
+        (v * 1000.0).round() / 1000.0
+    }
+}
