@@ -2,8 +2,10 @@
 //!
 //! Works on an in-memory copy of the members (with the revision each was read at), so that
 //! several users' changes to one member fold into one upsert with the right expected revision.
+//! Lookups are indexed (by email, and by infrastructure and identity user), so reconciling N
+//! users costs O(N log N), not O(N × members).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
@@ -22,8 +24,18 @@ pub struct Members {
     /// Deleted members with the revision they were read at.
     deleted: BTreeMap<Uuid, u64>,
     by_email: HashMap<Email, Uuid>,
-    touched: Vec<Uuid>,
+    /// The member holding each (infrastructure, identity user) ODC access.
+    by_odc: HashMap<(Uuid, Uuid), Uuid>,
+    touched: BTreeSet<Uuid>,
     events: Vec<NewEvent>,
+}
+
+/// The identity user of an ODC access.
+fn odc_user(a: &Access) -> Option<Uuid> {
+    match a.source {
+        Source::Odc { identity_user } => Some(identity_user),
+        Source::Manual => None,
+    }
 }
 
 fn member_name(company: Uuid, id: Uuid) -> String {
@@ -39,6 +51,11 @@ impl Members {
         };
         for t in members {
             m.by_email.insert(t.email.clone(), t.id);
+            for a in &t.access {
+                if let Some(u) = odc_user(a) {
+                    m.by_odc.insert((a.infrastructure, u), t.id);
+                }
+            }
             let rev = t.rev;
             m.by_id.insert(t.id, (t, Some(rev)));
         }
@@ -66,16 +83,14 @@ impl Members {
         desired: Option<(Email, InfraPermission)>,
         now: Micros,
     ) {
-        let current = self.by_id.iter().find_map(|(id, (m, _))| {
+        let target = Source::Odc {
+            identity_user: user,
+        };
+        let current = self.by_odc.get(&(infra, user)).and_then(|id| {
+            let (m, _) = self.by_id.get(id)?;
             m.access
                 .iter()
-                .position(|a| {
-                    a.infrastructure == infra
-                        && a.source
-                            == Source::Odc {
-                                identity_user: user,
-                            }
-                })
+                .position(|a| a.infrastructure == infra && a.source == target)
                 .map(|i| (*id, i))
         });
         match (current, desired) {
@@ -85,16 +100,20 @@ impl Members {
                     return;
                 };
                 m.access.remove(i);
+                self.by_odc.remove(&(infra, user));
                 let remove_member = m.created_by_sync
                     && m.access.is_empty()
                     && m.company_permission == CompanyPermission::Member
                     && m.phone.is_none();
                 let name = member_name(self.company, id);
                 if remove_member {
-                    if let Some((_, Some(rev))) = self.by_id.remove(&id) {
-                        self.deleted.insert(id, rev);
+                    if let Some((gone, rev)) = self.by_id.remove(&id) {
+                        self.by_email.remove(&gone.email);
+                        if let Some(rev) = rev {
+                            self.deleted.insert(id, rev);
+                        }
                     }
-                    self.by_email.retain(|_, v| *v != id);
+                    self.touched.remove(&id);
                     self.event(
                         "member.removed_by_sync",
                         name,
@@ -136,6 +155,11 @@ impl Members {
                     existing.and_then(|id| self.by_id.get_mut(&id).map(|x| (id, x)))
                 {
                     // One entry per infrastructure: an ODC record replaces what was there.
+                    for a in m.access.iter().filter(|a| a.infrastructure == infra) {
+                        if let Some(old) = odc_user(a) {
+                            self.by_odc.remove(&(infra, old));
+                        }
+                    }
                     m.access.retain(|a| a.infrastructure != infra);
                     m.access.push(access);
                     m.access.sort_by_key(|a| a.infrastructure);
@@ -162,6 +186,7 @@ impl Members {
                     self.by_id.insert(id, (m, None));
                     id
                 };
+                self.by_odc.insert((infra, user), id);
                 self.touch(id, now);
                 self.event(
                     "odc_access.granted",
@@ -176,9 +201,7 @@ impl Members {
         if let Some((m, _)) = self.by_id.get_mut(&id) {
             m.update_time = now;
         }
-        if !self.touched.contains(&id) {
-            self.touched.push(id);
-        }
+        self.touched.insert(id);
     }
 
     fn event(&mut self, action: &str, target: String, detail: String) {
