@@ -122,6 +122,14 @@ pub struct Settings {
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
     /// (default `<data_dir>/mailbox`); see [`Settings::mailbox`].
     pub mailbox_dir: Option<PathBuf>,
+    /// How often (milliseconds) this replica reads every organization's last sequence from the
+    /// database and applies the events other replicas committed (default 100; 0 turns the
+    /// follower off, for a single replica). Requests carrying an `x-consistency-token` do not
+    /// depend on it: they catch up before they are answered.
+    pub follow_interval_ms: u64,
+    /// How long (milliseconds) a request carrying an `x-consistency-token` may wait for this
+    /// replica to apply it before failing with UNAVAILABLE (default 5000).
+    pub consistency_wait_ms: u64,
 }
 
 impl Default for Settings {
@@ -136,6 +144,8 @@ impl Default for Settings {
             grpc: GrpcSettings::default(),
             smtp: None,
             mailbox_dir: None,
+            follow_interval_ms: 100,
+            consistency_wait_ms: 5000,
         }
     }
 }
@@ -156,6 +166,8 @@ impl fmt::Debug for Settings {
             .field("grpc", &self.grpc)
             .field("smtp", &self.smtp)
             .field("mailbox_dir", &self.mailbox_dir)
+            .field("follow_interval_ms", &self.follow_interval_ms)
+            .field("consistency_wait_ms", &self.consistency_wait_ms)
             .finish()
     }
 }

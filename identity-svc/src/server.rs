@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use shared::operator_token::{self, create_private_dir};
@@ -90,7 +91,14 @@ pub async fn serve(
     let api = Api {
         core: Arc::new(core),
         operator_hashes: Arc::new(vec![operator_hash]),
+        consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
     };
+    if settings.follow_interval_ms > 0 {
+        tokio::spawn(follow(
+            Arc::clone(&api.core),
+            Duration::from_millis(settings.follow_interval_ms),
+        ));
+    }
 
     let core = Arc::clone(&api.core);
     let shutdown = async move {
@@ -107,6 +115,25 @@ pub async fn serve(
     )
     .await?;
     Ok(())
+}
+
+/// The follower: every `every`, applies what other replicas committed to the same database
+/// (see [`Core::follow_once`]), until the server shuts down.
+async fn follow(core: Arc<Core>, every: Duration) {
+    let mut closing = core.closing();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+        match core.follow_once().await {
+            Ok(0) => {}
+            Ok(moved) => tracing::debug!(organizations = moved, "applied other replicas' events"),
+            Err(e) => tracing::warn!(error = %e, "cannot follow the change events"),
+        }
+    }
 }
 
 /// The fully qualified name of every `identity.v1` service, as reported by health.

@@ -41,6 +41,8 @@ pub struct Api {
     pub core: Arc<Core>,
     /// SHA-256 hashes of the configured operator tokens.
     pub operator_hashes: Arc<Vec<String>>,
+    /// How long a request carrying a consistency token may wait for this replica to apply it.
+    pub consistency_wait: std::time::Duration,
 }
 
 /// What a handler gets once the caller is admitted to an organization.
@@ -93,6 +95,7 @@ impl Api {
                 "this call needs a bearer token".into(),
             )));
         }
+        let token = consistency_token(request.metadata())?;
         let req = request.into_inner();
         let org = org_of(org_name(&req)).ok_or_else(|| {
             to_status(Error::field(
@@ -101,6 +104,12 @@ impl Api {
             ))
         })?;
         let handle = self.core.org(org).await.ok();
+        if let (Some(seq), Some(h)) = (token, &handle) {
+            self.core
+                .await_sequence(h, org, seq, self.consistency_wait)
+                .await
+                .map_err(to_status)?;
+        }
         let entry = {
             let guard = handle.as_ref().map(|h| h.read());
             Entry::admit(method, &caller, Some(org), guard.as_deref()).map_err(to_status)?
@@ -113,6 +122,24 @@ impl Api {
             req,
         })
     }
+}
+
+/// The request's `x-consistency-token` (the sequence a write answered with, on any replica):
+/// the answer then reflects at least that write (read-your-writes across replicas).
+pub fn consistency_token(md: &tonic::metadata::MetadataMap) -> Result<Option<u64>, Status> {
+    let Some(v) = md.get(CONSISTENCY_TOKEN) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            to_status(Error::field(
+                CONSISTENCY_TOKEN,
+                "must be the x-consistency-token of a response (a decimal sequence number)",
+            ))
+        })
 }
 
 /// The organization id at the start of any resource name.
@@ -175,6 +202,7 @@ pub fn to_status(e: Error) -> Status {
             status(ERROR_DOMAIN, Code::ResourceExhausted, "LOCKED_OUT", m)
         }
         Error::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
+        Error::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
         Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &e),
         Error::Internal(m) => {
             tracing::error!(error = %m, "internal error");

@@ -818,6 +818,9 @@ impl Store for TokenCache {
             .set_login_failures(org, user, failed_logins, locked_until)
             .await
     }
+    async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        self.inner.sequences().await
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

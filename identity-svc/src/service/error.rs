@@ -43,6 +43,10 @@ pub enum Error {
     /// A cursor beyond the end.
     #[error("{0}")]
     OutOfRange(String),
+    /// Not possible right now; retrying may succeed (e.g. a consistency token this replica
+    /// could not apply in time).
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

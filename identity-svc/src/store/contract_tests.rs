@@ -146,6 +146,7 @@ contract!(
     credentials_lifecycle,
     concurrent_commits_exactly_one_wins,
     concurrent_create_org_exactly_one_wins,
+    sequences_follow_every_commit,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -323,6 +324,37 @@ async fn commit_creates_organization(store: &dyn Store) {
     expected.sort();
     assert_eq!(ids, expected);
     assert_eq!(current(store, seed.org).await.1, sorted(seed.entities));
+}
+
+async fn sequences_follow_every_commit(store: &dyn Store) {
+    assert!(store.sequences().await.unwrap().is_empty());
+    let a = seed_org(store).await;
+    let b = seed_org(store).await;
+    let mut expected = vec![(a.org, 3), (b.org, 3)];
+    expected.sort();
+    let mut got = store.sequences().await.unwrap();
+    got.sort();
+    assert_eq!(got, expected);
+
+    let qa = stage("qa", 1, StagePurpose::NonProduction);
+    store
+        .commit(commit(b.org, 3, &[created(&qa)]))
+        .await
+        .unwrap();
+    let mut got = store.sequences().await.unwrap();
+    got.sort();
+    let mut expected = vec![(a.org, 3), (b.org, 4)];
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // A commit that loses the race leaves the sequence where it was.
+    assert!(
+        store
+            .commit(commit(a.org, 2, &[created(&qa)]))
+            .await
+            .is_err()
+    );
+    assert!(store.sequences().await.unwrap().contains(&(a.org, 3)));
 }
 
 async fn commit_at_expected_seq_advances_and_changes_rows(store: &dyn Store) {

@@ -285,4 +285,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         failed_logins: u32,
         locked_until: Option<Micros>,
     ) -> Result<(), StoreError>;
+    /// Every organization with its last committed event sequence, in one statement: what a
+    /// replica compares with its own state to know which organizations to catch up.
+    async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
 }

@@ -624,6 +624,23 @@ macro_rules! impl_sql_store {
                 .await?;
                 Ok(())
             }
+
+            async fn sequences(
+                &self,
+            ) -> Result<Vec<(::uuid::Uuid, u64)>, $crate::store::StoreError> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT org_id, seq FROM org_sequences")
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.iter()
+                    .map(|(id, seq)| {
+                        Ok((
+                            $crate::store::sql::parse_uuid(id)?,
+                            $crate::store::sql::to_u64(*seq)?,
+                        ))
+                    })
+                    .collect()
+            }
         }
     };
 }

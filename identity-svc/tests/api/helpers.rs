@@ -214,6 +214,30 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 impl TestApp {
+    /// A second replica on the same database (the same SQLite file or PostgreSQL database),
+    /// with the same operator token and clock; `tweak` adjusts its settings (e.g. the follower
+    /// interval). The database belongs to `self`.
+    pub async fn replica(&self, tweak: impl Fn(&mut Settings) + Send + Sync + 'static) -> TestApp {
+        let shared_dir = self.data_dir.path().to_path_buf();
+        let mut app = TestApp {
+            channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
+            operator: self.operator.clone(),
+            clock: self.clock.clone(),
+            data_dir: tempfile::tempdir().unwrap(),
+            backend: self.backend,
+            database_url: self.database_url.clone(),
+            shutdown: None,
+            server: None,
+            pg: None,
+            tweak: Some(Box::new(move |s: &mut Settings| {
+                s.data_dir.clone_from(&shared_dir);
+                tweak(s);
+            })),
+        };
+        app.start().await;
+        app
+    }
+
     /// (Re)starts the server on the same data.
     pub async fn start(&mut self) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -19,6 +19,7 @@ mod feed;
 mod groups;
 mod lifecycle;
 mod mailer;
+mod replicas;
 mod roles;
 mod rules;
 mod security;

@@ -1,0 +1,315 @@
+//! Several identity replicas on one database: each keeps its own in-memory state, applies the
+//! events the others commit (the follower), and answers a request carrying a consistency token
+//! only once it has applied that token (read-your-writes across replicas).
+
+use std::time::Duration;
+
+use shared::proto::identity::v1 as pb;
+use tonic::{Code, Request};
+
+use crate::api_tests;
+use crate::helpers::{Backend, Session, TestApp, assert_bad_field, assert_code, spawn_app};
+
+api_tests!(
+    consistency_token_reads_a_write_made_on_another_replica,
+    consistency_token_ahead_or_malformed_is_refused,
+    follower_applies_other_replicas_events_to_state_and_feed,
+    deactivation_on_one_replica_stops_the_user_on_the_other,
+);
+
+/// A replica whose follower is off: it learns of other replicas' writes only through
+/// consistency tokens (or its own writes).
+async fn without_follower(app: &TestApp) -> TestApp {
+    app.replica(|s| s.follow_interval_ms = 0).await
+}
+
+/// A replica whose follower polls every 10 ms.
+async fn with_follower(app: &TestApp) -> TestApp {
+    app.replica(|s| s.follow_interval_ms = 10).await
+}
+
+fn token_of<T>(r: &tonic::Response<T>) -> String {
+    r.metadata()
+        .get("x-consistency-token")
+        .expect("a write answers with a consistency token")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn with_token<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-consistency-token", token.parse().unwrap());
+    r
+}
+
+async fn create_app(app: &TestApp, admin: &Session, name: &str) -> (String, String) {
+    let r = app
+        .apps(Some(&admin.token))
+        .create_app(pb::CreateAppRequest {
+            parent: admin.org.clone(),
+            app: Some(pb::App {
+                display_name: name.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let token = token_of(&r);
+    (r.into_inner().name, token)
+}
+
+async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
+    let a = spawn_app(b).await;
+    let admin = a.admin("Acme").await;
+    let replica = without_follower(&a).await;
+    // The replica has loaded the organization (and serves the admin's session from the
+    // shared database).
+    replica
+        .apps(Some(&admin.token))
+        .list_apps(pb::ListAppsRequest {
+            parent: admin.org.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let (name, token) = create_app(&a, &admin, "Orders").await;
+
+    // Without the token the replica answers from its state, which has not seen the write.
+    let stale = replica
+        .apps(Some(&admin.token))
+        .get_app(pb::GetAppRequest { name: name.clone() })
+        .await;
+    assert_code(stale, Code::NotFound, None);
+
+    // With it, the replica catches up first.
+    let got = replica
+        .apps(Some(&admin.token))
+        .get_app(with_token(pb::GetAppRequest { name: name.clone() }, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.name, name);
+    assert_eq!(got.display_name, "Orders");
+
+    // A write on the replica after catching up continues the same sequence.
+    let (_, replica_token) = create_app(&replica, &admin, "Billing").await;
+    assert_eq!(
+        replica_token.parse::<u64>().unwrap(),
+        token.parse::<u64>().unwrap() + 1
+    );
+    // And the first replica reads it with that token.
+    let apps = a
+        .apps(Some(&admin.token))
+        .list_apps(with_token(
+            pb::ListAppsRequest {
+                parent: admin.org.clone(),
+                ..Default::default()
+            },
+            &replica_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names: Vec<String> = apps.apps.into_iter().map(|x| x.display_name).collect();
+    names.sort();
+    assert_eq!(names, vec!["Billing".to_owned(), "Orders".to_owned()]);
+}
+
+async fn consistency_token_ahead_or_malformed_is_refused(b: Backend) {
+    let a = spawn_app(b).await;
+    let admin = a.admin("Acme").await;
+    let (_, token) = create_app(&a, &admin, "Orders").await;
+    let list = || pb::ListAppsRequest {
+        parent: admin.org.clone(),
+        ..Default::default()
+    };
+    let ahead = (token.parse::<u64>().unwrap() + 1).to_string();
+    let r = a
+        .apps(Some(&admin.token))
+        .list_apps(with_token(list(), &ahead))
+        .await;
+    assert_code(r, Code::OutOfRange, Some("OUT_OF_RANGE"));
+    let r = a
+        .apps(Some(&admin.token))
+        .list_apps(with_token(list(), "seven"))
+        .await;
+    assert_bad_field(r, "x-consistency-token");
+    // The current token is fine.
+    a.apps(Some(&admin.token))
+        .list_apps(with_token(list(), &token))
+        .await
+        .unwrap();
+}
+
+/// Reads `stream` until the event with `sequence` arrives (or fails after a deadline).
+async fn wait_for_event(
+    stream: &mut tonic::Streaming<pb::ChangeEvent>,
+    sequence: i64,
+) -> pb::ChangeEvent {
+    let deadline = Duration::from_secs(20);
+    tokio::time::timeout(deadline, async {
+        loop {
+            let e = stream.message().await.unwrap().expect("the feed ended");
+            if e.sequence == sequence {
+                return e;
+            }
+            assert!(e.sequence < sequence, "skipped past {sequence}: {e:?}");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("event {sequence} never reached the other replica's feed"))
+}
+
+/// Polls the replica's own state (a snapshot read without a consistency token) until it has
+/// applied `sequence`: the follower runs in the background, so this waits for a condition, with
+/// a deadline.
+async fn wait_applied(replica: &TestApp, admin: &Session, sequence: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = replica
+            .audit(Some(&admin.token))
+            .get_snapshot(pb::GetSnapshotRequest {
+                parent: admin.org.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .sequence;
+        if seen >= sequence {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never applied event {sequence} (state at {seen})"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn follower_applies_other_replicas_events_to_state_and_feed(b: Backend) {
+    let a = spawn_app(b).await;
+    let admin = a.admin("Acme").await;
+    let dev = a.member(&admin, "dev@acme.example", "developer").await;
+    let replica = with_follower(&a).await;
+
+    let check = || pb::CheckPermissionRequest {
+        parent: admin.org.clone(),
+        principal: dev.user.clone(),
+        permission: "users.manage".into(),
+        ..Default::default()
+    };
+    let before = replica
+        .access(Some(&admin.token))
+        .check_permission(check())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!before.allowed);
+    let current = replica
+        .audit(Some(&admin.token))
+        .get_snapshot(pb::GetSnapshotRequest {
+            parent: admin.org.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence;
+    let mut feed = replica
+        .audit(Some(&admin.token))
+        .watch_changes(pb::WatchChangesRequest {
+            parent: admin.org.clone(),
+            after_sequence: current,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Administrator replaces Developer, on the first replica.
+    let r = a
+        .access(Some(&admin.token))
+        .assign_role(pb::AssignRoleRequest {
+            parent: admin.org.clone(),
+            principal: dev.user.clone(),
+            role: format!("{}/roles/administrator", admin.org),
+            scope: Some(pb::Scope {
+                kind: Some(pb::scope::Kind::Organization(true)),
+            }),
+        })
+        .await
+        .unwrap();
+    let seq: i64 = token_of(&r).parse().unwrap();
+
+    // The replica's watchers get it, and the follower applies it to the replica's state.
+    let event = wait_for_event(&mut feed, seq).await;
+    assert!(event.action.starts_with("role_assignment."), "{event:?}");
+    wait_applied(&replica, &admin, seq).await;
+    let after = replica
+        .access(Some(&admin.token))
+        .check_permission(check())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.allowed, "{after:?}");
+}
+
+async fn deactivation_on_one_replica_stops_the_user_on_the_other(b: Backend) {
+    let a = spawn_app(b).await;
+    let admin = a.admin("Acme").await;
+    let dev = a.member(&admin, "dev@acme.example", "developer").await;
+    let replica = with_follower(&a).await;
+    let mine = || pb::ListEffectivePermissionsRequest {
+        parent: dev.org.clone(),
+        ..Default::default()
+    };
+    replica
+        .access(Some(&dev.token))
+        .list_effective_permissions(mine())
+        .await
+        .unwrap();
+    let current = replica
+        .audit(Some(&admin.token))
+        .get_snapshot(pb::GetSnapshotRequest {
+            parent: admin.org.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence;
+    let mut feed = replica
+        .audit(Some(&admin.token))
+        .watch_changes(pb::WatchChangesRequest {
+            parent: admin.org.clone(),
+            after_sequence: current,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let r = a
+        .users(Some(&admin.token))
+        .deactivate_user(pb::DeactivateUserRequest {
+            name: dev.user.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let seq: i64 = token_of(&r).parse().unwrap();
+    wait_for_event(&mut feed, seq).await;
+    wait_applied(&replica, &admin, seq).await;
+
+    let r = replica
+        .access(Some(&dev.token))
+        .list_effective_permissions(mine())
+        .await;
+    let status = r.expect_err("a deactivated user's session must stop working");
+    assert!(
+        matches!(
+            status.code(),
+            Code::Unauthenticated | Code::PermissionDenied
+        ),
+        "{status:?}"
+    );
+}
