@@ -130,6 +130,11 @@ pub struct Settings {
     /// How long (milliseconds) a request carrying an `x-consistency-token` may wait for this
     /// replica to apply it before failing with UNAVAILABLE (default 5000).
     pub consistency_wait_ms: u64,
+    /// How long (milliseconds) a cached bearer-token record is trusted before it is read from
+    /// the database again (default 5000). Revocations through this replica evict at once, and
+    /// the follower evicts what other replicas revoke; this bounds staleness when the follower
+    /// is off.
+    pub token_cache_ttl_ms: u64,
 }
 
 impl Default for Settings {
@@ -146,6 +151,7 @@ impl Default for Settings {
             mailbox_dir: None,
             follow_interval_ms: 100,
             consistency_wait_ms: 5000,
+            token_cache_ttl_ms: 5000,
         }
     }
 }
@@ -168,6 +174,7 @@ impl fmt::Debug for Settings {
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)
             .field("consistency_wait_ms", &self.consistency_wait_ms)
+            .field("token_cache_ttl_ms", &self.token_cache_ttl_ms)
             .finish()
     }
 }

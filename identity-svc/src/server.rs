@@ -82,9 +82,14 @@ pub async fn serve(
         Mailer::Mailbox(dir)
     };
 
-    let core = Core::load(store, deps.clock, mailer)
-        .await
-        .context("cannot load the organizations from the store")?;
+    let core = Core::load(
+        store,
+        deps.clock,
+        mailer,
+        Duration::from_millis(settings.token_cache_ttl_ms),
+    )
+    .await
+    .context("cannot load the organizations from the store")?;
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
     let operator_hash = operator_token_hash(&settings)?;

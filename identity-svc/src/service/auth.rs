@@ -629,14 +629,15 @@ pub async fn authenticate(
     })
 }
 
-/// How long a cached token record is trusted before it is read from the store again.
+/// How long a cached token record is trusted before it is read from the store again, by
+/// default.
 ///
 /// Revocations made through this replica (Logout, RevokeServiceAccountToken, and the
-/// revocations committed with a deactivation or deletion) evict the record at once; this only
-/// bounds how long a Logout or token revocation made through *another* replica over the same
-/// PostgreSQL can go unseen here. A deactivated or deleted principal is refused at once on every
-/// replica anyway: [`authenticate`] checks it against the in-memory state, which follows the
-/// change events.
+/// revocations committed with a deactivation or deletion) evict the record at once; revocations
+/// made through *another* replica over the same database are evicted by this replica's follower
+/// (`Store::revoked_since`, every follow interval). This is the safety net when the follower is
+/// off or failing. A deactivated or deleted principal is refused at once anyway:
+/// [`authenticate`] checks it against the in-memory state, which follows the change events.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// At most this many token records are cached; beyond it, stale ones are dropped first, then all.
@@ -665,14 +666,21 @@ struct TokenMap {
 pub struct TokenCache {
     inner: Arc<dyn Store>,
     map: RwLock<TokenMap>,
+    ttl: Duration,
 }
 
 impl TokenCache {
-    /// Wraps `inner`.
+    /// Wraps `inner`, trusting records for [`TOKEN_CACHE_TTL`].
     pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self::with_ttl(inner, TOKEN_CACHE_TTL)
+    }
+
+    /// Wraps `inner`, trusting records for `ttl`.
+    pub fn with_ttl(inner: Arc<dyn Store>, ttl: Duration) -> Self {
         Self {
             inner,
             map: RwLock::new(TokenMap::default()),
+            ttl,
         }
     }
 
@@ -703,8 +711,7 @@ impl TokenCache {
             return;
         }
         if map.records.len() >= TOKEN_CACHE_CAPACITY {
-            map.records
-                .retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            map.records.retain(|_, (_, at)| at.elapsed() < self.ttl);
             if map.records.len() >= TOKEN_CACHE_CAPACITY {
                 map.records.clear();
             }
@@ -770,7 +777,7 @@ impl Store for TokenCache {
         let generation = {
             let map = self.read_map();
             if let Some((record, at)) = map.records.get(hash)
-                && at.elapsed() < TOKEN_CACHE_TTL
+                && at.elapsed() < self.ttl
             {
                 return Ok(Some(record.clone()));
             }
@@ -820,6 +827,16 @@ impl Store for TokenCache {
     }
     async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
         self.inner.sequences().await
+    }
+    /// Forwards, and forgets every returned token: the follower's way of learning about
+    /// revocations made through other replicas.
+    async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError> {
+        let ids = self.inner.revoked_since(since).await?;
+        if !ids.is_empty() {
+            let ids: std::collections::HashSet<Uuid> = ids.iter().copied().collect();
+            self.evict(|r| ids.contains(&r.id));
+        }
+        Ok(ids)
     }
 }
 

@@ -130,6 +130,8 @@ pub struct Core {
     /// Becomes true when the server starts shutting down: long-lived streams end then, so the
     /// graceful drain does not wait for watchers that never hang up.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The time of the follower's last scan for tokens other replicas revoked.
+    revocations_scanned: std::sync::Mutex<Micros>,
 }
 
 impl Core {
@@ -144,14 +146,18 @@ impl Core {
     }
 
     /// Loads every organization from the store. The store is wrapped in a
-    /// [`TokenCache`](super::auth::TokenCache), so authentication does not query it per request.
+    /// [`TokenCache`](super::auth::TokenCache) trusting records for `token_cache_ttl`, so
+    /// authentication does not query it per request.
     pub async fn load(
         store: Arc<dyn Store>,
         clock: SharedClock,
         mailer: Mailer,
+        token_cache_ttl: std::time::Duration,
     ) -> Result<Self, Error> {
         // Bearer tokens are looked up on every request: keep them in memory.
-        let store: Arc<dyn Store> = Arc::new(super::auth::TokenCache::new(store));
+        let store: Arc<dyn Store> =
+            Arc::new(super::auth::TokenCache::with_ttl(store, token_cache_ttl));
+        let started = clock.now();
         let mut orgs = HashMap::new();
         for id in store.organization_ids().await? {
             if let Some(loaded) = store.load_organization(id).await? {
@@ -165,6 +171,7 @@ impl Core {
             mailer,
             orgs: RwLock::new(orgs),
             closing,
+            revocations_scanned: std::sync::Mutex::new(started),
         })
     }
 
@@ -378,10 +385,23 @@ impl Core {
         self.catch_up(handle, org).await
     }
 
-    /// One follower pass: reads every organization's last sequence in one statement, catches
-    /// up the organizations that are behind and loads the ones created elsewhere. Returns how
-    /// many organizations moved.
+    /// One follower pass: forgets the cached tokens other replicas revoked, reads every
+    /// organization's last sequence in one statement, catches up the organizations that are
+    /// behind and loads the ones created elsewhere. Returns how many organizations moved.
     pub async fn follow_once(&self) -> Result<usize, Error> {
+        // Revocation times come from each replica's clock: look back far enough to cover skew.
+        const CLOCK_SKEW: Micros = 60_000_000;
+        let now = self.now();
+        let since = *self
+            .revocations_scanned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The token cache evicts every id this returns.
+        self.store.revoked_since(since - CLOCK_SKEW).await?;
+        *self
+            .revocations_scanned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
         let mut moved = 0;
         for (org, seq) in self.store.sequences().await? {
             if let Some(handle) = self.org_cached(org) {

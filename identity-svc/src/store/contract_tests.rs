@@ -827,6 +827,24 @@ async fn tokens_insert_find_revoke_list(store: &dyn Store) {
         [third.id, second.id, first.id],
         "newest first"
     );
+    // Revoked from T0 + 30 s on: the commit's revocations, not the earlier one nor live tokens.
+    let mut recent = store.revoked_since(T0 + 30 * SECOND).await.unwrap();
+    recent.sort();
+    let mut expected = vec![second.id, third.id, robot_other.id];
+    expected.sort();
+    assert_eq!(recent, expected);
+    assert_eq!(
+        store.revoked_since(T0 + 31 * SECOND).await.unwrap(),
+        vec![robot_other.id]
+    );
+    assert!(
+        store
+            .revoked_since(T0 + 32 * SECOND)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.revoked_since(T0).await.unwrap().len(), 4);
     // The token revoked earlier keeps its revocation time.
     assert_eq!(
         listed.iter().map(|t| t.revoke_time).collect::<Vec<_>>(),

@@ -288,4 +288,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every organization with its last committed event sequence, in one statement: what a
     /// replica compares with its own state to know which organizations to catch up.
     async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
+    /// Ids of the bearer tokens revoked at or after `since` (by their revocation time): what a
+    /// replica evicts from its token cache when another replica revoked them.
+    async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError>;
 }

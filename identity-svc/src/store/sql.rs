@@ -641,6 +641,20 @@ macro_rules! impl_sql_store {
                     })
                     .collect()
             }
+
+            async fn revoked_since(
+                &self,
+                since: $crate::domain::model::Micros,
+            ) -> Result<Vec<::uuid::Uuid>, $crate::store::StoreError> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT id FROM tokens WHERE revoke_time >= $1")
+                        .bind(since)
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.iter()
+                    .map(|(id,)| $crate::store::sql::parse_uuid(id))
+                    .collect()
+            }
         }
     };
 }

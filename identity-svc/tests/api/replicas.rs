@@ -15,6 +15,7 @@ api_tests!(
     consistency_token_ahead_or_malformed_is_refused,
     follower_applies_other_replicas_events_to_state_and_feed,
     deactivation_on_one_replica_stops_the_user_on_the_other,
+    a_token_revoked_on_one_replica_stops_on_the_other,
 );
 
 /// A replica whose follower is off: it learns of other replicas' writes only through
@@ -312,4 +313,84 @@ async fn deactivation_on_one_replica_stops_the_user_on_the_other(b: Backend) {
         ),
         "{status:?}"
     );
+}
+
+async fn a_token_revoked_on_one_replica_stops_on_the_other(b: Backend) {
+    let a = spawn_app(b).await;
+    let admin = a.admin("Acme").await;
+    // The replica trusts cached token records for an hour: only its follower can tell it
+    // about a revocation made elsewhere.
+    let replica = a
+        .replica(|s| {
+            s.follow_interval_ms = 10;
+            s.token_cache_ttl_ms = 3_600_000;
+        })
+        .await;
+    let sas = || a.service_accounts(Some(&admin.token));
+    let sa = sas()
+        .create_service_account(pb::CreateServiceAccountRequest {
+            parent: admin.org.clone(),
+            service_account: Some(pb::ServiceAccount {
+                display_name: "portal-sync".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let token = sas()
+        .create_service_account_token(pb::CreateServiceAccountTokenRequest {
+            parent: sa.name.clone(),
+            ttl_seconds: 3600,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ask = |app: &TestApp, bearer: &str, org: &str| {
+        let mut c = app.apps(Some(bearer));
+        let org = org.to_owned();
+        async move {
+            c.list_apps(pb::ListAppsRequest {
+                parent: org,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    // Both the service-account token and a second session of the admin are now cached by
+    // the replica.
+    let session = a.login(&admin.org, "admin@acme.example", &admin.user).await;
+    ask(&replica, &token.secret, &admin.org).await.unwrap();
+    ask(&replica, &session.token, &admin.org).await.unwrap();
+
+    sas()
+        .revoke_service_account_token(pb::RevokeServiceAccountTokenRequest {
+            name: token.token.unwrap().name,
+        })
+        .await
+        .unwrap();
+    a.users(Some(&session.token))
+        .logout(pb::LogoutRequest {})
+        .await
+        .unwrap();
+
+    // On the replica both stop within a few follower passes (a poll with a deadline, far
+    // below the cache's hour).
+    for bearer in [&token.secret, &session.token] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match ask(&replica, bearer, &admin.org).await {
+                Err(s) if s.code() == Code::Unauthenticated => break,
+                other => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "a token revoked on another replica still works here: {other:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    // The admin's first session was never revoked.
+    ask(&replica, &admin.token, &admin.org).await.unwrap();
 }
