@@ -447,7 +447,13 @@ impl TestApp {
 
     /// Creates an app; returns its name.
     pub async fn app(&self, by: &Session, name: &str) -> String {
-        self.apps(Some(&by.token))
+        self.app_with_token(by, name).await.0
+    }
+
+    /// Creates an app; returns its name and the write's consistency token.
+    pub async fn app_with_token(&self, by: &Session, name: &str) -> (String, String) {
+        let r = self
+            .apps(Some(&by.token))
             .create_app(pb::CreateAppRequest {
                 parent: by.org.clone(),
                 app: Some(pb::App {
@@ -456,9 +462,63 @@ impl TestApp {
                 }),
             })
             .await
+            .unwrap();
+        let token = consistency_token_of(&r);
+        (r.into_inner().name, token)
+    }
+
+    /// Creates a service account named `name` and a one-hour token of it.
+    pub async fn service_account_with_token(
+        &self,
+        by: &Session,
+        name: &str,
+    ) -> (pb::ServiceAccount, pb::CreateServiceAccountTokenResponse) {
+        let mut sas = self.service_accounts(Some(&by.token));
+        let sa = sas
+            .create_service_account(pb::CreateServiceAccountRequest {
+                parent: by.org.clone(),
+                service_account: Some(pb::ServiceAccount {
+                    display_name: name.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let token = sas
+            .create_service_account_token(pb::CreateServiceAccountTokenRequest {
+                parent: sa.name.clone(),
+                ttl_seconds: 3600,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (sa, token)
+    }
+
+    /// The organization's current sequence as this server's state has it.
+    pub async fn sequence(&self, by: &Session) -> i64 {
+        self.audit(Some(&by.token))
+            .get_snapshot(pb::GetSnapshotRequest {
+                parent: by.org.clone(),
+            })
+            .await
             .unwrap()
             .into_inner()
-            .name
+            .sequence
+    }
+
+    /// Watches the organization's change feed from its current sequence on.
+    pub async fn watch_from_now(&self, by: &Session) -> tonic::Streaming<pb::ChangeEvent> {
+        let after_sequence = self.sequence(by).await;
+        self.audit(Some(&by.token))
+            .watch_changes(pb::WatchChangesRequest {
+                parent: by.org.clone(),
+                after_sequence,
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// Creates an end-user role of `app`; returns its name.
@@ -550,4 +610,14 @@ pub fn stage(org: &str, key: &str) -> String {
 /// The resource name of a role.
 pub fn role(org: &str, id: &str) -> String {
     format!("{org}/roles/{id}")
+}
+
+/// The `x-consistency-token` a response carries.
+pub fn consistency_token_of<T>(r: &tonic::Response<T>) -> String {
+    r.metadata()
+        .get("x-consistency-token")
+        .expect("the response carries a consistency token")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }

@@ -8,7 +8,9 @@ use shared::proto::identity::v1 as pb;
 use tonic::{Code, Request};
 
 use crate::api_tests;
-use crate::helpers::{Backend, Session, TestApp, assert_bad_field, assert_code, spawn_app};
+use crate::helpers::{
+    Backend, Session, TestApp, assert_bad_field, assert_code, consistency_token_of, spawn_app,
+};
 
 api_tests!(
     consistency_token_reads_a_write_made_on_another_replica,
@@ -29,36 +31,11 @@ async fn with_follower(app: &TestApp) -> TestApp {
     app.replica(|s| s.follow_interval_ms = 10).await
 }
 
-fn token_of<T>(r: &tonic::Response<T>) -> String {
-    r.metadata()
-        .get("x-consistency-token")
-        .expect("a write answers with a consistency token")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn with_token<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
         .insert("x-consistency-token", token.parse().unwrap());
     r
-}
-
-async fn create_app(app: &TestApp, admin: &Session, name: &str) -> (String, String) {
-    let r = app
-        .apps(Some(&admin.token))
-        .create_app(pb::CreateAppRequest {
-            parent: admin.org.clone(),
-            app: Some(pb::App {
-                display_name: name.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
-    let token = token_of(&r);
-    (r.into_inner().name, token)
 }
 
 async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
@@ -76,7 +53,7 @@ async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
         .await
         .unwrap();
 
-    let (name, token) = create_app(&a, &admin, "Orders").await;
+    let (name, token) = a.app_with_token(&admin, "Orders").await;
 
     // Without the token the replica answers from its state, which has not seen the write.
     let stale = replica
@@ -96,7 +73,7 @@ async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
     assert_eq!(got.display_name, "Orders");
 
     // A write on the replica after catching up continues the same sequence.
-    let (_, replica_token) = create_app(&replica, &admin, "Billing").await;
+    let (_, replica_token) = replica.app_with_token(&admin, "Billing").await;
     assert_eq!(
         replica_token.parse::<u64>().unwrap(),
         token.parse::<u64>().unwrap() + 1
@@ -122,7 +99,7 @@ async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
 async fn consistency_token_ahead_or_malformed_is_refused(b: Backend) {
     let a = spawn_app(b).await;
     let admin = a.admin("Acme").await;
-    let (_, token) = create_app(&a, &admin, "Orders").await;
+    let (_, token) = a.app_with_token(&admin, "Orders").await;
     let list = || pb::ListAppsRequest {
         parent: admin.org.clone(),
         ..Default::default()
@@ -170,15 +147,7 @@ async fn wait_for_event(
 async fn wait_applied(replica: &TestApp, admin: &Session, sequence: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let seen = replica
-            .audit(Some(&admin.token))
-            .get_snapshot(pb::GetSnapshotRequest {
-                parent: admin.org.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .sequence;
+        let seen = replica.sequence(admin).await;
         if seen >= sequence {
             return;
         }
@@ -209,24 +178,7 @@ async fn follower_applies_other_replicas_events_to_state_and_feed(b: Backend) {
         .unwrap()
         .into_inner();
     assert!(!before.allowed);
-    let current = replica
-        .audit(Some(&admin.token))
-        .get_snapshot(pb::GetSnapshotRequest {
-            parent: admin.org.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sequence;
-    let mut feed = replica
-        .audit(Some(&admin.token))
-        .watch_changes(pb::WatchChangesRequest {
-            parent: admin.org.clone(),
-            after_sequence: current,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut feed = replica.watch_from_now(&admin).await;
 
     // Administrator replaces Developer, on the first replica.
     let r = a
@@ -241,7 +193,7 @@ async fn follower_applies_other_replicas_events_to_state_and_feed(b: Backend) {
         })
         .await
         .unwrap();
-    let seq: i64 = token_of(&r).parse().unwrap();
+    let seq: i64 = consistency_token_of(&r).parse().unwrap();
 
     // The replica's watchers get it, and the follower applies it to the replica's state.
     let event = wait_for_event(&mut feed, seq).await;
@@ -270,24 +222,7 @@ async fn deactivation_on_one_replica_stops_the_user_on_the_other(b: Backend) {
         .list_effective_permissions(mine())
         .await
         .unwrap();
-    let current = replica
-        .audit(Some(&admin.token))
-        .get_snapshot(pb::GetSnapshotRequest {
-            parent: admin.org.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sequence;
-    let mut feed = replica
-        .audit(Some(&admin.token))
-        .watch_changes(pb::WatchChangesRequest {
-            parent: admin.org.clone(),
-            after_sequence: current,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut feed = replica.watch_from_now(&admin).await;
 
     let r = a
         .users(Some(&admin.token))
@@ -297,7 +232,7 @@ async fn deactivation_on_one_replica_stops_the_user_on_the_other(b: Backend) {
         })
         .await
         .unwrap();
-    let seq: i64 = token_of(&r).parse().unwrap();
+    let seq: i64 = consistency_token_of(&r).parse().unwrap();
     wait_for_event(&mut feed, seq).await;
     wait_applied(&replica, &admin, seq).await;
 
@@ -326,26 +261,7 @@ async fn a_token_revoked_on_one_replica_stops_on_the_other(b: Backend) {
             s.token_cache_ttl_ms = 3_600_000;
         })
         .await;
-    let sas = || a.service_accounts(Some(&admin.token));
-    let sa = sas()
-        .create_service_account(pb::CreateServiceAccountRequest {
-            parent: admin.org.clone(),
-            service_account: Some(pb::ServiceAccount {
-                display_name: "portal-sync".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let token = sas()
-        .create_service_account_token(pb::CreateServiceAccountTokenRequest {
-            parent: sa.name.clone(),
-            ttl_seconds: 3600,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (_, token) = a.service_account_with_token(&admin, "portal-sync").await;
     let ask = |app: &TestApp, bearer: &str, org: &str| {
         let mut c = app.apps(Some(bearer));
         let org = org.to_owned();
@@ -363,7 +279,7 @@ async fn a_token_revoked_on_one_replica_stops_on_the_other(b: Backend) {
     ask(&replica, &token.secret, &admin.org).await.unwrap();
     ask(&replica, &session.token, &admin.org).await.unwrap();
 
-    sas()
+    a.service_accounts(Some(&admin.token))
         .revoke_service_account_token(pb::RevokeServiceAccountTokenRequest {
             name: token.token.unwrap().name,
         })

@@ -816,25 +816,7 @@ async fn a_service_account_token_authenticates_until_revoked(b: Backend) {
     let app = spawn_app(b).await;
     let admin = app.admin("acme").await;
     let sas = || app.service_accounts(Some(&admin.token));
-    let sa = sas()
-        .create_service_account(pb::CreateServiceAccountRequest {
-            parent: admin.org.clone(),
-            service_account: Some(pb::ServiceAccount {
-                display_name: "portal-sync".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let tok = sas()
-        .create_service_account_token(pb::CreateServiceAccountTokenRequest {
-            parent: sa.name.clone(),
-            ttl_seconds: 3600,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (sa, tok) = app.service_account_with_token(&admin, "portal-sync").await;
     assert!(tok.secret.starts_with("odc_sa_"));
     let listed = sas()
         .list_service_account_tokens(pb::ListServiceAccountTokensRequest {
