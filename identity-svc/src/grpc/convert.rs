@@ -190,7 +190,7 @@ pub fn group(st: &OrgState, g: &Group) -> pb::Group {
         member_count: i32::try_from(
             st.group_members
                 .get(&g.id)
-                .map_or(0, std::collections::BTreeSet::len),
+                .map_or(0, crate::domain::state::SortedSet::len),
         )
         .unwrap_or(i32::MAX),
         create_time: ts(g.create_time),
