@@ -4,8 +4,10 @@
 //! Write path (group commit): take the state's write guard → apply the changes of the
 //! mutations already validated but not committed yet (the organization's queue) → run the
 //! mutation against that as a [`Draft`] (changes are applied as they are made so later steps see
-//! earlier ones) → undo everything before the guard is released → queue the draft. One
-//! committer task per organization, holding the writer lock, commits what is queued in **one**
+//! earlier ones) → undo everything before the guard is released → queue the draft. A draft
+//! that finds nothing queued nor committing is committed by its own caller (no hop to another
+//! task on the sequential path); what is queued behind it goes to a committer task per
+//! organization. Holding the writer lock, the committer commits what is queued in **one**
 //! store transaction ([`Store::commit_batch`]: one compare-and-set of the organization's
 //! sequence, consecutive event numbers, each draft's own request id), then applies the changes
 //! for real, publishes the events in order and answers each caller with the sequence after its
@@ -178,6 +180,9 @@ enum Step<T> {
     Done(Result<Committed<T>, Error>),
     /// Queued: the result, valid once the queue says it is committed.
     Queued(Result<T, Error>, oneshot::Receiver<Outcome>),
+    /// Nothing was queued nor being committed: the caller commits its draft itself (the
+    /// queue's `committing`), without a hop to another task.
+    Lead(Result<T, Error>, Arc<Pending>),
     /// The state moved under the queued drafts: catch up first.
     CatchUp,
 }
@@ -387,15 +392,16 @@ impl Core {
     ) -> Result<Committed<T>, Error> {
         let handle = self.org(org).await?;
         loop {
-            let (value, reply) = match self.draft(&handle, org, auth, request_id, &mut f) {
+            let (value, outcome) = match self.draft(&handle, auth, request_id, &mut f) {
                 Step::Done(result) => return result,
-                Step::Queued(value, reply) => (value, reply),
+                Step::Queued(value, reply) => (value, reply.await),
+                Step::Lead(value, pending) => (value, Ok(self.lead(&handle, org, pending).await)),
                 Step::CatchUp => {
                     self.settle(&handle, org).await?;
                     continue;
                 }
             };
-            match reply.await {
+            match outcome {
                 Ok(Outcome::Committed(seq)) => return value.map(|value| Committed { value, seq }),
                 Ok(Outcome::Retry) => self.settle(&handle, org).await?,
                 Ok(Outcome::Failed(e)) => return Err(e),
@@ -404,12 +410,12 @@ impl Core {
         }
     }
 
-    /// Runs `f` on the state plus the queued drafts and queues its draft (starting the
-    /// committer if none runs). Nothing it applies outlives the state's write guard.
+    /// Runs `f` on the state plus the queued drafts and queues its draft: behind the batch in
+    /// flight, or, when nothing is queued nor committing, as the caller's own to commit.
+    /// Nothing it applies outlives the state's write guard.
     fn draft<T>(
         &self,
         handle: &Arc<OrgHandle>,
-        org: Uuid,
         auth: &Authorized,
         request_id: Option<&str>,
         f: &mut impl FnMut(&mut Draft<'_>) -> Result<T, Error>,
@@ -462,25 +468,62 @@ impl Core {
                 seq: expected,
             }));
         }
+        let pending = Arc::new(Pending {
+            expected,
+            actor: auth.actor().to_owned(),
+            request_id: request_id.map(str::to_owned),
+            time: now,
+            changes,
+            secrets,
+        });
+        if !queue.active {
+            // No committer: nothing is queued either (a committer stops only when the queue
+            // is empty).
+            queue.active = true;
+            queue.committing.push(pending.clone());
+            return Step::Lead(value, pending);
+        }
         // Even a draft that changes nothing waits when it was decided on queued drafts: its
         // answer holds only if they commit.
         let (reply, answer) = oneshot::channel();
-        queue.waiting.push((
-            Arc::new(Pending {
-                expected,
-                actor: auth.actor().to_owned(),
-                request_id: request_id.map(str::to_owned),
-                time: now,
-                changes,
-                secrets,
-            }),
-            reply,
-        ));
-        if !queue.active {
-            queue.active = true;
-            tokio::spawn(commit_queued(self.store.clone(), handle.clone(), org));
-        }
+        queue.waiting.push((pending, reply));
         Step::Queued(value, answer)
+    }
+
+    /// Commits the caller's own draft, alone, when no committer runs; whatever was queued
+    /// behind it meanwhile goes to a committer task.
+    async fn lead(&self, handle: &Arc<OrgHandle>, org: Uuid, pending: Arc<Pending>) -> Outcome {
+        /// If the caller goes away before its commit is over, what was queued behind it runs
+        /// again and the organization gets no committer stuck: a commit that did go through
+        /// is found by the next commit's compare-and-set, which catches up.
+        struct Abandoned<'h>(Option<&'h OrgHandle>);
+        impl Drop for Abandoned<'_> {
+            fn drop(&mut self) {
+                if let Some(handle) = self.0 {
+                    let mut queue = handle.queue();
+                    queue.committing.clear();
+                    queue.retry_waiting();
+                    queue.active = false;
+                }
+            }
+        }
+        let mut abandoned = Abandoned(Some(handle));
+        let writer = handle.writer.lock().await;
+        let outcome = commit_batch(&*self.store, handle, org, &[pending])
+            .await
+            .pop()
+            .unwrap_or_else(|| Outcome::Failed(Error::Internal("a batch without outcome".into())));
+        {
+            let mut queue = handle.queue();
+            if queue.waiting.is_empty() {
+                queue.active = false;
+            } else {
+                tokio::spawn(commit_queued(self.store.clone(), handle.clone(), org));
+            }
+        }
+        abandoned.0 = None;
+        drop(writer);
+        outcome
     }
 
     /// Waits until no batch is being committed and catches up with the store.
@@ -546,12 +589,10 @@ async fn commit_batch(
     batch: &[Arc<Pending>],
 ) -> Vec<Outcome> {
     let commits: Vec<Commit<'_>> = batch.iter().map(|p| p.commit(org)).collect();
-    let error = match store.commit_batch(&commits).await {
-        Ok(_) => {
-            applied(handle, org, batch);
-            return batch.iter().map(|p| Outcome::Committed(p.end())).collect();
-        }
-        Err(e) => e,
+    let result = store.commit_batch(&commits).await;
+    let Err(error) = result else {
+        applied(handle, org, batch);
+        return batch.iter().map(|p| Outcome::Committed(p.end())).collect();
     };
     // A conflict or a duplicate request id: nothing of the batch was written (the store's
     // transaction is all or nothing). Any other error may have come after the commit.
@@ -960,8 +1001,11 @@ mod tests {
         gated.arrived(2).await;
         // In flight, not committed: readers do not see it.
         assert!(!handle.read().stages.contains_key("a"));
+        // One after the other, so that the queue's order is known.
         let again = spawn_create(&core, &auth, org, "a", None);
+        until_waiting(&core, org, 1).await;
         let b = spawn_create(&core, &auth, org, "b", None);
+        until_waiting(&core, org, 2).await;
         let c = spawn_create(&core, &auth, org, "c", None);
         until_waiting(&core, org, 3).await;
         assert!(!handle.read().stages.contains_key("a"));
@@ -1111,6 +1155,41 @@ mod tests {
         drain_feed(&mut feed, 3, 4);
     }
 
+    async fn a_caller_that_goes_away_mid_commit_blocks_nobody(store: Arc<dyn Store>) {
+        let gated = Gated::new(store);
+        let (core, org, auth) = core_with_org(&gated).await;
+        // Commits its own draft; held at the store.
+        let leader = spawn_create(&core, &auth, org, "gone", None);
+        gated.arrived(2).await;
+        let behind: Vec<Call> = ["b", "c"]
+            .iter()
+            .map(|key| spawn_create(&core, &auth, org, key, None))
+            .collect();
+        until_waiting(&core, org, 2).await;
+        // The request is cancelled (the client hung up) before its commit got through.
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        gated.allow(100);
+        // Validated on top of the abandoned draft, the others ran again without it.
+        let mut seqs = BTreeSet::new();
+        for call in behind {
+            assert!(seqs.insert(call.await.unwrap().unwrap().seq));
+        }
+        assert_eq!(seqs, (2..=3).collect());
+        assert_consistent(&core, org, 3).await;
+        assert!(
+            !core
+                .org_cached(org)
+                .unwrap()
+                .read()
+                .stages
+                .contains_key("gone")
+        );
+        // And the organization still commits.
+        let after = spawn_create(&core, &auth, org, "after", None);
+        assert_eq!(after.await.unwrap().unwrap().seq, 4);
+    }
+
     macro_rules! on_both {
         ($($case:ident),* $(,)?) => {
             mod sqlite {
@@ -1137,5 +1216,6 @@ mod tests {
         queued_drafts_see_each_other_and_commit_together,
         conflict_inside_a_batch_runs_every_draft_again,
         duplicate_request_inside_a_batch_fails_only_its_draft,
+        a_caller_that_goes_away_mid_commit_blocks_nobody,
     );
 }

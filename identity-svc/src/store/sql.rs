@@ -4,7 +4,11 @@
 //! BIGINT, and every statement below is written in the dialect both databases accept (`$N`
 //! placeholders, `ON CONFLICT .. DO UPDATE`), so the two backends differ only in their pool
 //! type. [`impl_sql_store!`] expands to `impl Store for $Store` with this single body; the
-//! conversions between rows and domain types are plain functions in this module.
+//! conversions between rows and domain types are plain functions in this module. One exception:
+//! a commit batch without credential changes is written on PostgreSQL as one statement
+//! (data-modifying `WITH` over arrays, see `PgStore::commit_in_one_statement`), which SQLite
+//! cannot express; the body asks the backend first and otherwise writes the batch in a
+//! transaction, one multi-row statement per table.
 //!
 //! Why a macro rather than `impl<DB: Database>`: a generic implementation needs an
 //! `Executor`/`Encode`/`Decode` bound for every column type and on every method, and its error
@@ -390,6 +394,9 @@ macro_rules! impl_sql_store {
                     return Ok(first.expected_seq);
                 }
                 let rows = $crate::store::sql::BatchRows::new(commits)?;
+                if let Some(seq) = self.commit_in_one_statement(commits, &rows, new_seq).await? {
+                    return Ok(seq);
+                }
                 let org = first.org.to_string();
                 let conflict = $crate::store::sql::unique_to_conflict;
 
