@@ -657,7 +657,7 @@ struct TokenMap {
 /// does not query the database (`find_token` on every call was the largest cost of a read RPC).
 ///
 /// Every other method goes to the wrapped store. Whatever revokes tokens through this store
-/// evicts them before it returns: `revoke_token`, and a `commit` carrying
+/// evicts them before it returns: `revoke_token`, and a `commit` or `commit_batch` carrying
 /// [`SecretOp::RevokeToken`] or [`SecretOp::RevokeTokensOf`] (evicted before the commit, so no
 /// lookup racing with it keeps the old record, and again after it). Records older than
 /// [`TOKEN_CACHE_TTL`] are read again. Unknown tokens are not cached (forged tokens must not
@@ -742,11 +742,14 @@ impl Store for TokenCache {
     async fn load_organization(&self, org: Uuid) -> Result<Option<LoadedOrg>, StoreError> {
         self.inner.load_organization(org).await
     }
-    async fn commit(&self, commit: Commit<'_>) -> Result<u64, StoreError> {
-        let (org, secrets) = (commit.org, commit.secrets);
-        self.evict_revoked(org, secrets);
-        let result = self.inner.commit(commit).await;
-        self.evict_revoked(org, secrets);
+    async fn commit_batch(&self, commits: &[Commit<'_>]) -> Result<u64, StoreError> {
+        for c in commits {
+            self.evict_revoked(c.org, c.secrets);
+        }
+        let result = self.inner.commit_batch(commits).await;
+        for c in commits {
+            self.evict_revoked(c.org, c.secrets);
+        }
         result
     }
     async fn events_after(

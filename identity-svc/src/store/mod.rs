@@ -20,7 +20,7 @@ mod sql;
 pub mod sqlite;
 
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +239,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// One organization's entities and sequence, `None` if unknown.
     async fn load_organization(&self, org: Uuid) -> Result<Option<LoadedOrg>, StoreError>;
     /// Writes a commit atomically and returns the new sequence.
-    async fn commit(&self, commit: Commit<'_>) -> Result<u64, StoreError>;
+    async fn commit(&self, commit: Commit<'_>) -> Result<u64, StoreError> {
+        self.commit_batch(std::slice::from_ref(&commit)).await
+    }
+    /// Writes consecutive commits of one organization in **one** transaction (group commit)
+    /// and returns the sequence after the last one.
+    ///
+    /// `commits[0].expected_seq` is compared-and-set once for the whole batch; every further
+    /// commit must continue where the previous one ends (`expected_seq` = the previous one's
+    /// `expected_seq` + its number of changes), and only the first may create the
+    /// organization. Each commit keeps its own actor, time and request id (remembered with
+    /// the target of its first change), so the events are exactly those the commits would
+    /// have written one after the other. All or nothing: on [`StoreError::Conflict`],
+    /// [`StoreError::DuplicateRequest`] (which does not say which commit's key was used) or
+    /// any other error, nothing is written. An empty slice is refused.
+    async fn commit_batch(&self, commits: &[Commit<'_>]) -> Result<u64, StoreError>;
     /// Events with sequence greater than `after`, ascending, at most `limit`.
     async fn events_after(
         &self,

@@ -4,7 +4,11 @@
 //! BIGINT, and every statement below is written in the dialect both databases accept (`$N`
 //! placeholders, `ON CONFLICT .. DO UPDATE`), so the two backends differ only in their pool
 //! type. [`impl_sql_store!`] expands to `impl Store for $Store` with this single body; the
-//! conversions between rows and domain types are plain functions in this module.
+//! conversions between rows and domain types are plain functions in this module. One exception:
+//! a commit batch without credential changes is written on PostgreSQL as one statement
+//! (data-modifying `WITH` over arrays, see `PgStore::commit_in_one_statement`), which SQLite
+//! cannot express; the body asks the backend first and otherwise writes the batch in a
+//! transaction, one multi-row statement per table.
 //!
 //! Why a macro rather than `impl<DB: Database>`: a generic implementation needs an
 //! `Executor`/`Encode`/`Decode` bound for every column type and on every method, and its error
@@ -16,7 +20,9 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use uuid::Uuid;
 
-use super::{Credentials, EventRecord, InvitationToken, StoreError, TokenKind, TokenRecord};
+use super::{
+    Commit, Credentials, EventRecord, InvitationToken, StoreError, TokenKind, TokenRecord,
+};
 use crate::domain::model::{Entity, Micros, Principal};
 
 /// Builds the migrator of embedded migrations `(version, description, sql)`.
@@ -118,6 +124,117 @@ pub(super) fn entity_from_json(json: &str) -> Result<Entity, StoreError> {
 /// The `affected_users` column, a JSON array.
 pub(super) fn users_to_json(users: &[Uuid]) -> Result<String, StoreError> {
     serde_json::to_string(users).map_err(|e| StoreError::Corrupt(format!("users to JSON: {e}")))
+}
+
+/// Rows per multi-row statement of a commit: at most 10 binds per row, so a statement stays far
+/// below SQLite's 32,766 and PostgreSQL's 65,535 bind parameters.
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
+
+/// Checks that `commits` form one batch (see [`Store::commit_batch`](super::Store::commit_batch))
+/// and returns the sequence after its last commit.
+pub(super) fn batch_end(commits: &[Commit<'_>]) -> Result<u64, StoreError> {
+    let first = commits
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("empty commit batch".to_owned()))?;
+    let mut seq = first.expected_seq;
+    for (i, commit) in commits.iter().enumerate() {
+        if commit.org != first.org || commit.expected_seq != seq || (i > 0 && commit.create_org) {
+            return Err(StoreError::Corrupt(format!(
+                "commit {i} of the batch does not continue it (organization {}, expected \
+                 sequence {}, batch at {seq})",
+                commit.org, commit.expected_seq
+            )));
+        }
+        let count = u64::try_from(commit.changes.len())
+            .map_err(|_| StoreError::Corrupt("too many changes".to_owned()))?;
+        seq = seq
+            .checked_add(count)
+            .ok_or_else(|| StoreError::Corrupt("sequence overflow".to_owned()))?;
+    }
+    Ok(seq)
+}
+
+/// One `events` row to insert.
+pub(super) struct NewEvent<'a> {
+    pub seq: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub affected_users: String,
+    pub request_id: Option<&'a str>,
+    pub time: Micros,
+}
+
+/// The rows a batch of commits writes, each entity document serialized once.
+pub(super) struct BatchRows<'a> {
+    /// Every change's event, in sequence order.
+    pub events: Vec<NewEvent<'a>>,
+    /// `entities` keys the batch leaves without a row.
+    pub deletes: Vec<(&'static str, String)>,
+    /// `entities` keys the batch leaves with a row: the document is the `after` of that event.
+    pub upserts: Vec<(&'static str, String, usize)>,
+    /// Idempotency keys with the target of their commit's first change.
+    pub requests: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> BatchRows<'a> {
+    /// The rows of `commits`, which [`batch_end`] accepted.
+    pub(super) fn new(commits: &'a [Commit<'a>]) -> Result<Self, StoreError> {
+        let mut events = Vec::with_capacity(commits.iter().map(|c| c.changes.len()).sum());
+        // The last write of each key wins: applying the changes one by one deletes the old
+        // key of a change unless the entity is replaced in place, then writes the new one.
+        let mut net: std::collections::BTreeMap<(&'static str, String), Option<usize>> =
+            std::collections::BTreeMap::new();
+        let mut requests = Vec::new();
+        for commit in commits {
+            if let (Some(request_id), Some(first)) = (commit.request_id, commit.changes.first()) {
+                requests.push((request_id, first.target.as_str()));
+            }
+            let mut seq = commit.expected_seq;
+            for change in commit.changes {
+                let index = events.len();
+                seq += 1;
+                if let Some(before) = &change.before {
+                    let replaced_in_place = change.after.as_ref().is_some_and(|after| {
+                        after.kind() == before.kind() && after.key() == before.key()
+                    });
+                    if !replaced_in_place {
+                        net.insert((before.kind(), before.key()), None);
+                    }
+                }
+                if let Some(after) = &change.after {
+                    net.insert((after.kind(), after.key()), Some(index));
+                }
+                events.push(NewEvent {
+                    seq: to_i64(seq)?,
+                    actor: commit.actor,
+                    action: &change.action,
+                    target: &change.target,
+                    before: change.before.as_ref().map(entity_to_json).transpose()?,
+                    after: change.after.as_ref().map(entity_to_json).transpose()?,
+                    affected_users: users_to_json(&change.affected_users)?,
+                    request_id: commit.request_id,
+                    time: commit.time,
+                });
+            }
+        }
+        let mut deletes = Vec::new();
+        let mut upserts = Vec::new();
+        for ((kind, key), write) in net {
+            match write {
+                Some(index) => upserts.push((kind, key, index)),
+                None => deletes.push((kind, key)),
+            }
+        }
+        Ok(Self {
+            events,
+            deletes,
+            upserts,
+            requests,
+        })
+    }
 }
 
 /// Columns of [`EventRow`], in order.
@@ -253,35 +370,43 @@ macro_rules! impl_sql_store {
             }
 
             #[tracing::instrument(
-                skip_all,
-                fields(org = %commit.org, expected_seq = commit.expected_seq)
-            )]
-            async fn commit(
+                                skip_all,
+                                fields(
+                                    org = %commits.first().map(|c| c.org).unwrap_or_default(),
+                                    expected_seq = commits.first().map_or(0, |c| c.expected_seq),
+                                    commits = commits.len(),
+                                )
+                            )]
+            async fn commit_batch(
                 &self,
-                commit: $crate::store::Commit<'_>,
+                commits: &[$crate::store::Commit<'_>],
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{entity_to_json, principal_to_text, to_i64};
+                use $crate::store::sql::{ROWS_PER_STATEMENT, principal_to_text, to_i64};
                 use $crate::store::{SecretOp, StoreError};
 
-                if !commit.create_org && commit.changes.is_empty() && commit.secrets.is_empty() {
-                    return Ok(commit.expected_seq);
+                let new_seq = $crate::store::sql::batch_end(commits)?;
+                let first = &commits[0];
+                if !first.create_org
+                    && commits
+                        .iter()
+                        .all(|c| c.changes.is_empty() && c.secrets.is_empty())
+                {
+                    return Ok(first.expected_seq);
                 }
-                let count = u64::try_from(commit.changes.len())
-                    .map_err(|_| StoreError::Corrupt("too many changes".to_owned()))?;
-                let new_seq = commit
-                    .expected_seq
-                    .checked_add(count)
-                    .ok_or_else(|| StoreError::Corrupt("sequence overflow".to_owned()))?;
-                let org = commit.org.to_string();
+                let rows = $crate::store::sql::BatchRows::new(commits)?;
+                if let Some(seq) = self.commit_in_one_statement(commits, &rows, new_seq).await? {
+                    return Ok(seq);
+                }
+                let org = first.org.to_string();
                 let conflict = $crate::store::sql::unique_to_conflict;
 
                 let mut tx = self.pool.begin().await?;
-                // The sequence row is written first: on SQLite a deferred transaction whose
-                // first statement writes takes the write lock at once (no lock upgrade that
-                // could fail with SQLITE_BUSY); on PostgreSQL the row lock orders the commits
-                // of the organization, and a commit that waited re-reads the row and fails
-                // the compare-and-set.
-                if commit.create_org {
+                // The sequence row is written first, once for the whole batch: on SQLite a
+                // deferred transaction whose first statement writes takes the write lock at
+                // once (no lock upgrade that could fail with SQLITE_BUSY); on PostgreSQL the
+                // row lock orders the commits of the organization, and a commit that waited
+                // re-reads the row and fails the compare-and-set.
+                if first.create_org {
                     sqlx::query("INSERT INTO org_sequences (org_id, seq) VALUES ($1, $2)")
                         .bind(&org)
                         .bind(to_i64(new_seq)?)
@@ -294,7 +419,7 @@ macro_rules! impl_sql_store {
                     )
                     .bind(to_i64(new_seq)?)
                     .bind(&org)
-                    .bind(to_i64(commit.expected_seq)?)
+                    .bind(to_i64(first.expected_seq)?)
                     .execute(&mut *tx)
                     .await?;
                     if updated.rows_affected() != 1 {
@@ -302,67 +427,66 @@ macro_rules! impl_sql_store {
                     }
                 }
 
-                let mut seq = commit.expected_seq;
-                for change in commit.changes {
-                    if let Some(before) = &change.before {
-                        let replaced_in_place = change.after.as_ref().is_some_and(|after| {
-                            after.kind() == before.kind() && after.key() == before.key()
-                        });
-                        if !replaced_in_place {
-                            sqlx::query(
-                                "DELETE FROM entities WHERE org_id = $1 AND kind = $2 AND key = $3",
-                            )
-                            .bind(&org)
-                            .bind(before.kind())
-                            .bind(before.key())
-                            .execute(&mut *tx)
-                            .await?;
+                // The net effect on `entities` (one write per key), then the events, several
+                // rows per statement: a commit of one change is one statement per table.
+                for chunk in rows.deletes.chunks(ROWS_PER_STATEMENT) {
+                    let mut query =
+                        sqlx::QueryBuilder::<$db>::new("DELETE FROM entities WHERE org_id = ");
+                    query.push_bind(&org).push(" AND (");
+                    for (i, (kind, key)) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            query.push(" OR ");
                         }
+                        query.push("(kind = ").push_bind(*kind);
+                        query.push(" AND key = ").push_bind(key.as_str()).push(")");
                     }
-                    if let Some(after) = &change.after {
-                        sqlx::query(
-                            "INSERT INTO entities (org_id, kind, key, data) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (org_id, kind, key) DO UPDATE SET data = excluded.data",
-                        )
-                        .bind(&org)
-                        .bind(after.kind())
-                        .bind(after.key())
-                        .bind(entity_to_json(after)?)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    seq += 1;
-                    sqlx::query(
-                        "INSERT INTO events (org_id, seq, actor, action, target, before, after, \
-                         affected_users, request_id, time) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(&org)
-                    .bind(to_i64(seq)?)
-                    .bind(commit.actor)
-                    .bind(&change.action)
-                    .bind(&change.target)
-                    .bind(change.before.as_ref().map(entity_to_json).transpose()?)
-                    .bind(change.after.as_ref().map(entity_to_json).transpose()?)
-                    .bind($crate::store::sql::users_to_json(&change.affected_users)?)
-                    .bind(commit.request_id)
-                    .bind(commit.time)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(conflict)?;
+                    query.push(")");
+                    query.build().execute(&mut *tx).await?;
                 }
-
-                if let (Some(request_id), Some(first)) = (commit.request_id, commit.changes.first())
-                {
-                    sqlx::query(
-                        "INSERT INTO request_ids (org_id, request_id, target) VALUES ($1, $2, $3)",
-                    )
-                    .bind(&org)
-                    .bind(request_id)
-                    .bind(&first.target)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| match e {
+                for chunk in rows.upserts.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO entities (org_id, kind, key, data) ",
+                    );
+                    query.push_values(chunk, |mut row, (kind, key, data)| {
+                        row.push_bind(&org)
+                            .push_bind(*kind)
+                            .push_bind(key.as_str())
+                            .push_bind(rows.events[*data].after.as_deref());
+                    });
+                    query.push(
+                        " ON CONFLICT (org_id, kind, key) DO UPDATE SET data = excluded.data",
+                    );
+                    query.build().execute(&mut *tx).await?;
+                }
+                for chunk in rows.events.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO events (org_id, seq, actor, action, target, before, \
+                         after, affected_users, request_id, time) ",
+                    );
+                    query.push_values(chunk, |mut row, e| {
+                        row.push_bind(&org)
+                            .push_bind(e.seq)
+                            .push_bind(e.actor)
+                            .push_bind(e.action)
+                            .push_bind(e.target)
+                            .push_bind(e.before.as_deref())
+                            .push_bind(e.after.as_deref())
+                            .push_bind(e.affected_users.as_str())
+                            .push_bind(e.request_id)
+                            .push_bind(e.time);
+                    });
+                    query.build().execute(&mut *tx).await.map_err(conflict)?;
+                }
+                for chunk in rows.requests.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO request_ids (org_id, request_id, target) ",
+                    );
+                    query.push_values(chunk, |mut row, (request_id, target)| {
+                        row.push_bind(&org)
+                            .push_bind(*request_id)
+                            .push_bind(*target);
+                    });
+                    query.build().execute(&mut *tx).await.map_err(|e| match e {
                         sqlx::Error::Database(db) if db.is_unique_violation() => {
                             StoreError::DuplicateRequest
                         }
@@ -370,7 +494,7 @@ macro_rules! impl_sql_store {
                     })?;
                 }
 
-                for op in commit.secrets {
+                for op in commits.iter().flat_map(|c| c.secrets) {
                     let query = match op {
                         SecretOp::SetPassword { user, hash } => sqlx::query(
                             "INSERT INTO credentials (org_id, user_id, password_hash) \

@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::StoreError;
-use super::sql::{embedded_migrator, impl_sql_store};
+use super::sql::{BatchRows, embedded_migrator, impl_sql_store};
+use super::{Commit, StoreError};
 
 /// The migrations in `migrations/sqlite`, embedded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -41,10 +41,26 @@ impl SqliteStore {
         // SQLite has one writer at a time anyway; a few connections serve concurrent reads.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // No ping before every statement (a round trip to the connection's worker thread
+            // each): sqlx already pings a connection when it goes back to the pool.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         embedded_migrator(MIGRATIONS).run(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+impl SqliteStore {
+    /// SQLite has no data-modifying `WITH`: every batch takes the general path.
+    #[allow(clippy::unused_async)]
+    async fn commit_in_one_statement(
+        &self,
+        _commits: &[Commit<'_>],
+        _rows: &BatchRows<'_>,
+        _new_seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 }
 
