@@ -349,23 +349,29 @@ macro_rules! impl_sql_store {
                 org: ::uuid::Uuid,
             ) -> Result<Option<$crate::store::LoadedOrg>, $crate::store::StoreError> {
                 // One statement, hence one snapshot: the sequence and the entities agree.
-                let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+                // Rows are decoded as they arrive, so the JSON of every entity is never held
+                // in memory at once (it was the start-up peak at 100k users).
+                let org_id = org.to_string();
+                let mut rows = sqlx::query_as::<_, (i64, Option<String>)>(
                     "SELECT s.seq, e.data FROM org_sequences s \
                      LEFT JOIN entities e ON e.org_id = s.org_id \
                      WHERE s.org_id = $1 ORDER BY e.kind, e.key",
                 )
-                .bind(org.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-                let Some((seq, _)) = rows.first() else {
+                .bind(&org_id)
+                .fetch(&self.pool);
+                let mut seq = None;
+                let mut entities = Vec::new();
+                while let Some(row) = ::tokio_stream::StreamExt::next(&mut rows).await {
+                    let (s, data) = row?;
+                    seq.get_or_insert(s);
+                    if let Some(data) = data {
+                        entities.push($crate::store::sql::entity_from_json(&data)?);
+                    }
+                }
+                let Some(seq) = seq else {
                     return Ok(None);
                 };
-                let seq = $crate::store::sql::to_u64(*seq)?;
-                let entities = rows
-                    .iter()
-                    .filter_map(|(_, data)| data.as_deref())
-                    .map($crate::store::sql::entity_from_json)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let seq = $crate::store::sql::to_u64(seq)?;
                 Ok(Some($crate::store::LoadedOrg { org, seq, entities }))
             }
 
