@@ -558,6 +558,28 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
+/// The permissions whose closure contains one target, for matching grant keys quickly: a key
+/// whose length is not one of theirs is rejected with one bit test, the others by comparing
+/// with the (one to three) keys.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// Bit `n` set: some key has length `n` (keys of 64 bytes or more never match).
+    lengths: u64,
+    /// The keys and their indexes, the target first.
+    keys: Vec<(&'static str, PermIndex)>,
+}
+
+impl Sources {
+    /// Which of these permissions `key` is.
+    pub fn find(&self, key: &str) -> Option<PermIndex> {
+        let n = key.len();
+        if n >= 64 || (self.lengths >> n) & 1 == 0 {
+            return None;
+        }
+        self.keys.iter().find(|(k, _)| *k == key).map(|&(_, i)| i)
+    }
+}
+
 /// The keys reachable from one permission, each with its implication chain.
 type Closure = Vec<(&'static str, Vec<&'static str>)>;
 
@@ -574,6 +596,8 @@ struct Tables {
     sources: Vec<Vec<PermIndex>>,
     /// Bit sets of `sources`.
     source_sets: Vec<PermSet>,
+    /// `sources` for matching keys.
+    source_keys: Vec<Sources>,
 }
 
 static TABLES: LazyLock<Tables> = LazyLock::new(|| {
@@ -618,11 +642,22 @@ static TABLES: LazyLock<Tables> = LazyLock::new(|| {
             }
         }
     }
-    let sources = (0..n)
+    let sources: Vec<Vec<PermIndex>> = (0..n)
         .map(|t| {
             std::iter::once(t)
                 .chain((0..n).filter(|&s| s != t && source_sets[t].contains(s)))
                 .collect()
+        })
+        .collect();
+    let source_keys = sources
+        .iter()
+        .map(|list| Sources {
+            lengths: list
+                .iter()
+                .map(|&s| CATALOG[s].key.len())
+                .filter(|&len| len < 64)
+                .fold(0, |m, len| m | (1 << len)),
+            keys: list.iter().map(|&s| (CATALOG[s].key, s)).collect(),
         })
         .collect();
     Tables {
@@ -631,6 +666,7 @@ static TABLES: LazyLock<Tables> = LazyLock::new(|| {
         chains,
         sources,
         source_sets,
+        source_keys,
     }
 });
 
@@ -697,13 +733,19 @@ pub fn source_set(target: PermIndex) -> PermSet {
     TABLES.source_sets.get(target).copied().unwrap_or_default()
 }
 
+/// [`sources`] for matching grant keys (see [`Sources::find`]).
+pub fn sources_of(target: PermIndex) -> &'static Sources {
+    static NONE: Sources = Sources {
+        lengths: 0,
+        keys: Vec::new(),
+    };
+    TABLES.source_keys.get(target).unwrap_or(&NONE)
+}
+
 /// Which of `sources(target)` a grant of `key` is, without hashing: `key` is compared with
 /// the (one to three) keys that imply `target`, nearly always rejected on its length.
 pub fn source_for(target: PermIndex, key: &str) -> Option<PermIndex> {
-    sources(target)
-        .iter()
-        .copied()
-        .find(|&s| CATALOG[s].key == key)
+    sources_of(target).find(key)
 }
 
 #[cfg(test)]
@@ -793,6 +835,8 @@ mod tests {
         for (t, d) in CATALOG.iter().enumerate() {
             assert_eq!(sources(t)[0], t, "{} comes first among its sources", d.key);
             assert_eq!(source_for(t, "no.such"), None);
+            assert_eq!(source_for(t, &"x".repeat(70)), None);
+            assert_eq!(source_for(t, &d.key.to_uppercase()), None);
         }
         let debug = index("asset.debug").unwrap();
         let change = index("asset.change").unwrap();

@@ -134,15 +134,12 @@ fn paths<'r>(
     };
     let whole = all.then(|| (catalog::chain(t, t).unwrap_or_default(), None));
     // The (one to three) keys whose closure contains the target: a grant of any other key is
-    // rejected by comparing strings of (nearly always) different lengths, without hashing.
-    let sources = catalog::sources(t);
+    // rejected on its length or by comparing with them, without hashing.
+    let sources = catalog::sources_of(t);
     whole
         .into_iter()
         .chain(grants.iter().filter_map(move |grant| {
-            let s = sources
-                .iter()
-                .copied()
-                .find(|&s| CATALOG[s].key == grant.permission)?;
+            let s = sources.find(&grant.permission)?;
             if via_app && !CATALOG[s].app_scopable {
                 return None;
             }
