@@ -682,7 +682,7 @@ pub fn index_of(def: &PermissionDef) -> PermIndex {
         .addr()
         .wrapping_sub(CATALOG.as_ptr().addr());
     let i = offset / std::mem::size_of::<PermissionDef>();
-    if i < CATALOG.len() && std::ptr::eq(&CATALOG[i], def) {
+    if i < CATALOG.len() && std::ptr::eq(&raw const CATALOG[i], def) {
         return i;
     }
     // A copy of a row: by key. Every `PermissionDef` comes from CATALOG, so this finds it.

@@ -243,20 +243,22 @@ fn allows(
         return false;
     }
     let t = catalog::index_of(perm);
-    state
-        .assignments
-        .get(&principal)
-        .is_some_and(|assignments| {
-            assignments.into_iter().any(|(scope, a)| {
-                via_app(*scope, app).is_some_and(|via_app| {
-                    state.roles.get(&a.role).is_some_and(|role| {
-                        paths(role, perm, t, Stages::In(stage), via_app)
-                            .next()
-                            .is_some()
-                    })
-                })
-            })
-        })
+    let Some(assignments) = state.assignments.get(&principal) else {
+        return false;
+    };
+    for (scope, a) in assignments {
+        let Some(via_app) = via_app(*scope, app) else {
+            continue;
+        };
+        if let Some(role) = state.roles.get(&a.role)
+            && paths(role, perm, t, Stages::In(stage), via_app)
+                .next()
+                .is_some()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Shorthand for internal authorization: does `principal` have `key` in `stage` on `app`?
@@ -283,18 +285,18 @@ fn has_somewhere(state: &OrgState, principal: Principal, key: &str, stages: Stag
         return false;
     }
     let t = catalog::index_of(def);
-    state
-        .assignments
-        .get(&principal)
-        .is_some_and(|assignments| {
-            assignments.into_iter().any(|(scope, a)| {
-                let via_app = matches!(scope, ScopeKey::App(_));
-                state
-                    .roles
-                    .get(&a.role)
-                    .is_some_and(|role| paths(role, def, t, stages, via_app).next().is_some())
-            })
-        })
+    let Some(assignments) = state.assignments.get(&principal) else {
+        return false;
+    };
+    for (scope, a) in assignments {
+        let via_app = matches!(scope, ScopeKey::App(_));
+        if let Some(role) = state.roles.get(&a.role)
+            && paths(role, def, t, stages, via_app).next().is_some()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether `principal` has `key` in at least one stage of the organization (or, for a
@@ -681,7 +683,7 @@ mod tests {
         let apps: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
         let mut roles: Vec<String> = vec!["administrator".into(), "developer".into()];
         for _ in 0..25 {
-            let grants = (0..1 + rng.below(8))
+            let grants = (0..=rng.below(8))
                 .map(|_| {
                     let permission = if rng.chance(3) {
                         "no.such_permission".to_owned()
@@ -760,13 +762,14 @@ mod tests {
         stage: Option<&'a str>,
         app: Option<Uuid>,
     ) -> Vec<(Principal, Vec<Reason<'a>>)> {
-        st.assignments
-            .iter()
-            .filter_map(|(p, _)| {
-                let d = decide(st, *p, perm, stage, app);
-                d.allowed.then_some((*p, d.reasons))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for p in st.assignments.keys() {
+            let d = decide(st, *p, perm, stage, app);
+            if d.allowed {
+                out.push((*p, d.reasons));
+            }
+        }
+        out
     }
 
     #[test]
