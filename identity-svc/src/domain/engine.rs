@@ -9,108 +9,199 @@
 //! Through an app-scope assignment only grants of app-scopable permissions count, and only their
 //! app-scopable implications. The answer is the union over assignments.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::fmt;
+use std::ops::Bound;
 
 use uuid::Uuid;
 
-use super::catalog::{self, PermissionDef};
+use super::catalog::{self, CATALOG, PermIndex, PermissionDef};
 use super::model::{Principal, Role, ScopeKey};
 use super::state::OrgState;
 
-/// One reason a principal has a permission.
+/// One reason a principal has a permission. It borrows from the state it was decided on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reason {
+pub struct Reason<'a> {
     /// The role.
-    pub role: String,
+    pub role: &'a str,
     /// The assignment's scope.
     pub scope: ScopeKey,
     /// From the role's grant down to the permission asked.
-    pub chain: Vec<&'static str>,
+    pub chain: &'static [&'static str],
     /// The grant's stages (`None`: every stage).
-    pub stages: Option<BTreeSet<String>>,
+    pub stages: Option<&'a BTreeSet<String>>,
+}
+
+/// Why a check was denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial<'a> {
+    /// No such user or service account.
+    NoPrincipal,
+    /// A user that is not ACTIVE.
+    Inactive,
+    /// No assignment grants the permission there.
+    NotGranted {
+        /// The permission asked.
+        permission: &'static str,
+        /// The stage asked.
+        stage: Option<&'a str>,
+        /// The app asked.
+        app: Option<Uuid>,
+    },
+}
+
+impl Denial<'_> {
+    /// The message shown to people, built without the formatting machinery (a denied check
+    /// is the common answer, and this string is most of its cost).
+    pub fn message(&self) -> String {
+        match self {
+            Denial::NoPrincipal => "principal does not exist".to_owned(),
+            Denial::Inactive => "principal is not ACTIVE".to_owned(),
+            Denial::NotGranted {
+                permission,
+                stage,
+                app,
+            } => {
+                const GRANTS: &str = "no assignment grants ";
+                const IN_STAGE: &str = " in stage ";
+                const ON_APP: &str = " on app ";
+                let mut m = String::with_capacity(
+                    GRANTS.len()
+                        + permission.len()
+                        + stage.map_or(0, |s| IN_STAGE.len() + s.len())
+                        + app.map_or(0, |_| ON_APP.len() + uuid::fmt::Hyphenated::LENGTH),
+                );
+                m.push_str(GRANTS);
+                m.push_str(permission);
+                if let Some(s) = stage {
+                    m.push_str(IN_STAGE);
+                    m.push_str(s);
+                }
+                if let Some(a) = app {
+                    m.push_str(ON_APP);
+                    m.push_str(a.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+                }
+                m
+            }
+        }
+    }
+}
+
+impl fmt::Display for Denial<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
 }
 
 /// The answer to a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decision<'a> {
     /// Allowed or not.
     pub allowed: bool,
     /// Every qualifying assignment (empty when denied).
-    pub reasons: Vec<Reason>,
+    pub reasons: Vec<Reason<'a>>,
     /// Why it was denied.
-    pub denial: Option<String>,
+    pub denial: Option<Denial<'a>>,
 }
 
-/// Paths from a role's grants to `target` that hold in `stage`.
-fn role_paths(
-    role: &Role,
-    target: &PermissionDef,
-    stage: Option<&str>,
+/// Which stages a path must hold in.
+#[derive(Debug, Clone, Copy)]
+enum Stages<'s> {
+    /// Any (every path, whatever its stages).
+    Any,
+    /// This stage (`None`: no stage named, which a stage-limited grant never satisfies).
+    In(Option<&'s str>),
+}
+
+/// Paths from a role's grants to `target` (index `t`) that hold in `stages`, as (implication
+/// chain, the grant's stages). Through an app-scope assignment (`via_app`) only app-scopable
+/// grants of an app-scopable target count. No allocation; each grant key is compared only with
+/// the few keys that imply the target.
+fn paths<'r>(
+    role: &'r Role,
+    target: &'static PermissionDef,
+    t: PermIndex,
+    stages: Stages<'r>,
     via_app: bool,
-) -> Vec<(Vec<&'static str>, Option<BTreeSet<String>>)> {
-    if via_app && !target.app_scopable {
-        return Vec::new();
-    }
-    if role.all_permissions {
-        return vec![(vec![target.key], None)];
-    }
-    let mut out = Vec::new();
-    for grant in &role.grants {
-        let Some(def) = catalog::get(&grant.permission) else {
-            continue;
-        };
-        if via_app && !def.app_scopable {
-            continue;
-        }
-        let Some((_, chain)) = catalog::closure(def.key)
-            .iter()
-            .find(|(k, _)| *k == target.key)
-        else {
-            continue;
-        };
-        let in_stage = !target.stage_scopable
-            || match (&grant.stages, stage) {
-                (None, _) => true,
-                (Some(set), Some(s)) => set.contains(s),
-                (Some(_), None) => false,
+) -> impl Iterator<Item = (&'static [&'static str], Option<&'r BTreeSet<String>>)> + 'r {
+    let possible = !via_app || target.app_scopable;
+    let all = possible && role.all_permissions;
+    let grants: &'r [_] = if possible && !role.all_permissions {
+        &role.grants
+    } else {
+        &[]
+    };
+    let whole = all.then(|| (catalog::chain(t, t).unwrap_or_default(), None));
+    // The (one to three) keys whose closure contains the target: a grant of any other key is
+    // rejected on its length or by comparing with them, without hashing.
+    let sources = catalog::sources_of(t);
+    whole
+        .into_iter()
+        .chain(grants.iter().filter_map(move |grant| {
+            let s = sources.find(&grant.permission)?;
+            if via_app && !CATALOG[s].app_scopable {
+                return None;
+            }
+            let in_stage = match stages {
+                Stages::Any => true,
+                Stages::In(stage) => {
+                    !target.stage_scopable
+                        || match (&grant.stages, stage) {
+                            (None, _) => true,
+                            (Some(set), Some(s)) => set.contains(s),
+                            (Some(_), None) => false,
+                        }
+                }
             };
-        if in_stage {
-            out.push((chain.clone(), grant.stages.clone()));
-        }
+            in_stage.then(|| {
+                (
+                    catalog::chain(s, t).unwrap_or_default(),
+                    grant.stages.as_ref(),
+                )
+            })
+        }))
+}
+
+/// Whether an assignment at `scope` can count for a check on `app`: organization scope always,
+/// app scope on that app (then through app-scopable grants only). `None`: it cannot.
+fn via_app(scope: ScopeKey, app: Option<Uuid>) -> Option<bool> {
+    match scope {
+        ScopeKey::Organization => Some(false),
+        ScopeKey::App(x) if Some(x) == app => Some(true),
+        ScopeKey::App(_) => None,
     }
-    out
 }
 
 /// Decides whether `principal` has `perm` in `stage` on `app`. The inputs are assumed valid
 /// (known permission; a stage when the permission is stage-scopable).
-pub fn decide(
-    state: &OrgState,
+pub fn decide<'a>(
+    state: &'a OrgState,
     principal: Principal,
-    perm: &PermissionDef,
-    stage: Option<&str>,
+    perm: &'static PermissionDef,
+    stage: Option<&'a str>,
     app: Option<Uuid>,
-) -> Decision {
-    if !state.principal_exists(principal) {
-        return denied("principal does not exist".into());
-    }
+) -> Decision<'a> {
     if !state.is_active(principal) {
-        return denied("principal is not ACTIVE".into());
+        return denied(if state.principal_exists(principal) {
+            Denial::Inactive
+        } else {
+            Denial::NoPrincipal
+        });
     }
+    let t = catalog::index_of(perm);
     let mut reasons = Vec::new();
     if let Some(assignments) = state.assignments.get(&principal) {
         for (scope, a) in assignments {
-            let via_app = match scope {
-                ScopeKey::Organization => false,
-                ScopeKey::App(x) if Some(*x) == app => true,
-                ScopeKey::App(_) => continue,
+            let Some(via_app) = via_app(*scope, app) else {
+                continue;
             };
             let Some(role) = state.roles.get(&a.role) else {
                 continue;
             };
-            for (chain, stages) in role_paths(role, perm, stage, via_app) {
+            for (chain, stages) in paths(role, perm, t, Stages::In(stage), via_app) {
                 reasons.push(Reason {
-                    role: a.role.clone(),
+                    role: &a.role,
                     scope: *scope,
                     chain,
                     stages,
@@ -119,14 +210,11 @@ pub fn decide(
         }
     }
     if reasons.is_empty() {
-        let mut why = format!("no assignment grants {}", perm.key);
-        if let Some(s) = stage {
-            let _ = write!(why, " in stage {s}");
-        }
-        if let Some(a) = app {
-            let _ = write!(why, " on app {a}");
-        }
-        return denied(why);
+        return denied(Denial::NotGranted {
+            permission: perm.key,
+            stage,
+            app,
+        });
     }
     Decision {
         allowed: true,
@@ -135,12 +223,42 @@ pub fn decide(
     }
 }
 
-fn denied(why: String) -> Decision {
+fn denied(why: Denial<'_>) -> Decision<'_> {
     Decision {
         allowed: false,
         reasons: Vec::new(),
         denial: Some(why),
     }
+}
+
+/// `decide(..).allowed` without building the reasons.
+fn allows(
+    state: &OrgState,
+    principal: Principal,
+    perm: &'static PermissionDef,
+    stage: Option<&str>,
+    app: Option<Uuid>,
+) -> bool {
+    if !state.is_active(principal) {
+        return false;
+    }
+    let t = catalog::index_of(perm);
+    let Some(assignments) = state.assignments.get(&principal) else {
+        return false;
+    };
+    for (scope, a) in assignments {
+        let Some(via_app) = via_app(*scope, app) else {
+            continue;
+        };
+        if let Some(role) = state.roles.get(&a.role)
+            && paths(role, perm, t, Stages::In(stage), via_app)
+                .next()
+                .is_some()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Shorthand for internal authorization: does `principal` have `key` in `stage` on `app`?
@@ -153,22 +271,44 @@ pub fn has(
 ) -> bool {
     catalog::get(key).is_some_and(|def| {
         // A stage-scopable permission asked without a stage cannot be granted.
-        (!def.stage_scopable || stage.is_some())
-            && decide(state, principal, def, stage, app).allowed
+        (!def.stage_scopable || stage.is_some()) && allows(state, principal, def, stage, app)
     })
+}
+
+/// Whether some assignment of an ACTIVE `principal` (at organization scope or on any app)
+/// grants `key` through a path that holds in `stages`.
+fn has_somewhere(state: &OrgState, principal: Principal, key: &str, stages: Stages<'_>) -> bool {
+    let Some(def) = catalog::get(key) else {
+        return false;
+    };
+    if !state.is_active(principal) {
+        return false;
+    }
+    let t = catalog::index_of(def);
+    let Some(assignments) = state.assignments.get(&principal) else {
+        return false;
+    };
+    for (scope, a) in assignments {
+        let via_app = matches!(scope, ScopeKey::App(_));
+        if let Some(role) = state.roles.get(&a.role)
+            && paths(role, def, t, stages, via_app).next().is_some()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether `principal` has `key` in at least one stage of the organization (or, for a
 /// permission that is not stage-scopable, at all), at organization scope or on any app.
+/// The same as a `key` entry in [`effective`], without computing the rest.
 pub fn has_in_any_stage(state: &OrgState, principal: Principal, key: &str) -> bool {
-    effective(state, principal)
-        .iter()
-        .any(|e| e.permission == key)
+    has_somewhere(state, principal, key, Stages::Any)
 }
 
 /// One permission a principal has somewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective {
+pub struct Effective<'a> {
     /// The key.
     pub permission: &'static str,
     /// Organization or app.
@@ -176,15 +316,15 @@ pub struct Effective {
     /// `None`: every stage (or not stage-scopable).
     pub stages: Option<BTreeSet<String>>,
     /// The sources.
-    pub reasons: Vec<Reason>,
+    pub reasons: Vec<Reason<'a>>,
 }
 
 /// Everything a principal may do, by key then scope. Empty for an inactive principal.
-pub fn effective(state: &OrgState, principal: Principal) -> Vec<Effective> {
+pub fn effective<'a>(state: &'a OrgState, principal: Principal) -> Vec<Effective<'a>> {
     if !state.is_active(principal) {
         return Vec::new();
     }
-    let mut out: BTreeMap<(&'static str, ScopeKey), Effective> = BTreeMap::new();
+    let mut out: BTreeMap<(&'static str, ScopeKey), Effective<'a>> = BTreeMap::new();
     let Some(assignments) = state.assignments.get(&principal) else {
         return Vec::new();
     };
@@ -193,91 +333,174 @@ pub fn effective(state: &OrgState, principal: Principal) -> Vec<Effective> {
         let Some(role) = state.roles.get(&a.role) else {
             continue;
         };
-        for def in catalog::CATALOG {
-            for (chain, stages) in role_paths_all_stages(role, def, via_app) {
-                let stages = if def.stage_scopable { stages } else { None };
-                let e = out.entry((def.key, *scope)).or_insert_with(|| Effective {
-                    permission: def.key,
-                    scope: *scope,
-                    stages: Some(BTreeSet::new()),
-                    reasons: Vec::new(),
-                });
-                e.stages = match (e.stages.take(), &stages) {
-                    (None, _) | (_, None) => None,
-                    (Some(mut a), Some(b)) => {
-                        a.extend(b.iter().cloned());
-                        Some(a)
-                    }
+        let mut add = |def: &'static PermissionDef,
+                       chain: &'static [&'static str],
+                       stages: Option<&'a BTreeSet<String>>| {
+            let stages = if def.stage_scopable { stages } else { None };
+            let e = out.entry((def.key, *scope)).or_insert_with(|| Effective {
+                permission: def.key,
+                scope: *scope,
+                stages: Some(BTreeSet::new()),
+                reasons: Vec::new(),
+            });
+            e.stages = match (e.stages.take(), stages) {
+                (None, _) | (_, None) => None,
+                (Some(mut a), Some(b)) => {
+                    a.extend(b.iter().cloned());
+                    Some(a)
+                }
+            };
+            e.reasons.push(Reason {
+                role: &a.role,
+                scope: *scope,
+                chain,
+                stages,
+            });
+        };
+        if role.all_permissions {
+            for (t, def) in CATALOG.iter().enumerate() {
+                if !via_app || def.app_scopable {
+                    add(def, catalog::chain(t, t).unwrap_or_default(), None);
+                }
+            }
+            continue;
+        }
+        // Grant by grant, each grant's closure: for one (key, scope) the reasons come in grant
+        // order, as a walk of the catalog then the grants would give them.
+        for grant in &role.grants {
+            let Some(s) = catalog::index(&grant.permission) else {
+                continue;
+            };
+            if via_app && !CATALOG[s].app_scopable {
+                continue;
+            }
+            for (reached, chain) in catalog::closure_at(s) {
+                let Some(def) = catalog::get(reached) else {
+                    continue;
                 };
-                e.reasons.push(Reason {
-                    role: a.role.clone(),
-                    scope: *scope,
-                    chain,
-                    stages,
-                });
+                if via_app && !def.app_scopable {
+                    continue;
+                }
+                add(def, chain, grant.stages.as_ref());
             }
         }
     }
     out.into_values().collect()
 }
 
-/// Like `role_paths` but without a stage filter: every path, with its stages.
-fn role_paths_all_stages(
-    role: &Role,
-    target: &PermissionDef,
-    via_app: bool,
-) -> Vec<(Vec<&'static str>, Option<BTreeSet<String>>)> {
-    if via_app && !target.app_scopable {
-        return Vec::new();
-    }
-    if role.all_permissions {
-        return vec![(vec![target.key], None)];
-    }
-    let mut out = Vec::new();
-    for grant in &role.grants {
-        let Some(def) = catalog::get(&grant.permission) else {
-            continue;
-        };
-        if via_app && !def.app_scopable {
-            continue;
-        }
-        if let Some((_, chain)) = catalog::closure(def.key)
-            .iter()
-            .find(|(k, _)| *k == target.key)
-        {
-            out.push((chain.clone(), grant.stages.clone()));
+/// For [`holders`]: which assignments of a role can count for the query. A principal has the
+/// permission exactly when it is ACTIVE and holds such a role at such a scope.
+#[derive(Debug, Clone, Copy)]
+struct Qualifies {
+    /// At organization scope.
+    org: bool,
+    /// At app scope on the app asked.
+    app: Option<Uuid>,
+}
+
+impl Qualifies {
+    fn scope(self, scope: ScopeKey) -> bool {
+        match scope {
+            ScopeKey::Organization => self.org,
+            ScopeKey::App(a) => self.app == Some(a),
         }
     }
-    out
+}
+
+/// One role's holders from the page cursor on, restricted to the qualifying scopes.
+struct Holders<'a> {
+    range: std::collections::btree_set::Range<'a, (Principal, ScopeKey)>,
+    qualifies: Qualifies,
+}
+
+impl Holders<'_> {
+    fn next_principal(&mut self) -> Option<Principal> {
+        self.range
+            .by_ref()
+            .find(|(_, scope)| self.qualifies.scope(*scope))
+            .map(|(p, _)| *p)
+    }
 }
 
 /// Every principal that has `perm` in `stage` on `app`, ordered by principal, starting after
 /// `after`, at most `limit`. Returns the page and whether more may follow.
-pub fn holders(
-    state: &OrgState,
-    perm: &PermissionDef,
-    stage: Option<&str>,
+///
+/// Only principals holding a role that can grant `perm` here are examined: the holders of
+/// those roles (at organization scope, or at app scope on `app`) are merged in principal order
+/// from the cursor on, and `decide` runs on each candidate until `limit` + 1 are allowed.
+pub fn holders<'a>(
+    state: &'a OrgState,
+    perm: &'static PermissionDef,
+    stage: Option<&'a str>,
     app: Option<Uuid>,
     after: Option<Principal>,
     limit: usize,
-) -> (Vec<(Principal, Vec<Reason>)>, bool) {
+) -> (Vec<(Principal, Vec<Reason<'a>>)>, bool) {
+    let t = catalog::index_of(perm);
+    let app_ok = app.filter(|_| perm.app_scopable);
+    let mut sources: Vec<Holders<'a>> = Vec::new();
+    for (id, role) in &state.roles {
+        let grants = |via_app| {
+            paths(role, perm, t, Stages::In(stage), via_app)
+                .next()
+                .is_some()
+        };
+        let qualifies = Qualifies {
+            org: grants(false),
+            app: app_ok.filter(|_| grants(true)),
+        };
+        if !qualifies.org && qualifies.app.is_none() {
+            continue;
+        }
+        let Some(set) = state.role_holders.get(id.as_str()) else {
+            continue;
+        };
+        let range = match after {
+            // Every scope of `after` sorts at or after (after, Organization): skipped below.
+            Some(p) => set.range((
+                Bound::Included((p, ScopeKey::Organization)),
+                Bound::Unbounded,
+            )),
+            None => set.range(..),
+        };
+        sources.push(Holders { range, qualifies });
+    }
+    // k-way merge: the smallest next principal of every role's holders.
+    let mut heap: BinaryHeap<Reverse<(Principal, usize)>> = BinaryHeap::new();
+    for (i, h) in sources.iter_mut().enumerate() {
+        if let Some(p) = next_after(h, after) {
+            heap.push(Reverse((p, i)));
+        }
+    }
     let mut out = Vec::new();
-    let range = match after {
-        Some(p) => state
-            .assignments
-            .range((std::ops::Bound::Excluded(p), std::ops::Bound::Unbounded)),
-        None => state.assignments.range(..),
-    };
-    for (principal, _) in range {
-        let d = decide(state, *principal, perm, stage, app);
+    let mut last: Option<Principal> = None;
+    while let Some(Reverse((p, i))) = heap.pop() {
+        if let Some(next) = next_after(&mut sources[i], after) {
+            heap.push(Reverse((next, i)));
+        }
+        if last == Some(p) {
+            continue;
+        }
+        last = Some(p);
+        let d = decide(state, p, perm, stage, app);
         if d.allowed {
             if out.len() == limit {
                 return (out, true);
             }
-            out.push((*principal, d.reasons));
+            out.push((p, d.reasons));
         }
     }
     (out, false)
+}
+
+/// The next qualifying principal of one role's holders that sorts after the cursor.
+fn next_after(h: &mut Holders<'_>, after: Option<Principal>) -> Option<Principal> {
+    loop {
+        let p = h.next_principal()?;
+        if after.is_none_or(|a| p > a) {
+            return Some(p);
+        }
+    }
 }
 
 /// Whether `principal` has `key` in `stage` at organization scope or on at least one app.
@@ -287,9 +510,7 @@ pub fn has_anywhere_in_stage(
     key: &str,
     stage: &str,
 ) -> bool {
-    effective(state, principal)
-        .iter()
-        .any(|e| e.permission == key && e.stages.as_ref().is_none_or(|s| s.contains(stage)))
+    has_somewhere(state, principal, key, Stages::In(Some(stage)))
 }
 
 #[cfg(test)]
@@ -432,5 +653,278 @@ mod tests {
         assign(&mut st, u, "administrator", ScopeKey::Organization);
         assert!(!has(&st, u, "users.manage", None, None));
         assert!(effective(&st, u).is_empty());
+    }
+
+    /// A small deterministic generator (xorshift64*), so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n as u64).unwrap()
+        }
+        fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+    }
+
+    const STAGES: [&str; 3] = ["development", "qa", "production"];
+
+    /// A random organization: built-in and custom roles (random grants, some limited to random
+    /// stages, some of unknown keys, one role deleted while still assigned), users in every
+    /// state, service accounts, organization- and app-scope assignments.
+    fn random_org(rng: &mut Rng) -> (OrgState, Vec<Uuid>) {
+        let mut st = org();
+        let apps: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let mut roles: Vec<String> = vec!["administrator".into(), "developer".into()];
+        for _ in 0..25 {
+            let grants = (0..=rng.below(8))
+                .map(|_| {
+                    let permission = if rng.chance(3) {
+                        "no.such_permission".to_owned()
+                    } else {
+                        catalog::CATALOG[rng.below(catalog::CATALOG.len())]
+                            .key
+                            .to_owned()
+                    };
+                    let stages = rng.chance(40).then(|| {
+                        STAGES
+                            .iter()
+                            .filter(|_| rng.chance(50))
+                            .map(|s| (*s).to_owned())
+                            .collect()
+                    });
+                    Grant { permission, stages }
+                })
+                .collect();
+            roles.push(role(&mut st, grants));
+        }
+        let mut principals = Vec::new();
+        for _ in 0..300 {
+            let state = match rng.below(10) {
+                0 => UserState::Inactive,
+                1 => UserState::Invited,
+                _ => UserState::Active,
+            };
+            principals.push(user(&mut st, state));
+        }
+        for _ in 0..20 {
+            let id = Uuid::new_v4();
+            st.insert(crate::domain::model::Entity::ServiceAccount(
+                crate::domain::model::ServiceAccount {
+                    id,
+                    display_name: id.to_string(),
+                    create_time: 0,
+                },
+            ));
+            principals.push(Principal::ServiceAccount(id));
+        }
+        for p in &principals {
+            // Skewed towards a few roles, as real organizations are.
+            let pick = |rng: &mut Rng| {
+                if rng.chance(50) {
+                    roles[rng.below(4)].clone()
+                } else {
+                    roles[rng.below(roles.len())].clone()
+                }
+            };
+            if rng.chance(80) {
+                let r = pick(rng);
+                assign(&mut st, *p, &r, ScopeKey::Organization);
+            }
+            for _ in 0..rng.below(3) {
+                let r = pick(rng);
+                assign(&mut st, *p, &r, ScopeKey::App(apps[rng.below(apps.len())]));
+            }
+        }
+        // A role deleted while still held: its assignments grant nothing.
+        let gone = roles[5].clone();
+        let before = st.roles.get(&gone).cloned().unwrap();
+        st.apply(&crate::domain::model::Change {
+            action: "role.deleted".into(),
+            target: gone,
+            before: Some(crate::domain::model::Entity::Role(before)),
+            after: None,
+            affected_users: Vec::new(),
+        });
+        (st, apps)
+    }
+
+    /// The definition: every principal with an assignment, in order, decided one by one.
+    fn brute_force_holders<'a>(
+        st: &'a OrgState,
+        perm: &'static PermissionDef,
+        stage: Option<&'a str>,
+        app: Option<Uuid>,
+    ) -> Vec<(Principal, Vec<Reason<'a>>)> {
+        let mut out = Vec::new();
+        for p in st.assignments.keys() {
+            let d = decide(st, *p, perm, stage, app);
+            if d.allowed {
+                out.push((*p, d.reasons));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn holders_match_a_brute_force_walk_on_random_states_page_by_page() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let mut nonempty = 0;
+        for _ in 0..4 {
+            let (st, apps) = random_org(&mut rng);
+            let mut queries: Vec<(&'static PermissionDef, Option<&str>, Option<Uuid>)> = Vec::new();
+            for def in catalog::CATALOG {
+                let stages: Vec<Option<&str>> = if def.stage_scopable {
+                    STAGES.iter().map(|s| Some(*s)).collect()
+                } else {
+                    vec![None]
+                };
+                for stage in stages {
+                    queries.push((def, stage, None));
+                    queries.push((def, stage, Some(apps[rng.below(apps.len())])));
+                    queries.push((def, stage, Some(Uuid::new_v4())));
+                }
+            }
+            for (perm, stage, app) in queries {
+                let all = brute_force_holders(&st, perm, stage, app);
+                if !all.is_empty() {
+                    nonempty += 1;
+                }
+                let (whole, more) = holders(&st, perm, stage, app, None, usize::MAX);
+                assert_eq!(whole, all, "{} {stage:?} {app:?}", perm.key);
+                assert!(!more);
+                for limit in [1, 2, 7, 100] {
+                    let mut after = None;
+                    let mut seen = Vec::new();
+                    loop {
+                        let (page, more) = holders(&st, perm, stage, app, after, limit);
+                        assert!(page.len() <= limit);
+                        // The definition of one page: the first `limit` after the cursor,
+                        // and "more" when one more exists.
+                        let rest =
+                            &all[all.partition_point(|(p, _)| after.is_some_and(|a| *p <= a))..];
+                        assert_eq!(page, rest[..rest.len().min(limit)], "{}", perm.key);
+                        assert_eq!(more, rest.len() > limit, "{}", perm.key);
+                        seen.extend(page.iter().cloned());
+                        if !more {
+                            break;
+                        }
+                        after = page.last().map(|(p, _)| *p);
+                    }
+                    assert_eq!(seen, all, "{} paged by {limit}", perm.key);
+                }
+                // A cursor that is not a holder (nor even a principal) also works.
+                let stranger = Principal::User(Uuid::new_v4());
+                let (page, _) = holders(&st, perm, stage, app, Some(stranger), 5);
+                let expected: Vec<_> = all
+                    .iter()
+                    .filter(|(p, _)| *p > stranger)
+                    .take(5)
+                    .cloned()
+                    .collect();
+                assert_eq!(page, expected);
+            }
+        }
+        // The random states must exercise the interesting case, not only empty answers.
+        assert!(nonempty > 100, "only {nonempty} queries had holders");
+    }
+
+    /// The answers that are not `decide` itself agree with their definitions through `decide`
+    /// and `effective`, on random states.
+    #[test]
+    fn shortcuts_agree_with_decide_and_effective_on_random_states() {
+        let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+        let (mut allowed, mut refused) = (0, 0);
+        for _ in 0..3 {
+            let (st, apps) = random_org(&mut rng);
+            let principals: Vec<Principal> = st
+                .users
+                .keys()
+                .map(|u| Principal::User(*u))
+                .chain(
+                    st.service_accounts
+                        .keys()
+                        .map(|s| Principal::ServiceAccount(*s)),
+                )
+                .chain([Principal::User(Uuid::new_v4())])
+                .collect();
+            for p in principals {
+                let eff = effective(&st, p);
+                for def in catalog::CATALOG {
+                    let stage = def.stage_scopable.then(|| STAGES[rng.below(3)]);
+                    let app = rng.chance(50).then(|| apps[rng.below(apps.len())]);
+                    let d = decide(&st, p, def, stage, app);
+                    assert_eq!(has(&st, p, def.key, stage, app), d.allowed);
+                    assert_eq!(d.allowed, !d.reasons.is_empty());
+                    assert_eq!(d.allowed, d.denial.is_none());
+                    if d.allowed {
+                        allowed += 1;
+                    } else {
+                        refused += 1;
+                    }
+                    assert_eq!(
+                        has_in_any_stage(&st, p, def.key),
+                        eff.iter().any(|e| e.permission == def.key),
+                        "{p:?} {}",
+                        def.key
+                    );
+                    for s in STAGES {
+                        assert_eq!(
+                            has_anywhere_in_stage(&st, p, def.key, s),
+                            eff.iter().any(|e| e.permission == def.key
+                                && e.stages.as_ref().is_none_or(|x| x.contains(s))),
+                            "{p:?} {} {s}",
+                            def.key
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            allowed > 500 && refused > 500,
+            "{allowed} allowed, {refused} refused"
+        );
+    }
+
+    #[test]
+    fn denials_say_why() {
+        let mut st = org();
+        let u = user(&mut st, UserState::Active);
+        let off = user(&mut st, UserState::Inactive);
+        let nobody = Principal::User(Uuid::new_v4());
+        let app = Uuid::nil();
+        let def = catalog::get("asset.open").unwrap();
+        let why = |p| {
+            decide(&st, p, def, Some("qa"), Some(app))
+                .denial
+                .map(|d| d.to_string())
+        };
+        assert_eq!(
+            why(u).as_deref(),
+            Some(
+                "no assignment grants asset.open in stage qa on app \
+                 00000000-0000-0000-0000-000000000000"
+            )
+        );
+        assert_eq!(why(off).as_deref(), Some("principal is not ACTIVE"));
+        let no_app = decide(&st, u, def, Some("qa"), None).denial.unwrap();
+        assert_eq!(
+            no_app.message(),
+            "no assignment grants asset.open in stage qa"
+        );
+        let any = Uuid::new_v4();
+        let create = catalog::get("asset.create").unwrap();
+        let d = decide(&st, u, create, None, Some(any)).denial.unwrap();
+        assert_eq!(
+            d.message(),
+            format!("no assignment grants asset.create on app {any}")
+        );
+        assert_eq!(why(nobody).as_deref(), Some("principal does not exist"));
     }
 }

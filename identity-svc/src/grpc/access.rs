@@ -4,36 +4,92 @@ use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Admitted, Api, convert, page_cursor, page_size, parse_principal, parse_scope, respond,
-    to_status,
-};
+use super::{Admitted, Api, convert, page_cursor, page_size, parse_scope, respond, to_status};
 use crate::domain::catalog::{self, PermissionDef, keys};
-use crate::domain::engine;
+use crate::domain::engine::{self, Denial};
 use crate::domain::model::{Principal, ScopeKey};
 use crate::domain::names;
 use crate::domain::state::OrgState;
 use crate::method;
-use crate::service::auth::{Need, principal_name};
+use crate::service::auth::{Entry, Need, principal_name};
 use crate::service::error::{Error, Violations};
 use crate::service::ops;
+
+/// The ids that follow each expected collection of a resource name, as `names::segments` gives
+/// them (same rules: exactly these collections in this order, no empty id, nothing more), but
+/// without allocating: CheckPermission parses two or three names per call.
+fn name_ids<'a, const N: usize>(name: &'a str, collections: [&str; N]) -> Option<[&'a str; N]> {
+    let mut parts = name.split('/');
+    let mut ids = [""; N];
+    for (id, want) in ids.iter_mut().zip(collections) {
+        if parts.next()? != want {
+            return None;
+        }
+        *id = parts.next().filter(|s| !s.is_empty())?;
+    }
+    parts.next().is_none().then_some(ids)
+}
+
+/// `organizations/{org}/{collection}/{id}` of this organization: the id.
+fn org_child<'a>(org: Uuid, name: &'a str, collection: &str) -> Option<Result<&'a str, ()>> {
+    let [o, id] = name_ids(name, ["organizations", collection])?;
+    Some(match Uuid::parse_str(o) {
+        Ok(o) if o == org => Ok(id),
+        _ => Err(()),
+    })
+}
+
+/// `grpc::parse_principal`, without allocating.
+fn principal_of(org: Uuid, name: &str) -> Option<Principal> {
+    // As parse_principal: a well-formed user name decides (of another organization: None).
+    if let Some([o, u]) = name_ids(name, ["organizations", "users"]) {
+        let (Ok(o), Ok(u)) = (Uuid::parse_str(o), Uuid::parse_str(u)) else {
+            return None;
+        };
+        return (o == org).then_some(Principal::User(u));
+    }
+    let [o, s] = name_ids(name, ["organizations", "serviceAccounts"])?;
+    match (Uuid::parse_str(o), Uuid::parse_str(s)) {
+        (Ok(o), Ok(s)) if o == org => Some(Principal::ServiceAccount(s)),
+        _ => None,
+    }
+}
+
+/// `names::stage(name)` of organization `org`: the stage key.
+fn stage_of(org: Uuid, name: &str) -> Option<&str> {
+    org_child(org, name, "stages")?.ok()
+}
+
+/// `names::app(name)` of organization `org`: the app id.
+fn app_of(org: Uuid, name: &str) -> Option<Uuid> {
+    org_child(org, name, "apps")?
+        .ok()
+        .and_then(|a| Uuid::parse_str(a).ok())
+}
 
 fn principal_field(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Principal> {
     v.check(
         field,
-        parse_principal(org, name)
+        principal_of(org, name)
             .ok_or("must be organizations/{organization}/users/{user} or .../serviceAccounts/{account} of this organization"),
     )
 }
 
-/// A checked permission query: the permission, the stage key and the app.
-struct Query {
+/// A checked permission query: the permission, the stage key (borrowed from the request) and
+/// the app.
+struct Query<'a> {
     def: &'static PermissionDef,
-    stage: Option<String>,
+    stage: Option<&'a str>,
     app: Option<Uuid>,
 }
 
-fn query(v: &mut Violations, org: Uuid, permission: &str, stage: &str, app: &str) -> Option<Query> {
+fn query<'a>(
+    v: &mut Violations,
+    org: Uuid,
+    permission: &str,
+    stage: &'a str,
+    app: &str,
+) -> Option<Query<'a>> {
     let def = v.check(
         "permission",
         catalog::resolve(permission.trim()).ok_or("unknown permission key"),
@@ -43,10 +99,7 @@ fn query(v: &mut Violations, org: Uuid, permission: &str, stage: &str, app: &str
     } else {
         v.check(
             "stage",
-            names::stage(stage)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, k)| k)
-                .ok_or("must be organizations/{organization}/stages/{stage}"),
+            stage_of(org, stage).ok_or("must be organizations/{organization}/stages/{stage}"),
         )
     };
     let app = if app.is_empty() {
@@ -54,10 +107,7 @@ fn query(v: &mut Violations, org: Uuid, permission: &str, stage: &str, app: &str
     } else {
         v.check(
             "app",
-            names::app(app)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, a)| a)
-                .ok_or("must be organizations/{organization}/apps/{app}"),
+            app_of(org, app).ok_or("must be organizations/{organization}/apps/{app}"),
         )
     };
     let def = def?;
@@ -76,8 +126,8 @@ fn query(v: &mut Violations, org: Uuid, permission: &str, stage: &str, app: &str
 }
 
 /// Checks that the stage and app of a query exist.
-fn exists(st: &OrgState, q: &Query) -> Result<(), Error> {
-    if let Some(s) = &q.stage {
+fn exists(st: &OrgState, q: &Query<'_>) -> Result<(), Error> {
+    if let Some(s) = q.stage {
         ops::stage(st, s)?;
     }
     if let Some(a) = q.app {
@@ -86,13 +136,24 @@ fn exists(st: &OrgState, q: &Query) -> Result<(), Error> {
     Ok(())
 }
 
-/// Who may look at `subject`'s access: themselves, or users.view_members, or a service account.
+/// Who may look at `subject`'s access: themselves, or a service account, or users.view_members.
+/// The cheap alternatives come first: `Any` stops at the first that holds, so a service
+/// account or a principal asking about itself never pays for a permission decision.
 fn inspect(subject: Principal) -> Need {
     Need::Any(vec![
         Need::Is(subject),
-        Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
         Need::ServiceAccount,
+        Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
     ])
+}
+
+/// `require(inspect(subject))`, without building the need in the common cases: a caller asking
+/// about itself, or a service account, passes `inspect` at once (the same answer).
+fn may_inspect(entry: &Entry, st: &OrgState, subject: Principal) -> Result<(), Error> {
+    match entry.principal() {
+        Some(p) if p == subject || matches!(p, Principal::ServiceAccount(_)) => Ok(()),
+        _ => entry.require(st, &inspect(subject)).map(|_| ()),
+    }
 }
 
 /// The principal a read is about: the named one, or the caller.
@@ -335,10 +396,14 @@ impl pb::access_server::Access for Api {
             return Err(Status::internal("unreachable"));
         };
         let st = a.handle.read();
-        a.entry.require(&st, &inspect(subject)).map_err(to_status)?;
-        ops::principal(&st, subject).map_err(to_status)?;
+        may_inspect(&a.entry, &st, subject).map_err(to_status)?;
+        // `decide` is pure and looks the principal up anyway: an unknown principal is
+        // NOT_FOUND (before an unknown stage or app), as `ops::principal` says.
+        let d = engine::decide(&st, subject, q.def, q.stage, q.app);
+        if d.denial == Some(Denial::NoPrincipal) {
+            ops::principal(&st, subject).map_err(to_status)?;
+        }
         exists(&st, &q).map_err(to_status)?;
-        let d = engine::decide(&st, subject, q.def, q.stage.as_deref(), q.app);
         Ok(respond(
             pb::CheckPermissionResponse {
                 allowed: d.allowed,
@@ -347,7 +412,7 @@ impl pb::access_server::Access for Api {
                     .iter()
                     .map(|r| convert::reason(a.org, r))
                     .collect(),
-                denial_reason: d.denial.unwrap_or_default(),
+                denial_reason: d.denial.map(|x| x.message()).unwrap_or_default(),
             },
             st.seq,
         ))
@@ -372,7 +437,7 @@ impl pb::access_server::Access for Api {
             return Err(Status::internal("unreachable"));
         };
         let st = a.handle.read();
-        a.entry.require(&st, &inspect(subject)).map_err(to_status)?;
+        may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         ops::principal(&st, subject).map_err(to_status)?;
         let permissions = engine::effective(&st, subject)
             .into_iter()
@@ -422,13 +487,14 @@ impl pb::access_server::Access for Api {
             return Err(Status::internal("unreachable"));
         };
         let st = a.handle.read();
+        // The cheap alternative first (`Any` stops at the first that holds).
         let need = Need::Any(vec![
-            Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
             Need::ServiceAccount,
+            Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
         ]);
         a.entry.require(&st, &need).map_err(to_status)?;
         exists(&st, &q).map_err(to_status)?;
-        let (page, more) = engine::holders(&st, q.def, q.stage.as_deref(), q.app, after, size);
+        let (page, more) = engine::holders(&st, q.def, q.stage, q.app, after, size);
         let next_page_token = if more {
             page.last()
                 .map(|(p, _)| shared::page_token::encode(p))
@@ -554,5 +620,75 @@ fn end_user_grant<T>(
     match (user, role, stage) {
         (Some(u), Some(r), Some(s)) => Ok((u, r, s)),
         _ => Err(Status::internal("unreachable")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The allocation-free parsers give exactly what `names` and `parse_principal` give.
+    #[test]
+    fn name_parsers_agree_with_names() {
+        let org = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let id = Uuid::new_v4();
+        let mut ids: Vec<String> = Vec::new();
+        for o in [org, other] {
+            for form in [
+                o.to_string(),
+                o.to_string().to_uppercase(),
+                o.simple().to_string(),
+                o.braced().to_string(),
+                o.urn().to_string(),
+            ] {
+                ids.push(form);
+            }
+        }
+        ids.extend(["", "x", "not-a-uuid", "production", "development"].map(String::from));
+        ids.push(id.to_string());
+        let collections = [
+            "users",
+            "serviceAccounts",
+            "stages",
+            "apps",
+            "roles",
+            "",
+            "Users",
+        ];
+        let mut names: Vec<String> = vec![
+            String::new(),
+            "/".into(),
+            "organizations".into(),
+            format!("organizations/{org}"),
+            format!("organizations/{org}/"),
+            format!("/organizations/{org}/users/{id}"),
+        ];
+        for o in &ids {
+            for c in collections {
+                for x in &ids {
+                    names.push(format!("organizations/{o}/{c}/{x}"));
+                    names.push(format!("organizations/{o}/{c}/{x}/"));
+                    names.push(format!("organizations/{o}/{c}/{x}/more/{x}"));
+                    names.push(format!("organisations/{o}/{c}/{x}"));
+                }
+            }
+        }
+        let mut hits = [0; 3];
+        for name in &names {
+            let want = crate::grpc::parse_principal(org, name);
+            assert_eq!(principal_of(org, name), want, "{name}");
+            let want_stage = names::stage(name)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, k)| k);
+            assert_eq!(stage_of(org, name).map(str::to_owned), want_stage, "{name}");
+            let want_app = names::app(name).filter(|(o, _)| *o == org).map(|(_, a)| a);
+            assert_eq!(app_of(org, name), want_app, "{name}");
+            hits[0] += usize::from(want.is_some());
+            hits[1] += usize::from(want_stage.is_some());
+            hits[2] += usize::from(want_app.is_some());
+        }
+        // Every parser accepted something (the corpus is not all rejections).
+        assert!(hits.iter().all(|h| *h > 0), "{hits:?}");
     }
 }

@@ -131,12 +131,33 @@ pub fn role(st: &OrgState, r: &Role) -> pb::Role {
     }
 }
 
+/// `organizations/{org}/{collection}/{id}`, spelled as `names::fmt` spells it but without the
+/// formatting machinery: the answers of CheckPermission and ListPermissionHolders carry several
+/// such names per reason.
+fn org_child_name(org: Uuid, collection: &str, id: &str) -> String {
+    const ORGS: &str = "organizations/";
+    let mut s = String::with_capacity(
+        ORGS.len() + uuid::fmt::Hyphenated::LENGTH + collection.len() + id.len() + 2,
+    );
+    s.push_str(ORGS);
+    s.push_str(org.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    s.push('/');
+    s.push_str(collection);
+    s.push('/');
+    s.push_str(id);
+    s
+}
+
 /// Scope.
 pub fn scope(org: Uuid, s: ScopeKey) -> pb::Scope {
     pb::Scope {
         kind: Some(match s {
             ScopeKey::Organization => pb::scope::Kind::Organization(true),
-            ScopeKey::App(a) => pb::scope::Kind::App(fmt::app(org, a)),
+            ScopeKey::App(a) => pb::scope::Kind::App(org_child_name(
+                org,
+                "apps",
+                a.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+            )),
         }),
     }
 }
@@ -152,16 +173,16 @@ pub fn assignment(org: Uuid, a: &Assignment) -> pb::RoleAssignment {
 }
 
 /// An access reason.
-pub fn reason(org: Uuid, r: &Reason) -> pb::AccessReason {
+pub fn reason(org: Uuid, r: &Reason<'_>) -> pb::AccessReason {
     pb::AccessReason {
-        role: fmt::role(org, &r.role),
+        role: org_child_name(org, "roles", r.role),
         scope: Some(scope(org, r.scope)),
         implication_chain: r.chain.iter().map(|s| (*s).to_owned()).collect(),
         stages: r
             .stages
-            .iter()
+            .into_iter()
             .flatten()
-            .map(|s| fmt::stage(org, s))
+            .map(|s| org_child_name(org, "stages", s))
             .collect(),
     }
 }
@@ -270,4 +291,41 @@ fn to_value(v: &serde_json::Value) -> prost_types::Value {
         }),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_built_directly_are_the_names_of_names_fmt() {
+        let org = Uuid::new_v4();
+        let app = Uuid::new_v4();
+        for role in ["administrator", "developer", &Uuid::new_v4().to_string()] {
+            assert_eq!(org_child_name(org, "roles", role), fmt::role(org, role));
+        }
+        for stage in ["development", "qa", "production", "x"] {
+            assert_eq!(org_child_name(org, "stages", stage), fmt::stage(org, stage));
+        }
+        assert_eq!(
+            scope(org, ScopeKey::App(app)).kind,
+            Some(pb::scope::Kind::App(fmt::app(org, app)))
+        );
+        let stages = std::collections::BTreeSet::from(["qa".to_owned(), "production".to_owned()]);
+        let r = reason(
+            org,
+            &Reason {
+                role: "developer",
+                scope: ScopeKey::App(app),
+                chain: &["asset.change", "asset.debug"],
+                stages: Some(&stages),
+            },
+        );
+        assert_eq!(r.role, fmt::role(org, "developer"));
+        assert_eq!(r.implication_chain, vec!["asset.change", "asset.debug"]);
+        assert_eq!(
+            r.stages,
+            vec![fmt::stage(org, "production"), fmt::stage(org, "qa")]
+        );
+    }
 }
