@@ -162,9 +162,8 @@ macro_rules! method {
 /// A response carrying the consistency token.
 pub fn respond<T>(value: T, seq: u64) -> Response<T> {
     let mut r = Response::new(value);
-    if let Ok(v) = seq.to_string().parse() {
-        r.metadata_mut().insert(CONSISTENCY_TOKEN, v);
-    }
+    r.metadata_mut()
+        .insert(CONSISTENCY_TOKEN, tonic::metadata::MetadataValue::from(seq));
     r
 }
 
