@@ -9,19 +9,20 @@ pub const DEVELOPER: &str = "developer";
 
 /// Splits `name` into the ids that follow each expected collection segment.
 /// `segments(\"organizations/1/users/2\", &[\"organizations\", \"users\"])` is `[\"1\", \"2\"]`.
-pub fn segments<'a>(name: &'a str, collections: &[&str]) -> Option<Vec<&'a str>> {
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts.len() != collections.len() * 2 {
-        return None;
-    }
-    let mut ids = Vec::with_capacity(collections.len());
-    for (pair, want) in parts.chunks(2).zip(collections) {
-        if pair[0] != *want || pair[1].is_empty() {
+pub fn segments<'a, const N: usize>(
+    name: &'a str,
+    collections: &[&str; N],
+) -> Option<[&'a str; N]> {
+    // Parsed on every request: no allocation.
+    let mut ids = [""; N];
+    let mut parts = name.split('/');
+    for (id, want) in ids.iter_mut().zip(collections) {
+        if parts.next()? != *want {
             return None;
         }
-        ids.push(pair[1]);
+        *id = parts.next().filter(|s| !s.is_empty())?;
     }
-    Some(ids)
+    parts.next().is_none().then_some(ids)
 }
 
 fn uuid(s: &str) -> Option<Uuid> {
