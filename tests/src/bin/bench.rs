@@ -2234,17 +2234,44 @@ mod portal {
         m
     }
 
+    /// Where the time of one derivation went, in seconds.
+    #[derive(Debug, Default)]
+    struct Phases {
+        /// `PortalStore::members` (SELECT and JSON decode) and `sync_state`.
+        read: f64,
+        /// `Members::new`: the indexes of the members read.
+        index: f64,
+        /// Every user through `Members::set`, and `take_changes`.
+        derive: f64,
+        /// `PortalStore::apply`.
+        write: f64,
+    }
+
+    impl Phases {
+        fn json(&self) -> serde_json::Value {
+            json!({
+                "read_seconds": round2(self.read), "index_seconds": round2(self.index),
+                "derive_seconds": round2(self.derive), "write_seconds": round2(self.write),
+            })
+        }
+    }
+
     /// The sync's reconcile: every user through `Members::set`, one `apply` with the cursor.
-    /// Returns (seconds, changes written).
+    /// Returns (seconds, changes written, phases).
     async fn derive(
         store: &dyn PortalStore,
         company: Uuid,
         infra: &Infrastructure,
         mirror: &Mirror,
         cursor: u64,
-    ) -> anyhow::Result<(f64, usize)> {
+    ) -> anyhow::Result<(f64, usize, Phases)> {
+        let mut phases = Phases::default();
         let t = Instant::now();
-        let mut members = Members::new(company, store.members(company).await?);
+        let read = store.members(company).await?;
+        let stored = store.sync_state(infra.id).await?.cursor;
+        phases.read = t.elapsed().as_secs_f64();
+        let mut members = Members::new(company, read);
+        phases.index = t.elapsed().as_secs_f64() - phases.read;
         let mut everyone: BTreeSet<Uuid> = mirror.users.keys().copied().collect();
         everyone.extend(members.odc_users(infra.id));
         let now = now_micros();
@@ -2252,8 +2279,8 @@ mod portal {
             members.set(infra.id, *u, mirror.derive(*u), now);
         }
         let (changes, events) = members.take_changes();
+        phases.derive = t.elapsed().as_secs_f64() - phases.read - phases.index;
         let written = changes.len();
-        let stored = store.sync_state(infra.id).await?.cursor;
         if !(changes.is_empty() && stored == cursor) {
             let c = SyncCursor {
                 infrastructure: infra.id,
@@ -2264,7 +2291,9 @@ mod portal {
                 .apply(company, &changes, &events, Some(&c), now)
                 .await?;
         }
-        Ok((t.elapsed().as_secs_f64(), written))
+        let secs = t.elapsed().as_secs_f64();
+        phases.write = secs - phases.read - phases.index - phases.derive;
+        Ok((secs, written, phases))
     }
 
     /// The same reads and writes without the mapping: read the members, write one constant
@@ -2345,7 +2374,8 @@ mod portal {
         );
 
         let (company_id, infra) = company(store.as_ref(), "real").await?;
-        let (secs, written) = derive(store.as_ref(), company_id, &infra, &mirror, 1).await?;
+        let (secs, written, phases) =
+            derive(store.as_ref(), company_id, &infra, &mirror, 1).await?;
         let limit = if cli.pg.is_some() { 10.0 } else { 5.0 };
         out.target(
             "portal_full_derivation_seconds",
@@ -2353,7 +2383,7 @@ mod portal {
             "s",
             &format!("<= {limit} at 100k users"),
             secs <= limit || n < 100_000,
-            &super::extra(&base, &json!({ "rows_written": written, "records": expected, "null_seconds": round2(null_secs), "vs_null": round2(null_secs / secs.max(1e-9)) })),
+            &super::extra(&super::extra(&base, &json!({ "rows_written": written, "records": expected, "null_seconds": round2(null_secs), "vs_null": round2(null_secs / secs.max(1e-9)) })), &phases.json()),
         );
         out.check(
             written == expected,
@@ -2376,14 +2406,18 @@ mod portal {
             format!("{} members stored, expected {}", stored.len(), expected + 1),
         );
 
-        let (secs, written) = derive(store.as_ref(), company_id, &infra, &mirror, 1).await?;
+        let (secs, written, phases) =
+            derive(store.as_ref(), company_id, &infra, &mirror, 1).await?;
         out.target(
             "portal_unchanged_rerun_seconds",
             secs,
             "s",
             "< 1, writing nothing",
             secs < 1.0 && written == 0,
-            &super::extra(&base, &json!({ "rows_written": written })),
+            &super::extra(
+                &super::extra(&base, &json!({ "rows_written": written })),
+                &phases.json(),
+            ),
         );
         out.check(
             written == 0,
