@@ -20,6 +20,7 @@
 //! messages become unreadable; the macro keeps the SQL in one place with concrete types.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,8 +28,10 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use uuid::Uuid;
 
-use super::StoreError;
-use crate::domain::model::{Company, Email, InfraKind, Infrastructure, NewEvent, PortalEvent};
+use super::{MemberChange, StoreError};
+use crate::domain::model::{
+    Company, Email, InfraKind, Infrastructure, NewEvent, PortalEvent, TeamMember,
+};
 
 /// Builds the migrator of embedded migrations `(version, description, sql)`.
 ///
@@ -217,6 +220,114 @@ pub(super) fn event_from_row(row: EventRow) -> Result<PortalEvent, StoreError> {
 /// Largest number of emails bound in one `IN (..)` list (both databases allow far more).
 pub(super) const IN_LIST_CHUNK: usize = 500;
 
+/// Bound parameters per multi-row statement at most: below SQLite's limit (32,766 since 3.32)
+/// and PostgreSQL's (65,535).
+pub(super) const MAX_BINDS: usize = 32_000;
+
+/// Rows per multi-row statement at most. Larger statements save little once a round trip is
+/// shared by a thousand rows, and cost more to parse.
+pub(super) const MAX_ROWS: usize = 1000;
+
+/// Rows of `binds_per_row` parameters each that one statement may carry (plus a few shared
+/// parameters such as the company).
+pub(super) const fn rows_per_statement(binds_per_row: usize) -> usize {
+    let rows = (MAX_BINDS - SHARED_BINDS) / binds_per_row;
+    if rows < MAX_ROWS { rows } else { MAX_ROWS }
+}
+
+/// Parameters a multi-row statement may bind besides its rows.
+const SHARED_BINDS: usize = 8;
+
+/// Parameters per row of the multi-row statements.
+pub(super) const MEMBER_INSERT_BINDS: usize = 5;
+/// Parameters per row of the multi-row member update.
+pub(super) const MEMBER_UPDATE_BINDS: usize = 5;
+/// Parameters per row of the multi-row member delete.
+pub(super) const MEMBER_DELETE_BINDS: usize = 2;
+/// Parameters per row of the multi-row event insert.
+pub(super) const EVENT_BINDS: usize = 7;
+
+/// Consecutive member changes of one kind, with distinct ids, written by one statement.
+///
+/// [`runs`] cuts a batch into these without reordering anything, so the batch keeps the
+/// meaning of its changes applied one by one in order (see the `apply` implementation for why
+/// each kind of run is equivalent to its changes written one at a time).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Run<'a> {
+    /// New members.
+    Insert(Vec<&'a TeamMember>),
+    /// Replacements, each with the revision it expects.
+    Update(Vec<(&'a TeamMember, u64)>),
+    /// Deletions: (id, expected revision).
+    Delete(Vec<(Uuid, u64)>),
+}
+
+/// Cuts `changes` into runs, in order: a run ends where the kind of change changes, where a
+/// member already in the run comes again, or when it is full ([`rows_per_statement`]).
+pub(super) fn runs(changes: &[MemberChange]) -> Vec<Run<'_>> {
+    let mut out: Vec<Run<'_>> = Vec::new();
+    // The members of the last run.
+    let mut ids: HashSet<Uuid> = HashSet::new();
+    for change in changes {
+        let id = match change {
+            MemberChange::Upsert { member, .. } => member.id,
+            MemberChange::Delete { id, .. } => *id,
+        };
+        let fresh = ids.insert(id);
+        // Appends to the last run when it is of this kind, has room and lacks this member.
+        let joined = match (out.last_mut(), change) {
+            (
+                Some(Run::Insert(v)),
+                MemberChange::Upsert {
+                    member,
+                    expected_rev: None,
+                },
+            ) if fresh && v.len() < rows_per_statement(MEMBER_INSERT_BINDS) => {
+                v.push(member);
+                true
+            }
+            (
+                Some(Run::Update(v)),
+                MemberChange::Upsert {
+                    member,
+                    expected_rev: Some(rev),
+                },
+            ) if fresh && v.len() < rows_per_statement(MEMBER_UPDATE_BINDS) => {
+                v.push((member, *rev));
+                true
+            }
+            (
+                Some(Run::Delete(v)),
+                MemberChange::Delete {
+                    id, expected_rev, ..
+                },
+            ) if fresh && v.len() < rows_per_statement(MEMBER_DELETE_BINDS) => {
+                v.push((*id, *expected_rev));
+                true
+            }
+            _ => false,
+        };
+        if !joined {
+            ids.clear();
+            ids.insert(id);
+            out.push(match change {
+                MemberChange::Upsert {
+                    member,
+                    expected_rev: None,
+                } => Run::Insert(vec![member]),
+                MemberChange::Upsert {
+                    member,
+                    expected_rev: Some(rev),
+                } => Run::Update(vec![(member, *rev)]),
+                MemberChange::Delete {
+                    id, expected_rev, ..
+                } => Run::Delete(vec![(*id, *expected_rev)]),
+            });
+        }
+    }
+    out
+}
+
 /// `impl PortalStore for $store` over `self.pool`, a pool of database `$db`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
@@ -240,7 +351,7 @@ macro_rules! impl_sql_store {
                 $crate::store::sql::first_reserved(last, count)
             }
 
-            /// Inserts `events` of `company` from sequence `first` on.
+            /// Inserts `events` of `company` from sequence `first` on, in multi-row INSERTs.
             async fn insert_events(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 company: ::uuid::Uuid,
@@ -248,45 +359,180 @@ macro_rules! impl_sql_store {
                 events: &[$crate::domain::model::NewEvent],
                 time: $crate::domain::model::Micros,
             ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql::{EVENT_BINDS, rows_per_statement, to_i64, write_error};
+
                 let company = company.to_string();
                 let mut seq = first;
-                for event in events {
-                    ::sqlx::query(
-                        "INSERT INTO events (company, seq, actor, action, target, detail, time) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&company)
-                    .bind($crate::store::sql::to_i64(seq)?)
-                    .bind(&event.actor)
-                    .bind(&event.action)
-                    .bind(&event.target)
-                    .bind(&event.detail)
-                    .bind(time)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err($crate::store::sql::write_error)?;
-                    seq += 1;
+                for chunk in events.chunks(rows_per_statement(EVENT_BINDS)) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for event in chunk {
+                        rows.push((to_i64(seq)?, event));
+                        seq += 1;
+                    }
+                    let mut query = ::sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO events (company, seq, actor, action, target, detail, time) ",
+                    );
+                    query.push_values(rows, |mut row, (seq, event)| {
+                        row.push_bind(company.as_str())
+                            .push_bind(seq)
+                            .push_bind(event.actor.as_str())
+                            .push_bind(event.action.as_str())
+                            .push_bind(event.target.as_str())
+                            .push_bind(event.detail.as_str())
+                            .push_bind(time);
+                    });
+                    query
+                        .build()
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(write_error)?;
                 }
                 Ok(())
             }
 
-            /// Inserts a member.
-            async fn insert_member(
+            /// Inserts members (distinct ids, at most [`rows_per_statement`] of them) in one
+            /// statement. A taken id or email fails it ([`StoreError::Conflict`]), as it would
+            /// fail one of the single-row INSERTs.
+            ///
+            /// [`rows_per_statement`]: $crate::store::sql::rows_per_statement
+            async fn insert_members(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
-                member: &$crate::domain::model::TeamMember,
+                members: &[&$crate::domain::model::TeamMember],
             ) -> Result<(), $crate::store::StoreError> {
-                ::sqlx::query(
-                    "INSERT INTO members (company, id, email, data, rev) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(member.company.to_string())
-                .bind(member.id.to_string())
-                .bind(member.email.as_str())
-                .bind($crate::store::sql::to_json(member)?)
-                .bind($crate::store::sql::to_i64(member.rev)?)
-                .execute(&mut *conn)
-                .await
-                .map_err($crate::store::sql::write_error)?;
+                use $crate::store::sql::{to_i64, to_json, write_error};
+
+                let mut rows = Vec::with_capacity(members.len());
+                for member in members {
+                    rows.push((
+                        member.company.to_string(),
+                        member.id.to_string(),
+                        member.email.as_str(),
+                        to_json(member)?,
+                        to_i64(member.rev)?,
+                    ));
+                }
+                let mut query = ::sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO members (company, id, email, data, rev) ",
+                );
+                query.push_values(rows, |mut row, (company, id, email, data, rev)| {
+                    row.push_bind(company)
+                        .push_bind(id)
+                        .push_bind(email)
+                        .push_bind(data)
+                        .push_bind(rev);
+                });
+                query
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(write_error)?;
+                Ok(())
+            }
+
+            /// Replaces members of `company` (distinct ids), each only at the revision it
+            /// expects; any other revision is [`StoreError::Conflict`].
+            ///
+            /// The members whose email stays the same go in one `UPDATE .. FROM (VALUES ..)`:
+            /// with distinct ids and unchanged emails, those updates cannot interact with each
+            /// other or with the rest of the run, so their order does not matter. The others
+            /// (an email changes, or the revision differs) are then written one by one, in
+            /// their order, with the single-row statement — a change of email can depend on
+            /// another one freeing it first.
+            async fn update_members(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                company: &str,
+                updates: &[(&$crate::domain::model::TeamMember, u64)],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::StoreError;
+                use $crate::store::sql::{to_i64, to_json, write_error};
+
+                let mut rows = Vec::with_capacity(updates.len());
+                for (member, expected_rev) in updates {
+                    rows.push((
+                        member.id.to_string(),
+                        member.email.as_str(),
+                        to_json(member)?,
+                        to_i64(member.rev)?,
+                        to_i64(*expected_rev)?,
+                    ));
+                }
+                // VALUES columns are column1.. on both databases.
+                let mut query = ::sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE members SET data = v.column3, rev = v.column4 FROM (",
+                );
+                query.push_values(&rows, |mut row, (id, email, data, rev, expected)| {
+                    row.push_bind(id.as_str())
+                        .push_bind(*email)
+                        .push_bind(data.as_str())
+                        .push_bind(*rev)
+                        .push_bind(*expected);
+                });
+                query.push(") AS v WHERE members.company = ");
+                query.push_bind(company);
+                query.push(
+                    " AND members.id = v.column1 AND members.email = v.column2 \
+                     AND members.rev = v.column5 RETURNING id",
+                );
+                let updated: Vec<(String,)> = query
+                    .build_query_as()
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(write_error)?;
+                if updated.len() == rows.len() {
+                    return Ok(());
+                }
+                let updated: ::std::collections::HashSet<String> =
+                    updated.into_iter().map(|(id,)| id).collect();
+                for (id, email, data, rev, expected) in &rows {
+                    if updated.contains(id) {
+                        continue;
+                    }
+                    let result = ::sqlx::query(
+                        "UPDATE members SET data = $1, email = $2, rev = $3 \
+                         WHERE company = $4 AND id = $5 AND rev = $6",
+                    )
+                    .bind(data.as_str())
+                    .bind(*email)
+                    .bind(*rev)
+                    .bind(company)
+                    .bind(id.as_str())
+                    .bind(*expected)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(write_error)?;
+                    if result.rows_affected() != 1 {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                Ok(())
+            }
+
+            /// Deletes members of `company` (distinct ids) in one statement, each only at the
+            /// revision it expects; any other revision (or a missing member) is
+            /// [`StoreError::Conflict`].
+            async fn delete_members(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                company: &str,
+                deletes: &[(::uuid::Uuid, u64)],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql::to_i64;
+
+                let mut rows = Vec::with_capacity(deletes.len());
+                for (id, expected_rev) in deletes {
+                    rows.push((id.to_string(), to_i64(*expected_rev)?));
+                }
+                let mut query =
+                    ::sqlx::QueryBuilder::<$db>::new("DELETE FROM members WHERE company = ");
+                query.push_bind(company);
+                query.push(" AND (id, rev) IN (");
+                query.push_values(&rows, |mut row, (id, rev)| {
+                    row.push_bind(id.as_str()).push_bind(*rev);
+                });
+                query.push(")");
+                let deleted = query.build().execute(&mut *conn).await?;
+                if usize::try_from(deleted.rows_affected()).ok() != Some(rows.len()) {
+                    return Err($crate::store::StoreError::Conflict);
+                }
                 Ok(())
             }
         }
@@ -325,7 +571,7 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(write_error)?;
                 let first = Self::reserve_events(&mut tx, company.id, 1).await?;
-                Self::insert_member(&mut tx, first_admin).await?;
+                Self::insert_members(&mut tx, &[first_admin]).await?;
                 Self::insert_events(
                     &mut tx,
                     company.id,
@@ -473,7 +719,7 @@ macro_rules! impl_sql_store {
                 cursor: Option<&$crate::store::SyncCursor>,
                 time: $crate::domain::model::Micros,
             ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::sql::{to_i64, to_json, write_error, wrong_company};
+                use $crate::store::sql::{Run, to_i64, write_error, wrong_company};
                 use $crate::store::{MemberChange, StoreError};
 
                 // Refuse a misaddressed batch before writing anything.
@@ -491,47 +737,15 @@ macro_rules! impl_sql_store {
                 // Any error below drops `tx`, which rolls everything back.
                 let mut tx = self.pool.begin().await?;
                 let first = Self::reserve_events(&mut tx, company, events.len()).await?;
-                for change in changes {
-                    match change {
-                        MemberChange::Upsert {
-                            member,
-                            expected_rev: None,
-                        } => Self::insert_member(&mut tx, member).await?,
-                        MemberChange::Upsert {
-                            member,
-                            expected_rev: Some(expected_rev),
-                        } => {
-                            let updated = ::sqlx::query(
-                                "UPDATE members SET data = $1, email = $2, rev = $3 \
-                                 WHERE company = $4 AND id = $5 AND rev = $6",
-                            )
-                            .bind(to_json(member)?)
-                            .bind(member.email.as_str())
-                            .bind(to_i64(member.rev)?)
-                            .bind(&company_text)
-                            .bind(member.id.to_string())
-                            .bind(to_i64(*expected_rev)?)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(write_error)?;
-                            if updated.rows_affected() != 1 {
-                                return Err(StoreError::Conflict);
-                            }
+                // Multi-row statements, in the batch's order (see `runs`).
+                for run in $crate::store::sql::runs(changes) {
+                    match run {
+                        Run::Insert(members) => Self::insert_members(&mut tx, &members).await?,
+                        Run::Update(updates) => {
+                            Self::update_members(&mut tx, &company_text, &updates).await?;
                         }
-                        MemberChange::Delete {
-                            id, expected_rev, ..
-                        } => {
-                            let deleted = ::sqlx::query(
-                                "DELETE FROM members WHERE company = $1 AND id = $2 AND rev = $3",
-                            )
-                            .bind(&company_text)
-                            .bind(id.to_string())
-                            .bind(to_i64(*expected_rev)?)
-                            .execute(&mut *tx)
-                            .await?;
-                            if deleted.rows_affected() != 1 {
-                                return Err(StoreError::Conflict);
-                            }
+                        Run::Delete(deletes) => {
+                            Self::delete_members(&mut tx, &company_text, &deletes).await?;
                         }
                     }
                 }
@@ -823,3 +1037,101 @@ macro_rules! impl_sql_store {
 }
 
 pub(super) use impl_sql_store;
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::{MEMBER_INSERT_BINDS, Run, rows_per_statement, runs};
+    use crate::domain::model::{CompanyPermission, Email, TeamMember, TeamRole};
+    use crate::store::MemberChange;
+
+    fn member(n: usize) -> TeamMember {
+        TeamMember {
+            id: Uuid::new_v4(),
+            company: Uuid::nil(),
+            email: Email::parse(&format!("m{n}@example.com")).unwrap(),
+            display_name: String::new(),
+            team_role: TeamRole::Other,
+            company_permission: CompanyPermission::Member,
+            access: Vec::new(),
+            phone: None,
+            lifetime_username: None,
+            development_permissions: false,
+            created_by_sync: true,
+            create_time: 0,
+            update_time: 0,
+            rev: 1,
+        }
+    }
+
+    fn upsert(m: &TeamMember, expected_rev: Option<u64>) -> MemberChange {
+        MemberChange::Upsert {
+            member: m.clone(),
+            expected_rev,
+        }
+    }
+
+    fn delete(m: &TeamMember, expected_rev: u64) -> MemberChange {
+        MemberChange::Delete {
+            company: m.company,
+            id: m.id,
+            expected_rev,
+        }
+    }
+
+    #[test]
+    fn statements_stay_within_both_bind_limits() {
+        use super::{EVENT_BINDS, MEMBER_DELETE_BINDS, MEMBER_UPDATE_BINDS, SHARED_BINDS};
+        for binds in [
+            MEMBER_INSERT_BINDS,
+            MEMBER_UPDATE_BINDS,
+            MEMBER_DELETE_BINDS,
+            EVENT_BINDS,
+        ] {
+            let rows = rows_per_statement(binds);
+            assert!(rows >= 1);
+            // SQLite's limit is the lower one.
+            assert!(rows * binds + SHARED_BINDS <= 32_766, "{binds}");
+        }
+    }
+
+    #[test]
+    fn runs_keep_the_order_and_cut_at_kinds_repeats_and_full_statements() {
+        let ms: Vec<TeamMember> = (0..4).map(member).collect();
+        let changes = [
+            upsert(&ms[0], None),
+            upsert(&ms[1], None),
+            upsert(&ms[2], Some(1)),
+            upsert(&ms[3], Some(1)),
+            // The same member again: a new run of the same kind.
+            upsert(&ms[2], Some(2)),
+            delete(&ms[0], 1),
+            delete(&ms[1], 1),
+            upsert(&ms[0], None),
+        ];
+        assert_eq!(
+            runs(&changes),
+            [
+                Run::Insert(vec![&ms[0], &ms[1]]),
+                Run::Update(vec![(&ms[2], 1), (&ms[3], 1)]),
+                Run::Update(vec![(&ms[2], 2)]),
+                Run::Delete(vec![(ms[0].id, 1), (ms[1].id, 1)]),
+                Run::Insert(vec![&ms[0]]),
+            ]
+        );
+
+        let per = rows_per_statement(MEMBER_INSERT_BINDS);
+        let many: Vec<TeamMember> = (0..=2 * per).map(member).collect();
+        let inserts: Vec<MemberChange> = many.iter().map(|m| upsert(m, None)).collect();
+        let lens: Vec<usize> = runs(&inserts)
+            .iter()
+            .map(|r| match r {
+                Run::Insert(v) => v.len(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lens, [per, per, 1]);
+        assert!(runs(&[]).is_empty());
+    }
+}

@@ -113,6 +113,12 @@ impl Interceptor for Bearer {
     }
 }
 
+/// Largest identity message the sync accepts. A snapshot holds every user, role and role
+/// assignment of the organization (at 100k users, some 210k messages of 100–200 bytes: tens
+/// of MB), and a change event of a role lists its holders: tonic's default limit of 4 MiB
+/// would make the sync of a large organization fail for good, retrying forever.
+const MAX_IDENTITY_MESSAGE: usize = 1 << 30;
+
 type AuditClient =
     pb::audit_client::AuditClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
@@ -239,10 +245,10 @@ impl Syncer {
                 "identity token is not valid metadata",
             ))
         })?;
-        Ok(pb::audit_client::AuditClient::with_interceptor(
-            endpoint.connect_lazy(),
-            Bearer(value),
-        ))
+        Ok(
+            pb::audit_client::AuditClient::with_interceptor(endpoint.connect_lazy(), Bearer(value))
+                .max_decoding_message_size(MAX_IDENTITY_MESSAGE),
+        )
     }
 
     /// One run: snapshot and reconcile everything, then follow the feed.
