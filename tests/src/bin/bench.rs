@@ -22,7 +22,8 @@
 //!   `portal_sync_svc::serve` as its `main` calls it), following the identity child through
 //!   an ODC infrastructure set up as README describes.
 //! * Durable writes are compared with a raw commit loop (single-row INSERT commits through
-//!   sqlx with the store's own settings) on the same backend, run just before.
+//!   sqlx with the store's own settings) on the same backend, raw and API runs alternating
+//!   A B A B; the median of the per-pair ratios is reported.
 //! * `--smoke` runs everything small and short, checks the answers, and exits non-zero when
 //!   the harness breaks (an RPC error, an empty figure, a wrong count).
 
