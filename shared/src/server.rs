@@ -48,12 +48,20 @@ pub struct GrpcSettings {
     /// Calls handled at the same time across all connections (default 1024); further calls
     /// wait for a free slot. `0` disables the limit.
     pub concurrency_limit: usize,
+    /// After shutdown is requested, how long (seconds) in-flight calls and open streams may
+    /// take to finish before the server closes what remains (default 10).
+    pub drain_timeout_secs: u64,
 }
 
 impl GrpcSettings {
     /// [`request_timeout_secs`](Self::request_timeout_secs) as a [`Duration`].
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// [`drain_timeout_secs`](Self::drain_timeout_secs) as a [`Duration`].
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
     }
 }
 
@@ -62,6 +70,7 @@ impl Default for GrpcSettings {
         Self {
             request_timeout_secs: 30,
             concurrency_limit: 1024,
+            drain_timeout_secs: 10,
         }
     }
 }
@@ -112,6 +121,7 @@ pub async fn serve(
         .add_service(reflection(service_names).build_v1alpha()?);
 
     let names = service_names.to_vec();
+    let (requested, drain_started) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         for name in names.iter().copied().chain([""]) {
@@ -120,6 +130,18 @@ pub async fn serve(
                 .await;
         }
         tracing::info!("shutdown requested: health is NOT_SERVING, draining in-flight calls");
+        let _ = requested.send(());
+    };
+    // A stream the client keeps open (a health Watch, a change feed whose reader stopped
+    // reading) would hold the graceful drain forever: it gets `drain_timeout`, then the
+    // remaining connections are closed.
+    let drain_timeout = settings.drain_timeout();
+    let drain_deadline = async move {
+        if drain_started.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
     };
 
     if let Ok(addr) = listener.local_addr() {
@@ -141,7 +163,7 @@ pub async fn serve(
         n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
     };
 
-    Server::builder()
+    let server = Server::builder()
         .tcp_nodelay(true)
         .timeout(settings.request_timeout())
         .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
@@ -149,8 +171,16 @@ pub async fn serve(
         .layer(MetricsLayer)
         .layer(GlobalConcurrencyLimitLayer::new(limit))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    tokio::select! {
+        served = server => served?,
+        () = drain_deadline => {
+            tracing::warn!(
+                seconds = drain_timeout.as_secs(),
+                "calls still open after the drain timeout; closing their connections"
+            );
+        }
+    }
     tracing::info!("gRPC server stopped");
     Ok(())
 }
@@ -324,8 +354,15 @@ mod tests {
         assert!(!text.contains("/random/path"), "{text}");
     }
 
-    #[tokio::test]
-    async fn serves_health_and_reflection_and_reports_not_serving_on_shutdown() {
+    /// Serves nothing but health and reflection with `settings`; returns the address, the
+    /// shutdown trigger and the server task.
+    async fn start(
+        settings: GrpcSettings,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -334,13 +371,53 @@ mod tests {
                 listener,
                 Routes::default(),
                 &["test.v1.Dummy"],
-                &GrpcSettings::default(),
+                &settings,
                 async {
                     let _ = stopped.await;
                 },
             )
             .await
         });
+        (addr, stop, server)
+    }
+
+    #[tokio::test]
+    async fn a_stream_left_open_does_not_hold_shutdown_past_the_drain_timeout() {
+        let settings = GrpcSettings {
+            drain_timeout_secs: 1,
+            ..GrpcSettings::default()
+        };
+        let (addr, stop, server) = start(settings).await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        // A health Watch never ends on its own: the client keeps it open and reads it.
+        let mut watch = HealthClient::new(channel)
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status, Pb::Serving as i32);
+        let reader = tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
+
+        stop.send(()).unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(30), server).await;
+        assert!(
+            stopped.is_ok(),
+            "the server still waits for the open stream long after the drain timeout"
+        );
+        stopped.unwrap().unwrap().unwrap();
+        reader.abort();
+    }
+
+    #[tokio::test]
+    async fn serves_health_and_reflection_and_reports_not_serving_on_shutdown() {
+        let (addr, stop, server) = start(GrpcSettings::default()).await;
 
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
