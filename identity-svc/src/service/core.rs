@@ -43,6 +43,9 @@ const FEED_CAPACITY: usize = 4096;
 /// At most this many queued drafts are committed in one transaction.
 const MAX_BATCH: usize = 256;
 
+/// Scheduler turns the group committer waits for callers of its previous batch to queue again.
+const GATHER_TURNS: usize = 64;
+
 /// One organization: its state, its writer lock and its live feed.
 #[derive(Debug)]
 pub struct OrgHandle {
@@ -641,7 +644,20 @@ impl Core {
 /// cannot leave the others waiting.
 async fn commit_queued(store: Arc<dyn Store>, handle: Arc<OrgHandle>, org: Uuid) {
     let _writer = handle.writer.lock().await;
+    let mut previous = 0;
     loop {
+        // Commit delay (PostgreSQL's `commit_delay` with `commit_siblings`): when the last batch
+        // had several drafts, the callers it answered are about to queue again; give them a few
+        // scheduler turns (no timer) to join this batch instead of forming small batches behind
+        // it.
+        if previous > 1 {
+            for _ in 0..GATHER_TURNS {
+                if handle.queue().waiting.len() >= previous {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         let (batch, replies): (Vec<_>, Vec<_>) = {
             let mut queue = handle.queue();
             if queue.waiting.is_empty() {
@@ -653,6 +669,7 @@ async fn commit_queued(store: Arc<dyn Store>, handle: Arc<OrgHandle>, org: Uuid)
             queue.committing.clone_from(&taken.0);
             taken
         };
+        previous = batch.len();
         let outcomes = commit_batch(&*store, &handle, org, &batch).await;
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // A caller that went away is not waiting.
