@@ -837,7 +837,17 @@ impl Store for TokenCache {
         let ids = self.inner.revoked_since(since).await?;
         if !ids.is_empty() {
             let ids: std::collections::HashSet<Uuid> = ids.iter().copied().collect();
-            self.evict(|r| ids.contains(&r.id));
+            // The follower asks every pass with a look-back: most ids were evicted by an
+            // earlier pass. Evict (and bump the generation, which stops concurrent lookups
+            // from caching) only when a cached record is actually revoked.
+            let cached = self
+                .read_map()
+                .records
+                .values()
+                .any(|(r, _)| ids.contains(&r.id));
+            if cached {
+                self.evict(|r| ids.contains(&r.id));
+            }
         }
         Ok(ids)
     }
