@@ -174,6 +174,8 @@ contract!(
     batch_of_empty_and_secret_only_commits,
     concurrent_batches_exactly_one_wins,
     large_batch_spans_several_statements,
+    every_failed_commit_leaves_the_store_writable,
+    a_cancelled_commit_leaves_the_store_writable,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1644,4 +1646,117 @@ fn database_url_is_replaced() {
         with_database("postgres://h:5432", "x"),
         "postgres://h:5432/x"
     );
+}
+
+/// Each way a commit can fail (stale sequence, unknown organization, used request id,
+/// duplicate key inside the statement) is followed by a commit that must go through: a failure
+/// rolls back what it started, on the connection the next commit uses.
+async fn every_failed_commit_leaves_the_store_writable(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let mut seq = 3;
+    let mut next = 0;
+    let mut fresh = || {
+        next += 1;
+        [created(&stage(
+            &format!("s{next}"),
+            next,
+            StagePurpose::NonProduction,
+        ))]
+    };
+    let used = fresh();
+    seq = store
+        .commit(Commit {
+            request_id: Some("used"),
+            ..commit(seed.org, seq, &used)
+        })
+        .await
+        .unwrap();
+    let unknown = Uuid::new_v4();
+    for what in ["stale", "ahead", "unknown organization", "used request id"] {
+        let (failing, duplicate) = match what {
+            "stale" => (commit(seed.org, seq - 1, &used), false),
+            "ahead" => (commit(seed.org, seq + 1, &used), false),
+            "unknown organization" => (commit(unknown, 0, &used), false),
+            _ => (
+                Commit {
+                    request_id: Some("used"),
+                    ..commit(seed.org, seq, &used)
+                },
+                true,
+            ),
+        };
+        let result = store.commit(failing).await;
+        assert!(
+            if duplicate {
+                matches!(result, Err(StoreError::DuplicateRequest))
+            } else {
+                matches!(result, Err(StoreError::Conflict))
+            },
+            "{what}: {result:?}"
+        );
+        let changes = fresh();
+        let after = store
+            .commit(commit(seed.org, seq, &changes))
+            .await
+            .unwrap_or_else(|e| panic!("the commit after a failed one ({what}): {e:?}"));
+        assert_eq!(after, seq + 1, "{what}");
+        seq = after;
+    }
+    let events = store.events_after(seed.org, 3, 100).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (4..=seq).collect::<Vec<_>>()
+    );
+    assert!(store.load_organization(unknown).await.unwrap().is_none());
+}
+
+/// A commit whose caller goes away mid-statement (its future dropped after the first poll)
+/// may or may not have been written; either way the store keeps committing, at the sequence
+/// the store says.
+async fn a_cancelled_commit_leaves_the_store_writable(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    for round in 0..3u32 {
+        let seq = store
+            .load_organization(seed.org)
+            .await
+            .unwrap()
+            .unwrap()
+            .seq;
+        let cancelled = [created(&stage(
+            &format!("cancelled{round}"),
+            round,
+            StagePurpose::NonProduction,
+        ))];
+        {
+            let mut future = store.commit(commit(seed.org, seq, &cancelled));
+            // One poll sends the statement; dropping the future cancels the caller.
+            let _ = tokio::time::timeout(std::time::Duration::ZERO, &mut future).await;
+        }
+        let now = store
+            .load_organization(seed.org)
+            .await
+            .unwrap()
+            .unwrap()
+            .seq;
+        assert!(now == seq || now == seq + 1, "{now} after {seq}");
+        let changes = [created(&stage(
+            &format!("after{round}"),
+            round,
+            StagePurpose::NonProduction,
+        ))];
+        let after = store.commit(commit(seed.org, now, &changes)).await;
+        // The cancelled commit may land between the read above and this commit: then this one
+        // conflicts, and goes through at the sequence after it.
+        let after = match after {
+            Ok(after) => after,
+            Err(StoreError::Conflict) => store
+                .commit(commit(seed.org, seq + 1, &changes))
+                .await
+                .unwrap(),
+            Err(e) => panic!("after a cancelled commit: {e:?}"),
+        };
+        let events = store.events_after(seed.org, 0, 1000).await.unwrap();
+        assert_eq!(events.last().map(|e| e.seq), Some(after));
+        assert_eq!(events.len() as u64, after, "gap-free");
+    }
 }

@@ -326,6 +326,113 @@ pub(super) fn credentials_from_row(
     })
 }
 
+/// The connection the general commit path writes through.
+///
+/// SQLite has one writer at a time, and a pooled connection pays for it on every commit: its
+/// page cache is invalidated by whichever connection wrote last (the commit re-reads every
+/// page it touches), and going back to the pool costs a ping on the connection's worker
+/// thread. So SQLite commits through one dedicated connection, kept out of the pool, whose
+/// cache stays warm. PostgreSQL writes in parallel across organizations: its commits take
+/// connections from the pool.
+///
+/// A dedicated connection is put back only after an operation that ran to its end (committed,
+/// or failed with a database error, its transaction rolled back). When a commit is cancelled
+/// mid-statement or fails on the connection itself, the connection is dropped (closed) and
+/// the next commit opens another.
+pub(super) enum Writer<DB: sqlx::Database> {
+    Dedicated(tokio::sync::Mutex<Option<DB::Connection>>),
+    Pooled,
+}
+
+impl<DB: sqlx::Database> std::fmt::Debug for Writer<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dedicated(_) => "Writer::Dedicated",
+            Self::Pooled => "Writer::Pooled",
+        })
+    }
+}
+
+impl<DB: sqlx::Database> Writer<DB> {
+    pub(super) fn dedicated() -> Self {
+        Self::Dedicated(tokio::sync::Mutex::new(None))
+    }
+
+    /// The connection to commit through (waits while another commit holds the dedicated one).
+    pub(super) async fn acquire(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<WriterConnection<'_, DB>, sqlx::Error> {
+        match self {
+            Self::Pooled => Ok(WriterConnection::Pooled(pool.acquire().await?)),
+            Self::Dedicated(slot) => {
+                let mut slot = slot.lock().await;
+                let conn = match slot.take() {
+                    Some(conn) => conn,
+                    None => pool.acquire().await?.detach(),
+                };
+                Ok(WriterConnection::Dedicated {
+                    slot,
+                    conn,
+                    discarded: false,
+                })
+            }
+        }
+    }
+}
+
+/// A connection acquired from a [`Writer`].
+pub(super) enum WriterConnection<'a, DB: sqlx::Database> {
+    Pooled(sqlx::pool::PoolConnection<DB>),
+    Dedicated {
+        slot: tokio::sync::MutexGuard<'a, Option<DB::Connection>>,
+        conn: DB::Connection,
+        /// Set by [`WriterConnection::discard`]: not put back.
+        discarded: bool,
+    },
+}
+
+impl<DB: sqlx::Database> WriterConnection<'_, DB> {
+    pub(super) fn get(&mut self) -> &mut DB::Connection {
+        match self {
+            Self::Pooled(conn) => conn,
+            Self::Dedicated { conn, .. } => conn,
+        }
+    }
+
+    /// The connection is in an unknown state: close it rather than reuse it (a pooled one is
+    /// tested by the pool when it goes back).
+    pub(super) fn discard(&mut self) {
+        if let Self::Dedicated { discarded, .. } = self {
+            *discarded = true;
+        }
+    }
+
+    /// Gives the connection back after `result`: a dedicated connection is kept unless the
+    /// error came from the connection rather than from the database (a constraint, a failed
+    /// compare-and-set), in which case it is closed and the next commit opens another.
+    pub(super) fn release<T>(self, result: &Result<T, StoreError>) {
+        let reusable = match result {
+            Ok(_)
+            | Err(
+                StoreError::Conflict
+                | StoreError::DuplicateRequest
+                | StoreError::Database(sqlx::Error::Database(_)),
+            ) => true,
+            Err(_) => false,
+        };
+        if let Self::Dedicated {
+            mut slot,
+            conn,
+            discarded: false,
+        } = self
+            && reusable
+        {
+            *slot = Some(conn);
+        }
+    }
+}
+
 /// `impl Store for $store` over `self.pool`, a pool of database `$db`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
@@ -387,9 +494,6 @@ macro_rules! impl_sql_store {
                 &self,
                 commits: &[$crate::store::Commit<'_>],
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{ROWS_PER_STATEMENT, principal_to_text, to_i64};
-                use $crate::store::{SecretOp, StoreError};
-
                 let new_seq = $crate::store::sql::batch_end(commits)?;
                 let first = &commits[0];
                 if !first.create_org
@@ -400,174 +504,23 @@ macro_rules! impl_sql_store {
                     return Ok(first.expected_seq);
                 }
                 let rows = $crate::store::sql::BatchRows::new(commits)?;
-                if let Some(seq) = self.commit_in_one_statement(commits, &rows, new_seq).await? {
-                    return Ok(seq);
-                }
-                let org = first.org.to_string();
-                let conflict = $crate::store::sql::unique_to_conflict;
-
-                let mut tx = self.pool.begin().await?;
-                // The sequence row is written first, once for the whole batch: on SQLite a
-                // deferred transaction whose first statement writes takes the write lock at
-                // once (no lock upgrade that could fail with SQLITE_BUSY); on PostgreSQL the
-                // row lock orders the commits of the organization, and a commit that waited
-                // re-reads the row and fails the compare-and-set.
-                if first.create_org {
-                    sqlx::query("INSERT INTO org_sequences (org_id, seq) VALUES ($1, $2)")
-                        .bind(&org)
-                        .bind(to_i64(new_seq)?)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(conflict)?;
-                } else {
-                    let updated = sqlx::query(
-                        "UPDATE org_sequences SET seq = $1 WHERE org_id = $2 AND seq = $3",
-                    )
-                    .bind(to_i64(new_seq)?)
-                    .bind(&org)
-                    .bind(to_i64(first.expected_seq)?)
-                    .execute(&mut *tx)
-                    .await?;
-                    if updated.rows_affected() != 1 {
-                        return Err(StoreError::Conflict);
+                let mut writer = self.writer.acquire(&self.pool).await?;
+                let result = match Self::commit_in_one_statement(
+                    &mut writer,
+                    commits,
+                    &rows,
+                    new_seq,
+                )
+                .await
+                {
+                    Ok(Some(seq)) => Ok(seq),
+                    Ok(None) => {
+                        Self::commit_in_transaction(writer.get(), commits, &rows, new_seq).await
                     }
-                }
-
-                // The net effect on `entities` (one write per key), then the events, several
-                // rows per statement: a commit of one change is one statement per table.
-                for chunk in rows.deletes.chunks(ROWS_PER_STATEMENT) {
-                    let mut query =
-                        sqlx::QueryBuilder::<$db>::new("DELETE FROM entities WHERE org_id = ");
-                    query.push_bind(&org).push(" AND (");
-                    for (i, (kind, key)) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            query.push(" OR ");
-                        }
-                        query.push("(kind = ").push_bind(*kind);
-                        query.push(" AND key = ").push_bind(key.as_str()).push(")");
-                    }
-                    query.push(")");
-                    query.build().execute(&mut *tx).await?;
-                }
-                for chunk in rows.upserts.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO entities (org_id, kind, key, data) ",
-                    );
-                    query.push_values(chunk, |mut row, (kind, key, data)| {
-                        row.push_bind(&org)
-                            .push_bind(*kind)
-                            .push_bind(key.as_str())
-                            .push_bind(rows.events[*data].after.as_deref());
-                    });
-                    query.push(
-                        " ON CONFLICT (org_id, kind, key) DO UPDATE SET data = excluded.data",
-                    );
-                    query.build().execute(&mut *tx).await?;
-                }
-                for chunk in rows.events.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO events (org_id, seq, actor, action, target, before, \
-                         after, affected_users, request_id, time) ",
-                    );
-                    query.push_values(chunk, |mut row, e| {
-                        row.push_bind(&org)
-                            .push_bind(e.seq)
-                            .push_bind(e.actor)
-                            .push_bind(e.action)
-                            .push_bind(e.target)
-                            .push_bind(e.before.as_deref())
-                            .push_bind(e.after.as_deref())
-                            .push_bind(e.affected_users.as_str())
-                            .push_bind(e.request_id)
-                            .push_bind(e.time);
-                    });
-                    query.build().execute(&mut *tx).await.map_err(conflict)?;
-                }
-                for chunk in rows.requests.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO request_ids (org_id, request_id, target) ",
-                    );
-                    query.push_values(chunk, |mut row, (request_id, target)| {
-                        row.push_bind(&org)
-                            .push_bind(*request_id)
-                            .push_bind(*target);
-                    });
-                    query.build().execute(&mut *tx).await.map_err(|e| match e {
-                        sqlx::Error::Database(db) if db.is_unique_violation() => {
-                            StoreError::DuplicateRequest
-                        }
-                        e => StoreError::Database(e),
-                    })?;
-                }
-
-                for op in commits.iter().flat_map(|c| c.secrets) {
-                    let query = match op {
-                        SecretOp::SetPassword { user, hash } => sqlx::query(
-                            "INSERT INTO credentials (org_id, user_id, password_hash) \
-                             VALUES ($1, $2, $3) ON CONFLICT (org_id, user_id) \
-                             DO UPDATE SET password_hash = excluded.password_hash",
-                        )
-                        .bind(&org)
-                        .bind(user.to_string())
-                        .bind(hash),
-                        SecretOp::PutInvitationToken {
-                            hash,
-                            invitation,
-                            user,
-                            expire_time,
-                        } => sqlx::query(
-                            "INSERT INTO invitation_tokens \
-                             (hash, invitation_id, org_id, user_id, expire_time) \
-                             VALUES ($1, $2, $3, $4, $5)",
-                        )
-                        .bind(hash)
-                        .bind(invitation.to_string())
-                        .bind(&org)
-                        .bind(user.to_string())
-                        .bind(*expire_time),
-                        SecretOp::DeleteInvitationTokens { user } => sqlx::query(
-                            "DELETE FROM invitation_tokens WHERE org_id = $1 AND user_id = $2",
-                        )
-                        .bind(&org)
-                        .bind(user.to_string()),
-                        SecretOp::PutToken(token) => sqlx::query(
-                            "INSERT INTO tokens (id, hash, kind, org_id, principal, \
-                             create_time, expire_time, revoke_time) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        )
-                        .bind(token.id.to_string())
-                        .bind(&token.hash)
-                        .bind($crate::store::sql::token_kind_to_text(token.kind))
-                        .bind(token.org.to_string())
-                        .bind(principal_to_text(token.principal))
-                        .bind(token.create_time)
-                        .bind(token.expire_time)
-                        .bind(token.revoke_time),
-                        SecretOp::RevokeTokensOf { principal, at } => sqlx::query(
-                            "UPDATE tokens SET revoke_time = $1 \
-                             WHERE org_id = $2 AND principal = $3 AND revoke_time IS NULL",
-                        )
-                        .bind(*at)
-                        .bind(&org)
-                        .bind(principal_to_text(*principal)),
-                        SecretOp::RevokeToken { id, at } => sqlx::query(
-                            "UPDATE tokens SET revoke_time = $1 \
-                             WHERE id = $2 AND org_id = $3 AND revoke_time IS NULL",
-                        )
-                        .bind(*at)
-                        .bind(id.to_string())
-                        .bind(&org),
-                        SecretOp::DeleteCredentials { user } => sqlx::query(
-                            "DELETE FROM credentials WHERE org_id = $1 AND user_id = $2",
-                        )
-                        .bind(&org)
-                        .bind(user.to_string()),
-                    };
-                    query.execute(&mut *tx).await.map_err(conflict)?;
-                }
-
-                tx.commit().await?;
-                Ok(new_seq)
+                    Err(e) => Err(e),
+                };
+                writer.release(&result);
+                result
             }
 
             async fn events_after(
@@ -786,7 +739,259 @@ macro_rules! impl_sql_store {
                     .collect()
             }
         }
+
+        impl $store {
+            /// The general commit path: the batch in one transaction on `conn`, one
+            /// multi-row statement per table.
+            async fn commit_in_transaction(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                commits: &[$crate::store::Commit<'_>],
+                rows: &$crate::store::sql::BatchRows<'_>,
+                new_seq: u64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::sql::{ROWS_PER_STATEMENT, principal_to_text, to_i64};
+                use $crate::store::{SecretOp, StoreError};
+                use sqlx::Connection as _;
+
+                let first = &commits[0];
+                let org = first.org.to_string();
+                let conflict = $crate::store::sql::unique_to_conflict;
+
+                let mut tx = conn.begin().await?;
+                // The sequence row is written first, once for the whole batch: on SQLite a
+                // deferred transaction whose first statement writes takes the write lock at
+                // once (no lock upgrade that could fail with SQLITE_BUSY); on PostgreSQL the
+                // row lock orders the commits of the organization, and a commit that waited
+                // re-reads the row and fails the compare-and-set.
+                if first.create_org {
+                    sqlx::query("INSERT INTO org_sequences (org_id, seq) VALUES ($1, $2)")
+                        .bind(&org)
+                        .bind(to_i64(new_seq)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(conflict)?;
+                } else {
+                    let updated = sqlx::query(
+                        "UPDATE org_sequences SET seq = $1 WHERE org_id = $2 AND seq = $3",
+                    )
+                    .bind(to_i64(new_seq)?)
+                    .bind(&org)
+                    .bind(to_i64(first.expected_seq)?)
+                    .execute(&mut *tx)
+                    .await?;
+                    if updated.rows_affected() != 1 {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+
+                // The net effect on `entities` (one write per key), then the events, several
+                // rows per statement: a commit of one change is one statement per table.
+                for chunk in rows.deletes.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_deletes(&mut query, &org, chunk);
+                    query.build().execute(&mut *tx).await?;
+                }
+                for chunk in rows.upserts.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_upserts(&mut query, &org, chunk, rows);
+                    query.build().execute(&mut *tx).await?;
+                }
+                for chunk in rows.events.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_events(&mut query, &org, chunk);
+                    query.build().execute(&mut *tx).await.map_err(conflict)?;
+                }
+                for chunk in rows.requests.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new("");
+                    Self::push_requests(&mut query, &org, chunk);
+                    query.build().execute(&mut *tx).await.map_err(|e| match e {
+                        sqlx::Error::Database(db) if db.is_unique_violation() => {
+                            StoreError::DuplicateRequest
+                        }
+                        e => StoreError::Database(e),
+                    })?;
+                }
+
+                for op in commits.iter().flat_map(|c| c.secrets) {
+                    let query = match op {
+                        SecretOp::SetPassword { user, hash } => sqlx::query(
+                            "INSERT INTO credentials (org_id, user_id, password_hash) \
+                             VALUES ($1, $2, $3) ON CONFLICT (org_id, user_id) \
+                             DO UPDATE SET password_hash = excluded.password_hash",
+                        )
+                        .bind(&org)
+                        .bind(user.to_string())
+                        .bind(hash),
+                        SecretOp::PutInvitationToken {
+                            hash,
+                            invitation,
+                            user,
+                            expire_time,
+                        } => sqlx::query(
+                            "INSERT INTO invitation_tokens \
+                             (hash, invitation_id, org_id, user_id, expire_time) \
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(hash)
+                        .bind(invitation.to_string())
+                        .bind(&org)
+                        .bind(user.to_string())
+                        .bind(*expire_time),
+                        SecretOp::DeleteInvitationTokens { user } => sqlx::query(
+                            "DELETE FROM invitation_tokens WHERE org_id = $1 AND user_id = $2",
+                        )
+                        .bind(&org)
+                        .bind(user.to_string()),
+                        SecretOp::PutToken(token) => sqlx::query(
+                            "INSERT INTO tokens (id, hash, kind, org_id, principal, \
+                             create_time, expire_time, revoke_time) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(token.id.to_string())
+                        .bind(&token.hash)
+                        .bind($crate::store::sql::token_kind_to_text(token.kind))
+                        .bind(token.org.to_string())
+                        .bind(principal_to_text(token.principal))
+                        .bind(token.create_time)
+                        .bind(token.expire_time)
+                        .bind(token.revoke_time),
+                        SecretOp::RevokeTokensOf { principal, at } => sqlx::query(
+                            "UPDATE tokens SET revoke_time = $1 \
+                             WHERE org_id = $2 AND principal = $3 AND revoke_time IS NULL",
+                        )
+                        .bind(*at)
+                        .bind(&org)
+                        .bind(principal_to_text(*principal)),
+                        SecretOp::RevokeToken { id, at } => sqlx::query(
+                            "UPDATE tokens SET revoke_time = $1 \
+                             WHERE id = $2 AND org_id = $3 AND revoke_time IS NULL",
+                        )
+                        .bind(*at)
+                        .bind(id.to_string())
+                        .bind(&org),
+                        SecretOp::DeleteCredentials { user } => sqlx::query(
+                            "DELETE FROM credentials WHERE org_id = $1 AND user_id = $2",
+                        )
+                        .bind(&org)
+                        .bind(user.to_string()),
+                    };
+                    query.execute(&mut *tx).await.map_err(conflict)?;
+                }
+
+                tx.commit().await?;
+                Ok(new_seq)
+            }
+
+            /// `DELETE` of the `entities` rows of `chunk`.
+            fn push_deletes<'q>(
+                query: &mut sqlx::QueryBuilder<$db>,
+                org: &'q str,
+                chunk: &'q [(&'static str, String)],
+            ) {
+                query.push("DELETE FROM entities WHERE org_id = ");
+                query.push_bind(org).push(" AND (");
+                for (i, (kind, key)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        query.push(" OR ");
+                    }
+                    query.push("(kind = ").push_bind(*kind);
+                    query.push(" AND key = ").push_bind(key.as_str()).push(")");
+                }
+                query.push(")");
+            }
+
+            /// `INSERT .. ON CONFLICT DO UPDATE` of the `entities` rows of `chunk`.
+            fn push_upserts<'q>(
+                query: &mut sqlx::QueryBuilder<$db>,
+                org: &'q str,
+                chunk: &'q [(&'static str, String, usize)],
+                rows: &'q $crate::store::sql::BatchRows<'_>,
+            ) {
+                query.push("INSERT INTO entities (org_id, kind, key, data) ");
+                query.push_values(chunk, |mut row, (kind, key, data)| {
+                    row.push_bind(org)
+                        .push_bind(*kind)
+                        .push_bind(key.as_str())
+                        .push_bind(rows.events[*data].after.as_deref());
+                });
+                query.push(" ON CONFLICT (org_id, kind, key) DO UPDATE SET data = excluded.data");
+            }
+
+            /// `INSERT` of the `events` rows of `chunk`.
+            fn push_events<'q>(
+                query: &mut sqlx::QueryBuilder<$db>,
+                org: &'q str,
+                chunk: &'q [$crate::store::sql::NewEvent<'_>],
+            ) {
+                query.push(
+                    "INSERT INTO events (org_id, seq, actor, action, target, before, \
+                     after, affected_users, request_id, time) ",
+                );
+                query.push_values(chunk, |mut row, e| {
+                    row.push_bind(org)
+                        .push_bind(e.seq)
+                        .push_bind(e.actor)
+                        .push_bind(e.action)
+                        .push_bind(e.target)
+                        .push_bind(e.before.as_deref())
+                        .push_bind(e.after.as_deref())
+                        .push_bind(e.affected_users.as_str())
+                        .push_bind(e.request_id)
+                        .push_bind(e.time);
+                });
+            }
+
+            /// `INSERT` of the `request_ids` rows of `chunk`.
+            fn push_requests<'q>(
+                query: &mut sqlx::QueryBuilder<$db>,
+                org: &'q str,
+                chunk: &'q [(&str, &str)],
+            ) {
+                query.push("INSERT INTO request_ids (org_id, request_id, target) ");
+                query.push_values(chunk, |mut row, (request_id, target)| {
+                    row.push_bind(org).push_bind(*request_id).push_bind(*target);
+                });
+            }
+        }
     };
 }
 
 pub(super) use impl_sql_store;
+
+#[cfg(test)]
+mod tests {
+    /// Every file of `migrations/<backend>` is embedded in the backend's list, with the version
+    /// and description `sqlx::migrate!` would give it (`0003_tokens_revoke_time.sql` → 3,
+    /// "tokens revoke time"), and its text is the file's. A migration file that is not in the
+    /// list would silently never run.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        for (backend, embedded) in [
+            ("sqlite", super::super::sqlite::MIGRATIONS),
+            ("postgres", super::super::postgres::MIGRATIONS),
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(backend);
+            let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|entry| {
+                    let path = entry.unwrap().path();
+                    let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+                    let (version, description) = name.split_once('_').unwrap();
+                    (
+                        version.parse().unwrap(),
+                        description.replace('_', " "),
+                        std::fs::read_to_string(&path).unwrap(),
+                    )
+                })
+                .collect();
+            files.sort();
+            let listed: Vec<(i64, String, String)> = embedded
+                .iter()
+                .map(|&(v, d, sql)| (v, d.to_owned(), sql.to_owned()))
+                .collect();
+            assert_eq!(listed, files, "migrations of {backend}");
+        }
+    }
+}

@@ -80,6 +80,9 @@ enum Suite {
     /// Instructions per Noop and per CheckPermission (callgrind) at each of `--ir-sizes`.
     /// Not part of `all`: it runs the server under valgrind (minutes at 100k users).
     Instructions,
+    /// Only the durable writes of `identity` (store commit, raw calibration, AssignRole
+    /// sequential and 16 in flight), on a dataset of `--users`.
+    Durable,
     /// Everything but `instructions`.
     All,
 }
@@ -188,6 +191,7 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<()> {
                 portal_live::suite(cli, out).await?;
             }
             Suite::Instructions => instructions_suite(cli, out).await?,
+            Suite::Durable => durable_suite(cli, out).await?,
             Suite::All => {}
         }
     }
@@ -1285,6 +1289,13 @@ fn check_requests(data: &Dataset, rng: &mut Rng) -> Vec<pb::CheckPermissionReque
 }
 
 // ---------------------------------------------------------------------------- identity suite
+
+async fn durable_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+    let (backend, data) = seeded(cli, out, cli.users).await?;
+    let server = Server::spawn(&backend, &data).await?;
+    let base = json!({ "users": cli.users, "backend": backend.name() });
+    durable(cli, out, &backend, &server, &data, &base).await
+}
 
 async fn identity_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
     let n = cli.users;
