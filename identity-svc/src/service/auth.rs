@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::error::Error;
 use crate::domain::catalog::{self, keys};
 use crate::domain::engine;
-use crate::domain::model::{Micros, Principal};
+use crate::domain::model::{Entity, Micros, Principal};
 use crate::domain::names;
 use crate::domain::state::OrgState;
 use crate::store::{
@@ -741,6 +741,13 @@ impl Store for TokenCache {
     }
     async fn load_organization(&self, org: Uuid) -> Result<Option<LoadedOrg>, StoreError> {
         self.inner.load_organization(org).await
+    }
+    async fn load_organization_into(
+        &self,
+        org: Uuid,
+        sink: &mut (dyn FnMut(Entity) + Send),
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.load_organization_into(org, sink).await
     }
     async fn commit_batch(&self, commits: &[Commit<'_>]) -> Result<u64, StoreError> {
         for c in commits {

@@ -33,7 +33,7 @@ use super::auth::Authorized;
 use super::clock::SharedClock;
 use super::error::Error;
 use super::mailer::Mailer;
-use crate::domain::model::{Change, Entity, Micros};
+use crate::domain::model::{Change, Entity, Micros, Organization};
 use crate::domain::state::OrgState;
 use crate::store::{Commit, EventRecord, SecretOp, Store, StoreError};
 
@@ -285,8 +285,8 @@ impl Core {
         let started = clock.now();
         let mut orgs = HashMap::new();
         for id in store.organization_ids().await? {
-            if let Some(loaded) = store.load_organization(id).await? {
-                orgs.insert(id, OrgHandle::new(state_from(loaded)?));
+            if let Some(state) = load_state(&*store, id).await? {
+                orgs.insert(id, OrgHandle::new(state));
             }
         }
         let (closing, _) = tokio::sync::watch::channel(false);
@@ -310,9 +310,9 @@ impl Core {
         if let Some(h) = self.orgs_read().get(&id) {
             return Ok(h.clone());
         }
-        match self.store.load_organization(id).await? {
-            Some(loaded) => {
-                let h = OrgHandle::new(state_from(loaded)?);
+        match load_state(&*self.store, id).await? {
+            Some(state) => {
+                let h = OrgHandle::new(state);
                 Ok(self
                     .orgs
                     .write()
@@ -796,21 +796,31 @@ fn applied(handle: &OrgHandle, org: Uuid, drafts: &[Arc<Pending>]) {
     }
 }
 
-fn state_from(loaded: crate::store::LoadedOrg) -> Result<OrgState, Error> {
-    let org = loaded
-        .entities
-        .iter()
-        .find_map(|e| match e {
-            Entity::Organization(o) => Some(o.clone()),
-            _ => None,
+/// Builds an organization's state from the store, entity by entity as they are read; `None`
+/// if the organization is unknown.
+async fn load_state(store: &dyn Store, id: Uuid) -> Result<Option<OrgState>, Error> {
+    let mut st = OrgState::new(Organization {
+        id,
+        display_name: String::new(),
+        create_time: 0,
+        update_time: 0,
+        rev: 0,
+    });
+    let mut has_record = false;
+    let seq = store
+        .load_organization_into(id, &mut |e| {
+            has_record |= matches!(e, Entity::Organization(_));
+            st.insert(e);
         })
-        .ok_or_else(|| Error::Internal(format!("organization {} has no record", loaded.org)))?;
-    let mut st = OrgState::new(org);
-    for e in loaded.entities {
-        st.insert(e);
+        .await?;
+    let Some(seq) = seq else {
+        return Ok(None);
+    };
+    if !has_record {
+        return Err(Error::Internal(format!("organization {id} has no record")));
     }
-    st.seq = loaded.seq;
-    Ok(st)
+    st.seq = seq;
+    Ok(Some(st))
 }
 
 #[cfg(test)]
@@ -1046,7 +1056,7 @@ mod tests {
             (1..=seq).collect::<Vec<_>>()
         );
         let handle = core.org_cached(org).unwrap();
-        let loaded = state_from(core.store.load_organization(org).await.unwrap().unwrap()).unwrap();
+        let loaded = load_state(&*core.store, org).await.unwrap().unwrap();
         let st = handle.read();
         assert_eq!(st.seq, seq);
         assert_eq!(loaded.seq, seq);

@@ -176,6 +176,7 @@ contract!(
     large_batch_spans_several_statements,
     every_failed_commit_leaves_the_store_writable,
     a_cancelled_commit_leaves_the_store_writable,
+    streamed_load_hands_over_every_entity_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1759,4 +1760,29 @@ async fn a_cancelled_commit_leaves_the_store_writable(store: &dyn Store) {
         assert_eq!(events.last().map(|e| e.seq), Some(after));
         assert_eq!(events.len() as u64, after, "gap-free");
     }
+}
+
+/// `load_organization_into` (the start-up path) hands over the entities `load_organization`
+/// returns, in the same order, and nothing for an unknown organization.
+async fn streamed_load_hands_over_every_entity_once(store: &dyn Store) {
+    let seed = seed_org(store).await;
+    let mut streamed = Vec::new();
+    let seq = store
+        .load_organization_into(seed.org, &mut |e| streamed.push(e))
+        .await
+        .unwrap();
+    let loaded = store.load_organization(seed.org).await.unwrap().unwrap();
+    assert_eq!(seq, Some(loaded.seq));
+    assert_eq!(streamed, loaded.entities);
+    let mut sorted = seed.entities.clone();
+    sorted.sort_by_key(|e| (e.kind(), e.key()));
+    assert_eq!(streamed, sorted);
+
+    let mut called = false;
+    let unknown = store
+        .load_organization_into(Uuid::new_v4(), &mut |_| called = true)
+        .await
+        .unwrap();
+    assert_eq!(unknown, None);
+    assert!(!called);
 }

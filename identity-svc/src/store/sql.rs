@@ -450,14 +450,25 @@ macro_rules! impl_sql_store {
                     .collect()
             }
 
-            #[tracing::instrument(skip_all, fields(org = %org))]
             async fn load_organization(
                 &self,
                 org: ::uuid::Uuid,
             ) -> Result<Option<$crate::store::LoadedOrg>, $crate::store::StoreError> {
+                let mut entities = Vec::new();
+                let seq = self
+                    .load_organization_into(org, &mut |e| entities.push(e))
+                    .await?;
+                Ok(seq.map(|seq| $crate::store::LoadedOrg { org, seq, entities }))
+            }
+
+            #[tracing::instrument(skip_all, fields(org = %org))]
+            async fn load_organization_into(
+                &self,
+                org: ::uuid::Uuid,
+                sink: &mut (dyn FnMut($crate::domain::model::Entity) + Send),
+            ) -> Result<Option<u64>, $crate::store::StoreError> {
                 // One statement, hence one snapshot: the sequence and the entities agree.
-                // Rows are decoded as they arrive, so the JSON of every entity is never held
-                // in memory at once (it was the start-up peak at 100k users).
+                // Rows are decoded as they arrive and handed over one by one.
                 let org_id = org.to_string();
                 let mut rows = sqlx::query_as::<_, (i64, Option<String>)>(
                     "SELECT s.seq, e.data FROM org_sequences s \
@@ -467,19 +478,14 @@ macro_rules! impl_sql_store {
                 .bind(&org_id)
                 .fetch(&self.pool);
                 let mut seq = None;
-                let mut entities = Vec::new();
                 while let Some(row) = ::tokio_stream::StreamExt::next(&mut rows).await {
                     let (s, data) = row?;
                     seq.get_or_insert(s);
                     if let Some(data) = data {
-                        entities.push($crate::store::sql::entity_from_json(&data)?);
+                        sink($crate::store::sql::entity_from_json(&data)?);
                     }
                 }
-                let Some(seq) = seq else {
-                    return Ok(None);
-                };
-                let seq = $crate::store::sql::to_u64(seq)?;
-                Ok(Some($crate::store::LoadedOrg { org, seq, entities }))
+                seq.map($crate::store::sql::to_u64).transpose()
             }
 
             #[tracing::instrument(
