@@ -6,6 +6,8 @@
 //!   support cases" → member; with neither → no record;
 //! * app-scope assignments do not count (decision: Support permissions are organization-only);
 //! * INACTIVE or deleted users have no record; INVITED users are synced.
+//! * a record carries the identity user's display name (see `Members::set` for when it is
+//!   written to the member).
 
 use std::collections::HashMap;
 
@@ -59,11 +61,33 @@ pub enum UserState {
     Inactive,
 }
 
+/// What the mapping reads of an identity user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorUser {
+    /// The user's email.
+    pub email: Email,
+    /// The user's state.
+    pub state: UserState,
+    /// The user's display name.
+    pub display_name: String,
+}
+
+/// The record an identity user should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The member's email.
+    pub email: Email,
+    /// The permission on the infrastructure.
+    pub permission: InfraPermission,
+    /// The identity user's display name.
+    pub display_name: String,
+}
+
 /// A mirror of what the mapping reads from one identity organization.
 #[derive(Debug, Clone, Default)]
 pub struct Mirror {
-    /// Users: email and state.
-    pub users: HashMap<Uuid, (Email, UserState)>,
+    /// Users by id.
+    pub users: HashMap<Uuid, MirrorUser>,
     /// Roles by id.
     pub roles: HashMap<String, RoleKind>,
     /// Organization-scope role of each user.
@@ -71,14 +95,18 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// The record a user should have: (email, permission), or none.
-    pub fn derive(&self, user: Uuid) -> Option<(Email, InfraPermission)> {
-        let (email, state) = self.users.get(&user)?;
-        if *state == UserState::Inactive {
+    /// The record a user should have, or none.
+    pub fn derive(&self, user: Uuid) -> Option<Desired> {
+        let u = self.users.get(&user)?;
+        if u.state == UserState::Inactive {
             return None;
         }
-        let level = self.roles.get(self.org_roles.get(&user)?)?.level()?;
-        Some((email.clone(), level))
+        let permission = self.roles.get(self.org_roles.get(&user)?)?.level()?;
+        Some(Desired {
+            email: u.email.clone(),
+            permission,
+            display_name: u.display_name.clone(),
+        })
     }
 
     /// Users holding `role` at organization scope.
@@ -98,7 +126,14 @@ mod tests {
     fn mirror(role: RoleKind, state: UserState) -> (Mirror, Uuid) {
         let u = Uuid::new_v4();
         let mut m = Mirror::default();
-        m.users.insert(u, (Email::parse("a@x.com").unwrap(), state));
+        m.users.insert(
+            u,
+            MirrorUser {
+                email: Email::parse("a@x.com").unwrap(),
+                state,
+                display_name: "Ada".into(),
+            },
+        );
         m.roles.insert("r".into(), role);
         m.org_roles.insert(u, "r".into());
         (m, u)
@@ -125,7 +160,7 @@ mod tests {
         ];
         for (role, want) in cases {
             let (m, u) = mirror(role.clone(), UserState::Active);
-            assert_eq!(m.derive(u).map(|(_, l)| l), want, "{role:?}");
+            assert_eq!(m.derive(u).map(|d| d.permission), want, "{role:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use shared::proto::identity::v1 as pb;
 use uuid::Uuid;
 
-use crate::domain::mapping::{Mirror, RoleKind, UserState};
+use crate::domain::mapping::{Mirror, MirrorUser, RoleKind, UserState};
 use crate::domain::model::Email;
 
 /// The id at the end of a resource name.
@@ -40,7 +40,14 @@ pub fn mirror_from_snapshot(s: &pb::Snapshot) -> Mirror {
             pb::UserState::Invited => UserState::Invited,
             _ => UserState::Active,
         };
-        m.users.insert(id, (email, state));
+        m.users.insert(
+            id,
+            MirrorUser {
+                email,
+                state,
+                display_name: u.display_name.clone(),
+            },
+        );
     }
     for r in &s.roles {
         if let Some(id) = last_id(&r.name) {
@@ -129,8 +136,16 @@ pub fn apply_event(m: &mut Mirror, e: &pb::ChangeEvent) -> BTreeSet<Uuid> {
                     Some("invited") => UserState::Invited,
                     _ => UserState::Active,
                 };
+                let display_name = str_of(a, "display_name").unwrap_or_default().to_owned();
                 if let (Some(id), Some(email)) = (id, email) {
-                    m.users.insert(id, (email, state));
+                    m.users.insert(
+                        id,
+                        MirrorUser {
+                            email,
+                            state,
+                            display_name,
+                        },
+                    );
                     affected.insert(id);
                 }
             }

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
+use crate::domain::mapping::Desired;
 use crate::domain::model::{
-    Access, CompanyPermission, Email, InfraPermission, Micros, NewEvent, Source, TeamMember,
-    TeamRole,
+    Access, CompanyPermission, Email, Micros, NewEvent, Source, TeamMember, TeamRole,
 };
 use crate::store::MemberChange;
 
@@ -76,13 +76,13 @@ impl Members {
     }
 
     /// Makes `user`'s ODC access on `infra` match `desired` (None: no record).
-    pub fn set(
-        &mut self,
-        infra: Uuid,
-        user: Uuid,
-        desired: Option<(Email, InfraPermission)>,
-        now: Micros,
-    ) {
+    ///
+    /// Display name (decision): the portal owns a member's display name once it has one. A
+    /// member the sync creates takes the identity user's display name, and a member without
+    /// one (created before the identity user had a name, or by an earlier version) gets it
+    /// the next time the user is synced; a name set in the portal, or taken from identity
+    /// before, is never overwritten.
+    pub fn set(&mut self, infra: Uuid, user: Uuid, desired: Option<Desired>, now: Micros) {
         let target = Source::Odc {
             identity_user: user,
         };
@@ -128,7 +128,9 @@ impl Members {
                     );
                 }
             }
-            (Some((id, i)), Some((_, level))) => {
+            (Some((id, i)), Some(desired)) => {
+                let level = desired.permission;
+                self.fill_display_name(id, user, &desired.display_name, now);
                 let Some((m, _)) = self.by_id.get_mut(&id) else {
                     return;
                 };
@@ -142,7 +144,12 @@ impl Members {
                     );
                 }
             }
-            (None, Some((email, level))) => {
+            (None, Some(desired)) => {
+                let Desired {
+                    email,
+                    permission: level,
+                    display_name,
+                } = desired;
                 let access = Access {
                     infrastructure: infra,
                     permission: level,
@@ -163,6 +170,7 @@ impl Members {
                     m.access.retain(|a| a.infrastructure != infra);
                     m.access.push(access);
                     m.access.sort_by_key(|a| a.infrastructure);
+                    self.fill_display_name(id, user, &display_name, now);
                     id
                 } else {
                     let id = Uuid::now_v7();
@@ -170,7 +178,7 @@ impl Members {
                         id,
                         company: self.company,
                         email: email.clone(),
-                        display_name: String::new(),
+                        display_name,
                         team_role: TeamRole::Other,
                         company_permission: CompanyPermission::Member,
                         access: vec![access],
@@ -195,6 +203,23 @@ impl Members {
                 );
             }
         }
+    }
+
+    /// Gives member `id` identity user `user`'s display name if the member has none.
+    fn fill_display_name(&mut self, id: Uuid, user: Uuid, name: &str, now: Micros) {
+        let Some((m, _)) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        if !m.display_name.is_empty() || name.is_empty() {
+            return;
+        }
+        name.clone_into(&mut m.display_name);
+        self.touch(id, now);
+        self.event(
+            "member.display_name_synced",
+            member_name(self.company, id),
+            format!("display name of identity user {user}"),
+        );
     }
 
     fn touch(&mut self, id: Uuid, now: Micros) {
@@ -248,5 +273,74 @@ impl Members {
         }
         changes.append(&mut inserts);
         (changes, std::mem::take(&mut self.events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::InfraPermission;
+
+    fn desired(email: &str, name: &str) -> Desired {
+        Desired {
+            email: Email::parse(email).unwrap(),
+            permission: InfraPermission::Member,
+            display_name: name.into(),
+        }
+    }
+
+    fn upserted(changes: &[MemberChange]) -> Vec<&TeamMember> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                MemberChange::Upsert { member, .. } => Some(member),
+                MemberChange::Delete { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Stored members as the store would return them after `changes` (revisions advanced).
+    fn stored(changes: &[MemberChange]) -> Vec<TeamMember> {
+        upserted(changes).into_iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_synced_member_takes_the_identity_display_name_and_keeps_the_portal_one() {
+        let (company, infra, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+
+        // Created by the sync: the identity user's name.
+        let mut members = Members::new(company, Vec::new());
+        members.set(infra, user, Some(desired("ada@x.com", "Ada Lovelace")), 1);
+        let (changes, _) = members.take_changes();
+        assert_eq!(upserted(&changes)[0].display_name, "Ada Lovelace");
+
+        // Unchanged identity data: nothing to write.
+        let mut members = Members::new(company, stored(&changes));
+        members.set(infra, user, Some(desired("ada@x.com", "Ada Lovelace")), 2);
+        assert!(members.take_changes().0.is_empty());
+
+        // Renamed in identity: the portal's name stays.
+        members.set(infra, user, Some(desired("ada@x.com", "Ada King")), 3);
+        assert!(members.take_changes().0.is_empty());
+
+        // A member without a name (an older sync) gets it once, with an event.
+        let mut nameless = stored(&changes);
+        nameless[0].display_name.clear();
+        let mut members = Members::new(company, nameless);
+        members.set(infra, user, Some(desired("ada@x.com", "Ada King")), 4);
+        let (changes, events) = members.take_changes();
+        assert_eq!(upserted(&changes)[0].display_name, "Ada King");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "member.display_name_synced");
+
+        // A member who already exists in the portal by email, with a name: it stays.
+        let mut manual = stored(&changes);
+        manual[0].display_name = "A. K.".into();
+        manual[0].access.clear();
+        let mut members = Members::new(company, manual);
+        members.set(infra, user, Some(desired("ada@x.com", "Ada King")), 5);
+        let (changes, _) = members.take_changes();
+        assert_eq!(upserted(&changes)[0].display_name, "A. K.");
+        assert_eq!(upserted(&changes)[0].access.len(), 1);
     }
 }

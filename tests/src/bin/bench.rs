@@ -2146,7 +2146,7 @@ mod portal {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use portal_sync_svc::domain::mapping::{Mirror, RoleKind, UserState};
+    use portal_sync_svc::domain::mapping::{Mirror, MirrorUser, RoleKind, UserState};
     use portal_sync_svc::domain::model::{
         Access, Company, CompanyPermission, Email, InfraKind, InfraPermission, Infrastructure,
         NewEvent, Source, TeamMember, TeamRole,
@@ -2251,10 +2251,11 @@ mod portal {
             };
             m.users.insert(
                 id,
-                (
-                    Email::parse(&format!("user{i:06}@bench.example")).expect("email"),
+                MirrorUser {
+                    email: Email::parse(&format!("user{i:06}@bench.example")).expect("email"),
                     state,
-                ),
+                    display_name: format!("User {i}"),
+                },
             );
             if rng.chance(0.8) {
                 let x = rng.unit();
@@ -2347,13 +2348,13 @@ mod portal {
         let mut batch = Vec::with_capacity(NULL_BATCH);
         let mut events = Vec::with_capacity(NULL_BATCH);
         let users: Vec<_> = mirror.users.iter().collect();
-        for (i, (id, (email, _))) in users.iter().enumerate() {
+        for (i, (id, user)) in users.iter().enumerate() {
             batch.push(MemberChange::Upsert {
                 member: TeamMember {
                     id: Uuid::now_v7(),
                     company,
-                    email: email.clone(),
-                    display_name: String::new(),
+                    email: user.email.clone(),
+                    display_name: user.display_name.clone(),
                     team_role: TeamRole::Other,
                     company_permission: CompanyPermission::Member,
                     access: vec![Access {

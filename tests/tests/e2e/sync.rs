@@ -52,7 +52,8 @@ async fn setup(w: &World) -> Setup {
         .accept_invitation(id::AcceptInvitationRequest {
             invitation_token: token,
             password: PASSWORD.into(),
-            display_name: String::new(),
+            // Set after the sync created the (then nameless) member: the sync fills it in.
+            display_name: "Ada Admin".into(),
         })
         .await
         .unwrap()
@@ -267,11 +268,42 @@ async fn fresh_derivation(
     out
 }
 
+/// The display name `invite` gives a user.
+fn display_name_of(email: &str) -> String {
+    format!("Name of {email}")
+}
+
+/// Display name of each member holding an ODC record on the setup's infrastructure.
+async fn synced_names(w: &World, s: &Setup) -> BTreeMap<String, String> {
+    let page = w
+        .members(Some(COMPANY_ADMIN))
+        .list_team_members(portal::ListTeamMembersRequest {
+            parent: s.company.clone(),
+            infrastructure: s.infra.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.next_page_token.is_empty());
+    page.members
+        .into_iter()
+        .filter(|m| {
+            m.infrastructure_access.iter().any(|a| {
+                a.infrastructure == s.infra && a.source() == portal::PermissionSource::SourceOdc
+            })
+        })
+        .map(|m| (m.email, m.display_name))
+        .collect()
+}
+
 async fn invite(w: &World, s: &Setup, email: &str, role: Option<&str>) -> String {
     w.id_users(Some(&s.org.admin_token))
         .invite_user(id::InviteUserRequest {
             parent: s.org.name.clone(),
             email: email.into(),
+            display_name: display_name_of(email),
             organization_role: role
                 .map(|r| {
                     if r.contains('/') {
@@ -405,6 +437,16 @@ async fn odc_records_follow_organization_roles(b: Backend) {
             ("opener@acme.example", MEMBER)
         ])
     );
+    // Synced members carry the identity users' display names.
+    let names = synced_names(&w, &s).await;
+    assert_eq!(names["admin@acme.example"], "Ada Admin");
+    for email in [
+        "dev@acme.example",
+        "lead@acme.example",
+        "opener@acme.example",
+    ] {
+        assert_eq!(names[email], display_name_of(email), "{email}");
+    }
 
     // Role change, removal, deactivation, deletion.
     let assign = |p: String, r: String| {
