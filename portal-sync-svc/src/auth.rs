@@ -209,6 +209,7 @@ pub static RULES: &[(&str, Rule)] = &[
         Rule::OperatorOrPerson(Gate::Member),
     ),
     ("portal.v1.Companies/CreateInfrastructure", Rule::Operator),
+    ("portal.v1.Companies/SetIdentityToken", Rule::Operator),
     (
         "portal.v1.Companies/ListInfrastructures",
         Rule::OperatorOrPerson(Gate::Member),

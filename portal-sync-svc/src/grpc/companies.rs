@@ -218,4 +218,66 @@ impl pb::companies_server::Companies for Api {
             infrastructures: list.iter().map(convert::infrastructure).collect(),
         }))
     }
+
+    async fn set_identity_token(
+        &self,
+        request: Request<pb::SetIdentityTokenRequest>,
+    ) -> Result<Response<pb::Infrastructure>, Status> {
+        let a = self
+            .enter(
+                request,
+                method!("Companies/SetIdentityToken"),
+                "name",
+                |r| &r.name,
+            )
+            .await?;
+        let mut v = Violations::new();
+        let id = v.check(
+            "name",
+            names::infrastructure(&a.req.name)
+                .map(|(_, infra)| infra)
+                .ok_or("must be companies/{company}/infrastructures/{infrastructure}"),
+        );
+        let token = a.req.identity_token.trim();
+        if token.is_empty() {
+            v.add("identity_token", "is required");
+        }
+        v.finish()?;
+        let Some(id) = id else {
+            return Err(Error::Internal("unreachable: name checked".into()).into());
+        };
+        let auth = a.entry.authorized()?;
+        let infra = self
+            .data
+            .read()
+            .infrastructures(a.company.id)
+            .await?
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| Error::NotFound(a.req.name.clone()))?;
+        if infra.kind != InfraKind::Odc {
+            return Err(Error::precondition(
+                "NOT_ODC",
+                "only an ODC infrastructure has an identity token",
+            )
+            .into());
+        }
+        let time = now();
+        let event = NewEvent {
+            actor: auth.actor().to_owned(),
+            action: "infrastructure.identity_token_replaced".into(),
+            target: names::fmt::infrastructure(infra.company, infra.id),
+            detail: String::new(),
+        };
+        let w = self.data.write(&auth);
+        if !w
+            .store()
+            .set_identity_token(infra.company, infra.id, token, &event, time)
+            .await?
+        {
+            return Err(Error::NotFound(a.req.name.clone()).into());
+        }
+        w.syncer().identity_token_replaced();
+        Ok(Response::new(convert::infrastructure(&infra)))
+    }
 }

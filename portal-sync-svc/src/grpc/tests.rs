@@ -738,6 +738,60 @@ async fn odc_records_are_read_only_here() {
     assert_eq!(infra.identity_organization, format!("organizations/{org}"));
     let (company, infra_id) = super::names::infrastructure(&infra.name).unwrap();
 
+    // SetIdentityToken: bad input names the field; only an existing ODC infrastructure.
+    let set = |name: &str, token: &str| {
+        op(pb::SetIdentityTokenRequest {
+            name: name.into(),
+            identity_token: token.into(),
+        })
+    };
+    let e = api
+        .set_identity_token(set(&format!("{}/infrastructures/x", c.name), "t"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&e), ["name"]);
+    let e = api
+        .set_identity_token(set(&infra.name, " "))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&e), ["identity_token"]);
+    let ghost = format!("{}/infrastructures/{}", c.name, Uuid::new_v4());
+    let e = api.set_identity_token(set(&ghost, "t")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let cloud = api
+        .create_infrastructure(op(pb::CreateInfrastructureRequest {
+            parent: c.name.clone(),
+            infrastructure: Some(pb::Infrastructure {
+                display_name: "Cloud".into(),
+                kind: pb::InfrastructureKind::O11Cloud.into(),
+                ..Default::default()
+            }),
+            identity_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = api
+        .set_identity_token(set(&cloud.name, "t"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert_eq!(
+        store.identity_token(infra_id).await.unwrap().as_deref(),
+        Some("odc_sa_x"),
+        "refused calls change nothing"
+    );
+    let replaced = api
+        .set_identity_token(set(&infra.name, " odc_sa_y "))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replaced, infra);
+    assert_eq!(
+        store.identity_token(infra_id).await.unwrap().as_deref(),
+        Some("odc_sa_y")
+    );
+
     // A record as the sync writes it.
     let user = Uuid::new_v4();
     let member = TeamMember {

@@ -584,7 +584,7 @@ async fn infrastructures_oldest_first_and_odc_with_token(store: &dyn PortalStore
     assert_eq!(
         odc,
         [
-            (b_odc, "token-b".to_owned()),
+            (b_odc.clone(), "token-b".to_owned()),
             (a_odc.clone(), "token-a".to_owned())
         ]
     );
@@ -612,6 +612,41 @@ async fn infrastructures_oldest_first_and_odc_with_token(store: &dyn PortalStore
             .unwrap()
             .is_empty()
     );
+
+    // Replacing the identity token: only of an ODC infrastructure of the company named, with
+    // its event in the same transaction; anything else writes nothing.
+    let replaced = event("infra.token_replaced");
+    for (company, id) in [(a, a_cloud.id), (b, a_odc.id), (a, Uuid::new_v4())] {
+        assert!(
+            !store
+                .set_identity_token(company, id, "token-x", &replaced, T0 + 40)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(seqs(&store.events(a, 0, 10).await.unwrap()), [1, 2, 3, 4]);
+    assert_eq!(
+        store.identity_token(a_odc.id).await.unwrap().as_deref(),
+        Some("token-a")
+    );
+    assert!(
+        store
+            .set_identity_token(a, a_odc.id, "token-a2", &replaced, T0 + 40)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.identity_token(a_odc.id).await.unwrap().as_deref(),
+        Some("token-a2")
+    );
+    assert_eq!(store.identity_token(a_cloud.id).await.unwrap(), None);
+    assert_eq!(
+        store.identity_token(b_odc.id).await.unwrap().as_deref(),
+        Some("token-b")
+    );
+    let events = store.events(a, 0, 10).await.unwrap();
+    assert_eq!(seqs(&events), [1, 2, 3, 4, 5]);
+    assert_eq!(events[4].event.action, "infra.token_replaced");
 }
 
 async fn apply_inserts_updates_deletes_with_revision_checks(store: &dyn PortalStore) {

@@ -109,6 +109,19 @@ pub trait PortalStore: Send + Sync + std::fmt::Debug + 'static {
     async fn infrastructures(&self, company: Uuid) -> Result<Vec<Infrastructure>, StoreError>;
     /// Every ODC infrastructure with its identity token.
     async fn odc_infrastructures(&self) -> Result<Vec<(Infrastructure, String)>, StoreError>;
+    /// Replaces the identity token of ODC infrastructure `infra` of `company` and records
+    /// `event`, in one transaction. `false` (nothing written) when there is no such ODC
+    /// infrastructure.
+    async fn set_identity_token(
+        &self,
+        company: Uuid,
+        infra: Uuid,
+        token: &str,
+        event: &NewEvent,
+        time: Micros,
+    ) -> Result<bool, StoreError>;
+    /// The identity token of ODC infrastructure `infra`, `None` if it has none.
+    async fn identity_token(&self, infra: Uuid) -> Result<Option<String>, StoreError>;
     /// Every team member of a company, by email.
     async fn members(&self, company: Uuid) -> Result<Vec<TeamMember>, StoreError>;
     /// One member.

@@ -626,6 +626,49 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn set_identity_token(
+                &self,
+                company: ::uuid::Uuid,
+                infra: ::uuid::Uuid,
+                token: &str,
+                event: &$crate::domain::model::NewEvent,
+                time: $crate::domain::model::Micros,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let updated = ::sqlx::query(
+                    "UPDATE infrastructures SET identity_token = $1 \
+                     WHERE id = $2 AND company = $3 AND kind = $4",
+                )
+                .bind(token)
+                .bind(infra.to_string())
+                .bind(company.to_string())
+                .bind($crate::store::sql::kind_to_text(
+                    $crate::domain::model::InfraKind::Odc,
+                ))
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                let first = Self::reserve_events(&mut tx, company, 1).await?;
+                let events = std::slice::from_ref(event);
+                Self::insert_events(&mut tx, company, first, events, time).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn identity_token(
+                &self,
+                infra: ::uuid::Uuid,
+            ) -> Result<Option<String>, $crate::store::StoreError> {
+                let row: Option<(Option<String>,)> =
+                    ::sqlx::query_as("SELECT identity_token FROM infrastructures WHERE id = $1")
+                        .bind(infra.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.and_then(|(token,)| token))
+            }
+
             async fn infrastructures(
                 &self,
                 company: ::uuid::Uuid,

@@ -98,6 +98,8 @@ enum RunError {
     FeedEnded,
     #[error("resync requested")]
     Resync,
+    #[error("the identity token was replaced")]
+    TokenReplaced,
     #[error("stopped")]
     Stopped,
 }
@@ -159,6 +161,12 @@ impl Syncer {
         self.wake.send_modify(|n| *n += 1);
     }
 
+    /// Tells the workers that an infrastructure's identity token was replaced: its worker
+    /// ends its run (or its back-off) and starts again with the stored token.
+    pub fn identity_token_replaced(&self) {
+        self.wake.send_modify(|n| *n += 1);
+    }
+
     /// Stops discovery and every worker.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
@@ -208,13 +216,24 @@ impl Syncer {
         );
         let mut delay = min;
         let mut stop = self.shutdown.subscribe();
+        let mut wake = self.wake.subscribe();
+        let mut token = token;
         loop {
+            // The operator may have replaced the token (Companies.SetIdentityToken).
+            match self.store.identity_token(infra.id).await {
+                Ok(Some(stored)) => token = stored,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(infrastructure = %infra.id, error = %e, "could not read the identity token; using the last one");
+                }
+            }
+            wake.mark_unchanged();
             let result = self.run(&infra, &token).await;
             if *stop.borrow() {
                 return;
             }
             match result {
-                Err(RunError::Resync) => {
+                Err(RunError::Resync | RunError::TokenReplaced) => {
                     delay = min;
                     continue;
                 }
@@ -230,6 +249,8 @@ impl Syncer {
             let wait = rand::rng().random_range(Duration::ZERO..=delay);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                // A resync or a replaced token: try again now.
+                _ = wake.changed() => {}
                 _ = stop.changed() => return,
             }
             delay = (delay * 2).min(max);
@@ -311,6 +332,9 @@ impl Syncer {
                 _ = wake.changed() => {
                     if self.store.sync_state(infra.id).await?.cursor == 0 {
                         return Err(RunError::Resync);
+                    }
+                    if self.store.identity_token(infra.id).await?.as_deref() != Some(token) {
+                        return Err(RunError::TokenReplaced);
                     }
                     continue;
                 }

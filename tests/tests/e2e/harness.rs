@@ -470,6 +470,8 @@ pub struct Org {
     pub admin_token: String,
     pub admin_user: String,
     pub sync_token: String,
+    /// Resource name of `sync_token` (empty where the test does not need it).
+    pub sync_token_name: String,
 }
 
 /// Waits until `f` returns `Some`, with a deadline (no fixed sleeps).

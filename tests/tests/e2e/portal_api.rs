@@ -134,6 +134,7 @@ async fn identity_org(w: &World, admin: &str) -> Org {
         admin_token,
         admin_user,
         sync_token,
+        sync_token_name: String::new(),
     }
 }
 
@@ -1868,6 +1869,15 @@ fn table() -> Vec<(&'static str, Needs, Call)> {
                     ..Default::default()
                 }),
                 identity_token: String::new(),
+            }
+        ),
+        rpc!(
+            "portal.v1.Companies/SetIdentityToken",
+            Operator,
+            companies.set_identity_token,
+            |t| portal::SetIdentityTokenRequest {
+                name: t.odc.clone(),
+                identity_token: "psync-replacement".into(),
             }
         ),
         rpc!(

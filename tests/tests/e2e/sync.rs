@@ -14,6 +14,7 @@ crate::e2e_tests!(
     pending_until_a_community_account_and_the_sync_touches_only_odc_access,
     random_mutations_with_restarts_converge_to_a_fresh_derivation,
     with_identity_stopped_the_lag_is_reported_and_sync_recovers,
+    a_replaced_identity_token_takes_over_at_once,
 );
 
 /// The company admin acted for in portal calls.
@@ -111,7 +112,7 @@ async fn setup(w: &World) -> Setup {
         })
         .await
         .unwrap();
-    let sync_token = w
+    let created = w
         .id_service_accounts(&admin_token)
         .create_service_account_token(id::CreateServiceAccountTokenRequest {
             parent: sa.name,
@@ -119,8 +120,9 @@ async fn setup(w: &World) -> Setup {
         })
         .await
         .unwrap()
-        .into_inner()
-        .secret;
+        .into_inner();
+    let sync_token = created.secret;
+    let sync_token_name = created.token.map(|t| t.name).unwrap_or_default();
     let company = w
         .companies(&w.portal_operator, None)
         .create_company(portal::CreateCompanyRequest {
@@ -157,6 +159,7 @@ async fn setup(w: &World) -> Setup {
             admin_token,
             admin_user,
             sync_token,
+            sync_token_name,
         },
         company,
         infra,
@@ -863,4 +866,107 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
         .into_inner();
     assert!(st.last_error.is_empty(), "{st:?}");
     assert_eq!(st.lag, 0);
+}
+
+/// The sync's service-account token is revoked in identity: the worker fails (and says so in
+/// its status) until the operator gives it a new token with `Companies.SetIdentityToken`,
+/// which it uses at once; what changed meanwhile is synced.
+async fn a_replaced_identity_token_takes_over_at_once(b: Backend) {
+    let w = World::start(b).await;
+    let s = setup(&w).await;
+    caught_up(&w, &s).await;
+    let status = || async {
+        w.sync(&w.portal_operator)
+            .get_sync_status(portal::GetSyncStatusRequest {
+                infrastructure: s.infra.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+
+    // Revoke the token; a resync makes the worker reconnect with it.
+    w.id_service_accounts(&s.org.admin_token)
+        .revoke_service_account_token(id::RevokeServiceAccountTokenRequest {
+            name: s.org.sync_token_name.clone(),
+        })
+        .await
+        .unwrap();
+    w.sync(&w.portal_operator)
+        .resync(portal::ResyncRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .unwrap();
+    eventually("the sync to report the refused token", || async {
+        let st = status().await;
+        (!st.last_error.is_empty()).then_some(())
+    })
+    .await;
+    invite(&w, &s, "late@acme.example", Some("developer")).await;
+
+    // A token that is not a token: refused, nothing changes.
+    let r = w
+        .companies(&w.portal_operator, None)
+        .set_identity_token(portal::SetIdentityTokenRequest {
+            name: s.infra.clone(),
+            identity_token: "  ".into(),
+        })
+        .await;
+    assert_eq!(r.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    // A new token for the same service account.
+    let sa = s
+        .org
+        .sync_token_name
+        .rsplit_once("/tokens/")
+        .map(|(sa, _)| sa.to_owned())
+        .unwrap();
+    let fresh = w
+        .id_service_accounts(&s.org.admin_token)
+        .create_service_account_token(id::CreateServiceAccountTokenRequest {
+            parent: sa,
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let infra = w
+        .companies(&w.portal_operator, None)
+        .set_identity_token(portal::SetIdentityTokenRequest {
+            name: s.infra.clone(),
+            identity_token: fresh.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(infra.name, s.infra);
+    caught_up(&w, &s).await;
+    assert_eq!(
+        records(&w, &s).await.get("late@acme.example"),
+        Some(&MEMBER),
+        "the change made while the token was revoked is synced"
+    );
+    assert!(status().await.last_error.is_empty());
+
+    // The replacement is in the company's audit trail, without the token.
+    let events = w
+        .sync(&w.portal_operator)
+        .list_portal_events(portal::ListPortalEventsRequest {
+            parent: s.company.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let replaced: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "infrastructure.identity_token_replaced")
+        .collect();
+    assert_eq!(replaced.len(), 1, "{events:?}");
+    assert_eq!(replaced[0].target, s.infra);
+    assert!(events.iter().all(|e| !format!("{e:?}").contains(&fresh)));
 }
