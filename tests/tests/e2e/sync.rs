@@ -271,6 +271,39 @@ async fn fresh_derivation(
     out
 }
 
+/// Asks portal-sync for a fresh snapshot of the setup's infrastructure.
+async fn resync(w: &World, s: &Setup) {
+    w.sync(&w.portal_operator)
+        .resync(portal::ResyncRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Every portal event of the setup's company, oldest first.
+async fn portal_events(w: &World, s: &Setup) -> Vec<portal::PortalEvent> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = w
+            .sync(&w.portal_operator)
+            .list_portal_events(portal::ListPortalEventsRequest {
+                parent: s.company.clone(),
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// The display name `invite` gives a user.
 fn display_name_of(email: &str) -> String {
     format!("Name of {email}")
@@ -678,38 +711,8 @@ async fn random_mutations_with_restarts_converge_to_a_fresh_derivation(b: Backen
     );
 
     // A second full derivation writes nothing.
-    let events = |w: &World| {
-        let company = s.company.clone();
-        let portal_ch = w.sync(&w.portal_operator);
-        async move {
-            let mut portal_ch = portal_ch;
-            let mut n = 0;
-            let mut token = String::new();
-            loop {
-                let p = portal_ch
-                    .list_portal_events(portal::ListPortalEventsRequest {
-                        parent: company.clone(),
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner();
-                n += p.events.len();
-                if p.next_page_token.is_empty() {
-                    return n;
-                }
-                token = p.next_page_token;
-            }
-        }
-    };
-    let before = events(&w).await;
-    w.sync(&w.portal_operator)
-        .resync(portal::ResyncRequest {
-            infrastructure: s.infra.clone(),
-        })
-        .await
-        .unwrap();
+    let before = portal_events(&w, &s).await.len();
+    resync(&w, &s).await;
     eventually("the resync snapshot", || async {
         let st = w
             .sync(&w.portal_operator)
@@ -725,7 +728,7 @@ async fn random_mutations_with_restarts_converge_to_a_fresh_derivation(b: Backen
     caught_up(&w, &s).await;
     assert_eq!(records(&w, &s).await, expected);
     assert_eq!(
-        events(&w).await,
+        portal_events(&w, &s).await.len(),
         before,
         "an unchanged re-derivation writes no record"
     );
@@ -892,12 +895,7 @@ async fn a_replaced_identity_token_takes_over_at_once(b: Backend) {
         })
         .await
         .unwrap();
-    w.sync(&w.portal_operator)
-        .resync(portal::ResyncRequest {
-            infrastructure: s.infra.clone(),
-        })
-        .await
-        .unwrap();
+    resync(&w, &s).await;
     eventually("the sync to report the refused token", || async {
         let st = status().await;
         (!st.last_error.is_empty()).then_some(())
@@ -951,17 +949,7 @@ async fn a_replaced_identity_token_takes_over_at_once(b: Backend) {
     assert!(status().await.last_error.is_empty());
 
     // The replacement is in the company's audit trail, without the token.
-    let events = w
-        .sync(&w.portal_operator)
-        .list_portal_events(portal::ListPortalEventsRequest {
-            parent: s.company.clone(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = portal_events(&w, &s).await;
     let replaced: Vec<_> = events
         .iter()
         .filter(|e| e.action == "infrastructure.identity_token_replaced")
