@@ -196,6 +196,23 @@ impl Api {
             .map_err(to_status)?;
         group_reply(&a.handle.read(), id, c.seq)
     }
+
+    /// For a create with a `request_id` already used: the group that request created, as it
+    /// is now (AIP-155); `None` when the key is new.
+    async fn replayed_group<T>(
+        &self,
+        a: &Admitted<T>,
+        request_id: Option<&str>,
+    ) -> Result<Option<Response<pb::Group>>, Status> {
+        let found = self
+            .replayed(a.org, &a.handle, request_id, "group", names::group)
+            .await?;
+        let Some((id, _)) = found else {
+            return Ok(None);
+        };
+        let st = a.handle.read();
+        group_reply(&st, id, st.seq).map(Some)
+    }
 }
 
 #[tonic::async_trait]
@@ -241,35 +258,25 @@ impl pb::groups_server::Groups for Api {
                 .map_err(to_status)?
         };
         let request_id = (!a.req.request_id.is_empty()).then_some(a.req.request_id.as_str());
-        if let Some(rid) = request_id {
-            let found = self
-                .core
-                .store
-                .find_request(a.org, rid)
-                .await
-                .map_err(|e| to_status(e.into()))?;
-            if let Some(target) = found {
-                // A retry: the group the first request created, as it is now.
-                let Some(id) = names::group(&target)
-                    .filter(|(o, _)| *o == a.org)
-                    .map(|(_, id)| id)
-                else {
-                    return Err(to_status(Error::field(
-                        "request_id",
-                        "was already used by a request that did not create a group",
-                    )));
-                };
-                let st = a.handle.read();
-                return group_reply(&st, id, st.seq);
-            }
+        if let Some(replayed) = self.replayed_group(&a, request_id).await? {
+            return Ok(replayed);
         }
-        let c = self
+        let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
                 ops::create_group(d, name.clone(), description.clone(), key.clone())
             })
             .await
-            .map_err(to_status)?;
+        {
+            Ok(c) => c,
+            // A concurrent request with the same key may have been first: its result.
+            Err(e) => {
+                return self
+                    .replayed_group(&a, request_id)
+                    .await?
+                    .ok_or_else(|| to_status(e));
+            }
+        };
         let st = a.handle.read();
         let reply = match st.groups.get(&c.value.id) {
             Some(now) => convert::group(&st, now),

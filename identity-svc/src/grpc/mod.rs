@@ -59,6 +59,40 @@ pub struct Admitted<T> {
 }
 
 impl Api {
+    /// For a create carrying a `request_id` already used (AIP-155): the id (by `parse`) and
+    /// resource name of the `kind` the first request created, with this replica's state brought
+    /// up to that commit (it may still be applying it, or another replica made it). `None` when
+    /// the key is new; INVALID_ARGUMENT when it was used to create something else.
+    pub async fn replayed<T>(
+        &self,
+        org: Uuid,
+        handle: &OrgHandle,
+        request_id: Option<&str>,
+        kind: &str,
+        parse: impl Fn(&str) -> Option<(Uuid, T)>,
+    ) -> Result<Option<(T, String)>, Status> {
+        let Some(rid) = request_id else {
+            return Ok(None);
+        };
+        let found = self
+            .core
+            .store
+            .find_request(org, rid)
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        let Some(target) = found else {
+            return Ok(None);
+        };
+        let Some(id) = parse(&target).filter(|(o, _)| *o == org).map(|(_, id)| id) else {
+            return Err(to_status(Error::field(
+                "request_id",
+                format!("was already used by a request that did not create a {kind}"),
+            )));
+        };
+        self.core.refresh(handle, org).await.map_err(to_status)?;
+        Ok(Some((id, target)))
+    }
+
     /// Authenticates the request's bearer token (public RPCs skip it).
     pub async fn caller(
         &self,
@@ -191,6 +225,12 @@ pub fn to_status(e: Error) -> Status {
             status(ERROR_DOMAIN, Code::FailedPrecondition, reason, message)
         }
         Error::Aborted(m) => status(ERROR_DOMAIN, Code::Aborted, "STALE_ETAG", m),
+        e @ Error::DuplicateRequest => status(
+            ERROR_DOMAIN,
+            Code::Aborted,
+            "DUPLICATE_REQUEST_ID",
+            e.to_string(),
+        ),
         Error::PermissionDenied(m) => {
             status(ERROR_DOMAIN, Code::PermissionDenied, "PERMISSION_DENIED", m)
         }

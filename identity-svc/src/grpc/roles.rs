@@ -7,15 +7,15 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text, respond,
-    to_status,
+    Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
+    respond, to_status,
 };
 use crate::domain::catalog;
 use crate::domain::model::Grant;
 use crate::domain::names;
 use crate::method;
 use crate::service::auth::Entry;
-use crate::service::error::Violations;
+use crate::service::error::{Error, Violations};
 use crate::service::ops;
 
 fn role_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<String> {
@@ -54,6 +54,28 @@ fn grants(v: &mut Violations, org: Uuid, items: &[pb::PermissionGrant]) -> Vec<G
             Grant { permission, stages }
         })
         .collect()
+}
+
+impl Api {
+    /// For a create with a `request_id` already used: the role that request created, as it is
+    /// now (AIP-155); `None` when the key is new.
+    async fn replayed_role<T>(
+        &self,
+        a: &Admitted<T>,
+        request_id: Option<&str>,
+    ) -> Result<Option<Response<pb::Role>>, Status> {
+        let found = self
+            .replayed(a.org, &a.handle, request_id, "role", names::role)
+            .await?;
+        let Some((id, target)) = found else {
+            return Ok(None);
+        };
+        let st = a.handle.read();
+        match st.roles.get(&id) {
+            Some(role) => Ok(Some(respond(convert::role(&st, role), st.seq))),
+            None => Err(to_status(Error::NotFound(target))),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -163,26 +185,25 @@ impl pb::roles_server::Roles for Api {
         v.finish().map_err(to_status)?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let request_id = (!a.req.request_id.is_empty()).then_some(a.req.request_id.as_str());
-        if let Some(rid) = request_id
-            && let Some(target) = self
-                .core
-                .store
-                .find_request(a.org, rid)
-                .await
-                .map_err(|e| to_status(e.into()))?
-        {
-            let st = a.handle.read();
-            if let Some(role) = names::role(&target).and_then(|(_, id)| st.roles.get(&id)) {
-                return Ok(respond(convert::role(&st, role), st.seq));
-            }
+        if let Some(replayed) = self.replayed_role(&a, request_id).await? {
+            return Ok(replayed);
         }
-        let c = self
+        let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
                 ops::create_role(d, name.clone(), description.clone(), grants.clone())
             })
             .await
-            .map_err(to_status)?;
+        {
+            Ok(c) => c,
+            // A concurrent request with the same key may have been first: its result.
+            Err(e) => {
+                return self
+                    .replayed_role(&a, request_id)
+                    .await?
+                    .ok_or_else(|| to_status(e));
+            }
+        };
         let st = a.handle.read();
         Ok(respond(convert::role(&st, &c.value), c.seq))
     }

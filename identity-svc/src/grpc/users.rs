@@ -180,11 +180,14 @@ impl pb::users_server::Users for Api {
         if let Some(existing) = self.replayed_user(org, request_id).await? {
             return Ok(existing);
         }
-        let c = self
+        let c = match self
             .core
             .mutate(&auth, org, request_id, |d| ops::invite(d, &invite))
             .await
-            .map_err(to_status)?;
+        {
+            Ok(c) => c,
+            Err(e) => return self.raced_user(org, request_id, e).await,
+        };
         let (user, secret) = c.value;
         let org_name = a.handle.read().org.display_name.clone();
         self.send_invitation(&email, &org_name, &secret).await;
@@ -314,13 +317,16 @@ impl pb::users_server::Users for Api {
             Some(hash_password(r.initial_password.clone()).await?)
         };
         let active = r.active.unwrap_or(true);
-        let c = self
+        let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
                 ops::create_user(d, email.clone(), display_name.clone(), active, hash.clone())
             })
             .await
-            .map_err(to_status)?;
+        {
+            Ok(c) => c,
+            Err(e) => return self.raced_user(a.org, request_id, e).await,
+        };
         let st = a.handle.read();
         Ok(respond(convert::user(&st, &c.value), c.seq))
     }
@@ -739,27 +745,40 @@ pub fn parse_end_user_roles(
 }
 
 impl Api {
+    /// A create that failed with `error`: if a concurrent request with the same `request_id`
+    /// was first (the failure is then a duplicate key, or the email that request took), the
+    /// user that request created, as a retry would get it (AIP-155); else the error.
+    async fn raced_user(
+        &self,
+        org: Uuid,
+        request_id: Option<&str>,
+        error: Error,
+    ) -> Result<Response<pb::User>, Status> {
+        self.replayed_user(org, request_id)
+            .await?
+            .ok_or_else(|| to_status(error))
+    }
+
     /// For a retried create with a known `request_id`: the user it created, as it is now.
     async fn replayed_user(
         &self,
         org: Uuid,
         request_id: Option<&str>,
     ) -> Result<Option<Response<pb::User>>, Status> {
-        let Some(rid) = request_id else {
+        if request_id.is_none() {
             return Ok(None);
-        };
-        let Some(target) = self
-            .core
-            .store
-            .find_request(org, rid)
-            .await
-            .map_err(|e| to_status(e.into()))?
-        else {
-            return Ok(None);
-        };
+        }
         let handle = self.core.org(org).await.map_err(to_status)?;
+        let found = self
+            .replayed(org, &handle, request_id, "user", names::user)
+            .await?;
+        let Some((id, target)) = found else {
+            return Ok(None);
+        };
         let st = handle.read();
-        let user = names::user(&target).and_then(|(_, u)| st.users.get(&u));
-        Ok(user.map(|u| respond(convert::user(&st, u), st.seq)))
+        match st.users.get(&id) {
+            Some(u) => Ok(Some(respond(convert::user(&st, u), st.seq))),
+            None => Err(to_status(Error::NotFound(target))),
+        }
     }
 }

@@ -169,6 +169,14 @@ impl Queue {
             .collect()
     }
 
+    /// Whether a queued draft carries `request_id`.
+    fn has_request(&self, request_id: &str) -> bool {
+        self.committing
+            .iter()
+            .chain(self.waiting.iter().map(|(p, _)| p))
+            .any(|p| p.request_id.as_deref() == Some(request_id))
+    }
+
     /// Tells every waiting draft to run again (what it was validated on is not committed).
     fn retry_waiting(&mut self) {
         for (_, reply) in self.waiting.drain(..) {
@@ -188,6 +196,8 @@ enum Step<T> {
     Lead(Result<T, Error>, Arc<Pending>),
     /// The state moved under the queued drafts: catch up first.
     CatchUp,
+    /// A queued draft carries the same request id: its result is this request's.
+    Twin,
 }
 
 /// A mutation in progress: the state with the changes made so far applied.
@@ -410,10 +420,25 @@ impl Core {
                     self.settle(&handle, org).await?;
                     continue;
                 }
+                Step::Twin => {
+                    // Wait until the draft with the same key is committed (or failed), then
+                    // let the caller answer with what it created.
+                    self.settle(&handle, org).await?;
+                    if request_id.is_some_and(|rid| handle.queue().has_request(rid)) {
+                        continue;
+                    }
+                    return Err(Error::DuplicateRequest);
+                }
             };
             match outcome {
                 Ok(Outcome::Committed(seq)) => return value.map(|value| Committed { value, seq }),
                 Ok(Outcome::Retry) => self.settle(&handle, org).await?,
+                Ok(Outcome::Failed(Error::DuplicateRequest)) => {
+                    // The request that took the key may be another replica's: catch up, so
+                    // that the caller finds what it created in the state.
+                    self.settle(&handle, org).await?;
+                    return Err(Error::DuplicateRequest);
+                }
                 Ok(Outcome::Failed(e)) => return Err(e),
                 Err(_) => return Err(Error::Internal("the group commit stopped".into())),
             }
@@ -440,6 +465,9 @@ impl Core {
             // Events were applied from elsewhere under the queued drafts: they will fail
             // their compare-and-set. Their changes must not be applied to this state.
             return Step::CatchUp;
+        }
+        if request_id.is_some_and(|rid| queue.has_request(rid)) {
+            return Step::Twin;
         }
         let base = st.seq;
         let pending = queue.pending();
@@ -747,11 +775,9 @@ fn failed(error: StoreError, definite: bool) -> Outcome {
         StoreError::Conflict => Outcome::Failed(Error::Internal(
             "the commit failed and may or may not have been written".into(),
         )),
-        // A concurrent request with the same key committed first: nothing was written; a
-        // retry answers with what that request created.
-        StoreError::DuplicateRequest => Outcome::Failed(Error::Aborted(
-            "a request with this request_id was just applied; retry to get its result".into(),
-        )),
+        // A concurrent request with the same key committed first: nothing was written; the
+        // caller answers with what that request created (see `mutate`).
+        StoreError::DuplicateRequest => Outcome::Failed(Error::DuplicateRequest),
         e => Outcome::Failed(e.into()),
     }
 }
@@ -1232,7 +1258,7 @@ mod tests {
         let mut acknowledged = BTreeSet::new();
         for (key, call) in calls {
             match (key, call.await.unwrap()) {
-                ("c", Err(Error::Aborted(_))) => {}
+                ("c", Err(Error::DuplicateRequest)) => {}
                 ("c", other) => panic!("the reused request id: {other:?}"),
                 (_, Ok(c)) => assert!(acknowledged.insert(c.seq)),
                 (key, Err(e)) => panic!("{key}: {e:?}"),

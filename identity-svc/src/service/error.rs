@@ -31,6 +31,10 @@ pub enum Error {
     /// The etag sent does not match.
     #[error("{0}")]
     Aborted(String),
+    /// A concurrent request with the same `request_id` committed first; nothing of this one
+    /// was written. Create handlers answer it with the first request's result.
+    #[error("a request with this request_id was just applied; retry to get its result")]
+    DuplicateRequest,
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),

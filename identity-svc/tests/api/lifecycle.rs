@@ -20,6 +20,7 @@ crate::api_tests!(
     deactivating_an_invited_user_blocks_acceptance_until_activated,
     data_survives_a_restart,
     logout_ends_the_session,
+    a_request_id_answers_with_the_first_result_even_when_requests_race,
 );
 
 fn invite(by: &Session, email: &str) -> pb::InviteUserRequest {
@@ -572,5 +573,143 @@ async fn logout_ends_the_session(b: Backend) {
             .await,
         Code::Unauthenticated,
         None,
+    );
+}
+
+/// AIP-155 on every create that takes a `request_id` (CreateUser, InviteUser, CreateGroup,
+/// CreateRole): two identical requests sent at once both answer with the one resource the first
+/// created, and so does a later retry; a key used by another kind of create is refused.
+async fn a_request_id_answers_with_the_first_result_even_when_requests_race(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin("Acme").await;
+    let t = Some(admin.token.as_str());
+    let org = admin.org.clone();
+    let (mut users, mut users2) = (app.users(t), app.users(t));
+    let (mut inviter, mut inviter2) = (app.users(t), app.users(t));
+    let (mut groups, mut groups2) = (app.groups(t), app.groups(t));
+    let (mut roles, mut roles2) = (app.roles(t), app.roles(t));
+    let mut created = Vec::new();
+    for round in 0..6 {
+        let user = pb::CreateUserRequest {
+            parent: org.clone(),
+            user: Some(pb::User {
+                email: format!("u{round}@acme.example"),
+                ..Default::default()
+            }),
+            request_id: format!("user-{round}"),
+            ..Default::default()
+        };
+        let invitation = pb::InviteUserRequest {
+            request_id: format!("invite-{round}"),
+            ..invite(&admin, &format!("i{round}@acme.example"))
+        };
+        let group = pb::CreateGroupRequest {
+            parent: org.clone(),
+            group: Some(pb::Group {
+                display_name: format!("Group {round}"),
+                stage: stage(&org, "development"),
+                ..Default::default()
+            }),
+            request_id: format!("group-{round}"),
+        };
+        let custom = pb::CreateRoleRequest {
+            parent: org.clone(),
+            role: Some(pb::Role {
+                display_name: format!("Role {round}"),
+                grants: vec![pb::PermissionGrant {
+                    permission: "asset.open".into(),
+                    stages: vec![],
+                }],
+                ..Default::default()
+            }),
+            request_id: format!("role-{round}"),
+        };
+        let (u1, u2, i1, i2, g1, g2, r1, r2) = tokio::join!(
+            users.create_user(user.clone()),
+            users2.create_user(user.clone()),
+            inviter.invite_user(invitation.clone()),
+            inviter2.invite_user(invitation.clone()),
+            groups.create_group(group.clone()),
+            groups2.create_group(group.clone()),
+            roles.create_role(custom.clone()),
+            roles2.create_role(custom.clone()),
+        );
+        let pairs = [
+            (
+                "CreateUser",
+                u1.map(|r| r.into_inner().name),
+                u2.map(|r| r.into_inner().name),
+            ),
+            (
+                "InviteUser",
+                i1.map(|r| r.into_inner().name),
+                i2.map(|r| r.into_inner().name),
+            ),
+            (
+                "CreateGroup",
+                g1.map(|r| r.into_inner().name),
+                g2.map(|r| r.into_inner().name),
+            ),
+            (
+                "CreateRole",
+                r1.map(|r| r.into_inner().name),
+                r2.map(|r| r.into_inner().name),
+            ),
+        ];
+        for (rpc, first, second) in pairs {
+            let (first, second) = (
+                first.unwrap(),
+                second.unwrap_or_else(|e| panic!("{rpc}: {e:?}")),
+            );
+            assert_eq!(
+                first, second,
+                "{rpc} round {round}: two resources for one request_id"
+            );
+            created.push(first);
+        }
+        // A retry afterwards answers the same.
+        let again = users.create_user(user).await.unwrap().into_inner();
+        assert_eq!(again.name, created[created.len() - 4]);
+        let again = roles.create_role(custom).await.unwrap().into_inner();
+        assert_eq!(again.name, created[created.len() - 1]);
+    }
+    // One resource per request id, and nothing else was created.
+    let listed = users
+        .list_users(pb::ListUsersRequest {
+            parent: org.clone(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(listed.len(), 1 + 12, "{listed:?}");
+    let listed = groups
+        .list_groups(pb::ListGroupsRequest {
+            parent: org.clone(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    // The key of a user is not a group's.
+    let mut group = pb::CreateGroupRequest {
+        parent: org.clone(),
+        group: Some(pb::Group {
+            display_name: "Other".into(),
+            stage: stage(&org, "development"),
+            ..Default::default()
+        }),
+        request_id: "user-0".into(),
+    };
+    assert_bad_field(groups.create_group(group.clone()).await, "request_id");
+    group.request_id = "group-0".into();
+    assert_eq!(
+        groups.create_group(group).await.unwrap().into_inner().name,
+        created[2]
     );
 }
