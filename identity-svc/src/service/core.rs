@@ -1331,6 +1331,43 @@ mod tests {
         assert_eq!(after.await.unwrap().unwrap().seq, 4);
     }
 
+    /// A request sent twice at once: the second draft is not queued behind the first (which
+    /// carries its request id); it waits for the first's commit, catches up and returns
+    /// `DuplicateRequest` (its caller then answers with the first's result). One commit.
+    async fn a_twin_request_waits_for_the_first_and_commits_nothing(store: Arc<dyn Store>) {
+        let gated = Gated::new(store);
+        let (core, org, auth) = core_with_org(&gated).await;
+        let first = spawn_create(&core, &auth, org, "a", Some("twin"));
+        // The first request's commit is held at the gate (the organization's was write 1).
+        assert_eq!(gated.arrived(2).await.len(), 2);
+        let twin = spawn_create(&core, &auth, org, "b", Some("twin"));
+        // On a current-thread runtime the twin runs its draft (no I/O before it blocks) while
+        // the test yields: it reaches the writer lock the first commit holds.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(core.org_cached(org).unwrap().queue().waiting.is_empty());
+        gated.allow(100);
+        assert_eq!(first.await.unwrap().unwrap().seq, 2);
+        assert!(matches!(twin.await.unwrap(), Err(Error::DuplicateRequest)));
+        // No second write was attempted, and the state has the first's stage only.
+        assert_eq!(gated.arrived(2).await.len(), 2);
+        assert_consistent(&core, org, 2).await;
+        let handle = core.org_cached(org).unwrap();
+        assert!(handle.read().stages.contains_key("a"));
+        assert!(!handle.read().stages.contains_key("b"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_twin_request_waits_for_the_first_and_commits_nothing_on_sqlite() {
+        on_sqlite(a_twin_request_waits_for_the_first_and_commits_nothing).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_twin_request_waits_for_the_first_and_commits_nothing_on_postgres() {
+        on_postgres(a_twin_request_waits_for_the_first_and_commits_nothing).await;
+    }
+
     macro_rules! on_both {
         ($($case:ident),* $(,)?) => {
             mod sqlite {
