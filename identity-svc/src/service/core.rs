@@ -421,10 +421,13 @@ impl Core {
                     continue;
                 }
                 Step::Twin => {
-                    // Wait until the draft with the same key is committed (or failed), then
-                    // let the caller answer with what it created.
-                    self.settle(&handle, org).await?;
+                    // Wait until the batch in flight is over; once the draft with the same
+                    // key is committed (or failed), the caller answers with what it created
+                    // (its replay brings the state up to that commit).
+                    drop(handle.writer.lock().await);
                     if request_id.is_some_and(|rid| handle.queue().has_request(rid)) {
+                        // Still waiting for its batch: let the committer take the lock.
+                        tokio::task::yield_now().await;
                         continue;
                     }
                     return Err(Error::DuplicateRequest);
@@ -433,12 +436,6 @@ impl Core {
             match outcome {
                 Ok(Outcome::Committed(seq)) => return value.map(|value| Committed { value, seq }),
                 Ok(Outcome::Retry) => self.settle(&handle, org).await?,
-                Ok(Outcome::Failed(Error::DuplicateRequest)) => {
-                    // The request that took the key may be another replica's: catch up, so
-                    // that the caller finds what it created in the state.
-                    self.settle(&handle, org).await?;
-                    return Err(Error::DuplicateRequest);
-                }
                 Ok(Outcome::Failed(e)) => return Err(e),
                 Err(_) => return Err(Error::Internal("the group commit stopped".into())),
             }

@@ -31,8 +31,9 @@ pub enum Error {
     /// The etag sent does not match.
     #[error("{0}")]
     Aborted(String),
-    /// A concurrent request with the same `request_id` committed first; nothing of this one
-    /// was written. Create handlers answer it with the first request's result.
+    /// A concurrent request with the same `request_id` committed first (or is committing);
+    /// nothing of this one was written. Create handlers answer it with the first request's
+    /// result (`Api::replayed`, which also brings the state up to that commit).
     #[error("a request with this request_id was just applied; retry to get its result")]
     DuplicateRequest,
     /// The caller may not do this.

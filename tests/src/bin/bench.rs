@@ -1296,8 +1296,7 @@ async fn durable_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
     let server = Server::spawn(&backend, &data).await?;
     let base = json!({ "users": cli.users, "backend": backend.name() });
     let seq = durable(cli, out, &backend, &server, &data, &base).await?;
-    crash_check(out, &backend, server, &data, seq, &base).await?;
-    Ok(())
+    crash_check(out, &backend, server, &data, seq, &base).await
 }
 
 async fn identity_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
@@ -1340,8 +1339,7 @@ async fn identity_suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
         "MB",
         &json!({ "users": n, "backend": backend.name(), "phase": "after_writes", "vm_hwm_mb": hwm }),
     );
-    crash_check(out, &backend, server, &data, seq, &base).await?;
-    Ok(())
+    crash_check(out, &backend, server, &data, seq, &base).await
 }
 
 fn extra(base: &Value, more: &Value) -> Value {
@@ -1802,9 +1800,10 @@ async fn durable(
     Ok(seq_after)
 }
 
-/// Kills the server (SIGKILL: no drain, no shutdown hook), starts a new one on the same store
-/// and checks that it comes back at `expected`, the sequence the killed server acknowledged
-/// last: every acknowledged mutation survived the crash.
+/// Kills the server (SIGKILL: no drain, no shutdown hook) right after the last write was
+/// acknowledged, starts a new one on the same store and checks that it comes back at
+/// `expected`, the sequence the killed server acknowledged last: every acknowledged mutation
+/// survived the crash.
 async fn crash_check(
     out: &Output,
     backend: &Backend,
@@ -1812,7 +1811,7 @@ async fn crash_check(
     data: &Dataset,
     expected: u64,
     base: &Value,
-) -> anyhow::Result<Server> {
+) -> anyhow::Result<()> {
     drop(server);
     let server = Server::spawn(backend, data).await?;
     let clients = server.access(data, 1).await?;
@@ -1827,7 +1826,7 @@ async fn crash_check(
         seq == expected,
         format!("after SIGKILL and restart the sequence is {seq}, acknowledged {expected}"),
     );
-    Ok(server)
+    Ok(())
 }
 
 /// One closed-loop run of AssignRole, `in_flight` at a time: each call a distinct user, to a
