@@ -1,4 +1,6 @@
-//! Domain → protobuf encodings.
+//! Domain → protobuf encodings: the resources as Get and List return them.
+//!
+//! `events` encodes change events, whose resources reuse these encodings.
 
 use shared::proto::identity::v1 as pb;
 use uuid::Uuid;
@@ -6,13 +8,17 @@ use uuid::Uuid;
 use super::ts;
 use crate::domain::engine::Reason;
 use crate::domain::model::{
-    App, Assignment, EndUserRole, Group, Organization, Role, ScopeKey, ServiceAccount, Stage,
-    StagePurpose, User, UserState,
+    App, Assignment, EndUserGrant, EndUserRole, Group, Organization, Role, ScopeKey,
+    ServiceAccount, Stage, StagePurpose, User, UserState,
 };
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
 use crate::service::auth::principal_name;
-use crate::store::{EventRecord, TokenRecord};
+use crate::store::TokenRecord;
+
+mod events;
+
+pub use events::event;
 
 /// Organization.
 pub fn organization(o: &Organization) -> pb::Organization {
@@ -80,7 +86,17 @@ pub fn end_user_role_name(st: &OrgState, id: Uuid) -> String {
 /// User, with its facets.
 pub fn user(st: &OrgState, u: &User) -> pb::User {
     pb::User {
-        name: fmt::user(st.org.id, u.id),
+        is_member: st.is_member(u.id),
+        is_end_user: st.is_end_user(u.id),
+        invitation_expire_time: st.invitations.get(&u.id).and_then(|i| ts(i.expire_time)),
+        ..user_fields(st.org.id, u)
+    }
+}
+
+/// A user's own fields; the facets, which other resources decide, are left unset.
+pub fn user_fields(org: Uuid, u: &User) -> pb::User {
+    pb::User {
+        name: fmt::user(org, u.id),
         email: u.email.to_string(),
         display_name: u.display_name.clone(),
         state: match u.state {
@@ -89,18 +105,30 @@ pub fn user(st: &OrgState, u: &User) -> pb::User {
             UserState::Inactive => pb::UserState::Inactive,
         }
         .into(),
-        is_member: st.is_member(u.id),
-        is_end_user: st.is_end_user(u.id),
-        invitation_expire_time: st.invitations.get(&u.id).and_then(|i| ts(i.expire_time)),
+        is_member: false,
+        is_end_user: false,
+        invitation_expire_time: None,
         create_time: ts(u.create_time),
         update_time: ts(u.update_time),
         etag: u.rev.to_string(),
     }
 }
 
-/// Role.
+/// Role, with its assignment count.
 pub fn role(st: &OrgState, r: &Role) -> pb::Role {
-    let org = st.org.id;
+    pb::Role {
+        assignment_count: i32::try_from(
+            st.role_holders
+                .get(&r.id)
+                .map_or(0, std::collections::BTreeSet::len),
+        )
+        .unwrap_or(i32::MAX),
+        ..role_fields(st.org.id, r)
+    }
+}
+
+/// A role's own fields; the assignment count, which the assignments decide, is left at 0.
+pub fn role_fields(org: Uuid, r: &Role) -> pb::Role {
     pb::Role {
         name: fmt::role(org, &r.id),
         display_name: r.display_name.clone(),
@@ -119,12 +147,7 @@ pub fn role(st: &OrgState, r: &Role) -> pb::Role {
                     .collect(),
             })
             .collect(),
-        assignment_count: i32::try_from(
-            st.role_holders
-                .get(&r.id)
-                .map_or(0, std::collections::BTreeSet::len),
-        )
-        .unwrap_or(i32::MAX),
+        assignment_count: 0,
         create_time: ts(r.create_time),
         update_time: ts(r.update_time),
         etag: r.rev.to_string(),
@@ -172,6 +195,15 @@ pub fn assignment(org: Uuid, a: &Assignment) -> pb::RoleAssignment {
     }
 }
 
+/// Direct end-user role grant.
+pub fn end_user_grant(org: Uuid, g: &EndUserGrant) -> pb::EndUserRoleGrant {
+    pb::EndUserRoleGrant {
+        user: fmt::user(org, g.user),
+        end_user_role: fmt::end_user_role(org, g.app, g.end_user_role),
+        stage: fmt::stage(org, &g.stage),
+    }
+}
+
 /// An access reason.
 pub fn reason(org: Uuid, r: &Reason<'_>) -> pb::AccessReason {
     pb::AccessReason {
@@ -202,10 +234,6 @@ pub fn group(st: &OrgState, g: &Group) -> pb::Group {
     apps.sort();
     apps.dedup();
     pb::Group {
-        name: fmt::group(org, g.id),
-        display_name: g.display_name.clone(),
-        description: g.description.clone(),
-        stage: fmt::stage(org, &g.stage),
         end_user_roles: roles.iter().map(|r| end_user_role_name(st, *r)).collect(),
         apps,
         member_count: i32::try_from(
@@ -214,6 +242,21 @@ pub fn group(st: &OrgState, g: &Group) -> pb::Group {
                 .map_or(0, crate::domain::state::SortedSet::len),
         )
         .unwrap_or(i32::MAX),
+        ..group_fields(org, g)
+    }
+}
+
+/// A group's own fields; its roles, apps and member count, which its group roles and members
+/// decide, are left empty.
+pub fn group_fields(org: Uuid, g: &Group) -> pb::Group {
+    pb::Group {
+        name: fmt::group(org, g.id),
+        display_name: g.display_name.clone(),
+        description: g.description.clone(),
+        stage: fmt::stage(org, &g.stage),
+        end_user_roles: Vec::new(),
+        apps: Vec::new(),
+        member_count: 0,
         create_time: ts(g.create_time),
         update_time: ts(g.update_time),
         etag: g.rev.to_string(),
@@ -241,56 +284,6 @@ pub fn token(t: &TokenRecord) -> pb::ServiceAccountToken {
         expire_time: ts(t.expire_time),
         revoke_time: t.revoke_time.and_then(ts),
     }
-}
-
-/// Change event.
-pub fn event(e: &EventRecord) -> pb::ChangeEvent {
-    pb::ChangeEvent {
-        organization: fmt::org(e.org),
-        sequence: i64::try_from(e.seq).unwrap_or(i64::MAX),
-        actor: e.actor.clone(),
-        action: e.action.clone(),
-        target: e.target.clone(),
-        before: e
-            .before
-            .as_ref()
-            .and_then(|x| to_struct(&serde_json::to_value(x).ok()?)),
-        after: e
-            .after
-            .as_ref()
-            .and_then(|x| to_struct(&serde_json::to_value(x).ok()?)),
-        create_time: ts(e.time),
-        request_id: e.request_id.clone().unwrap_or_default(),
-        affected_users: e
-            .affected_users
-            .iter()
-            .map(|u| fmt::user(e.org, *u))
-            .collect(),
-    }
-}
-
-fn to_struct(v: &serde_json::Value) -> Option<prost_types::Struct> {
-    match to_value(v).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn to_value(v: &serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.iter().map(to_value).collect(),
-        }),
-        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
-            fields: o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use shared::proto::identity::v1 as pb;
+use shared::proto::identity::v1::resource::Kind;
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
@@ -12,6 +13,7 @@ crate::api_tests!(
     a_watcher_from_zero_receives_every_event_in_order_without_gaps,
     resuming_at_cursor_n_yields_exactly_the_events_after_n,
     a_cursor_ahead_of_the_organization_is_out_of_range,
+    every_event_carries_the_typed_resource_before_and_after,
     the_audit_trail_filters_by_actor_action_target_and_time,
     writes_answer_with_a_consistency_token,
 );
@@ -301,4 +303,119 @@ async fn writes_answer_with_a_consistency_token(b: Backend) {
         .unwrap();
     let all = all_events(&app, &admin).await;
     assert_eq!(token, all.last().unwrap().sequence);
+}
+
+/// The action prefix of the events that carry a resource of this kind.
+fn kind_of(r: Option<&pb::Resource>) -> Option<&'static str> {
+    Some(match r?.kind.as_ref()? {
+        Kind::Organization(_) => "organization",
+        Kind::Stage(_) => "stage",
+        Kind::App(_) => "app",
+        Kind::EndUserRole(_) => "end_user_role",
+        Kind::User(_) => "user",
+        Kind::Invitation(_) => "invitation",
+        Kind::Role(_) => "role",
+        Kind::RoleAssignment(_) => "role_assignment",
+        Kind::EndUserRoleGrant(_) => "end_user_grant",
+        Kind::Group(_) => "group",
+        Kind::GroupMember(_) => "group_member",
+        Kind::GroupRole(_) => "group_role",
+        Kind::ServiceAccount(_) => "service_account",
+    })
+}
+
+/// The one event with this action; its resource after (or, when deleted, before) the change.
+fn only(events: &[pb::ChangeEvent], action: &str) -> (pb::ChangeEvent, Kind) {
+    let mut found = events.iter().filter(|e| e.action == action);
+    let e = found.next().unwrap_or_else(|| panic!("no {action}"));
+    assert!(found.next().is_none(), "one {action}");
+    let r = e.after.as_ref().or(e.before.as_ref()).unwrap();
+    (e.clone(), r.kind.clone().unwrap())
+}
+
+async fn every_event_carries_the_typed_resource_before_and_after(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.admin("Acme").await;
+    scenario(&app, &admin).await;
+    let events = all_events(&app, &admin).await;
+    for e in &events {
+        let (before, after) = (kind_of(e.before.as_ref()), kind_of(e.after.as_ref()));
+        let kind = after.or(before).unwrap_or_else(|| panic!("{e:?}"));
+        assert!(
+            before.is_none() || after.is_none() || before == after,
+            "one kind: {e:?}"
+        );
+        assert_eq!(e.action.split('.').next(), Some(kind), "{e:?}");
+        let verb = e.action.rsplit('.').next().unwrap();
+        if ["created", "added", "invited"].contains(&verb) {
+            assert!(e.before.is_none(), "{e:?}");
+        }
+        if ["deleted", "removed"].contains(&verb) {
+            assert!(e.after.is_none(), "{e:?}");
+        }
+    }
+
+    let (e, Kind::App(created)) = only(&events, "app.created") else {
+        panic!("an app")
+    };
+    assert_eq!(
+        (created.name, created.display_name),
+        (e.target, "Orders".into())
+    );
+
+    // The user, as it was committed: its facets (derived from other resources) are unset.
+    let (e, Kind::User(gone)) = only(&events, "user.deleted") else {
+        panic!("a user")
+    };
+    assert_eq!(gone.name, e.target);
+    assert_eq!(gone.email, "dev@acme.example");
+    assert_eq!(gone.state(), pb::UserState::Inactive);
+    assert!(!gone.is_member && !gone.is_end_user && gone.invitation_expire_time.is_none());
+    let dev = gone.name;
+
+    let on_dev: Vec<_> = events.iter().filter(|e| e.target == dev).cloned().collect();
+    let (_, Kind::Invitation(inv)) = only(&on_dev, "invitation.created") else {
+        panic!("an invitation")
+    };
+    assert_eq!(inv.user, dev);
+    assert!(inv.expire_time.unwrap().seconds > inv.create_time.unwrap().seconds);
+
+    let assigned = events
+        .iter()
+        .filter(|e| e.action == "role_assignment.created")
+        .filter_map(|e| match e.after.as_ref()?.kind.as_ref()? {
+            Kind::RoleAssignment(a) if a.principal == dev => Some(a.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(assigned.len(), 1);
+    assert_eq!(assigned[0].role, format!("{}/roles/developer", admin.org));
+    assert_eq!(
+        assigned[0].scope.as_ref().unwrap().kind,
+        Some(pb::scope::Kind::Organization(true))
+    );
+
+    let (_, Kind::Group(group)) = only(&events, "group.created") else {
+        panic!("a group")
+    };
+    assert_eq!(group.stage, stage(&admin.org, "development"));
+    assert!(group.end_user_roles.is_empty() && group.member_count == 0);
+    let (_, Kind::EndUserRole(clerk)) = only(&events, "end_user_role.created") else {
+        panic!("an end-user role")
+    };
+    let (_, Kind::GroupRole(held)) = only(&events, "group_role.added") else {
+        panic!("a group role")
+    };
+    assert_eq!(
+        held,
+        pb::GroupRole {
+            group: group.name.clone(),
+            end_user_role: clerk.name,
+        }
+    );
+    let (e, Kind::GroupMember(member)) = only(&events, "group_member.added") else {
+        panic!("a group member")
+    };
+    assert_eq!((member.group, member.user), (group.name, dev));
+    assert_eq!(e.target, held.group);
 }

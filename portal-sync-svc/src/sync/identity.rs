@@ -1,16 +1,21 @@
 //! Reading identity: the snapshot and the change events, into the mapping's [`Mirror`].
 //!
-//! Change events carry the changed resource as `before`/`after` documents tagged by `kind`
-//! (`user`, `role`, `assignment`, ...); the sync reads the three kinds the mapping needs and
-//! ignores the rest.
+//! Both speak identity's typed resources only (`identity.v1.User`, `Role`, `RoleAssignment`):
+//! the snapshot lists them, and a change event carries the changed one as `before`/`after`
+//! (`identity.v1.Resource`). The sync reads the three kinds the mapping needs and ignores the
+//! rest. Nothing here knows how identity stores its data.
 
 use std::collections::BTreeSet;
 
 use shared::proto::identity::v1 as pb;
+use shared::proto::identity::v1::resource::Kind;
 use uuid::Uuid;
 
 use crate::domain::mapping::{Mirror, MirrorUser, RoleKind, UserState};
 use crate::domain::model::Email;
+
+#[cfg(test)]
+mod tests;
 
 /// The id at the end of a resource name.
 fn last_id(name: &str) -> Option<&str> {
@@ -25,165 +30,132 @@ fn role_kind(id: &str, permissions: Vec<String>) -> RoleKind {
     }
 }
 
-/// Builds the mirror from a snapshot.
-pub fn mirror_from_snapshot(s: &pb::Snapshot) -> Mirror {
-    let mut m = Mirror::default();
-    for u in &s.users {
-        let (Some(id), Ok(email)) = (
-            last_id(&u.name).and_then(|x| Uuid::parse_str(x).ok()),
-            Email::parse(&u.email),
-        ) else {
-            continue;
-        };
-        let state = match u.state() {
-            pb::UserState::Inactive => UserState::Inactive,
-            pb::UserState::Invited => UserState::Invited,
-            _ => UserState::Active,
-        };
-        m.users.insert(
-            id,
-            MirrorUser {
-                email,
-                state,
-                display_name: u.display_name.clone(),
-            },
-        );
-    }
-    for r in &s.roles {
-        if let Some(id) = last_id(&r.name) {
-            m.roles.insert(
-                id.to_owned(),
-                role_kind(id, r.grants.iter().map(|g| g.permission.clone()).collect()),
-            );
-        }
-    }
-    for a in &s.role_assignments {
-        let org_scope = matches!(
-            a.scope.as_ref().and_then(|s| s.kind.as_ref()),
-            Some(pb::scope::Kind::Organization(true))
-        );
-        let user = a
-            .principal
-            .contains("/users/")
-            .then(|| last_id(&a.principal))
-            .flatten()
-            .and_then(|x| Uuid::parse_str(x).ok());
-        if let (true, Some(user), Some(role)) = (org_scope, user, last_id(&a.role)) {
-            m.org_roles.insert(user, role.to_owned());
-        }
-    }
-    m
+/// The id of a user.
+fn user_id(u: &pb::User) -> Option<Uuid> {
+    last_id(&u.name).and_then(|x| Uuid::parse_str(x).ok())
 }
 
-fn to_json(s: &prost_types::Struct) -> serde_json::Value {
-    serde_json::Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value(v)))
-            .collect(),
-    )
-}
-
-fn value(v: &prost_types::Value) -> serde_json::Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => serde_json::json!(n),
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(value).collect()),
-        Some(Kind::StructValue(s)) => to_json(s),
-        Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
-    }
-}
-
-fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(serde_json::Value::as_str)
-}
-
-/// The user an assignment document is about, if it is an organization-scope user assignment.
-fn org_assignment(doc: &serde_json::Value) -> Option<(Uuid, String)> {
-    let principal = doc.get("principal")?;
-    let scope = doc.get("scope")?;
-    if str_of(principal, "type")? != "user" || str_of(scope, "type")? != "organization" {
+/// What the mapping reads of a user; `None` for a user without a valid name or email.
+fn mirror_user(u: &pb::User) -> Option<(Uuid, MirrorUser)> {
+    let (Some(id), Ok(email)) = (user_id(u), Email::parse(&u.email)) else {
         return None;
-    }
+    };
+    let state = match u.state() {
+        pb::UserState::Inactive => UserState::Inactive,
+        pb::UserState::Invited => UserState::Invited,
+        _ => UserState::Active,
+    };
     Some((
-        Uuid::parse_str(str_of(principal, "id")?).ok()?,
-        str_of(doc, "role")?.to_owned(),
+        id,
+        MirrorUser {
+            email,
+            state,
+            display_name: u.display_name.clone(),
+        },
     ))
 }
 
-/// Applies one change event to the mirror; returns the identity users whose record may change.
-pub fn apply_event(m: &mut Mirror, e: &pb::ChangeEvent) -> BTreeSet<Uuid> {
-    let before = e.before.as_ref().map(to_json);
-    let after = e.after.as_ref().map(to_json);
-    let doc = after.as_ref().or(before.as_ref());
-    let kind = doc.and_then(|d| str_of(d, "kind")).unwrap_or_default();
-    let mut affected = BTreeSet::new();
-    match kind {
-        "user" => {
-            if let Some(b) = &before
-                && let Some(id) = str_of(b, "id").and_then(|x| Uuid::parse_str(x).ok())
-            {
+/// A role's id and what the mapping needs of it.
+fn mirror_role(r: &pb::Role) -> Option<(&str, RoleKind)> {
+    let id = last_id(&r.name)?;
+    let permissions = r.grants.iter().map(|g| g.permission.clone()).collect();
+    Some((id, role_kind(id, permissions)))
+}
+
+/// The user and role id of an organization-scope assignment to a user; `None` for any other
+/// assignment (app scope, service account).
+fn org_assignment(a: &pb::RoleAssignment) -> Option<(Uuid, String)> {
+    let org_scope = matches!(
+        a.scope.as_ref().and_then(|s| s.kind.as_ref()),
+        Some(pb::scope::Kind::Organization(true))
+    );
+    let user = a
+        .principal
+        .contains("/users/")
+        .then(|| last_id(&a.principal))
+        .flatten()
+        .and_then(|x| Uuid::parse_str(x).ok());
+    match (org_scope, user, last_id(&a.role)) {
+        (true, Some(user), Some(role)) => Some((user, role.to_owned())),
+        _ => None,
+    }
+}
+
+/// Builds the mirror from a snapshot.
+pub fn mirror_from_snapshot(s: &pb::Snapshot) -> Mirror {
+    let mut m = Mirror::default();
+    m.users.extend(s.users.iter().filter_map(mirror_user));
+    for (id, kind) in s.roles.iter().filter_map(mirror_role) {
+        m.roles.insert(id.to_owned(), kind);
+    }
+    m.org_roles
+        .extend(s.role_assignments.iter().filter_map(org_assignment));
+    m
+}
+
+/// The resource kind an event carries as `before` or `after`, if any.
+fn kind(r: Option<&pb::Resource>) -> Option<&Kind> {
+    r.and_then(|r| r.kind.as_ref())
+}
+
+/// Removes what the mirror knew of a resource as it was before a change.
+fn forget(m: &mut Mirror, before: &Kind, affected: &mut BTreeSet<Uuid>) {
+    match before {
+        Kind::User(u) => {
+            if let Some(id) = user_id(u) {
                 m.users.remove(&id);
                 affected.insert(id);
             }
-            if let Some(a) = &after {
-                let id = str_of(a, "id").and_then(|x| Uuid::parse_str(x).ok());
-                let email = str_of(a, "email").and_then(|x| Email::parse(x).ok());
-                let state = match str_of(a, "state") {
-                    Some("inactive") => UserState::Inactive,
-                    Some("invited") => UserState::Invited,
-                    _ => UserState::Active,
-                };
-                let display_name = str_of(a, "display_name").unwrap_or_default().to_owned();
-                if let (Some(id), Some(email)) = (id, email) {
-                    m.users.insert(
-                        id,
-                        MirrorUser {
-                            email,
-                            state,
-                            display_name,
-                        },
-                    );
-                    affected.insert(id);
-                }
-            }
         }
-        "role" => {
-            if let Some(b) = &before
-                && let Some(id) = str_of(b, "id")
-            {
+        Kind::Role(r) => {
+            if let Some(id) = last_id(&r.name) {
                 m.roles.remove(id);
                 affected.extend(m.holders(id));
             }
-            if let Some(a) = &after
-                && let Some(id) = str_of(a, "id")
-            {
-                let perms = a
-                    .get("grants")
-                    .and_then(serde_json::Value::as_array)
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(|x| str_of(x, "permission").map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                m.roles.insert(id.to_owned(), role_kind(id, perms));
-                affected.extend(m.holders(id));
-            }
         }
-        "assignment" => {
-            if let Some((user, _)) = before.as_ref().and_then(org_assignment) {
+        Kind::RoleAssignment(a) => {
+            if let Some((user, _)) = org_assignment(a) {
                 m.org_roles.remove(&user);
                 affected.insert(user);
             }
-            if let Some((user, role)) = after.as_ref().and_then(org_assignment) {
+        }
+        _ => {}
+    }
+}
+
+/// Records a resource as it is after a change.
+fn learn(m: &mut Mirror, after: &Kind, affected: &mut BTreeSet<Uuid>) {
+    match after {
+        Kind::User(u) => {
+            if let Some((id, user)) = mirror_user(u) {
+                m.users.insert(id, user);
+                affected.insert(id);
+            }
+        }
+        Kind::Role(r) => {
+            if let Some((id, kind)) = mirror_role(r) {
+                m.roles.insert(id.to_owned(), kind);
+                affected.extend(m.holders(id));
+            }
+        }
+        Kind::RoleAssignment(a) => {
+            if let Some((user, role)) = org_assignment(a) {
                 m.org_roles.insert(user, role);
                 affected.insert(user);
             }
         }
         _ => {}
+    }
+}
+
+/// Applies one change event to the mirror; returns the identity users whose record may change.
+pub fn apply_event(m: &mut Mirror, e: &pb::ChangeEvent) -> BTreeSet<Uuid> {
+    let mut affected = BTreeSet::new();
+    if let Some(before) = kind(e.before.as_ref()) {
+        forget(m, before, &mut affected);
+    }
+    if let Some(after) = kind(e.after.as_ref()) {
+        learn(m, after, &mut affected);
     }
     affected
 }
