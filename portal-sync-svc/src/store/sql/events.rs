@@ -19,7 +19,7 @@ fn count_to_i64(count: usize) -> Result<i64, StoreError> {
 }
 
 /// A row limit as a BIGINT (larger than any table can be).
-fn limit(value: usize) -> i64 {
+fn row_limit(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -124,7 +124,7 @@ where
         )
         .bind(company.to_string())
         .bind(to_i64(after)?)
-        .bind(self::limit(limit))
+        .bind(row_limit(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(event_from_row).collect()
