@@ -1,10 +1,10 @@
-//! PostgreSQL backend.
+//! The PostgreSQL backend: connecting to and migrating the database, and what differs from
+//! SQLite in the driver's types. The statements are shared with SQLite ([`SqlStore`], `sql/`).
 
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 
 use super::StoreError;
-use super::sql::{embedded_migrator, impl_sql_store};
+use super::sql::{RowsAffected, SqlStore, embedded_migrator};
 
 /// The migrations in `migrations/postgres`, embedded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -14,10 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 )];
 
 /// The store in a PostgreSQL database.
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
-}
+pub type PgStore = SqlStore<sqlx::Postgres>;
 
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates the
@@ -32,4 +29,8 @@ impl PgStore {
     }
 }
 
-impl_sql_store!(PgStore, sqlx::Postgres);
+impl RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
+    }
+}

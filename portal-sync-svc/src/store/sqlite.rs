@@ -1,13 +1,17 @@
-//! SQLite backend: one database file, written through a small pool.
+//! The SQLite backend: opening (creating) and migrating one database file, written through a
+//! small pool, and what differs from PostgreSQL in the driver's types. The statements are
+//! shared with PostgreSQL ([`SqlStore`], `sql/`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
 
 use super::StoreError;
-use super::sql::{embedded_migrator, impl_sql_store};
+use super::sql::{RowsAffected, SqlStore, embedded_migrator};
 
 /// The migrations in `migrations/sqlite`, embedded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -17,10 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 )];
 
 /// The store in a SQLite database file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
 impl SqliteStore {
     /// Opens (creating it if missing) and migrates the database file at `path`.
@@ -49,4 +50,8 @@ impl SqliteStore {
     }
 }
 
-impl_sql_store!(SqliteStore, sqlx::Sqlite);
+impl RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        SqliteQueryResult::rows_affected(self)
+    }
+}
