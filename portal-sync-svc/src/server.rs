@@ -14,7 +14,7 @@ use shared::proto::portal::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::auth::{OPERATOR_PREFIX, Tokens, hash_token, new_token};
+use crate::auth::tokens::{OPERATOR_PREFIX, Tokens, hash_token, new_token};
 use crate::config::{Database, Settings};
 use crate::grpc::Api;
 use crate::store::PortalStore;

@@ -675,7 +675,7 @@ async fn odc_records_are_read_only_here() {
     use pb::team_members_server::TeamMembers as _;
     use uuid::Uuid;
 
-    use crate::auth::{Tokens, hash_token};
+    use crate::auth::tokens::{Tokens, hash_token};
     use crate::domain::model::{
         Access, CompanyPermission, Email, InfraPermission, Source, TeamMember, TeamRole,
     };
