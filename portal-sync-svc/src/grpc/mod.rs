@@ -16,8 +16,6 @@ use crate::domain::model::Company;
 use crate::domain::names;
 use crate::error::Error;
 use crate::rules::Rules;
-use crate::store::PortalStore;
-use crate::sync::Syncer;
 
 /// Full method name: `portal.v1.<Service>/<Method>`.
 macro_rules! method {
@@ -72,10 +70,10 @@ impl<T> Admitted<T> {
 }
 
 impl Api {
-    /// The API over a store, the running syncer and the accepted tokens.
-    pub fn new(store: Arc<dyn PortalStore>, syncer: Arc<Syncer>, tokens: Tokens) -> Self {
+    /// The API over the portal's rules and the accepted tokens.
+    pub fn new(rules: Rules, tokens: Tokens) -> Self {
         Self {
-            rules: Rules::new(store, syncer),
+            rules,
             tokens: Arc::new(tokens),
         }
     }

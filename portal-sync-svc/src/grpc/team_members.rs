@@ -10,7 +10,7 @@ use super::parse::{member_id, page_token};
 use super::{Admitted, Api};
 use crate::convert;
 use crate::domain::model::{Infrastructure, TeamMember};
-use crate::rules::members::{see_member, target};
+use crate::rules::members::visible_member;
 
 mod commands;
 
@@ -81,8 +81,7 @@ impl pb::team_members_server::TeamMembers for Api {
             .enter_member(request, method!("TeamMembers/GetTeamMember"), |r| &r.name)
             .await?;
         let facts = a.facts()?;
-        let m = target(facts, a.company.id, id)?;
-        a.entry.require(facts, &see_member(m))?;
+        let m = visible_member(&a.entry, facts, a.company.id, id)?;
         self.reply(m, &facts.infrastructures).await
     }
 

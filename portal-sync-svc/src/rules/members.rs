@@ -81,7 +81,7 @@ pub struct UpdateMember {
 }
 
 /// The member with this id, or NOT_FOUND.
-pub fn target(facts: &CompanyFacts, company: Uuid, id: Uuid) -> Result<&TeamMember, Error> {
+pub(super) fn target(facts: &CompanyFacts, company: Uuid, id: Uuid) -> Result<&TeamMember, Error> {
     facts
         .members
         .iter()
@@ -89,9 +89,22 @@ pub fn target(facts: &CompanyFacts, company: Uuid, id: Uuid) -> Result<&TeamMemb
         .ok_or_else(|| Error::NotFound(names::fmt::member(company, id)))
 }
 
-/// Who may see a member: themselves, company admins, infrastructure admins of one of the
-/// member's infrastructures, and — for a company admin — any infrastructure admin.
-pub fn see_member(target: &TeamMember) -> Need {
+/// The member with this id, to a caller who may see them: themselves, company admins,
+/// infrastructure admins of one of the member's infrastructures, and — for a company admin —
+/// any infrastructure admin.
+pub fn visible_member<'a>(
+    entry: &Entry,
+    facts: &'a CompanyFacts,
+    company: Uuid,
+    id: Uuid,
+) -> Result<&'a TeamMember, Error> {
+    let m = target(facts, company, id)?;
+    entry.require(facts, &see_member(m))?;
+    Ok(m)
+}
+
+/// Who may see a member.
+fn see_member(target: &TeamMember) -> Need {
     let mut any = vec![Need::Is(target.email.clone()), Need::CompanyAdmin];
     any.extend(
         target

@@ -73,7 +73,7 @@ impl Rules {
 }
 
 /// Now, in microseconds since the Unix epoch.
-pub fn now() -> Micros {
+fn now() -> Micros {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
