@@ -14,9 +14,10 @@ use shared::proto::portal::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::auth::{OPERATOR_PREFIX, Tokens, hash_token, new_token};
+use crate::auth::tokens::{OPERATOR_PREFIX, Tokens, hash_token, new_token};
 use crate::config::{Database, Settings};
 use crate::grpc::Api;
+use crate::rules::Rules;
 use crate::store::PortalStore;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -63,7 +64,7 @@ pub async fn serve(
 
     let syncer = Syncer::spawn(Arc::clone(&store), settings.sync.clone());
     tracing::info!(identity = %settings.sync.identity_url, "sync started");
-    let api = Api::new(store, Arc::clone(&syncer), tokens);
+    let api = Api::new(Rules::new(store, Arc::clone(&syncer)), tokens);
 
     let result = shared::server::serve(
         listener,

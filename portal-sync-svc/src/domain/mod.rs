@@ -1,5 +1,9 @@
-//! The portal domain: records, the ODC mapping and the capability rules. No gRPC, no SQL.
+//! The portal domain: records, resource names, a company's facts and access levels, the
+//! capability table and the ODC mapping. No gRPC, no SQL; imports nothing of this crate but
+//! itself.
 
 pub mod capabilities;
+pub mod facts;
 pub mod mapping;
 pub mod model;
+pub mod names;

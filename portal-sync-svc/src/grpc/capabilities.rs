@@ -4,8 +4,11 @@
 use shared::proto::portal::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, Error, Violations, check_company_name, convert, infrastructure_ref};
+use super::Api;
+use super::parse::{check_company_name, infrastructure_ref};
+use crate::convert;
 use crate::domain::model::Email;
+use crate::error::{Error, Violations};
 
 #[tonic::async_trait]
 impl pb::capabilities_server::Capabilities for Api {
@@ -23,7 +26,7 @@ impl pb::capabilities_server::Capabilities for Api {
             .await?;
         let company = a.company.id;
         let req = a.req.clone();
-        let facts = &self.data.read().facts(company).await?;
+        let facts = &self.rules.read().facts(company).await?;
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &req.parent, company);
         let email = v.check("email", Email::parse(&req.email));
@@ -69,7 +72,7 @@ impl pb::capabilities_server::Capabilities for Api {
             .await?;
         let company = a.company.id;
         let req = a.req.clone();
-        let facts = &self.data.read().facts(company).await?;
+        let facts = &self.rules.read().facts(company).await?;
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &req.parent, company);
         let kind = v.check("kind", convert::parse_notification_kind(req.kind));

@@ -1,11 +1,13 @@
 //! `portal.v1.CommunityAccounts`: the OutSystems Community accounts that make team members
-//! ACTIVE (PENDING without one). Global, not per company; matched by normalized email.
+//! ACTIVE (PENDING without one). The rules are [`crate::rules::community_accounts`].
 
 use shared::proto::portal::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, Error, Violations, now, ts};
+use super::Api;
+use crate::convert::ts;
 use crate::domain::model::Email;
+use crate::error::{Error, Violations};
 
 fn parse_email(raw: &str) -> Result<Email, Error> {
     let mut v = Violations::new();
@@ -26,12 +28,7 @@ impl pb::community_accounts_server::CommunityAccounts for Api {
         )?;
         let email = parse_email(&req.email)?;
         let auth = entry.authorized()?;
-        let time = now();
-        self.data
-            .write(&auth)
-            .store()
-            .register_community_account(&email, time)
-            .await?;
+        let time = self.rules.register_community_account(&auth, &email).await?;
         Ok(Response::new(pb::CommunityAccount {
             email: email.into(),
             create_time: ts(time),
@@ -46,15 +43,7 @@ impl pb::community_accounts_server::CommunityAccounts for Api {
             self.enter_global(request, method!("CommunityAccounts/RemoveCommunityAccount"))?;
         let email = parse_email(&req.email)?;
         let auth = entry.authorized()?;
-        let removed = self
-            .data
-            .write(&auth)
-            .store()
-            .remove_community_account(&email)
-            .await?;
-        if !removed {
-            return Err(Error::NotFound(format!("Community account {email}")).into());
-        }
+        self.rules.remove_community_account(&auth, &email).await?;
         Ok(Response::new(pb::RemoveCommunityAccountResponse {}))
     }
 }

@@ -1,16 +1,17 @@
 //! `portal.v1.Sync`: the sync state of ODC infrastructures, resync, and the portal's audit
-//! trail.
+//! trail. The rules are [`crate::rules::odc_sync`].
 
 use serde::{Deserialize, Serialize};
 use shared::proto::portal::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Admitted, Api, Error, Violations, check_company_name, convert, names, page_cursor, page_size,
-    page_token, ts,
-};
-use crate::domain::model::InfraKind;
+use super::Api;
+use super::parse::{check_company_name, infrastructure_id, page_cursor, page_size, page_token};
+use crate::convert::{self, ts};
+use crate::domain::names;
+use crate::error::Violations;
+use crate::sync::StatusView;
 
 /// Cursor of `ListPortalEvents`: the last sequence returned.
 #[derive(Debug, Serialize, Deserialize)]
@@ -18,63 +19,17 @@ struct EventCursor {
     after: u64,
 }
 
-impl Api {
-    /// The ODC infrastructure named by the request (NOT_FOUND; FAILED_PRECONDITION `NOT_ODC`).
-    async fn odc_infrastructure<T>(&self, a: &Admitted<T>, name: &str) -> Result<Uuid, Error> {
-        let (c, id) = names::infrastructure(name)
-            .filter(|(c, _)| *c == a.company.id)
-            .ok_or_else(|| {
-                Error::field(
-                    "infrastructure",
-                    "must be companies/{company}/infrastructures/{infrastructure}",
-                )
-            })?;
-        let infra = self
-            .data
-            .read()
-            .infrastructures(c)
-            .await?
-            .into_iter()
-            .find(|i| i.id == id)
-            .ok_or_else(|| Error::NotFound(names::fmt::infrastructure(c, id)))?;
-        if infra.kind != InfraKind::Odc {
-            return Err(Error::precondition(
-                "NOT_ODC",
-                "only ODC infrastructures are synchronized",
-            ));
-        }
-        Ok(id)
-    }
-
-    /// The sync status of an infrastructure: the worker's live view, or the stored state when
-    /// it has no worker yet.
-    async fn sync_status(
-        &self,
-        company: Uuid,
-        infrastructure: Uuid,
-    ) -> Result<pb::SyncStatus, Error> {
-        let read = self.data.read();
-        let view = if let Some(v) = read.sync_status(infrastructure) {
-            v
-        } else {
-            let s = read.sync_state(infrastructure).await?;
-            crate::sync::StatusView {
-                cursor: s.cursor,
-                identity_sequence: s.cursor,
-                last_snapshot_time: s.snapshot_time,
-                ..Default::default()
-            }
-        };
-        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        Ok(pb::SyncStatus {
-            infrastructure: names::fmt::infrastructure(company, infrastructure),
-            cursor: as_i64(view.cursor),
-            identity_sequence: as_i64(view.identity_sequence),
-            lag: as_i64(view.identity_sequence.saturating_sub(view.cursor)),
-            last_snapshot_time: view.last_snapshot_time.and_then(ts),
-            last_error: view.last_error,
-            last_sync_time: view.last_sync_time.and_then(ts),
-        })
+/// The sync status of an infrastructure, as answered.
+fn status(company: Uuid, infrastructure: Uuid, view: StatusView) -> pb::SyncStatus {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    pb::SyncStatus {
+        infrastructure: names::fmt::infrastructure(company, infrastructure),
+        cursor: as_i64(view.cursor),
+        identity_sequence: as_i64(view.identity_sequence),
+        lag: as_i64(view.identity_sequence.saturating_sub(view.cursor)),
+        last_snapshot_time: view.last_snapshot_time.and_then(ts),
+        last_error: view.last_error,
+        last_sync_time: view.last_sync_time.and_then(ts),
     }
 }
 
@@ -92,9 +47,12 @@ impl pb::sync_server::Sync for Api {
                 |r| &r.infrastructure,
             )
             .await?;
-        let id = self.odc_infrastructure(&a, &a.req.infrastructure).await?;
+        let company = a.company.id;
+        let id = infrastructure_id("infrastructure", company, &a.req.infrastructure)?;
+        let infra = self.rules.odc_infrastructure(company, id).await?;
         a.entry.authorized()?;
-        Ok(Response::new(self.sync_status(a.company.id, id).await?))
+        let view = self.rules.sync_status(&infra).await?;
+        Ok(Response::new(status(company, id, view)))
     }
 
     async fn resync(
@@ -106,10 +64,13 @@ impl pb::sync_server::Sync for Api {
                 &r.infrastructure
             })
             .await?;
-        let id = self.odc_infrastructure(&a, &a.req.infrastructure).await?;
+        let company = a.company.id;
+        let id = infrastructure_id("infrastructure", company, &a.req.infrastructure)?;
+        let infra = self.rules.odc_infrastructure(company, id).await?;
         let auth = a.entry.authorized()?;
-        self.data.write(&auth).syncer().resync(id).await?;
-        Ok(Response::new(self.sync_status(a.company.id, id).await?))
+        self.rules.resync(&auth, &infra).await?;
+        let view = self.rules.sync_status(&infra).await?;
+        Ok(Response::new(status(company, id, view)))
     }
 
     async fn list_portal_events(
@@ -129,7 +90,7 @@ impl pb::sync_server::Sync for Api {
         a.entry.authorized()?;
         let after = cursor.map_or(0, |c| c.after);
         let mut events = self
-            .data
+            .rules
             .read()
             .events(a.company.id, after, size + 1)
             .await?;

@@ -1,17 +1,26 @@
-//! Conversions between the domain records and the `portal.v1` messages.
+//! Conversions between the domain records and the `portal.v1` messages: the handlers encode
+//! answers and decode enum fields with them, and the rules name enum values in audit details
+//! with the API's names. Imports only the domain and the protos (no grpc, rules or store).
 
 use std::collections::HashSet;
 
 use shared::proto::portal::v1 as pb;
 use uuid::Uuid;
 
-use super::names::fmt;
-use super::ts;
 use crate::domain::capabilities::{Capability, Grant, NotificationKind};
 use crate::domain::model::{
     CaseState, Company, CompanyPermission, Email, InfraKind, InfraPermission, Infrastructure,
-    PortalEvent, Source, SupportCase, TeamMember, TeamRole,
+    Micros, PortalEvent, Source, SupportCase, TeamMember, TeamRole,
 };
+use crate::domain::names::fmt;
+
+/// Microseconds to a protobuf timestamp.
+pub fn ts(m: Micros) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: m.div_euclid(1_000_000),
+        nanos: i32::try_from(m.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    })
+}
 
 /// A company.
 pub fn company(c: &Company) -> pb::Company {

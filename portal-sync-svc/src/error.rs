@@ -1,11 +1,12 @@
-//! Errors of the portal API, in the domain's words, and their one mapping to `tonic::Status`
+//! Errors of the portal API, in the domain's words (made by the rules and the handlers), and their one mapping to `tonic::Status`
 //! with a `google.rpc.ErrorInfo` reason (domain [`ERROR_DOMAIN`]) and, for bad requests, a
 //! `google.rpc.BadRequest` naming every bad field.
 
 use shared::errors::status;
 use tonic::{Code, Status};
 
-use crate::auth::{ACTING_FOR, AuthError};
+use crate::auth::AuthError;
+use crate::auth::authenticate::ACTING_FOR;
 use crate::store::StoreError;
 
 /// `google.rpc.ErrorInfo` domain of this service.
