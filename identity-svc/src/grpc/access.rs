@@ -5,15 +5,15 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Admitted, Api, convert, page_cursor, page_size, parse_scope, respond, to_status};
-use crate::domain::catalog::{self, PermissionDef, keys};
-use crate::domain::engine::{self, Denial};
 use crate::domain::model::{Principal, ScopeKey};
 use crate::domain::names;
+use crate::domain::permissions::catalog::{self, PermissionDef, keys};
+use crate::domain::permissions::engine::{self, Denial};
 use crate::domain::state::OrgState;
 use crate::method;
+use crate::rules;
 use crate::service::auth::{Entry, Need, principal_name};
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
 
 /// The ids that follow each expected collection of a resource name, as `names::segments` gives
 /// them (same rules: exactly these collections in this order, no empty id, nothing more), but
@@ -128,10 +128,10 @@ fn query<'a>(
 /// Checks that the stage and app of a query exist.
 fn exists(st: &OrgState, q: &Query<'_>) -> Result<(), Error> {
     if let Some(s) = q.stage {
-        ops::stage(st, s)?;
+        rules::lookups::stage(st, s)?;
     }
     if let Some(a) = q.app {
-        ops::app(st, a)?;
+        rules::lookups::app(st, a)?;
     }
     Ok(())
 }
@@ -187,7 +187,7 @@ impl pb::access_server::Access for Api {
         let p = principal_field(&mut v, "principal", a.org, &a.req.principal);
         let role = v.check(
             "role",
-            ops::role_id_of(a.org, &a.req.role)
+            names::role_id_of(a.org, &a.req.role)
                 .ok_or("must be organizations/{organization}/roles/{role}"),
         );
         let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
@@ -198,7 +198,9 @@ impl pb::access_server::Access for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::assign_role(d, p, &role, scope))
+            .mutate(&auth, a.org, None, |d| {
+                rules::access::assign_role(d, p, &role, scope)
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(convert::assignment(a.org, &c.value), c.seq))
@@ -223,7 +225,9 @@ impl pb::access_server::Access for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::revoke_role(d, p, scope))
+            .mutate(&auth, a.org, None, |d| {
+                rules::access::revoke_role(d, p, scope)
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(pb::RevokeRoleResponse {}, c.seq))
@@ -252,7 +256,7 @@ impl pb::access_server::Access for Api {
         } else {
             v.check(
                 "role",
-                ops::role_id_of(a.org, &a.req.role)
+                names::role_id_of(a.org, &a.req.role)
                     .ok_or("must be organizations/{organization}/roles/{role}"),
             )
         };
@@ -331,7 +335,7 @@ impl pb::access_server::Access for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::grant_end_user_role(d, user, role, &stage)
+                rules::access::grant_end_user_role(d, user, role, &stage)
             })
             .await
             .map_err(to_status)?;
@@ -372,7 +376,7 @@ impl pb::access_server::Access for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::revoke_end_user_role(d, user, role, &stage)
+                rules::access::revoke_end_user_role(d, user, role, &stage)
             })
             .await
             .map_err(to_status)?;
@@ -398,10 +402,10 @@ impl pb::access_server::Access for Api {
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         // `decide` is pure and looks the principal up anyway: an unknown principal is
-        // NOT_FOUND (before an unknown stage or app), as `ops::principal` says.
+        // NOT_FOUND (before an unknown stage or app), as `rules::lookups::principal` says.
         let d = engine::decide(&st, subject, q.def, q.stage, q.app);
         if d.denial == Some(Denial::NoPrincipal) {
-            ops::principal(&st, subject).map_err(to_status)?;
+            rules::lookups::principal(&st, subject).map_err(to_status)?;
         }
         exists(&st, &q).map_err(to_status)?;
         Ok(respond(
@@ -438,7 +442,7 @@ impl pb::access_server::Access for Api {
         };
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
-        ops::principal(&st, subject).map_err(to_status)?;
+        rules::lookups::principal(&st, subject).map_err(to_status)?;
         let permissions = engine::effective(&st, subject)
             .into_iter()
             .map(|e| pb::EffectivePermission {
@@ -534,14 +538,16 @@ impl pb::access_server::Access for Api {
         };
         let (user, role, stage) = end_user_grant(&a, Some(&grant))?;
         let st = a.handle.read();
-        let app = ops::end_user_role(&st, role).map_err(to_status)?.app;
+        let app = rules::lookups::end_user_role(&st, role)
+            .map_err(to_status)?
+            .app;
         let need = Need::Any(vec![
             Need::Is(Principal::User(user)),
             Need::Perm(keys::END_USERS_VIEW, Some(stage.clone()), Some(app)),
         ]);
         a.entry.require(&st, &need).map_err(to_status)?;
-        ops::user(&st, user).map_err(to_status)?;
-        ops::stage(&st, &stage).map_err(to_status)?;
+        rules::lookups::user(&st, user).map_err(to_status)?;
+        rules::lookups::stage(&st, &stage).map_err(to_status)?;
         let direct = st
             .end_user_grants
             .get(&user)

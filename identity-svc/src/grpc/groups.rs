@@ -16,13 +16,13 @@ use super::{
     Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
     respond, to_status,
 };
-use crate::domain::catalog::keys;
 use crate::domain::names::{self, fmt};
+use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
 use crate::method;
+use crate::rules;
 use crate::service::auth::{Authorized, Entry, Need};
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
 
 /// Longest group name.
 const NAME_MAX: usize = 100;
@@ -156,7 +156,7 @@ fn check_role_app(st: &OrgState, app: Uuid, role: Uuid) -> Result<(), Error> {
 
 /// The group as it is now, with the consistency token `seq`.
 fn group_reply(st: &OrgState, id: Uuid, seq: u64) -> Result<Response<pb::Group>, Status> {
-    let g = ops::group(st, id).map_err(to_status)?;
+    let g = rules::lookups::group(st, id).map_err(to_status)?;
     Ok(respond(convert::group(st, g), seq))
 }
 
@@ -252,7 +252,7 @@ impl pb::groups_server::Groups for Api {
         }
         let auth = {
             let st = a.handle.read();
-            ops::stage(&st, &key).map_err(to_status)?;
+            rules::lookups::stage(&st, &key).map_err(to_status)?;
             a.entry
                 .require(&st, &Access::Manage.need(&key))
                 .map_err(to_status)?
@@ -264,7 +264,7 @@ impl pb::groups_server::Groups for Api {
         let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
-                ops::create_group(d, name.clone(), description.clone(), key.clone())
+                rules::groups::create_group(d, name.clone(), description.clone(), key.clone())
             })
             .await
         {
@@ -410,7 +410,8 @@ impl pb::groups_server::Groups for Api {
             return Err(Status::internal("unreachable"));
         };
         self.change_group(&a, id, Foreign::default(), |d| {
-            ops::update_group(d, id, name.clone(), description.clone(), etag(&g.etag)).map(drop)
+            rules::groups::update_group(d, id, name.clone(), description.clone(), etag(&g.etag))
+                .map(drop)
         })
         .await
     }
@@ -432,7 +433,7 @@ impl pb::groups_server::Groups for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::delete_group(d, id, etag(&a.req.etag))
+                rules::groups::delete_group(d, id, etag(&a.req.etag))
             })
             .await
             .map_err(to_status)?;
@@ -456,8 +457,10 @@ impl pb::groups_server::Groups for Api {
         let Some(id) = id else {
             return Err(Status::internal("unreachable"));
         };
-        self.change_group(&a, id, foreign, |d| ops::add_members(d, id, &users))
-            .await
+        self.change_group(&a, id, foreign, |d| {
+            rules::groups::add_members(d, id, &users)
+        })
+        .await
     }
 
     async fn remove_group_members(
@@ -480,8 +483,10 @@ impl pb::groups_server::Groups for Api {
         let Some(id) = id else {
             return Err(Status::internal("unreachable"));
         };
-        self.change_group(&a, id, foreign, |d| ops::remove_members(d, id, &users))
-            .await
+        self.change_group(&a, id, foreign, |d| {
+            rules::groups::remove_members(d, id, &users)
+        })
+        .await
     }
 
     async fn add_group_roles(
@@ -533,11 +538,11 @@ impl pb::groups_server::Groups for Api {
         let items: Vec<(Uuid, Option<String>)> =
             roles.iter().map(|(_, r, s)| (*r, s.clone())).collect();
         self.change_group(&a, id, foreign, |d| {
-            ops::group(d.state(), id)?;
+            rules::lookups::group(d.state(), id)?;
             for (app, role, _) in &roles {
                 check_role_app(d.state(), *app, *role)?;
             }
-            ops::add_roles(d, id, &items)
+            rules::groups::add_roles(d, id, &items)
         })
         .await
     }
@@ -578,7 +583,7 @@ impl pb::groups_server::Groups for Api {
         };
         let ids: Vec<Uuid> = roles.iter().map(|(_, r)| *r).collect();
         self.change_group(&a, id, foreign, |d| {
-            ops::group(d.state(), id)?;
+            rules::lookups::group(d.state(), id)?;
             // A role named under the wrong app is not one the group holds.
             let o = d.state().org.id;
             for (app, role) in &roles {
@@ -599,7 +604,7 @@ impl pb::groups_server::Groups for Api {
                     )));
                 }
             }
-            ops::remove_roles(d, id, &ids)
+            rules::groups::remove_roles(d, id, &ids)
         })
         .await
     }
