@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::domain::model::{Entity, Group, GroupMember, GroupRole};
 use crate::domain::names::fmt;
+use crate::domain::state::OrgState;
 use crate::rules::lookups::{check_etag, end_user_role, group, group_members, org_id, stage, user};
 use crate::service::core::Draft;
 use crate::service::error::{Error, Violations};
@@ -250,4 +251,55 @@ pub fn remove_roles(d: &mut Draft<'_>, id: Uuid, roles: &[Uuid]) -> Result<(), E
         );
     }
     Ok(())
+}
+
+/// NOT_FOUND unless end-user role `role` exists and is a role of `app`.
+fn check_role_app(st: &OrgState, app: Uuid, role: Uuid) -> Result<(), Error> {
+    match st.end_user_roles.get(&role) {
+        Some(r) if r.app == app => Ok(()),
+        _ => Err(Error::NotFound(fmt::end_user_role(st.org.id, app, role))),
+    }
+}
+
+/// [`add_roles`] for roles named with their app, `(app, role, stage)`: each must be a role of
+/// that app.
+pub fn add_app_roles(
+    d: &mut Draft<'_>,
+    id: Uuid,
+    roles: &[(Uuid, Uuid, Option<String>)],
+) -> Result<(), Error> {
+    group(d.state(), id)?;
+    for (app, role, _) in roles {
+        check_role_app(d.state(), *app, *role)?;
+    }
+    let items: Vec<(Uuid, Option<String>)> =
+        roles.iter().map(|(_, r, s)| (*r, s.clone())).collect();
+    add_roles(d, id, &items)
+}
+
+/// [`remove_roles`] for roles named with their app, `(app, role)`: a role named under the
+/// wrong app is not one the group holds.
+pub fn remove_app_roles(d: &mut Draft<'_>, id: Uuid, roles: &[(Uuid, Uuid)]) -> Result<(), Error> {
+    group(d.state(), id)?;
+    let o = d.state().org.id;
+    for (app, role) in roles {
+        let held = d
+            .state()
+            .group_roles
+            .get(&id)
+            .is_some_and(|s| s.contains(role));
+        let app_ok = d
+            .state()
+            .end_user_roles
+            .get(role)
+            .is_none_or(|r| r.app == *app);
+        if !(held && app_ok) {
+            return Err(Error::NotFound(format!(
+                "{} in the group",
+                fmt::end_user_role(o, *app, *role)
+            )));
+        }
+    }
+    let ids: Vec<Uuid> = roles.iter().map(|(_, r)| *r).collect();
+    remove_roles(d, id, &ids)
 }

@@ -17,6 +17,7 @@ mod collections;
 mod queries;
 
 pub use collections::{ScopedAssignments, ScopedIter, SortedSet};
+pub use queries::EndUserRoleHolding;
 
 /// Everything of one organization.
 #[derive(Debug, Clone)]
