@@ -9,6 +9,7 @@ use crate::domain::state::OrgState;
 use crate::service::core::Draft;
 use crate::service::error::Error;
 
+/// The id of the organization `d` changes.
 pub(super) fn org_id(d: &Draft<'_>) -> Uuid {
     d.state().org.id
 }

@@ -1,3 +1,5 @@
+//! Tests of resource-name parsing and formatting.
+
 use super::*;
 
 #[test]

@@ -31,7 +31,8 @@ fn shrink_after_remove<T>(v: &mut Vec<T>) {
 /// group of 100k members is a `memmove` of 1.6 MB at worst.
 ///
 /// The API is the subset of `BTreeSet`'s the callers use, with the same meaning and iteration
-/// order (ascending).
+/// order (ascending). The vector is visible to the rest of `state` so that its tests can check
+/// the spare capacity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SortedSet<T>(pub(super) Vec<T>);
 

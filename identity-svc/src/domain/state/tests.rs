@@ -1,3 +1,5 @@
+//! Tests of the state's collections and of applying and undoing changes.
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;

@@ -1,3 +1,5 @@
+//! Tests of the catalog table and its lookups by key, alias and display name.
+
 use std::collections::BTreeSet;
 
 use super::*;

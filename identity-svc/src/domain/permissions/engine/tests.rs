@@ -1,3 +1,5 @@
+//! Tests of the permission engine: decisions, effective permissions, holders, against a brute-force model.
+
 use std::collections::BTreeSet;
 
 use uuid::Uuid;

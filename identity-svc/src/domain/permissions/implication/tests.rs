@@ -1,3 +1,5 @@
+//! Tests of the implication tables against the closures they are derived from.
+
 use std::collections::BTreeSet;
 
 use super::*;
