@@ -4,6 +4,7 @@
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod rules;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -5,72 +5,20 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Admitted, Api, convert, page_cursor, page_size, parse_scope, respond, to_status};
-use crate::domain::catalog::{self, PermissionDef, keys};
-use crate::domain::engine::{self, Denial};
 use crate::domain::model::{Principal, ScopeKey};
 use crate::domain::names;
+use crate::domain::permissions::catalog::{self, PermissionDef, keys};
+use crate::domain::permissions::engine::{self, Denial};
 use crate::domain::state::OrgState;
 use crate::method;
+use crate::rules;
 use crate::service::auth::{Entry, Need, principal_name};
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
-
-/// The ids that follow each expected collection of a resource name, as `names::segments` gives
-/// them (same rules: exactly these collections in this order, no empty id, nothing more), but
-/// without allocating: CheckPermission parses two or three names per call.
-fn name_ids<'a, const N: usize>(name: &'a str, collections: [&str; N]) -> Option<[&'a str; N]> {
-    let mut parts = name.split('/');
-    let mut ids = [""; N];
-    for (id, want) in ids.iter_mut().zip(collections) {
-        if parts.next()? != want {
-            return None;
-        }
-        *id = parts.next().filter(|s| !s.is_empty())?;
-    }
-    parts.next().is_none().then_some(ids)
-}
-
-/// `organizations/{org}/{collection}/{id}` of this organization: the id.
-fn org_child<'a>(org: Uuid, name: &'a str, collection: &str) -> Option<Result<&'a str, ()>> {
-    let [o, id] = name_ids(name, ["organizations", collection])?;
-    Some(match Uuid::parse_str(o) {
-        Ok(o) if o == org => Ok(id),
-        _ => Err(()),
-    })
-}
-
-/// `grpc::parse_principal`, without allocating.
-fn principal_of(org: Uuid, name: &str) -> Option<Principal> {
-    // As parse_principal: a well-formed user name decides (of another organization: None).
-    if let Some([o, u]) = name_ids(name, ["organizations", "users"]) {
-        let (Ok(o), Ok(u)) = (Uuid::parse_str(o), Uuid::parse_str(u)) else {
-            return None;
-        };
-        return (o == org).then_some(Principal::User(u));
-    }
-    let [o, s] = name_ids(name, ["organizations", "serviceAccounts"])?;
-    match (Uuid::parse_str(o), Uuid::parse_str(s)) {
-        (Ok(o), Ok(s)) if o == org => Some(Principal::ServiceAccount(s)),
-        _ => None,
-    }
-}
-
-/// `names::stage(name)` of organization `org`: the stage key.
-fn stage_of(org: Uuid, name: &str) -> Option<&str> {
-    org_child(org, name, "stages")?.ok()
-}
-
-/// `names::app(name)` of organization `org`: the app id.
-fn app_of(org: Uuid, name: &str) -> Option<Uuid> {
-    org_child(org, name, "apps")?
-        .ok()
-        .and_then(|a| Uuid::parse_str(a).ok())
-}
 
 fn principal_field(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Principal> {
     v.check(
         field,
-        principal_of(org, name)
+        names::principal_of(org, name)
             .ok_or("must be organizations/{organization}/users/{user} or .../serviceAccounts/{account} of this organization"),
     )
 }
@@ -99,7 +47,8 @@ fn query<'a>(
     } else {
         v.check(
             "stage",
-            stage_of(org, stage).ok_or("must be organizations/{organization}/stages/{stage}"),
+            names::stage_of(org, stage)
+                .ok_or("must be organizations/{organization}/stages/{stage}"),
         )
     };
     let app = if app.is_empty() {
@@ -107,7 +56,7 @@ fn query<'a>(
     } else {
         v.check(
             "app",
-            app_of(org, app).ok_or("must be organizations/{organization}/apps/{app}"),
+            names::app_of(org, app).ok_or("must be organizations/{organization}/apps/{app}"),
         )
     };
     let def = def?;
@@ -128,10 +77,10 @@ fn query<'a>(
 /// Checks that the stage and app of a query exist.
 fn exists(st: &OrgState, q: &Query<'_>) -> Result<(), Error> {
     if let Some(s) = q.stage {
-        ops::stage(st, s)?;
+        rules::lookups::stage(st, s)?;
     }
     if let Some(a) = q.app {
-        ops::app(st, a)?;
+        rules::lookups::app(st, a)?;
     }
     Ok(())
 }
@@ -187,7 +136,7 @@ impl pb::access_server::Access for Api {
         let p = principal_field(&mut v, "principal", a.org, &a.req.principal);
         let role = v.check(
             "role",
-            ops::role_id_of(a.org, &a.req.role)
+            names::role_id_of(a.org, &a.req.role)
                 .ok_or("must be organizations/{organization}/roles/{role}"),
         );
         let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
@@ -198,7 +147,9 @@ impl pb::access_server::Access for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::assign_role(d, p, &role, scope))
+            .mutate(&auth, a.org, None, |d| {
+                rules::access::assign_role(d, p, &role, scope)
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(convert::assignment(a.org, &c.value), c.seq))
@@ -223,7 +174,9 @@ impl pb::access_server::Access for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::revoke_role(d, p, scope))
+            .mutate(&auth, a.org, None, |d| {
+                rules::access::revoke_role(d, p, scope)
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(pb::RevokeRoleResponse {}, c.seq))
@@ -252,7 +205,7 @@ impl pb::access_server::Access for Api {
         } else {
             v.check(
                 "role",
-                ops::role_id_of(a.org, &a.req.role)
+                names::role_id_of(a.org, &a.req.role)
                     .ok_or("must be organizations/{organization}/roles/{role}"),
             )
         };
@@ -269,25 +222,7 @@ impl pb::access_server::Access for Api {
             None => Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
         };
         a.entry.require(&st, &need).map_err(to_status)?;
-        let mut out = Vec::new();
-        let mut more = false;
-        'outer: for (principal, by_scope) in &st.assignments {
-            if p.is_some_and(|p| p != *principal) {
-                continue;
-            }
-            for (scope, x) in by_scope {
-                if after.is_some_and(|a| (*principal, *scope) <= a)
-                    || role.as_ref().is_some_and(|r| *r != x.role)
-                {
-                    continue;
-                }
-                if out.len() == size {
-                    more = true;
-                    break 'outer;
-                }
-                out.push(x);
-            }
-        }
+        let (out, more) = st.assignments_page(p, role.as_deref(), after, size);
         let next_page_token = if more {
             out.last()
                 .map(|x| shared::page_token::encode(&(x.principal, x.scope)))
@@ -331,7 +266,7 @@ impl pb::access_server::Access for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::grant_end_user_role(d, user, role, &stage)
+                rules::access::grant_end_user_role(d, user, role, &stage)
             })
             .await
             .map_err(to_status)?;
@@ -372,7 +307,7 @@ impl pb::access_server::Access for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::revoke_end_user_role(d, user, role, &stage)
+                rules::access::revoke_end_user_role(d, user, role, &stage)
             })
             .await
             .map_err(to_status)?;
@@ -398,10 +333,10 @@ impl pb::access_server::Access for Api {
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         // `decide` is pure and looks the principal up anyway: an unknown principal is
-        // NOT_FOUND (before an unknown stage or app), as `ops::principal` says.
+        // NOT_FOUND (before an unknown stage or app), as `rules::lookups::principal` says.
         let d = engine::decide(&st, subject, q.def, q.stage, q.app);
         if d.denial == Some(Denial::NoPrincipal) {
-            ops::principal(&st, subject).map_err(to_status)?;
+            rules::lookups::principal(&st, subject).map_err(to_status)?;
         }
         exists(&st, &q).map_err(to_status)?;
         Ok(respond(
@@ -438,7 +373,7 @@ impl pb::access_server::Access for Api {
         };
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
-        ops::principal(&st, subject).map_err(to_status)?;
+        rules::lookups::principal(&st, subject).map_err(to_status)?;
         let permissions = engine::effective(&st, subject)
             .into_iter()
             .map(|e| pb::EffectivePermission {
@@ -534,36 +469,27 @@ impl pb::access_server::Access for Api {
         };
         let (user, role, stage) = end_user_grant(&a, Some(&grant))?;
         let st = a.handle.read();
-        let app = ops::end_user_role(&st, role).map_err(to_status)?.app;
+        let app = rules::lookups::end_user_role(&st, role)
+            .map_err(to_status)?
+            .app;
         let need = Need::Any(vec![
             Need::Is(Principal::User(user)),
             Need::Perm(keys::END_USERS_VIEW, Some(stage.clone()), Some(app)),
         ]);
         a.entry.require(&st, &need).map_err(to_status)?;
-        ops::user(&st, user).map_err(to_status)?;
-        ops::stage(&st, &stage).map_err(to_status)?;
-        let direct = st
-            .end_user_grants
-            .get(&user)
-            .is_some_and(|g| g.contains(&(role, stage.clone())));
-        let groups: Vec<String> = st
-            .user_groups
-            .get(&user)
-            .into_iter()
-            .flatten()
-            .filter(|g| {
-                st.groups.get(g).is_some_and(|g| g.stage == stage)
-                    && st.group_roles.get(g).is_some_and(|r| r.contains(&role))
-            })
-            .map(|g| names::fmt::group(a.org, *g))
-            .collect();
-        let active = st.is_active(Principal::User(user));
+        rules::lookups::user(&st, user).map_err(to_status)?;
+        rules::lookups::stage(&st, &stage).map_err(to_status)?;
+        let h = st.end_user_role_holding(user, role, &stage);
         Ok(respond(
             pb::CheckEndUserRoleResponse {
-                has_role: active && (direct || !groups.is_empty()),
-                direct,
-                groups,
-                active,
+                has_role: h.has_role(),
+                direct: h.direct,
+                groups: h
+                    .groups
+                    .iter()
+                    .map(|g| names::fmt::group(a.org, *g))
+                    .collect(),
+                active: h.active,
             },
             st.seq,
         ))
@@ -620,75 +546,5 @@ fn end_user_grant<T>(
     match (user, role, stage) {
         (Some(u), Some(r), Some(s)) => Ok((u, r, s)),
         _ => Err(Status::internal("unreachable")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The allocation-free parsers give exactly what `names` and `parse_principal` give.
-    #[test]
-    fn name_parsers_agree_with_names() {
-        let org = Uuid::new_v4();
-        let other = Uuid::new_v4();
-        let id = Uuid::new_v4();
-        let mut ids: Vec<String> = Vec::new();
-        for o in [org, other] {
-            for form in [
-                o.to_string(),
-                o.to_string().to_uppercase(),
-                o.simple().to_string(),
-                o.braced().to_string(),
-                o.urn().to_string(),
-            ] {
-                ids.push(form);
-            }
-        }
-        ids.extend(["", "x", "not-a-uuid", "production", "development"].map(String::from));
-        ids.push(id.to_string());
-        let collections = [
-            "users",
-            "serviceAccounts",
-            "stages",
-            "apps",
-            "roles",
-            "",
-            "Users",
-        ];
-        let mut names: Vec<String> = vec![
-            String::new(),
-            "/".into(),
-            "organizations".into(),
-            format!("organizations/{org}"),
-            format!("organizations/{org}/"),
-            format!("/organizations/{org}/users/{id}"),
-        ];
-        for o in &ids {
-            for c in collections {
-                for x in &ids {
-                    names.push(format!("organizations/{o}/{c}/{x}"));
-                    names.push(format!("organizations/{o}/{c}/{x}/"));
-                    names.push(format!("organizations/{o}/{c}/{x}/more/{x}"));
-                    names.push(format!("organisations/{o}/{c}/{x}"));
-                }
-            }
-        }
-        let mut hits = [0; 3];
-        for name in &names {
-            let want = crate::grpc::parse_principal(org, name);
-            assert_eq!(principal_of(org, name), want, "{name}");
-            let want_stage = names::stage(name)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, k)| k);
-            assert_eq!(stage_of(org, name).map(str::to_owned), want_stage, "{name}");
-            let want_app = names::app(name).filter(|(o, _)| *o == org).map(|(_, a)| a);
-            assert_eq!(app_of(org, name), want_app, "{name}");
-            hits[0] += usize::from(want.is_some());
-            hits[1] += usize::from(want_stage.is_some());
-            hits[2] += usize::from(want_app.is_some());
-        }
-        // Every parser accepted something (the corpus is not all rejections).
-        assert!(hits.iter().all(|h| *h > 0), "{hits:?}");
     }
 }

@@ -5,12 +5,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, convert, page_cursor, page_size, required_text, respond, to_status};
-use crate::domain::catalog::keys;
 use crate::domain::names;
+use crate::domain::permissions::catalog::keys;
 use crate::method;
+use crate::rules;
 use crate::service::auth::Need;
 use crate::service::error::Violations;
-use crate::service::ops;
 
 fn app_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
     v.check(
@@ -47,7 +47,9 @@ impl pb::apps_server::Apps for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::create_app(d, name.clone()))
+            .mutate(&auth, a.org, None, |d| {
+                rules::apps::create_app(d, name.clone())
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(convert::app(a.org, &c.value), c.seq))
@@ -65,7 +67,7 @@ impl pb::apps_server::Apps for Api {
         let id = app_id(&mut v, "name", a.org, &a.req.name);
         v.finish().map_err(to_status)?;
         let st = a.handle.read();
-        let app = ops::app(&st, id.unwrap_or_default()).map_err(to_status)?;
+        let app = rules::lookups::app(&st, id.unwrap_or_default()).map_err(to_status)?;
         Ok(respond(convert::app(a.org, app), st.seq))
     }
 
@@ -138,7 +140,7 @@ impl pb::apps_server::Apps for Api {
         };
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::delete_app(d, id))
+            .mutate(&auth, a.org, None, |d| rules::apps::delete_app(d, id))
             .await
             .map_err(to_status)?;
         Ok(respond(pb::DeleteAppResponse {}, c.seq))
@@ -178,7 +180,7 @@ impl pb::apps_server::Apps for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::create_end_user_role(d, id, name.clone())
+                rules::apps::create_end_user_role(d, id, name.clone())
             })
             .await
             .map_err(to_status)?;
@@ -200,7 +202,7 @@ impl pb::apps_server::Apps for Api {
         v.finish().map_err(to_status)?;
         let id = id.unwrap_or_default();
         let st = a.handle.read();
-        ops::app(&st, id).map_err(to_status)?;
+        rules::lookups::app(&st, id).map_err(to_status)?;
         let mut roles: Vec<_> = st.end_user_roles.values().filter(|r| r.app == id).collect();
         roles.sort_by_key(|r| (r.display_name.to_lowercase(), r.id));
         let end_user_roles = roles
@@ -242,7 +244,9 @@ impl pb::apps_server::Apps for Api {
         };
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::delete_end_user_role(d, role))
+            .mutate(&auth, a.org, None, |d| {
+                rules::apps::delete_end_user_role(d, role)
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(pb::DeleteEndUserRoleResponse {}, c.seq))

@@ -22,9 +22,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, convert, micros, page_cursor, page_size, respond, to_status};
-use crate::domain::catalog::keys;
 use crate::domain::model::{Micros, Principal};
 use crate::domain::names;
+use crate::domain::permissions::catalog::keys;
 use crate::method;
 use crate::service::auth::{Entry, Need};
 use crate::service::core::OrgHandle;

@@ -6,12 +6,12 @@ use shared::proto::identity::v1 as pb;
 use uuid::Uuid;
 
 use super::ts;
-use crate::domain::engine::Reason;
 use crate::domain::model::{
     App, Assignment, EndUserGrant, EndUserRole, Group, Organization, Role, ScopeKey,
     ServiceAccount, Stage, StagePurpose, User, UserState,
 };
 use crate::domain::names::fmt;
+use crate::domain::permissions::engine::Reason;
 use crate::domain::state::OrgState;
 use crate::service::auth::principal_name;
 use crate::store::TokenRecord;

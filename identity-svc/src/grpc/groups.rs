@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -16,13 +15,17 @@ use super::{
     Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
     respond, to_status,
 };
-use crate::domain::catalog::keys;
 use crate::domain::names::{self, fmt};
+use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
 use crate::method;
+use crate::rules;
 use crate::service::auth::{Authorized, Entry, Need};
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
+
+mod decode;
+
+use decode::{Foreign, GroupCursor, MemberCursor, end_user_role, group_id, next_token, user_ids};
 
 /// Longest group name.
 const NAME_MAX: usize = 100;
@@ -73,108 +76,10 @@ fn authorize(entry: &Entry, st: &OrgState, id: Uuid, access: Access) -> Result<A
     Err(to_status(Error::NotFound(fmt::group(st.org.id, id))))
 }
 
-/// The id of a group name of organization `org`.
-fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
-    v.check(
-        field,
-        names::group(name)
-            .filter(|(o, _)| *o == org)
-            .map(|(_, g)| g)
-            .ok_or("must be organizations/{organization}/groups/{group} of this organization"),
-    )
-}
-
-/// Names that parsed but belong to another organization: NOT_FOUND here (reported after the
-/// authorization check, so they reveal nothing to a caller who may not act).
-#[derive(Debug, Default)]
-struct Foreign(Option<String>);
-
-impl Foreign {
-    fn note(&mut self, name: &str) {
-        if self.0.is_none() {
-            self.0 = Some(name.to_owned());
-        }
-    }
-
-    fn check(self) -> Result<(), Status> {
-        match self.0 {
-            Some(name) => Err(to_status(Error::NotFound(name))),
-            None => Ok(()),
-        }
-    }
-}
-
-/// The user ids of `users` (a non-empty list of user names).
-fn user_ids(v: &mut Violations, foreign: &mut Foreign, org: Uuid, users: &[String]) -> Vec<Uuid> {
-    if users.is_empty() {
-        v.add("users", "must name at least one user");
-    }
-    let mut out = Vec::with_capacity(users.len());
-    for (i, name) in users.iter().enumerate() {
-        match names::user(name) {
-            Some((o, u)) if o == org => out.push(u),
-            Some(_) => foreign.note(name),
-            None => v.add(
-                format!("users[{i}]"),
-                "must be organizations/{organization}/users/{user}",
-            ),
-        }
-    }
-    out
-}
-
-/// An end-user role name: `(app, role)`. An organization role gets its own explanation.
-fn end_user_role(
-    v: &mut Violations,
-    foreign: &mut Foreign,
-    field: &str,
-    org: Uuid,
-    name: &str,
-) -> Option<(Uuid, Uuid)> {
-    match names::end_user_role(name) {
-        Some((o, app, role)) if o == org => return Some((app, role)),
-        Some(_) => foreign.note(name),
-        None if names::role(name).is_some() => v.add(
-            field,
-            "a group holds only end-user roles, not organization roles",
-        ),
-        None => v.add(
-            field,
-            "must be organizations/{organization}/apps/{app}/endUserRoles/{role}",
-        ),
-    }
-    None
-}
-
-/// NOT_FOUND unless end-user role `role` exists and is a role of `app`.
-fn check_role_app(st: &OrgState, app: Uuid, role: Uuid) -> Result<(), Error> {
-    match st.end_user_roles.get(&role) {
-        Some(r) if r.app == app => Ok(()),
-        _ => Err(Error::NotFound(fmt::end_user_role(st.org.id, app, role))),
-    }
-}
-
 /// The group as it is now, with the consistency token `seq`.
 fn group_reply(st: &OrgState, id: Uuid, seq: u64) -> Result<Response<pb::Group>, Status> {
-    let g = ops::group(st, id).map_err(to_status)?;
+    let g = rules::lookups::group(st, id).map_err(to_status)?;
     Ok(respond(convert::group(st, g), seq))
-}
-
-/// Position in ListGroups: the last group of the previous page, and the stage filter it was
-/// made for.
-#[derive(Debug, Serialize, Deserialize)]
-struct GroupCursor {
-    name: String,
-    id: Uuid,
-    stage: String,
-}
-
-/// Position in ListGroupMembers: the last member of the previous page, and the group.
-#[derive(Debug, Serialize, Deserialize)]
-struct MemberCursor {
-    email: String,
-    id: Uuid,
-    group: Uuid,
 }
 
 impl Api {
@@ -252,7 +157,7 @@ impl pb::groups_server::Groups for Api {
         }
         let auth = {
             let st = a.handle.read();
-            ops::stage(&st, &key).map_err(to_status)?;
+            rules::lookups::stage(&st, &key).map_err(to_status)?;
             a.entry
                 .require(&st, &Access::Manage.need(&key))
                 .map_err(to_status)?
@@ -264,7 +169,7 @@ impl pb::groups_server::Groups for Api {
         let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
-                ops::create_group(d, name.clone(), description.clone(), key.clone())
+                rules::groups::create_group(d, name.clone(), description.clone(), key.clone())
             })
             .await
         {
@@ -338,30 +243,17 @@ impl pb::groups_server::Groups for Api {
         v.finish().map_err(to_status)?;
         let st = a.handle.read();
         let mut visible: HashMap<&str, bool> = HashMap::new();
-        let mut rows: Vec<(String, Uuid, &crate::domain::model::Group)> = st
-            .groups
-            .values()
-            .filter(|g| stage.as_ref().is_none_or(|s| *s == g.stage))
-            .filter(|g| {
-                *visible
-                    .entry(g.stage.as_str())
-                    .or_insert_with(|| a.entry.would(&st, &Access::View.need(&g.stage)))
-            })
-            .map(|g| (g.display_name.to_lowercase(), g.id, g))
-            .filter(|(name, id, _)| after.as_ref().is_none_or(|c| (name, id) > (&c.name, &c.id)))
-            .collect();
-        rows.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
-        let next_page_token = match (
-            rows.len() > size,
-            size.checked_sub(1).and_then(|i| rows.get(i)),
-        ) {
-            (true, Some((name, id, _))) => shared::page_token::encode(&GroupCursor {
-                name: name.clone(),
-                id: *id,
-                stage: a.req.stage.clone(),
-            }),
-            _ => String::new(),
-        };
+        let after_row = after.as_ref().map(|c| (c.name.as_str(), c.id));
+        let rows = st.groups_by_name(stage.as_deref(), after_row, |g| {
+            *visible
+                .entry(g.stage.as_str())
+                .or_insert_with(|| a.entry.would(&st, &Access::View.need(&g.stage)))
+        });
+        let next_page_token = next_token(&rows, size, |(name, id, _)| GroupCursor {
+            name: name.clone(),
+            id: *id,
+            stage: a.req.stage.clone(),
+        });
         let groups = rows
             .iter()
             .take(size)
@@ -410,7 +302,8 @@ impl pb::groups_server::Groups for Api {
             return Err(Status::internal("unreachable"));
         };
         self.change_group(&a, id, Foreign::default(), |d| {
-            ops::update_group(d, id, name.clone(), description.clone(), etag(&g.etag)).map(drop)
+            rules::groups::update_group(d, id, name.clone(), description.clone(), etag(&g.etag))
+                .map(drop)
         })
         .await
     }
@@ -432,7 +325,7 @@ impl pb::groups_server::Groups for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::delete_group(d, id, etag(&a.req.etag))
+                rules::groups::delete_group(d, id, etag(&a.req.etag))
             })
             .await
             .map_err(to_status)?;
@@ -456,8 +349,10 @@ impl pb::groups_server::Groups for Api {
         let Some(id) = id else {
             return Err(Status::internal("unreachable"));
         };
-        self.change_group(&a, id, foreign, |d| ops::add_members(d, id, &users))
-            .await
+        self.change_group(&a, id, foreign, |d| {
+            rules::groups::add_members(d, id, &users)
+        })
+        .await
     }
 
     async fn remove_group_members(
@@ -480,8 +375,10 @@ impl pb::groups_server::Groups for Api {
         let Some(id) = id else {
             return Err(Status::internal("unreachable"));
         };
-        self.change_group(&a, id, foreign, |d| ops::remove_members(d, id, &users))
-            .await
+        self.change_group(&a, id, foreign, |d| {
+            rules::groups::remove_members(d, id, &users)
+        })
+        .await
     }
 
     async fn add_group_roles(
@@ -530,14 +427,8 @@ impl pb::groups_server::Groups for Api {
         let Some(id) = id else {
             return Err(Status::internal("unreachable"));
         };
-        let items: Vec<(Uuid, Option<String>)> =
-            roles.iter().map(|(_, r, s)| (*r, s.clone())).collect();
         self.change_group(&a, id, foreign, |d| {
-            ops::group(d.state(), id)?;
-            for (app, role, _) in &roles {
-                check_role_app(d.state(), *app, *role)?;
-            }
-            ops::add_roles(d, id, &items)
+            rules::groups::add_app_roles(d, id, &roles)
         })
         .await
     }
@@ -576,30 +467,8 @@ impl pb::groups_server::Groups for Api {
         let Some(id) = id else {
             return Err(Status::internal("unreachable"));
         };
-        let ids: Vec<Uuid> = roles.iter().map(|(_, r)| *r).collect();
         self.change_group(&a, id, foreign, |d| {
-            ops::group(d.state(), id)?;
-            // A role named under the wrong app is not one the group holds.
-            let o = d.state().org.id;
-            for (app, role) in &roles {
-                let held = d
-                    .state()
-                    .group_roles
-                    .get(&id)
-                    .is_some_and(|s| s.contains(role));
-                let app_ok = d
-                    .state()
-                    .end_user_roles
-                    .get(role)
-                    .is_none_or(|r| r.app == *app);
-                if !(held && app_ok) {
-                    return Err(Error::NotFound(format!(
-                        "{} in the group",
-                        fmt::end_user_role(o, *app, *role)
-                    )));
-                }
-            }
-            ops::remove_roles(d, id, &ids)
+            rules::groups::remove_app_roles(d, id, &roles)
         })
         .await
     }
@@ -628,31 +497,12 @@ impl pb::groups_server::Groups for Api {
         };
         let st = a.handle.read();
         authorize(&a.entry, &st, id, Access::View)?;
-        let mut rows: Vec<(&str, Uuid)> = st
-            .group_members
-            .get(&id)
-            .into_iter()
-            .flatten()
-            .filter_map(|u| st.users.get(u))
-            .map(|u| (u.email.as_str(), u.id))
-            .filter(|(email, uid)| {
-                after
-                    .as_ref()
-                    .is_none_or(|c| (*email, *uid) > (c.email.as_str(), c.id))
-            })
-            .collect();
-        rows.sort_unstable();
-        let next_page_token = match (
-            rows.len() > size,
-            size.checked_sub(1).and_then(|i| rows.get(i)),
-        ) {
-            (true, Some((email, uid))) => shared::page_token::encode(&MemberCursor {
-                email: (*email).to_owned(),
-                id: *uid,
-                group: id,
-            }),
-            _ => String::new(),
-        };
+        let rows = st.members_by_email(id, after.as_ref().map(|c| (c.email.as_str(), c.id)));
+        let next_page_token = next_token(&rows, size, |(email, uid)| MemberCursor {
+            email: (*email).to_owned(),
+            id: *uid,
+            group: id,
+        });
         let users = rows
             .iter()
             .take(size)

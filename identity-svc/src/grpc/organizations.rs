@@ -10,9 +10,9 @@ use super::{
 use crate::domain::email::Email;
 use crate::domain::model::Organization;
 use crate::method;
+use crate::rules;
 use crate::service::auth::Entry;
 use crate::service::error::Violations;
-use crate::service::ops;
 
 #[tonic::async_trait]
 impl pb::organizations_server::Organizations for Api {
@@ -52,7 +52,9 @@ impl pb::organizations_server::Organizations for Api {
         };
         let c = self
             .core
-            .create_org(&auth, org.clone(), |d| ops::seed_organization(d, &email))
+            .create_org(&auth, org.clone(), |d| {
+                rules::organizations::seed_organization(d, &email)
+            })
             .await
             .map_err(to_status)?;
         let (_, secret) = c.value;
@@ -138,7 +140,7 @@ impl pb::organizations_server::Organizations for Api {
             .core
             .mutate(&auth, a.org, None, |d| {
                 if paths.iter().any(|p| p == "display_name") {
-                    ops::rename_organization(d, name.clone(), etag(&o.etag))?;
+                    rules::organizations::rename_organization(d, name.clone(), etag(&o.etag))?;
                 }
                 Ok(())
             })

@@ -10,18 +10,18 @@ use super::{
     Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
     respond, to_status,
 };
-use crate::domain::catalog;
 use crate::domain::model::Grant;
 use crate::domain::names;
+use crate::domain::permissions::catalog;
 use crate::method;
+use crate::rules;
 use crate::service::auth::Entry;
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
 
 fn role_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<String> {
     v.check(
         field,
-        ops::role_id_of(org, name).ok_or("must be organizations/{organization}/roles/{role}"),
+        names::role_id_of(org, name).ok_or("must be organizations/{organization}/roles/{role}"),
     )
 }
 
@@ -164,7 +164,7 @@ impl pb::roles_server::Roles for Api {
         let id = role_id(&mut v, "name", a.org, &a.req.name);
         v.finish().map_err(to_status)?;
         let st = a.handle.read();
-        let r = ops::role(&st, id.as_deref().unwrap_or_default()).map_err(to_status)?;
+        let r = rules::lookups::role(&st, id.as_deref().unwrap_or_default()).map_err(to_status)?;
         Ok(respond(convert::role(&st, r), st.seq))
     }
 
@@ -191,7 +191,7 @@ impl pb::roles_server::Roles for Api {
         let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
-                ops::create_role(d, name.clone(), description.clone(), grants.clone())
+                rules::roles::create_role(d, name.clone(), description.clone(), grants.clone())
             })
             .await
         {
@@ -237,7 +237,7 @@ impl pb::roles_server::Roles for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::update_role(
+                rules::roles::update_role(
                     d,
                     &id,
                     name.clone(),
@@ -266,7 +266,7 @@ impl pb::roles_server::Roles for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::duplicate_role(d, &id))
+            .mutate(&auth, a.org, None, |d| rules::roles::duplicate_role(d, &id))
             .await
             .map_err(to_status)?;
         let st = a.handle.read();
@@ -288,7 +288,9 @@ impl pb::roles_server::Roles for Api {
         let e = a.req.etag.clone();
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::delete_role(d, &id, etag(&e)))
+            .mutate(&auth, a.org, None, |d| {
+                rules::roles::delete_role(d, &id, etag(&e))
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(pb::DeleteRoleResponse {}, c.seq))

@@ -11,8 +11,8 @@ use super::{Api, convert, required_text, respond, to_status};
 use crate::domain::model::{Micros, Principal};
 use crate::domain::names::{self, fmt};
 use crate::method;
+use crate::rules;
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
 
 /// Longest service-account name.
 const NAME_MAX: usize = 100;
@@ -95,7 +95,7 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::create_service_account(d, name.clone())
+                rules::service_accounts::create_service_account(d, name.clone())
             })
             .await
             .map_err(to_status)?;
@@ -159,7 +159,9 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::delete_service_account(d, id))
+            .mutate(&auth, a.org, None, |d| {
+                rules::service_accounts::delete_service_account(d, id)
+            })
             .await
             .map_err(to_status)?;
         Ok(respond(pb::DeleteServiceAccountResponse {}, c.seq))
@@ -189,7 +191,7 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::create_service_account_token(d, id, ttl)
+                rules::service_accounts::create_service_account_token(d, id, ttl)
             })
             .await
             .map_err(to_status)?;

@@ -6,8 +6,8 @@ use tonic::{Request, Response, Status};
 use super::{Api, convert, etag, mask_paths, required_text, respond, to_status};
 use crate::domain::names;
 use crate::method;
+use crate::rules;
 use crate::service::error::Violations;
-use crate::service::ops;
 
 fn valid_key(k: &str) -> bool {
     (1..=40).contains(&k.len())
@@ -59,7 +59,7 @@ impl pb::stages_server::Stages for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::create_stage(d, &key, name.clone())
+                rules::stages::create_stage(d, &key, name.clone())
             })
             .await
             .map_err(to_status)?;
@@ -91,7 +91,7 @@ impl pb::stages_server::Stages for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::rename_stage(d, &key, name.clone(), etag(&s.etag))
+                rules::stages::rename_stage(d, &key, name.clone(), etag(&s.etag))
             })
             .await
             .map_err(to_status)?;
@@ -111,7 +111,9 @@ impl pb::stages_server::Stages for Api {
         let keys = a.req.stage_ids.clone();
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::reorder_stages(d, &keys))
+            .mutate(&auth, a.org, None, |d| {
+                rules::stages::reorder_stages(d, &keys)
+            })
             .await
             .map_err(to_status)?;
         let st = a.handle.read();
@@ -134,7 +136,7 @@ impl pb::stages_server::Stages for Api {
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::delete_stage(d, &key))
+            .mutate(&auth, a.org, None, |d| rules::stages::delete_stage(d, &key))
             .await
             .map_err(to_status)?;
         Ok(respond(pb::DeleteStageResponse {}, c.seq))

@@ -9,15 +9,15 @@ use uuid::Uuid;
 use super::{
     Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, respond, to_status, ts,
 };
-use crate::domain::catalog::keys;
 use crate::domain::email::Email;
-use crate::domain::engine;
 use crate::domain::model::{Principal, UserState};
 use crate::domain::names;
+use crate::domain::permissions::catalog::keys;
+use crate::domain::permissions::engine;
 use crate::method;
+use crate::rules;
 use crate::service::auth::{self, Authorized, Caller, Entry, Need};
 use crate::service::error::{Error, Violations};
-use crate::service::ops;
 use crate::store::{TokenKind, TokenRecord};
 
 /// A session lasts 12 hours.
@@ -97,7 +97,7 @@ impl pb::users_server::Users for Api {
         } else {
             v.check(
                 "organization_role",
-                ops::role_id_of(org, &r.organization_role)
+                names::role_id_of(org, &r.organization_role)
                     .ok_or("must be organizations/{organization}/roles/{role}"),
             )
         };
@@ -112,7 +112,7 @@ impl pb::users_server::Users for Api {
             );
             let role = v.check(
                 &format!("app_roles[{i}].role"),
-                ops::role_id_of(org, &x.role)
+                names::role_id_of(org, &x.role)
                     .ok_or("must be organizations/{organization}/roles/{role}"),
             );
             if let (Some(app), Some(role)) = (app, role) {
@@ -140,7 +140,7 @@ impl pb::users_server::Users for Api {
         let Some(email) = email else {
             return Err(Status::internal("unreachable"));
         };
-        let invite = ops::Invite {
+        let invite = rules::invitations::Invite {
             email: email.clone(),
             display_name,
             organization_role,
@@ -182,7 +182,9 @@ impl pb::users_server::Users for Api {
         }
         let c = match self
             .core
-            .mutate(&auth, org, request_id, |d| ops::invite(d, &invite))
+            .mutate(&auth, org, request_id, |d| {
+                rules::invitations::invite(d, &invite)
+            })
             .await
         {
             Ok(c) => c,
@@ -222,7 +224,9 @@ impl pb::users_server::Users for Api {
         };
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::resend_invitation(d, id))
+            .mutate(&auth, a.org, None, |d| {
+                rules::invitations::resend_invitation(d, id)
+            })
             .await
             .map_err(to_status)?;
         let (user, secret) = c.value;
@@ -268,7 +272,7 @@ impl pb::users_server::Users for Api {
         let c = self
             .core
             .mutate(&proof, token.org, None, |d| {
-                ops::accept_invitation(d, &token, hash.clone(), name.clone())
+                rules::invitations::accept_invitation(d, &token, hash.clone(), name.clone())
             })
             .await
             .map_err(to_status)?;
@@ -320,7 +324,13 @@ impl pb::users_server::Users for Api {
         let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
-                ops::create_user(d, email.clone(), display_name.clone(), active, hash.clone())
+                rules::users::create_user(
+                    d,
+                    email.clone(),
+                    display_name.clone(),
+                    active,
+                    hash.clone(),
+                )
             })
             .await
         {
@@ -348,7 +358,7 @@ impl pb::users_server::Users for Api {
         a.entry
             .require(&st, &see_user(&st, id))
             .map_err(to_status)?;
-        let u = ops::user(&st, id).map_err(to_status)?;
+        let u = rules::lookups::user(&st, id).map_err(to_status)?;
         Ok(respond(convert::user(&st, u), st.seq))
     }
 
@@ -487,7 +497,7 @@ impl pb::users_server::Users for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::update_user(d, id, name.clone(), etag(&u.etag))
+                rules::users::update_user(d, id, name.clone(), etag(&u.etag))
             })
             .await
             .map_err(to_status)?;
@@ -512,7 +522,9 @@ impl pb::users_server::Users for Api {
         let e = a.req.etag.clone();
         let c = self
             .core
-            .mutate(&auth, a.org, None, |d| ops::activate_user(d, id, etag(&e)))
+            .mutate(&auth, a.org, None, |d| {
+                rules::users::activate_user(d, id, etag(&e))
+            })
             .await
             .map_err(to_status)?;
         let st = a.handle.read();
@@ -540,7 +552,7 @@ impl pb::users_server::Users for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::deactivate_user(d, me, id, etag(&e))
+                rules::users::deactivate_user(d, me, id, etag(&e))
             })
             .await
             .map_err(to_status)?;
@@ -567,7 +579,7 @@ impl pb::users_server::Users for Api {
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                ops::delete_user(d, me, id, etag(&e))
+                rules::users::delete_user(d, me, id, etag(&e))
             })
             .await
             .map_err(to_status)?;

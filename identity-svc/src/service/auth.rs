@@ -21,10 +21,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::Error;
-use crate::domain::catalog::{self, keys};
-use crate::domain::engine;
 use crate::domain::model::{Entity, Micros, Principal};
 use crate::domain::names;
+use crate::domain::permissions::catalog::{self, keys};
+use crate::domain::permissions::engine;
 use crate::domain::state::OrgState;
 use crate::store::{
     Commit, Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, SecretOp, Store,

@@ -6,4 +6,3 @@ pub mod clock;
 pub mod core;
 pub mod error;
 pub mod mailer;
-pub mod ops;

@@ -44,7 +44,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use identity_svc::domain::catalog::{self, PermissionDef};
 use identity_svc::domain::email::Email;
 use identity_svc::domain::model::{
     App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, Group, GroupMember,
@@ -52,6 +51,7 @@ use identity_svc::domain::model::{
     UserState,
 };
 use identity_svc::domain::names::fmt;
+use identity_svc::domain::permissions::catalog::{self, PermissionDef};
 use identity_svc::service::auth::{SERVICE_ACCOUNT_PREFIX, hash_token, new_token};
 use identity_svc::store::{Commit, Store, TokenKind, TokenRecord};
 use serde_json::{Value, json};
@@ -450,7 +450,7 @@ async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
             }),
         ));
     }
-    for r in identity_svc::service::ops::built_in_roles(now) {
+    for r in identity_svc::domain::permissions::built_in::built_in_roles(now) {
         changes.push(created(fmt::role(org, &r.id), Entity::Role(r)));
     }
     let grantable: Vec<&PermissionDef> = catalog::CATALOG

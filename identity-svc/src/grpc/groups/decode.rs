@@ -1,0 +1,122 @@
+//! Decoding a Groups request: group, user and end-user role names of the caller's
+//! organization (names of another organization are noted and answered NOT_FOUND after the
+//! authorization check), and the page tokens of the two lists.
+
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::domain::names;
+use crate::grpc::to_status;
+use crate::service::error::{Error, Violations};
+
+/// The id of a group name of organization `org`.
+pub(super) fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
+    v.check(
+        field,
+        names::group(name)
+            .filter(|(o, _)| *o == org)
+            .map(|(_, g)| g)
+            .ok_or("must be organizations/{organization}/groups/{group} of this organization"),
+    )
+}
+
+/// Names that parsed but belong to another organization: NOT_FOUND here (reported after the
+/// authorization check, so they reveal nothing to a caller who may not act).
+#[derive(Debug, Default)]
+pub(super) struct Foreign(Option<String>);
+
+impl Foreign {
+    pub(super) fn note(&mut self, name: &str) {
+        if self.0.is_none() {
+            self.0 = Some(name.to_owned());
+        }
+    }
+
+    pub(super) fn check(self) -> Result<(), Status> {
+        match self.0 {
+            Some(name) => Err(to_status(Error::NotFound(name))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The user ids of `users` (a non-empty list of user names).
+pub(super) fn user_ids(
+    v: &mut Violations,
+    foreign: &mut Foreign,
+    org: Uuid,
+    users: &[String],
+) -> Vec<Uuid> {
+    if users.is_empty() {
+        v.add("users", "must name at least one user");
+    }
+    let mut out = Vec::with_capacity(users.len());
+    for (i, name) in users.iter().enumerate() {
+        match names::user(name) {
+            Some((o, u)) if o == org => out.push(u),
+            Some(_) => foreign.note(name),
+            None => v.add(
+                format!("users[{i}]"),
+                "must be organizations/{organization}/users/{user}",
+            ),
+        }
+    }
+    out
+}
+
+/// An end-user role name: `(app, role)`. An organization role gets its own explanation.
+pub(super) fn end_user_role(
+    v: &mut Violations,
+    foreign: &mut Foreign,
+    field: &str,
+    org: Uuid,
+    name: &str,
+) -> Option<(Uuid, Uuid)> {
+    match names::end_user_role(name) {
+        Some((o, app, role)) if o == org => return Some((app, role)),
+        Some(_) => foreign.note(name),
+        None if names::role(name).is_some() => v.add(
+            field,
+            "a group holds only end-user roles, not organization roles",
+        ),
+        None => v.add(
+            field,
+            "must be organizations/{organization}/apps/{app}/endUserRoles/{role}",
+        ),
+    }
+    None
+}
+
+/// Position in ListGroups: the last group of the previous page, and the stage filter it was
+/// made for.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct GroupCursor {
+    pub(super) name: String,
+    pub(super) id: Uuid,
+    pub(super) stage: String,
+}
+
+/// Position in ListGroupMembers: the last member of the previous page, and the group.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct MemberCursor {
+    pub(super) email: String,
+    pub(super) id: Uuid,
+    pub(super) group: Uuid,
+}
+
+/// The page token after `rows[..size]` (made by `cursor` from the page's last row) when more
+/// rows follow; empty otherwise.
+pub(super) fn next_token<R, C: Serialize>(
+    rows: &[R],
+    size: usize,
+    cursor: impl FnOnce(&R) -> C,
+) -> String {
+    match (
+        rows.len() > size,
+        size.checked_sub(1).and_then(|i| rows.get(i)),
+    ) {
+        (true, Some(last)) => shared::page_token::encode(&cursor(last)),
+        _ => String::new(),
+    }
+}
