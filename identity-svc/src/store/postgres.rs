@@ -1,11 +1,16 @@
-//! PostgreSQL backend.
+//! PostgreSQL backend: a pool for reads and commits alike, generic plans; its [`Dialect`]: a
+//! commit batch as one statement (data-modifying `WITH` over arrays).
 
 use std::sync::Arc;
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres};
+use sqlx::Postgres;
+use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 
-use super::sql::{BatchRows, Writer, WriterConnection, embedded_migrator, impl_sql_store, to_i64};
+use super::sql::batch::BatchRows;
+use super::sql::columns::to_i64;
+use super::sql::migrations::embedded_migrator;
+use super::sql::writer::{Writer, WriterConnection};
+use super::sql::{Dialect, SqlStore};
 use super::{Commit, StoreError};
 
 /// The migrations in `migrations/postgres`, embedded.
@@ -22,15 +27,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// The store in a PostgreSQL database.
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
-    /// Commits of the general path take pooled connections (see [`Writer`]).
-    writer: Arc<Writer<sqlx::Postgres>>,
-}
+/// The store in a PostgreSQL database. Commits of the general path take pooled connections
+/// (see [`Writer`]).
+pub type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates the
     /// database. Concurrent starts are safe: the migrator holds an advisory lock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -59,7 +60,11 @@ impl PgStore {
     }
 }
 
-impl PgStore {
+impl Dialect for Postgres {
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
     /// Writes a batch that neither creates the organization nor carries credential changes
     /// as **one** statement, outside of an explicit transaction: one round trip and one WAL
     /// flush instead of BEGIN, one statement per table and COMMIT. `None` when the batch needs
@@ -189,5 +194,3 @@ impl PgStore {
         Ok(Some(new_seq))
     }
 }
-
-impl_sql_store!(PgStore, sqlx::Postgres);
