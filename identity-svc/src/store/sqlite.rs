@@ -1,5 +1,5 @@
 //! SQLite backend: one database file, read through a small pool and written through one
-//! dedicated connection; its [`Dialect`]: a commit batch as one multi-statement query.
+//! dedicated connection; its `Dialect`: a commit batch as one multi-statement query.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +34,8 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// The store in a SQLite database file. Commits go through one dedicated connection (see
-/// [`Writer`]).
+/// The store in a SQLite database file. Commits go through one dedicated connection, kept
+/// out of the pool, whose page cache stays warm.
 pub type SqliteStore = SqlStore<Sqlite>;
 
 impl SqlStore<Sqlite> {
