@@ -13,8 +13,8 @@
 //! organization is still at N (a compare-and-set on its sequence row, which also orders
 //! commits). A writer that lost the race gets [`StoreError::Conflict`], catches up and retries.
 //!
-//! This module owns the interface (the traits and [`StoreError`]); the records are in
-//! `records.rs`. It imports nothing of the crate but the domain model.
+//! This file owns the interface (the traits and [`StoreError`]); the records are in
+//! `records.rs`, the SQL in `sql/`. The store imports nothing of the crate but `domain`.
 
 use async_trait::async_trait;
 use uuid::Uuid;
