@@ -27,8 +27,8 @@ use crate::domain::permissions::catalog::{self, keys};
 use crate::domain::permissions::engine;
 use crate::domain::state::OrgState;
 use crate::store::{
-    Commit, Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, SecretOp, Store,
-    StoreError, TokenRecord,
+    Commit, CredentialStore, Credentials, EventFilter, EventLog, EventRecord, InvitationToken,
+    LoadedOrg, SecretOp, Store, StoreError, TokenRecord, TokenStore,
 };
 
 /// Prefix of operator tokens.
@@ -735,7 +735,7 @@ impl TokenCache {
 }
 
 #[async_trait]
-impl Store for TokenCache {
+impl EventLog for TokenCache {
     async fn organization_ids(&self) -> Result<Vec<Uuid>, StoreError> {
         self.inner.organization_ids().await
     }
@@ -783,6 +783,13 @@ impl Store for TokenCache {
     ) -> Result<Option<String>, StoreError> {
         self.inner.find_request(org, request_id).await
     }
+    async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        self.inner.sequences().await
+    }
+}
+
+#[async_trait]
+impl TokenStore for TokenCache {
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         let generation = {
             let map = self.read_map();
@@ -815,29 +822,6 @@ impl Store for TokenCache {
     ) -> Result<Vec<TokenRecord>, StoreError> {
         self.inner.list_tokens(org, principal).await
     }
-    async fn find_invitation_token(
-        &self,
-        hash: &str,
-    ) -> Result<Option<InvitationToken>, StoreError> {
-        self.inner.find_invitation_token(hash).await
-    }
-    async fn credentials(&self, org: Uuid, user: Uuid) -> Result<Credentials, StoreError> {
-        self.inner.credentials(org, user).await
-    }
-    async fn set_login_failures(
-        &self,
-        org: Uuid,
-        user: Uuid,
-        failed_logins: u32,
-        locked_until: Option<Micros>,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .set_login_failures(org, user, failed_logins, locked_until)
-            .await
-    }
-    async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
-        self.inner.sequences().await
-    }
     /// Forwards, and forgets every returned token: the follower's way of learning about
     /// revocations made through other replicas.
     async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError> {
@@ -857,6 +841,30 @@ impl Store for TokenCache {
             }
         }
         Ok(ids)
+    }
+}
+
+#[async_trait]
+impl CredentialStore for TokenCache {
+    async fn find_invitation_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<InvitationToken>, StoreError> {
+        self.inner.find_invitation_token(hash).await
+    }
+    async fn credentials(&self, org: Uuid, user: Uuid) -> Result<Credentials, StoreError> {
+        self.inner.credentials(org, user).await
+    }
+    async fn set_login_failures(
+        &self,
+        org: Uuid,
+        user: Uuid,
+        failed_logins: u32,
+        locked_until: Option<Micros>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .set_login_failures(org, user, failed_logins, locked_until)
+            .await
     }
 }
 

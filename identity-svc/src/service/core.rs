@@ -863,7 +863,10 @@ mod tests {
     use crate::service::auth::Authorized;
     use crate::service::clock::SystemClock;
     use crate::store::contract_tests::{on_postgres, on_sqlite};
-    use crate::store::{Credentials, EventFilter, InvitationToken, LoadedOrg, TokenRecord};
+    use crate::store::{
+        CredentialStore, Credentials, EventFilter, EventLog, InvitationToken, LoadedOrg,
+        TokenRecord, TokenStore,
+    };
 
     /// A store whose writes (`commit_batch`, hence `commit`) each wait for a permit; the
     /// sizes of the batches that arrived are published in order.
@@ -900,7 +903,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl Store for Gated {
+    impl EventLog for Gated {
         async fn organization_ids(&self) -> Result<Vec<Uuid>, StoreError> {
             self.inner.organization_ids().await
         }
@@ -936,6 +939,13 @@ mod tests {
         ) -> Result<Option<String>, StoreError> {
             self.inner.find_request(org, request_id).await
         }
+        async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+            self.inner.sequences().await
+        }
+    }
+
+    #[async_trait]
+    impl TokenStore for Gated {
         async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
             self.inner.find_token(hash).await
         }
@@ -952,6 +962,13 @@ mod tests {
         ) -> Result<Vec<TokenRecord>, StoreError> {
             self.inner.list_tokens(org, principal).await
         }
+        async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError> {
+            self.inner.revoked_since(since).await
+        }
+    }
+
+    #[async_trait]
+    impl CredentialStore for Gated {
         async fn find_invitation_token(
             &self,
             hash: &str,
@@ -971,12 +988,6 @@ mod tests {
             self.inner
                 .set_login_failures(org, user, failed_logins, locked_until)
                 .await
-        }
-        async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
-            self.inner.sequences().await
-        }
-        async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError> {
-            self.inner.revoked_since(since).await
         }
     }
 

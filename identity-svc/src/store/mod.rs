@@ -1,26 +1,39 @@
-//! Storage: one trait in domain types, implemented for SQLite ([`sqlite`]) and PostgreSQL
-//! ([`postgres`]) and pinned by one contract test suite run on both.
+//! Storage: the interface the core reads and writes through, in domain types, split by concern
+//! into [`EventLog`] (organizations, commits, change events, idempotency keys), [`TokenStore`]
+//! (bearer tokens) and [`CredentialStore`] (passwords, login failures, invitation tokens);
+//! [`Store`] is all three. One SQL implementation ([`SqlStore`], in `sql/`) serves SQLite
+//! ([`sqlite`]) and PostgreSQL ([`postgres`]), pinned by one contract suite run on both
+//! (`contract_tests/`).
 //!
 //! Model: the database keeps, per organization, the current entities (one row per entity,
 //! its JSON document keyed by kind and key), the gap-free sequence of change events, and the
 //! credential tables (password hashes, token hashes) that never leave the store. Validation
-//! happens in memory against the organization's state at sequence N; [`Store::commit`] then
+//! happens in memory against the organization's state at sequence N; [`EventLog::commit`] then
 //! writes the changed entities **and** their events in one transaction, but only if the
 //! organization is still at N (a compare-and-set on its sequence row, which also orders
 //! commits). A writer that lost the race gets [`StoreError::Conflict`], catches up and retries.
+//!
+//! This file owns the interface (the traits and [`StoreError`]); the records are in
+//! `records.rs`, the SQL in `sql/`. The store imports nothing of the crate but `domain`.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::model::{Change, Entity, Micros, Principal};
+use crate::domain::model::{Entity, Micros, Principal};
 
 pub mod postgres;
+mod records;
 mod sql;
 pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod contract_tests;
+
+pub use records::{
+    Commit, Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, SecretOp, TokenKind,
+    TokenRecord,
+};
+pub use sql::SqlStore;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -42,198 +55,16 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// A credential-table change committed together with entity changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretOp {
-    /// Sets (or replaces) a user's password hash.
-    SetPassword {
-        /// The user.
-        user: Uuid,
-        /// PHC string (argon2id).
-        hash: String,
-    },
-    /// Stores an invitation token hash.
-    PutInvitationToken {
-        /// SHA-256 hex of the token.
-        hash: String,
-        /// The invitation.
-        invitation: Uuid,
-        /// The invited user.
-        user: Uuid,
-        /// When it stops working.
-        expire_time: Micros,
-    },
-    /// Removes every invitation token of a user (resend, acceptance, deletion).
-    DeleteInvitationTokens {
-        /// The user.
-        user: Uuid,
-    },
-    /// Stores a bearer token.
-    PutToken(TokenRecord),
-    /// Revokes every token of a principal.
-    RevokeTokensOf {
-        /// The principal.
-        principal: Principal,
-        /// Revocation time.
-        at: Micros,
-    },
-    /// Revokes one token.
-    RevokeToken {
-        /// Token id.
-        id: Uuid,
-        /// Revocation time.
-        at: Micros,
-    },
-    /// Removes a user's credentials (deletion).
-    DeleteCredentials {
-        /// The user.
-        user: Uuid,
-    },
-}
+/// The whole storage interface: what the core holds (`Arc<dyn Store>`). Every type that
+/// implements the three parts is a `Store`.
+pub trait Store: EventLog + TokenStore + CredentialStore {}
 
-/// Kinds of bearer tokens kept in the store (operator tokens come from configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    /// From Users.Login.
-    Session,
-    /// From ServiceAccounts.CreateServiceAccountToken.
-    ServiceAccount,
-}
+impl<T: EventLog + TokenStore + CredentialStore + ?Sized> Store for T {}
 
-/// A stored bearer token (its hash, never the secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    /// Id.
-    pub id: Uuid,
-    /// SHA-256 hex of the secret.
-    pub hash: String,
-    /// Kind.
-    pub kind: TokenKind,
-    /// Organization.
-    pub org: Uuid,
-    /// Who it authenticates.
-    pub principal: Principal,
-    /// Issued.
-    pub create_time: Micros,
-    /// Expires.
-    pub expire_time: Micros,
-    /// Revoked, if so.
-    pub revoke_time: Option<Micros>,
-}
-
-/// A stored invitation token (its hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvitationToken {
-    /// Organization.
-    pub org: Uuid,
-    /// Invitation id.
-    pub invitation: Uuid,
-    /// The invited user.
-    pub user: Uuid,
-    /// When it stops working.
-    pub expire_time: Micros,
-}
-
-/// A user's password credentials and login-failure counters.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Credentials {
-    /// PHC string, if a password is set.
-    pub password_hash: Option<String>,
-    /// Consecutive failed logins.
-    pub failed_logins: u32,
-    /// Locked until this time, if locked.
-    pub locked_until: Option<Micros>,
-}
-
-/// One committed change event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRecord {
-    /// Organization.
-    pub org: Uuid,
-    /// Position in the organization's sequence, from 1.
-    pub seq: u64,
-    /// Principal name, `operator` or `system`.
-    pub actor: String,
-    /// What was done.
-    pub action: String,
-    /// Resource name.
-    pub target: String,
-    /// The entity before.
-    pub before: Option<Entity>,
-    /// The entity after.
-    pub after: Option<Entity>,
-    /// Users whose access may differ.
-    pub affected_users: Vec<Uuid>,
-    /// The request's idempotency key.
-    pub request_id: Option<String>,
-    /// Commit time.
-    pub time: Micros,
-}
-
-impl EventRecord {
-    /// The change this event records.
-    pub fn change(&self) -> Change {
-        Change {
-            action: self.action.clone(),
-            target: self.target.clone(),
-            before: self.before.clone(),
-            after: self.after.clone(),
-            affected_users: self.affected_users.clone(),
-        }
-    }
-}
-
-/// Filters of the audit listing; every set field must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventFilter {
-    /// Actor equals.
-    pub actor: Option<String>,
-    /// Target equals.
-    pub target: Option<String>,
-    /// Action equals.
-    pub action: Option<String>,
-    /// Time at or after.
-    pub start_time: Option<Micros>,
-    /// Time before.
-    pub end_time: Option<Micros>,
-}
-
-/// One atomic write.
-#[derive(Debug, Clone)]
-pub struct Commit<'a> {
-    /// Organization.
-    pub org: Uuid,
-    /// The sequence the changes were validated against; 0 with `create_org` for a new one.
-    pub expected_seq: u64,
-    /// True when this commit creates the organization.
-    pub create_org: bool,
-    /// Who.
-    pub actor: &'a str,
-    /// Idempotency key, remembered with the target of the first change.
-    pub request_id: Option<&'a str>,
-    /// Commit time.
-    pub time: Micros,
-    /// Entity changes; change `i` becomes event `expected_seq + 1 + i`.
-    pub changes: &'a [Change],
-    /// Credential changes.
-    pub secrets: &'a [SecretOp],
-}
-
-/// An organization as loaded at start-up.
-#[derive(Debug, Clone)]
-pub struct LoadedOrg {
-    /// Id.
-    pub org: Uuid,
-    /// Last event sequence.
-    pub seq: u64,
-    /// Every current entity.
-    pub entities: Vec<Entity>,
-}
-
-/// The storage interface.
+/// Organizations, their entities and the log of their change events: the commit path, the
+/// start-up load, the feed, the audit listing and idempotency keys.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Ids of every organization.
     async fn organization_ids(&self) -> Result<Vec<Uuid>, StoreError>;
     /// One organization's entities and sequence, `None` if unknown.
@@ -290,6 +121,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The target remembered for an idempotency key.
     async fn find_request(&self, org: Uuid, request_id: &str)
     -> Result<Option<String>, StoreError>;
+    /// Every organization with its last committed event sequence, in one statement: what a
+    /// replica compares with its own state to know which organizations to catch up.
+    async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
+}
+
+/// Bearer tokens (their hashes): sessions and service-account tokens. Tokens written or
+/// revoked together with entity changes go through [`EventLog::commit`] as [`SecretOp`]s.
+#[async_trait]
+pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
     /// A bearer token by hash.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// Stores a session token outside of any entity change.
@@ -302,6 +142,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         org: Uuid,
         principal: Principal,
     ) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Ids of the bearer tokens revoked at or after `since` (by their revocation time): what a
+    /// replica evicts from its token cache when another replica revoked them.
+    async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError>;
+}
+
+/// Users' credentials: password hashes and login-failure counters, and invitation tokens.
+/// Passwords and invitation tokens are written by commits ([`SecretOp`]); the login-failure
+/// counters directly.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + std::fmt::Debug + 'static {
     /// An invitation token by hash.
     async fn find_invitation_token(
         &self,
@@ -317,10 +167,4 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         failed_logins: u32,
         locked_until: Option<Micros>,
     ) -> Result<(), StoreError>;
-    /// Every organization with its last committed event sequence, in one statement: what a
-    /// replica compares with its own state to know which organizations to catch up.
-    async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
-    /// Ids of the bearer tokens revoked at or after `since` (by their revocation time): what a
-    /// replica evicts from its token cache when another replica revoked them.
-    async fn revoked_since(&self, since: Micros) -> Result<Vec<Uuid>, StoreError>;
 }

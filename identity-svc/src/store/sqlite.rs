@@ -1,17 +1,23 @@
-//! SQLite backend: one database file, written through a small pool.
+//! SQLite backend: one database file, read through a small pool and written through one
+//! dedicated connection; its `Dialect`: a commit batch as one multi-statement query.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
-
-use super::sql::{
-    BatchRows, ROWS_PER_STATEMENT, Writer, WriterConnection, embedded_migrator, impl_sql_store,
-    to_i64,
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::sql::batch::{BatchRows, ROWS_PER_STATEMENT};
+use super::sql::columns::to_i64;
+use super::sql::commit::{push_deletes, push_events, push_requests, push_upserts};
+use super::sql::migrations::embedded_migrator;
+use super::sql::writer::{Writer, WriterConnection};
+use super::sql::{Dialect, SqlStore};
 use super::{Commit, StoreError};
 
 /// The migrations in `migrations/sqlite`, embedded.
@@ -28,15 +34,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// The store in a SQLite database file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// Commits go through one dedicated connection (see [`Writer`]).
-    writer: Arc<Writer<sqlx::Sqlite>>,
-}
+/// The store in a SQLite database file. Commits go through one dedicated connection, kept
+/// out of the pool, whose page cache stays warm.
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating it if missing) and migrates the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
@@ -77,7 +79,11 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl Dialect for Sqlite {
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
     /// Writes a batch that neither creates the organization nor carries credential changes in
     /// **one** round trip to the connection's worker thread: a single query string holds
     /// `BEGIN IMMEDIATE`, every statement and `COMMIT` (SQLite has no data-modifying `WITH`,
@@ -112,19 +118,19 @@ impl SqliteStore {
             .push_bind(&org);
         for chunk in rows.deletes.chunks(ROWS_PER_STATEMENT) {
             query.push("; ");
-            Self::push_deletes(&mut query, &org, chunk);
+            push_deletes(&mut query, &org, chunk);
         }
         for chunk in rows.upserts.chunks(ROWS_PER_STATEMENT) {
             query.push("; ");
-            Self::push_upserts(&mut query, &org, chunk, rows);
+            push_upserts(&mut query, &org, chunk, rows);
         }
         for chunk in rows.events.chunks(ROWS_PER_STATEMENT) {
             query.push("; ");
-            Self::push_events(&mut query, &org, chunk);
+            push_events(&mut query, &org, chunk);
         }
         for chunk in rows.requests.chunks(ROWS_PER_STATEMENT) {
             query.push("; ");
-            Self::push_requests(&mut query, &org, chunk);
+            push_requests(&mut query, &org, chunk);
         }
         query.push("; COMMIT");
         let Err(e) = query.build().execute(writer.get()).await else {
@@ -154,5 +160,3 @@ impl SqliteStore {
         })
     }
 }
-
-impl_sql_store!(SqliteStore, sqlx::Sqlite);
