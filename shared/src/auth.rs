@@ -51,8 +51,7 @@ impl Secret {
 
     /// Compares with `candidate` in time that depends only on the lengths.
     pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        crate::secrets::constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
     }
 }
 

@@ -15,15 +15,29 @@
 //!   generated once with mode 0600), and the private data directory itself.
 //! * [`config`] — the layering of configuration sources, the SQLite/PostgreSQL choice, and
 //!   password redaction in database URLs.
+//! * [`email`] — the `Email` value type (normalized, validated) of both services.
+//! * [`secrets`] — bearer tokens: generation, the stored SHA-256 form, constant-time compare.
+//! * [`violations`] — collecting every bad field of a request (`google.rpc.BadRequest`).
+//! * [`bootstrap`] and [`cli`] — what each `main.rs` does around `serve`, and the flags both
+//!   services have.
+//! * [`testkit`] (feature `testkit`, tests only) — the PostgreSQL switch of the tests,
+//!   throw-away databases, and starting a service in-process.
 
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod bootstrap;
+pub mod cli;
 pub mod config;
+pub mod email;
 pub mod errors;
 pub mod metrics;
 pub mod operator_token;
 pub mod page_token;
 pub mod proto;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod violations;

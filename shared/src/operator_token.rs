@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use crate::auth::Secret;
+use crate::secrets::{TokenEncoding, hash_token, new_token};
 
 /// Name of the file in the data directory holding the generated operator token.
 pub const TOKEN_FILE: &str = "operator-token";
@@ -99,6 +100,19 @@ pub fn load_or_create(
     }
     // Another process created it between our read and our create.
     read_token_file(&path)?.ok_or(OperatorTokenError::Vanished { path })
+}
+
+/// The SHA-256 hash ([`hash_token`]) of the operator token, the only form a server keeps:
+/// [`load_or_create`] with a generator of `prefix` + 256 random bits in `encoding`
+/// ([`new_token`]).
+pub fn load_or_create_hash(
+    configured: Option<&Secret>,
+    data_dir: &Path,
+    prefix: &str,
+    encoding: TokenEncoding,
+) -> Result<String, OperatorTokenError> {
+    let token = load_or_create(configured, data_dir, || new_token(prefix, encoding))?;
+    Ok(hash_token(&token))
 }
 
 /// The token in `path`, or `None` if there is no such file.
@@ -190,6 +204,21 @@ mod tests {
         let again = load_or_create(None, dir.path(), || unreachable!("no new token")).unwrap();
         assert_eq!(again, first);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "op_first\n");
+    }
+
+    #[test]
+    fn the_hash_is_of_the_generated_then_reread_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = load_or_create_hash(None, dir.path(), "op_", TokenEncoding::Hex).unwrap();
+        let token = std::fs::read_to_string(token_path(dir.path())).unwrap();
+        assert!(token.starts_with("op_"));
+        assert_eq!(hash, hash_token(token.trim()));
+        let again = load_or_create_hash(None, dir.path(), "op_", TokenEncoding::Hex).unwrap();
+        assert_eq!(again, hash);
+        let configured = Secret::new(" op_set ");
+        let set =
+            load_or_create_hash(Some(&configured), dir.path(), "op_", TokenEncoding::Hex).unwrap();
+        assert_eq!(set, hash_token("op_set"));
     }
 
     #[test]

@@ -1,20 +1,19 @@
 //! Test harness: `spawn_app` starts the real server with a fresh database and a manual clock;
 //! typed clients carry a bearer token; helpers walk the invitation flow through the mailbox.
+//! Starting, stopping and the PostgreSQL switch are the shared kit's (`shared::testkit`).
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use identity_svc::config::Settings;
 use identity_svc::service::clock::ManualClock;
 use shared::proto::identity::v1 as pb;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tokio::net::TcpListener;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
+use shared::testkit::clients::{Credentials, invitation_token};
+use shared::testkit::pg::{self, TestDatabase};
+use shared::testkit::server::TestServer;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 pub use pb::access_client::AccessClient;
 pub use pb::apps_client::AppsClient;
@@ -25,18 +24,16 @@ pub use pb::roles_client::RolesClient;
 pub use pb::service_accounts_client::ServiceAccountsClient;
 pub use pb::stages_client::StagesClient;
 pub use pb::users_client::UsersClient;
+/// Which store the server runs on.
+pub use shared::testkit::Backend;
+/// A channel with a bearer token.
+pub use shared::testkit::clients::Authed;
 
 /// A strong password that satisfies the policy.
 pub const PASSWORD: &str = "Correct-Horse-42";
 
-/// Which store the server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// Generates `sqlite::<name>` and `postgres::<name>` tests for each `async fn name(Backend)`.
+/// The PostgreSQL variants honour the switch of `shared::testkit::pg` (`TEST_PG_URL=off`).
 #[macro_export]
 macro_rules! api_tests {
     ($($name:ident),* $(,)?) => {
@@ -52,108 +49,33 @@ macro_rules! api_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::helpers::Backend::Postgres).await;
+                    let backend = $crate::helpers::Backend::Postgres;
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    if shared::testkit::should_run(backend, test) {
+                        super::$name(backend).await;
+                    }
                 }
             )*
         }
     };
 }
 
-/// Adds `authorization: Bearer <token>`.
-#[derive(Clone, Debug)]
-pub struct Bearer(Option<String>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(t) = &self.0 {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        Ok(req)
-    }
-}
-
-/// A channel with a bearer token.
-pub type Authed = InterceptedService<Channel, Bearer>;
-
-/// A database that belongs to one test and is dropped with it.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs outside of any async context we could await in: use a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&url).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// The PostgreSQL server to test against (see `main.rs`).
-pub fn pg_admin_url() -> String {
-    std::env::var("IDENTITY_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, params) = url
-        .split_once('?')
-        .map_or((url, None), |(b, p)| (b, Some(p)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let base = base[authority..]
-        .find('/')
-        .map_or(base, |s| &base[..authority + s]);
-    match params {
-        Some(p) => format!("{base}/{db}?{p}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 /// A change to the settings applied at every start.
 pub type SettingsHook = Box<dyn Fn(&mut Settings) + Send + Sync>;
 
-/// A running server.
+/// A running server. `server` comes first: fields drop in order, so the server is stopped
+/// before its data directory and database go away.
 pub struct TestApp {
+    server: Option<TestServer>,
     pub channel: Channel,
     pub operator: String,
     pub clock: ManualClock,
     pub data_dir: tempfile::TempDir,
     pub backend: Backend,
     database_url: Option<String>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    pg: Option<PgDatabase>,
+    pg: Option<TestDatabase>,
     /// Applied to the settings at every start (e.g. an SMTP relay).
     pub tweak: Option<SettingsHook>,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.abort();
-        }
-    }
 }
 
 /// A signed-in principal: its token and resource name.
@@ -178,33 +100,21 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         shared::telemetry::init(shared::telemetry::LogFormat::Pretty);
     }
-    let data_dir = tempfile::tempdir().unwrap();
-    let (database_url, pg) = match backend {
-        Backend::Sqlite => (None, None),
+    let pg = match backend {
+        Backend::Sqlite => None,
         Backend::Postgres => {
-            let admin_url = pg_admin_url();
-            let name = format!("identity_api_{}", uuid::Uuid::new_v4().simple());
-            let mut c = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin_url} is required for this test: {e}")
-            });
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut c)
-                .await
-                .unwrap();
-            (
-                Some(with_database(&admin_url, &name)),
-                Some(PgDatabase { admin_url, name }),
-            )
+            let admin_url = pg::admin_url("identity API test")
+                .expect("the api_tests! macro skips PostgreSQL tests when TEST_PG_URL=off");
+            Some(TestDatabase::create(&admin_url, "identity_api").await)
         }
     };
     let mut app = TestApp {
         channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
         operator: format!("odc_op_test_{}", uuid::Uuid::new_v4().simple()),
         clock: ManualClock::default(),
-        data_dir,
+        data_dir: tempfile::tempdir().unwrap(),
         backend,
-        database_url,
-        shutdown: None,
+        database_url: pg.as_ref().map(|db| db.url().to_owned()),
         server: None,
         pg,
         tweak: None,
@@ -226,7 +136,6 @@ impl TestApp {
             data_dir: tempfile::tempdir().unwrap(),
             backend: self.backend,
             database_url: self.database_url.clone(),
-            shutdown: None,
             server: None,
             pg: None,
             tweak: Some(Box::new(move |s: &mut Settings| {
@@ -238,11 +147,8 @@ impl TestApp {
         app
     }
 
-    /// (Re)starts the server on the same data.
+    /// (Re)starts the server on the same data, on a fresh port, and waits until it serves.
     pub async fn start(&mut self) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut settings = settings(
             self.data_dir.path(),
             self.database_url.clone(),
@@ -254,42 +160,18 @@ impl TestApp {
         let deps = identity_svc::Dependencies {
             clock: std::sync::Arc::new(self.clock.clone()),
         };
-        let server = tokio::spawn(async move {
-            identity_svc::serve(listener, settings, deps, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        self.shutdown = Some(tx);
+        let server = TestServer::start(None, |listener, shutdown| {
+            identity_svc::serve(listener, settings, deps, shutdown)
+        })
+        .await;
+        self.channel = server.channel();
         self.server = Some(server);
-        self.channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_lazy();
-        // Wait until it answers (a deadline, not a sleep).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut c = RolesClient::with_interceptor(
-                self.channel.clone(),
-                Bearer(Some(self.operator.clone())),
-            );
-            match c.list_permissions(pb::ListPermissionsRequest {}).await {
-                Ok(_) => break,
-                Err(e) if tokio::time::Instant::now() > deadline => {
-                    panic!("server did not start: {e}")
-                }
-                Err(_) => tokio::task::yield_now().await,
-            }
-        }
     }
 
     /// Stops the server gracefully and waits for it to exit.
     pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.await.unwrap();
+        if let Some(server) = self.server.take() {
+            server.stop().await;
         }
     }
 
@@ -297,8 +179,8 @@ impl TestApp {
         self.data_dir.path().join("mailbox")
     }
 
-    fn bearer(&self, token: Option<&str>) -> Bearer {
-        Bearer(token.map(str::to_owned))
+    fn bearer(&self, token: Option<&str>) -> Credentials {
+        Credentials::bearer(token)
     }
 
     pub fn orgs(&self, token: Option<&str>) -> OrganizationsClient<Authed> {
@@ -347,29 +229,7 @@ impl TestApp {
 
     /// The newest invitation token sent to `email`, read from the mailbox.
     pub fn invitation_token(&self, email: &str) -> String {
-        let mut newest: Option<(String, String)> = None;
-        for entry in std::fs::read_dir(self.mailbox()).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            if !text
-                .lines()
-                .any(|l| l.eq_ignore_ascii_case(&format!("To: {email}")))
-            {
-                continue;
-            }
-            let token = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("invitation_token: "))
-                .unwrap()
-                .to_owned();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if newest.as_ref().is_none_or(|(n, _)| name > *n) {
-                newest = Some((name, token));
-            }
-        }
-        newest
-            .unwrap_or_else(|| panic!("no invitation for {email}"))
-            .1
+        invitation_token(&self.mailbox(), email)
     }
 
     /// Accepts the newest invitation of `email` and logs in.

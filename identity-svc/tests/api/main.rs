@@ -10,7 +10,7 @@
 //! API tests: the real identity server started in-process on `127.0.0.1:0`, driven through the
 //! generated gRPC clients. Every test runs twice: on a fresh SQLite data directory
 //! (`<module>::sqlite::<test>`) and on a fresh PostgreSQL database (`<module>::postgres::<test>`,
-//! through `IDENTITY_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! through `TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`; `off` skips).
 
 mod helpers;
 

@@ -8,7 +8,7 @@
 )]
 //! End-to-end tests of portal-sync against a real identity service. Every test runs on SQLite
 //! (`<module>::sqlite::<test>`) and on PostgreSQL (`<module>::postgres::<test>`, through
-//! `E2E_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! `TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`; `off` skips).
 
 mod harness;
 

@@ -1539,10 +1539,7 @@ impl Bare {
         let (database_url, pg) = match backend {
             Backend::Sqlite => (None, None),
             Backend::Postgres => {
-                let admin = std::env::var("E2E_TEST_PG_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+                let admin = shared::testkit::pg::admin_url("e2e_portal_api").unwrap();
                 let name = format!("e2e_portal_api_{}", uuid::Uuid::new_v4().simple());
                 let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL at {admin} is required for this test: {e}")

@@ -1,0 +1,139 @@
+//! The command-line flags every service has, and their layer in the configuration.
+//!
+//! A service flattens [`CommonArgs`] into its own `clap` parser (adding its own flags beside
+//! them) and flattens [`CommonFlags`] into the serialized flag layer it gives to
+//! [`crate::config::figment`], so a flag that was not given leaves the file and environment
+//! values alone. A service's default values go into its help with `mut_arg`:
+//!
+//! ```
+//! use clap::Parser as _;
+//! #[derive(clap::Parser)]
+//! #[command(name = "demo-svc", mut_arg("listen", |a| a.help("gRPC listen address [default: 127.0.0.1:50051]")))]
+//! struct Args {
+//!     #[command(flatten)]
+//!     common: shared::cli::CommonArgs,
+//! }
+//! let args = Args::try_parse_from(["demo-svc", "--listen", "127.0.0.1:7000"]).unwrap();
+//! assert_eq!(args.common.listen, Some("127.0.0.1:7000".parse().unwrap()));
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::telemetry::LogFormat;
+
+/// The flags both services have. Each overrides the file and the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// TOML configuration file (optional; must exist when given).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: SQLite database, operator token file.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://user:password@host:port/database` to use PostgreSQL instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log format: `pretty` or `json` [default: pretty].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl CommonArgs {
+    /// The flags that were given, as (part of) a figment layer.
+    pub fn flags(&self) -> CommonFlags<'_> {
+        CommonFlags {
+            listen: self.listen,
+            data_dir: self.data_dir.as_deref(),
+            database_url: self.database_url.as_deref(),
+            log_format: self.log_format,
+            metrics_listen: self.metrics_listen,
+        }
+    }
+}
+
+/// The given common flags under their settings keys; absent flags are not serialized, so they
+/// leave lower layers alone. `#[serde(flatten)]` it into a service's own flag layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommonFlags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// A flag of the service's own.
+        #[arg(long)]
+        identity_url: Option<String>,
+    }
+
+    #[derive(Serialize)]
+    struct Layer<'a> {
+        #[serde(flatten)]
+        common: CommonFlags<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        identity_url: Option<&'a str>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Settings {
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        log_format: LogFormat,
+        identity_url: String,
+    }
+
+    impl Default for Settings {
+        fn default() -> Self {
+            Self {
+                listen: "127.0.0.1:1".parse().unwrap(),
+                data_dir: PathBuf::from("./data"),
+                log_format: LogFormat::Pretty,
+                identity_url: "http://default".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn given_flags_override_and_absent_flags_leave_defaults() {
+        let args =
+            Args::try_parse_from(["svc", "--data-dir", "/srv", "--log-format", "json"]).unwrap();
+        let layer = Layer {
+            common: args.common.flags(),
+            identity_url: args.identity_url.as_deref(),
+        };
+        let s: Settings = crate::config::figment(None, "SHARED_CLI_TEST_UNUSED_", layer)
+            .extract()
+            .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv"));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.listen, Settings::default().listen);
+        assert_eq!(s.identity_url, "http://default");
+    }
+}

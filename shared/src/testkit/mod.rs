@@ -1,0 +1,30 @@
+//! Test support shared by every suite that starts a service for real (feature `testkit`,
+//! enabled from `[dev-dependencies]` only): the PostgreSQL switch and throw-away databases
+//! ([`pg`]), a service started in-process and stopped again ([`server`]), what clients
+//! send and read ([`clients`]), and environment variables set for one test ([`env`]).
+//!
+//! It knows no service: each suite's harness (`identity-svc/tests/api/helpers.rs`,
+//! `tests/tests/e2e/harness.rs`) passes its service's `serve` function and settings.
+
+pub mod clients;
+pub mod env;
+pub mod pg;
+pub mod server;
+
+/// Which store a test runs its services on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file in the test's temporary data directory.
+    Sqlite,
+    /// A fresh database on the server named by [`pg::URL_VAR`].
+    Postgres,
+}
+
+/// Whether a test on `backend` should run: always on SQLite; on PostgreSQL unless the switch
+/// ([`pg::URL_VAR`]`=off`) says to skip it, which [`pg::admin_url`] reports.
+pub fn should_run(backend: Backend, test: &str) -> bool {
+    match backend {
+        Backend::Sqlite => true,
+        Backend::Postgres => pg::admin_url(test).is_some(),
+    }
+}
