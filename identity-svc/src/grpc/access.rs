@@ -5,14 +5,14 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Admitted, Api, convert, page_cursor, page_size, parse_scope, respond, to_status};
+use crate::auth::{Entry, Need, principal_name};
 use crate::domain::catalog::{self, PermissionDef, keys};
 use crate::domain::engine::{self, Denial};
 use crate::domain::model::{Principal, ScopeKey};
 use crate::domain::names;
 use crate::domain::state::OrgState;
+use crate::error::{Error, Violations};
 use crate::method;
-use crate::service::auth::{Entry, Need, principal_name};
-use crate::service::error::{Error, Violations};
 use crate::service::ops;
 
 /// The ids that follow each expected collection of a resource name, as `names::segments` gives

@@ -4,6 +4,8 @@ use shared::proto::identity::v1 as pb;
 use uuid::Uuid;
 
 use super::ts;
+use crate::auth::principal_name;
+use crate::core::{EventRecord, TokenRecord};
 use crate::domain::engine::Reason;
 use crate::domain::model::{
     App, Assignment, EndUserRole, Group, Organization, Role, ScopeKey, ServiceAccount, Stage,
@@ -11,8 +13,6 @@ use crate::domain::model::{
 };
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
-use crate::service::auth::principal_name;
-use crate::store::{EventRecord, TokenRecord};
 
 /// Organization.
 pub fn organization(o: &Organization) -> pb::Organization {

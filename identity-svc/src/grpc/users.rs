@@ -7,25 +7,18 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, respond, to_status, ts,
+    Api, command, convert, etag, mask_paths, optional_text, page_cursor, page_size, respond,
+    to_status, ts,
 };
+use crate::auth::{self, Entry, Need};
 use crate::domain::catalog::keys;
 use crate::domain::email::Email;
 use crate::domain::engine;
 use crate::domain::model::{Principal, UserState};
 use crate::domain::names;
+use crate::error::{Error, Violations};
 use crate::method;
-use crate::service::auth::{self, Authorized, Caller, Entry, Need};
-use crate::service::error::{Error, Violations};
 use crate::service::ops;
-use crate::store::{TokenKind, TokenRecord};
-
-/// A session lasts 12 hours.
-pub const SESSION_TTL: i64 = auth::hours(12);
-/// Consecutive wrong passwords before a lockout.
-pub const MAX_FAILED_LOGINS: u32 = 5;
-/// How long a lockout lasts: 15 minutes.
-pub const LOCKOUT: i64 = 15 * 60 * 1_000_000;
 
 fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
     v.check(
@@ -50,33 +43,6 @@ fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
     }
 }
 
-/// Hashes a password off the async runtime (argon2 is deliberately slow).
-async fn hash_password(password: String) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| to_status(Error::Internal(format!("hash task: {e}"))))?
-        .map_err(to_status)
-}
-
-async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        if let Some(h) = hash {
-            auth::verify_password(&password, &h)
-        } else {
-            // Same work for unknown users, so timing does not reveal which emails exist.
-            let dummy = DUMMY_HASH
-                .get_or_init(|| auth::hash_password("not a real password").unwrap_or_default());
-            let _ = auth::verify_password(&password, dummy);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// A real argon2id hash, verified against for unknown emails so they cost the same time.
-static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 #[tonic::async_trait]
 impl pb::users_server::Users for Api {
     async fn invite_user(
@@ -89,92 +55,13 @@ impl pb::users_server::Users for Api {
             })
             .await?;
         let (org, r) = (a.org, &a.req);
-        let mut v = Violations::new();
-        let email = v.check("email", Email::parse(&r.email));
-        let display_name = optional_text(&mut v, "display_name", &r.display_name, 100);
-        let organization_role = if r.organization_role.is_empty() {
-            None
-        } else {
-            v.check(
-                "organization_role",
-                ops::role_id_of(org, &r.organization_role)
-                    .ok_or("must be organizations/{organization}/roles/{role}"),
-            )
-        };
-        let mut app_roles = Vec::new();
-        for (i, x) in r.app_roles.iter().enumerate() {
-            let app = v.check(
-                &format!("app_roles[{i}].app"),
-                names::app(&x.app)
-                    .filter(|(o, _)| *o == org)
-                    .map(|(_, a)| a)
-                    .ok_or("must be organizations/{organization}/apps/{app}"),
-            );
-            let role = v.check(
-                &format!("app_roles[{i}].role"),
-                ops::role_id_of(org, &x.role)
-                    .ok_or("must be organizations/{organization}/roles/{role}"),
-            );
-            if let (Some(app), Some(role)) = (app, role) {
-                app_roles.push((app, role));
-            }
-        }
-        let apps: BTreeSet<Uuid> = app_roles.iter().map(|(a, _)| *a).collect();
-        if apps.len() != app_roles.len() {
-            v.add("app_roles", "at most one role per app");
-        }
-        let end_user_roles = parse_end_user_roles(&mut v, org, &r.end_user_roles, "end_user_roles");
-        let mut groups = Vec::new();
-        for (i, g) in r.groups.iter().enumerate() {
-            if let Some(id) = v.check(
-                &format!("groups[{i}]"),
-                names::group(g)
-                    .filter(|(o, _)| *o == org)
-                    .map(|(_, g)| g)
-                    .ok_or("must be organizations/{organization}/groups/{group}"),
-            ) {
-                groups.push(id);
-            }
-        }
-        v.finish().map_err(to_status)?;
-        let Some(email) = email else {
-            return Err(Status::internal("unreachable"));
-        };
-        let invite = ops::Invite {
-            email: email.clone(),
-            display_name,
-            organization_role,
-            app_roles,
-            end_user_roles,
-            groups,
-        };
+        let invite = command(|v| parse_invite(v, org, r))?;
+        let email = invite.email.clone();
         let auth = {
             let st = a.handle.read();
-            let mut needs = Vec::new();
-            if invite.organization_role.is_some() || !invite.app_roles.is_empty() {
-                needs.push(Need::Perm(keys::USERS_MANAGE_MEMBER_ACCESS, None, None));
-            }
-            for (role, stage) in &invite.end_user_roles {
-                let app = st.end_user_roles.get(role).map(|r| r.app);
-                needs.push(Need::Perm(
-                    keys::END_USERS_MANAGE_ACCESS,
-                    Some(stage.clone()),
-                    app,
-                ));
-            }
-            for g in &invite.groups {
-                if let Some(g) = st.groups.get(g) {
-                    needs.push(Need::Perm(
-                        keys::END_USERS_MANAGE_GROUPS,
-                        Some(g.stage.clone()),
-                        None,
-                    ));
-                }
-            }
-            if needs.is_empty() {
-                needs.push(Need::Perm(keys::USERS_MANAGE, None, None));
-            }
-            a.entry.require(&st, &Need::All(needs)).map_err(to_status)?
+            a.entry
+                .require(&st, &invite_needs(&st, &invite))
+                .map_err(to_status)?
         };
         let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         if let Some(existing) = self.replayed_user(org, request_id).await? {
@@ -205,12 +92,7 @@ impl pb::users_server::Users for Api {
                 &r.name
             })
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = {
             let st = a.handle.read();
             let need = Need::Any(vec![
@@ -240,39 +122,22 @@ impl pb::users_server::Users for Api {
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
         let r = request.into_inner();
-        let mut v = Violations::new();
-        if r.invitation_token.is_empty() {
-            v.add("invitation_token", "is required");
-        }
-        v.check("password", auth::check_password_policy(&r.password));
-        let display_name = optional_text(&mut v, "display_name", &r.display_name, 100);
-        v.finish().map_err(to_status)?;
-        let invalid = || {
-            to_status(Error::Unauthenticated(
-                "the invitation is not valid (unknown, used, superseded or expired)".into(),
-            ))
-        };
-        let token = self
-            .core
-            .store
-            .find_invitation_token(&auth::hash_token(&r.invitation_token))
-            .await
-            .map_err(|e| to_status(e.into()))?
-            .ok_or_else(invalid)?;
-        if token.expire_time <= self.core.now() {
-            return Err(invalid());
-        }
-        let hash = hash_password(r.password.clone()).await?;
-        let proof = Authorized::system(Some(token.org), names::fmt::user(token.org, token.user));
+        let display_name = command(|v| {
+            if r.invitation_token.is_empty() {
+                v.add("invitation_token", "is required");
+            }
+            v.check("password", auth::check_password_policy(&r.password));
+            Some(optional_text(v, "display_name", &r.display_name, 100))
+        })?;
         let name = (!display_name.is_empty()).then_some(display_name);
-        let c = self
+        let (org, c) = self
             .core
-            .mutate(&proof, token.org, None, |d| {
-                ops::accept_invitation(d, &token, hash.clone(), name.clone())
+            .accept_invitation(&r.invitation_token, r.password, |d, token, hash| {
+                ops::accept_invitation(d, token, hash.to_owned(), name.clone())
             })
             .await
             .map_err(to_status)?;
-        let handle = self.core.org(token.org).await.map_err(to_status)?;
+        let handle = self.core.org(org).await.map_err(to_status)?;
         let st = handle.read();
         Ok(respond(
             pb::AcceptInvitationResponse {
@@ -293,19 +158,17 @@ impl pb::users_server::Users for Api {
             .await?;
         let r = &a.req;
         let u = r.user.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let email = v.check("user.email", Email::parse(&u.email));
-        let display_name = optional_text(&mut v, "user.display_name", &u.display_name, 100);
-        if !r.initial_password.is_empty() {
-            v.check(
-                "initial_password",
-                auth::check_password_policy(&r.initial_password),
-            );
-        }
-        v.finish().map_err(to_status)?;
-        let Some(email) = email else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (email, display_name) = command(|v| {
+            let email = v.check("user.email", Email::parse(&u.email));
+            let display_name = optional_text(v, "user.display_name", &u.display_name, 100);
+            if !r.initial_password.is_empty() {
+                v.check(
+                    "initial_password",
+                    auth::check_password_policy(&r.initial_password),
+                );
+            }
+            Some((email?, display_name))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         if let Some(existing) = self.replayed_user(a.org, request_id).await? {
@@ -314,7 +177,11 @@ impl pb::users_server::Users for Api {
         let hash = if r.initial_password.is_empty() {
             None
         } else {
-            Some(hash_password(r.initial_password.clone()).await?)
+            Some(
+                auth::hash_password_blocking(r.initial_password.clone())
+                    .await
+                    .map_err(to_status)?,
+            )
         };
         let active = r.active.unwrap_or(true);
         let c = match self
@@ -338,12 +205,7 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/GetUser"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let st = a.handle.read();
         a.entry
             .require(&st, &see_user(&st, id))
@@ -468,14 +330,12 @@ impl pb::users_server::Users for Api {
             })
             .await?;
         let u = a.req.user.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "user.name", a.org, &u.name);
-        mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
-        let name = optional_text(&mut v, "user.display_name", &u.display_name, 100);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (id, name) = command(|v| {
+            let id = user_id(v, "user.name", a.org, &u.name);
+            mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
+            let name = optional_text(v, "user.display_name", &u.display_name, 100);
+            Some((id?, name))
+        })?;
         let auth = {
             let st = a.handle.read();
             let need = Need::Any(vec![
@@ -502,12 +362,7 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/ActivateUser"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let c = self
@@ -528,12 +383,7 @@ impl pb::users_server::Users for Api {
                 &r.name
             })
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let me = auth.principal();
@@ -555,12 +405,7 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/DeleteUser"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let me = auth.principal();
@@ -579,93 +424,28 @@ impl pb::users_server::Users for Api {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let org = v.check(
-            "organization",
-            names::org(&r.organization).ok_or("must be organizations/{organization}"),
-        );
-        let email = v.check("email", Email::parse(&r.email));
-        if r.password.is_empty() {
-            v.add("password", "is required");
-        }
-        v.finish().map_err(to_status)?;
-        let (Some(org), Some(email)) = (org, email) else {
-            return Err(Status::internal("unreachable"));
-        };
-        let refused = || to_status(Error::Unauthenticated("wrong email or password".into()));
-        let now = self.core.now();
-        let found = match self.core.org(org).await {
-            Ok(h) => {
-                let st = h.read();
-                st.users_by_email
-                    .get(email.as_str())
-                    .and_then(|id| st.users.get(id))
-                    .map(|u| (u.id, u.state, st.users.contains_key(&u.id)))
+        let (org, email) = command(|v| {
+            let org = v.check(
+                "organization",
+                names::org(&r.organization).ok_or("must be organizations/{organization}"),
+            );
+            let email = v.check("email", Email::parse(&r.email));
+            if r.password.is_empty() {
+                v.add("password", "is required");
             }
-            Err(_) => None,
-        };
-        let Some((uid, state, _)) = found else {
-            verify_password(r.password, None).await;
-            return Err(refused());
-        };
-        let creds = self
+            Some((org?, email?))
+        })?;
+        let session = self
             .core
-            .store
-            .credentials(org, uid)
+            .login(org, &email, r.password)
             .await
-            .map_err(|e| to_status(e.into()))?;
-        if creds.locked_until.is_some_and(|t| t > now) {
-            return Err(to_status(Error::ResourceExhausted(
-                "too many failed logins; the account is locked for 15 minutes".into(),
-            )));
-        }
-        let ok = verify_password(r.password, creds.password_hash.clone()).await;
-        if !ok {
-            let failed = creds.failed_logins + 1;
-            let (failed, locked) = if failed >= MAX_FAILED_LOGINS {
-                (0, Some(now + LOCKOUT))
-            } else {
-                (failed, None)
-            };
-            self.core
-                .store
-                .set_login_failures(org, uid, failed, locked)
-                .await
-                .map_err(|e| to_status(e.into()))?;
-            return Err(refused());
-        }
-        if creds.failed_logins > 0 || creds.locked_until.is_some() {
-            self.core
-                .store
-                .set_login_failures(org, uid, 0, None)
-                .await
-                .map_err(|e| to_status(e.into()))?;
-        }
-        if state != UserState::Active {
-            return Err(refused());
-        }
-        let secret = auth::new_token(auth::SESSION_PREFIX);
-        let token = TokenRecord {
-            id: Uuid::now_v7(),
-            hash: auth::hash_token(&secret),
-            kind: TokenKind::Session,
-            org,
-            principal: Principal::User(uid),
-            create_time: now,
-            expire_time: now + SESSION_TTL,
-            revoke_time: None,
-        };
-        self.core
-            .store
-            .insert_token(&token)
-            .await
-            .map_err(|e| to_status(e.into()))?;
+            .map_err(to_status)?;
         let handle = self.core.org(org).await.map_err(to_status)?;
         let st = handle.read();
-        let user = st.users.get(&uid).map(|u| convert::user(&st, u));
+        let user = st.users.get(&session.user).map(|u| convert::user(&st, u));
         Ok(Response::new(pb::LoginResponse {
-            session_token: secret,
-            expire_time: ts(token.expire_time),
+            session_token: session.secret,
+            expire_time: ts(session.expire_time),
             user,
         }))
     }
@@ -677,26 +457,98 @@ impl pb::users_server::Users for Api {
         const M: &str = method!("Users/Logout");
         let caller = self.caller(request.metadata(), M).await?;
         let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
-        entry.authorized().map_err(to_status)?;
-        match caller {
-            Caller::Principal {
-                principal: Principal::User(_),
-                token,
-                ..
-            } => {
-                self.core
-                    .store
-                    .revoke_token(token, self.core.now())
-                    .await
-                    .map_err(|e| to_status(e.into()))?;
-                Ok(Response::new(pb::LogoutResponse {}))
-            }
-            _ => Err(to_status(Error::precondition(
-                "NOT_A_SESSION",
-                "only a session token can log out",
-            ))),
+        let auth = entry.authorized().map_err(to_status)?;
+        self.core.logout(&auth).await.map_err(to_status)?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+}
+
+/// The invitation of an InviteUser request of organization `org`.
+fn parse_invite(v: &mut Violations, org: Uuid, r: &pb::InviteUserRequest) -> Option<ops::Invite> {
+    let email = v.check("email", Email::parse(&r.email));
+    let display_name = optional_text(v, "display_name", &r.display_name, 100);
+    let organization_role = if r.organization_role.is_empty() {
+        None
+    } else {
+        v.check(
+            "organization_role",
+            ops::role_id_of(org, &r.organization_role)
+                .ok_or("must be organizations/{organization}/roles/{role}"),
+        )
+    };
+    let mut app_roles = Vec::new();
+    for (i, x) in r.app_roles.iter().enumerate() {
+        let app = v.check(
+            &format!("app_roles[{i}].app"),
+            names::app(&x.app)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, a)| a)
+                .ok_or("must be organizations/{organization}/apps/{app}"),
+        );
+        let role = v.check(
+            &format!("app_roles[{i}].role"),
+            ops::role_id_of(org, &x.role)
+                .ok_or("must be organizations/{organization}/roles/{role}"),
+        );
+        if let (Some(app), Some(role)) = (app, role) {
+            app_roles.push((app, role));
         }
     }
+    let apps: BTreeSet<Uuid> = app_roles.iter().map(|(a, _)| *a).collect();
+    if apps.len() != app_roles.len() {
+        v.add("app_roles", "at most one role per app");
+    }
+    let end_user_roles = parse_end_user_roles(v, org, &r.end_user_roles, "end_user_roles");
+    let mut groups = Vec::new();
+    for (i, g) in r.groups.iter().enumerate() {
+        if let Some(id) = v.check(
+            &format!("groups[{i}]"),
+            names::group(g)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, g)| g)
+                .ok_or("must be organizations/{organization}/groups/{group}"),
+        ) {
+            groups.push(id);
+        }
+    }
+    Some(ops::Invite {
+        email: email?,
+        display_name,
+        organization_role,
+        app_roles,
+        end_user_roles,
+        groups,
+    })
+}
+
+/// What inviting needs: the permissions over each access the invitation carries, or
+/// `users.manage` when it carries none.
+fn invite_needs(st: &crate::domain::state::OrgState, invite: &ops::Invite) -> Need {
+    let mut needs = Vec::new();
+    if invite.organization_role.is_some() || !invite.app_roles.is_empty() {
+        needs.push(Need::Perm(keys::USERS_MANAGE_MEMBER_ACCESS, None, None));
+    }
+    for (role, stage) in &invite.end_user_roles {
+        let app = st.end_user_roles.get(role).map(|r| r.app);
+        needs.push(Need::Perm(
+            keys::END_USERS_MANAGE_ACCESS,
+            Some(stage.clone()),
+            app,
+        ));
+    }
+    for g in &invite.groups {
+        if let Some(g) = st.groups.get(g) {
+            needs.push(Need::Perm(
+                keys::END_USERS_MANAGE_GROUPS,
+                Some(g.stage.clone()),
+                None,
+            ));
+        }
+    }
+    if needs.is_empty() {
+        needs.push(Need::Perm(keys::USERS_MANAGE, None, None));
+    }
+    Need::All(needs)
 }
 
 /// Who may see user `id` (GetUser).

@@ -2,15 +2,15 @@
 //! [`Draft`]: it validates against the state, then records changes (and credential changes);
 //! on any error nothing is committed.
 //!
-//! [`Core::mutate`]: super::core::Core::mutate
+//! [`Core::mutate`]: crate::core::Core::mutate
 
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use super::auth::{INVITATION_PREFIX, hash_token, new_token};
-use super::core::Draft;
-use super::error::{Error, Violations};
+use crate::auth::{INVITATION_PREFIX, hash_token, new_token};
+use crate::core::Draft;
+use crate::core::{SecretOp, TokenKind, TokenRecord};
 use crate::domain::catalog::{self, DeveloperDefault};
 use crate::domain::email::Email;
 use crate::domain::model::{
@@ -20,7 +20,7 @@ use crate::domain::model::{
 };
 use crate::domain::names::{self, ADMINISTRATOR, DEVELOPER, fmt};
 use crate::domain::state::OrgState;
-use crate::store::{SecretOp, TokenKind, TokenRecord};
+use crate::error::{Error, Violations};
 
 /// How long an invitation is valid: 7 days.
 pub const INVITATION_TTL: Micros = 7 * 24 * 3_600 * 1_000_000;
@@ -84,7 +84,7 @@ pub fn principal(st: &OrgState, p: Principal) -> Result<(), Error> {
     if st.principal_exists(p) {
         Ok(())
     } else {
-        Err(Error::NotFound(super::auth::principal_name(st.org.id, p)))
+        Err(Error::NotFound(crate::auth::principal_name(st.org.id, p)))
     }
 }
 
@@ -726,7 +726,7 @@ pub fn resend_invitation(d: &mut Draft<'_>, id: Uuid) -> Result<(User, String), 
 /// Accepts an invitation: the user becomes ACTIVE with the password set.
 pub fn accept_invitation(
     d: &mut Draft<'_>,
-    token: &crate::store::InvitationToken,
+    token: &crate::core::InvitationToken,
     password_hash: String,
     display_name: Option<String>,
 ) -> Result<User, Error> {
@@ -1191,7 +1191,7 @@ pub fn delete_role(d: &mut Draft<'_>, id: &str, etag: Option<&str>) -> Result<()
 
 fn remove_assignment(d: &mut Draft<'_>, a: Assignment) {
     let o = org_id(d);
-    let target = super::auth::principal_name(o, a.principal);
+    let target = crate::auth::principal_name(o, a.principal);
     let affected = principal_user(a.principal);
     d.change(
         "role_assignment.deleted",
@@ -1237,7 +1237,7 @@ pub fn assign_role(
     } else {
         "role_assignment.created"
     };
-    let target = super::auth::principal_name(org_id(d), p);
+    let target = crate::auth::principal_name(org_id(d), p);
     d.change(
         action,
         target,
@@ -1641,7 +1641,7 @@ pub fn create_service_account_token(
     if !d.state().service_accounts.contains_key(&id) {
         return Err(Error::NotFound(fmt::service_account(org_id(d), id)));
     }
-    let secret = new_token(super::auth::SERVICE_ACCOUNT_PREFIX);
+    let secret = new_token(crate::auth::SERVICE_ACCOUNT_PREFIX);
     let t = TokenRecord {
         id: Uuid::now_v7(),
         hash: hash_token(&secret),

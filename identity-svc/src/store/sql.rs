@@ -437,28 +437,28 @@ impl<DB: sqlx::Database> WriterConnection<'_, DB> {
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         #[::async_trait::async_trait]
-        impl $crate::store::Store for $store {
+        impl $crate::core::store::Store for $store {
             async fn organization_ids(
                 &self,
-            ) -> Result<Vec<::uuid::Uuid>, $crate::store::StoreError> {
+            ) -> Result<Vec<::uuid::Uuid>, $crate::core::store::StoreError> {
                 let rows: Vec<(String,)> =
                     sqlx::query_as("SELECT org_id FROM org_sequences ORDER BY org_id")
                         .fetch_all(&self.pool)
                         .await?;
                 rows.iter()
-                    .map(|(id,)| $crate::store::sql::parse_uuid(id))
+                    .map(|(id,)| $crate::core::store::sql::parse_uuid(id))
                     .collect()
             }
 
             async fn load_organization(
                 &self,
                 org: ::uuid::Uuid,
-            ) -> Result<Option<$crate::store::LoadedOrg>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::core::store::LoadedOrg>, $crate::core::store::StoreError> {
                 let mut entities = Vec::new();
                 let seq = self
                     .load_organization_into(org, &mut |e| entities.push(e))
                     .await?;
-                Ok(seq.map(|seq| $crate::store::LoadedOrg { org, seq, entities }))
+                Ok(seq.map(|seq| $crate::core::store::LoadedOrg { org, seq, entities }))
             }
 
             #[tracing::instrument(skip_all, fields(org = %org))]
@@ -466,7 +466,7 @@ macro_rules! impl_sql_store {
                 &self,
                 org: ::uuid::Uuid,
                 sink: &mut (dyn FnMut($crate::domain::model::Entity) + Send),
-            ) -> Result<Option<u64>, $crate::store::StoreError> {
+            ) -> Result<Option<u64>, $crate::core::store::StoreError> {
                 // One statement, hence one snapshot: the sequence and the entities agree.
                 // Rows are decoded as they arrive and handed over one by one.
                 let org_id = org.to_string();
@@ -482,10 +482,10 @@ macro_rules! impl_sql_store {
                     let (s, data) = row?;
                     seq.get_or_insert(s);
                     if let Some(data) = data {
-                        sink($crate::store::sql::entity_from_json(&data)?);
+                        sink($crate::core::store::sql::entity_from_json(&data)?);
                     }
                 }
-                seq.map($crate::store::sql::to_u64).transpose()
+                seq.map($crate::core::store::sql::to_u64).transpose()
             }
 
             #[tracing::instrument(
@@ -498,9 +498,9 @@ macro_rules! impl_sql_store {
                             )]
             async fn commit_batch(
                 &self,
-                commits: &[$crate::store::Commit<'_>],
-            ) -> Result<u64, $crate::store::StoreError> {
-                let new_seq = $crate::store::sql::batch_end(commits)?;
+                commits: &[$crate::core::store::Commit<'_>],
+            ) -> Result<u64, $crate::core::store::StoreError> {
+                let new_seq = $crate::core::store::sql::batch_end(commits)?;
                 let first = &commits[0];
                 if !first.create_org
                     && commits
@@ -509,7 +509,7 @@ macro_rules! impl_sql_store {
                 {
                     return Ok(first.expected_seq);
                 }
-                let rows = $crate::store::sql::BatchRows::new(commits)?;
+                let rows = $crate::core::store::sql::BatchRows::new(commits)?;
                 let mut writer = self.writer.acquire(&self.pool).await?;
                 let result = match Self::commit_in_one_statement(
                     &mut writer,
@@ -534,24 +534,24 @@ macro_rules! impl_sql_store {
                 org: ::uuid::Uuid,
                 after: u64,
                 limit: usize,
-            ) -> Result<Vec<$crate::store::EventRecord>, $crate::store::StoreError> {
-                self.list_events(org, &$crate::store::EventFilter::default(), after, limit)
+            ) -> Result<Vec<$crate::core::store::EventRecord>, $crate::core::store::StoreError> {
+                self.list_events(org, &$crate::core::store::EventFilter::default(), after, limit)
                     .await
             }
 
             async fn list_events(
                 &self,
                 org: ::uuid::Uuid,
-                filter: &$crate::store::EventFilter,
+                filter: &$crate::core::store::EventFilter,
                 after: u64,
                 limit: usize,
-            ) -> Result<Vec<$crate::store::EventRecord>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::core::store::EventRecord>, $crate::core::store::StoreError> {
                 let mut query = sqlx::QueryBuilder::<$db>::new("SELECT ");
-                query.push($crate::store::sql::EVENT_COLUMNS);
+                query.push($crate::core::store::sql::EVENT_COLUMNS);
                 query.push(" FROM events WHERE org_id = ");
                 query.push_bind(org.to_string());
                 query.push(" AND seq > ");
-                query.push_bind($crate::store::sql::to_i64(after)?);
+                query.push_bind($crate::core::store::sql::to_i64(after)?);
                 if let Some(actor) = &filter.actor {
                     query.push(" AND actor = ").push_bind(actor.clone());
                 }
@@ -568,11 +568,11 @@ macro_rules! impl_sql_store {
                     query.push(" AND time < ").push_bind(end);
                 }
                 query.push(" ORDER BY seq LIMIT ");
-                query.push_bind($crate::store::sql::limit(limit));
-                let rows: Vec<$crate::store::sql::EventRow> =
+                query.push_bind($crate::core::store::sql::limit(limit));
+                let rows: Vec<$crate::core::store::sql::EventRow> =
                     query.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter()
-                    .map(|row| $crate::store::sql::event_from_row(org, row))
+                    .map(|row| $crate::core::store::sql::event_from_row(org, row))
                     .collect()
             }
 
@@ -580,7 +580,7 @@ macro_rules! impl_sql_store {
                 &self,
                 org: ::uuid::Uuid,
                 request_id: &str,
-            ) -> Result<Option<String>, $crate::store::StoreError> {
+            ) -> Result<Option<String>, $crate::core::store::StoreError> {
                 let row: Option<(String,)> = sqlx::query_as(
                     "SELECT target FROM request_ids WHERE org_id = $1 AND request_id = $2",
                 )
@@ -594,30 +594,30 @@ macro_rules! impl_sql_store {
             async fn find_token(
                 &self,
                 hash: &str,
-            ) -> Result<Option<$crate::store::TokenRecord>, $crate::store::StoreError> {
-                let row: Option<$crate::store::sql::TokenRow> = sqlx::query_as(
+            ) -> Result<Option<$crate::core::store::TokenRecord>, $crate::core::store::StoreError> {
+                let row: Option<$crate::core::store::sql::TokenRow> = sqlx::query_as(
                     "SELECT id, hash, kind, org_id, principal, create_time, expire_time, \
                      revoke_time FROM tokens WHERE hash = $1",
                 )
                 .bind(hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map($crate::store::sql::token_from_row).transpose()
+                row.map($crate::core::store::sql::token_from_row).transpose()
             }
 
             async fn insert_token(
                 &self,
-                token: &$crate::store::TokenRecord,
-            ) -> Result<(), $crate::store::StoreError> {
+                token: &$crate::core::store::TokenRecord,
+            ) -> Result<(), $crate::core::store::StoreError> {
                 sqlx::query(
                     "INSERT INTO tokens (id, hash, kind, org_id, principal, create_time, \
                      expire_time, revoke_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(token.id.to_string())
                 .bind(&token.hash)
-                .bind($crate::store::sql::token_kind_to_text(token.kind))
+                .bind($crate::core::store::sql::token_kind_to_text(token.kind))
                 .bind(token.org.to_string())
-                .bind($crate::store::sql::principal_to_text(token.principal))
+                .bind($crate::core::store::sql::principal_to_text(token.principal))
                 .bind(token.create_time)
                 .bind(token.expire_time)
                 .bind(token.revoke_time)
@@ -630,7 +630,7 @@ macro_rules! impl_sql_store {
                 &self,
                 id: ::uuid::Uuid,
                 at: $crate::domain::model::Micros,
-            ) -> Result<bool, $crate::store::StoreError> {
+            ) -> Result<bool, $crate::core::store::StoreError> {
                 let updated = sqlx::query(
                     "UPDATE tokens SET revoke_time = $1 WHERE id = $2 AND revoke_time IS NULL",
                 )
@@ -645,40 +645,40 @@ macro_rules! impl_sql_store {
                 &self,
                 org: ::uuid::Uuid,
                 principal: $crate::domain::model::Principal,
-            ) -> Result<Vec<$crate::store::TokenRecord>, $crate::store::StoreError> {
-                let rows: Vec<$crate::store::sql::TokenRow> = sqlx::query_as(
+            ) -> Result<Vec<$crate::core::store::TokenRecord>, $crate::core::store::StoreError> {
+                let rows: Vec<$crate::core::store::sql::TokenRow> = sqlx::query_as(
                     "SELECT id, hash, kind, org_id, principal, create_time, expire_time, \
                      revoke_time FROM tokens WHERE org_id = $1 AND principal = $2 \
                      ORDER BY create_time DESC, id DESC",
                 )
                 .bind(org.to_string())
-                .bind($crate::store::sql::principal_to_text(principal))
+                .bind($crate::core::store::sql::principal_to_text(principal))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter()
-                    .map($crate::store::sql::token_from_row)
+                    .map($crate::core::store::sql::token_from_row)
                     .collect()
             }
 
             async fn find_invitation_token(
                 &self,
                 hash: &str,
-            ) -> Result<Option<$crate::store::InvitationToken>, $crate::store::StoreError> {
-                let row: Option<$crate::store::sql::InvitationRow> = sqlx::query_as(
+            ) -> Result<Option<$crate::core::store::InvitationToken>, $crate::core::store::StoreError> {
+                let row: Option<$crate::core::store::sql::InvitationRow> = sqlx::query_as(
                     "SELECT org_id, invitation_id, user_id, expire_time \
                      FROM invitation_tokens WHERE hash = $1",
                 )
                 .bind(hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map($crate::store::sql::invitation_from_row).transpose()
+                row.map($crate::core::store::sql::invitation_from_row).transpose()
             }
 
             async fn credentials(
                 &self,
                 org: ::uuid::Uuid,
                 user: ::uuid::Uuid,
-            ) -> Result<$crate::store::Credentials, $crate::store::StoreError> {
+            ) -> Result<$crate::core::store::Credentials, $crate::core::store::StoreError> {
                 let row: Option<(Option<String>, i64, Option<i64>)> = sqlx::query_as(
                     "SELECT password_hash, failed_logins, locked_until \
                      FROM credentials WHERE org_id = $1 AND user_id = $2",
@@ -687,7 +687,7 @@ macro_rules! impl_sql_store {
                 .bind(user.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map($crate::store::sql::credentials_from_row)
+                row.map($crate::core::store::sql::credentials_from_row)
                     .transpose()
                     .map(Option::unwrap_or_default)
             }
@@ -698,7 +698,7 @@ macro_rules! impl_sql_store {
                 user: ::uuid::Uuid,
                 failed_logins: u32,
                 locked_until: Option<$crate::domain::model::Micros>,
-            ) -> Result<(), $crate::store::StoreError> {
+            ) -> Result<(), $crate::core::store::StoreError> {
                 sqlx::query(
                     "INSERT INTO credentials (org_id, user_id, failed_logins, locked_until) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, user_id) DO UPDATE \
@@ -716,7 +716,7 @@ macro_rules! impl_sql_store {
 
             async fn sequences(
                 &self,
-            ) -> Result<Vec<(::uuid::Uuid, u64)>, $crate::store::StoreError> {
+            ) -> Result<Vec<(::uuid::Uuid, u64)>, $crate::core::store::StoreError> {
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as("SELECT org_id, seq FROM org_sequences")
                         .fetch_all(&self.pool)
@@ -724,8 +724,8 @@ macro_rules! impl_sql_store {
                 rows.iter()
                     .map(|(id, seq)| {
                         Ok((
-                            $crate::store::sql::parse_uuid(id)?,
-                            $crate::store::sql::to_u64(*seq)?,
+                            $crate::core::store::sql::parse_uuid(id)?,
+                            $crate::core::store::sql::to_u64(*seq)?,
                         ))
                     })
                     .collect()
@@ -734,14 +734,14 @@ macro_rules! impl_sql_store {
             async fn revoked_since(
                 &self,
                 since: $crate::domain::model::Micros,
-            ) -> Result<Vec<::uuid::Uuid>, $crate::store::StoreError> {
+            ) -> Result<Vec<::uuid::Uuid>, $crate::core::store::StoreError> {
                 let rows: Vec<(String,)> =
                     sqlx::query_as("SELECT id FROM tokens WHERE revoke_time >= $1")
                         .bind(since)
                         .fetch_all(&self.pool)
                         .await?;
                 rows.iter()
-                    .map(|(id,)| $crate::store::sql::parse_uuid(id))
+                    .map(|(id,)| $crate::core::store::sql::parse_uuid(id))
                     .collect()
             }
         }
@@ -751,17 +751,17 @@ macro_rules! impl_sql_store {
             /// multi-row statement per table.
             async fn commit_in_transaction(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                commits: &[$crate::store::Commit<'_>],
-                rows: &$crate::store::sql::BatchRows<'_>,
+                commits: &[$crate::core::store::Commit<'_>],
+                rows: &$crate::core::store::sql::BatchRows<'_>,
                 new_seq: u64,
-            ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{ROWS_PER_STATEMENT, principal_to_text, to_i64};
-                use $crate::store::{SecretOp, StoreError};
+            ) -> Result<u64, $crate::core::store::StoreError> {
+                use $crate::core::store::sql::{ROWS_PER_STATEMENT, principal_to_text, to_i64};
+                use $crate::core::store::{SecretOp, StoreError};
                 use sqlx::Connection as _;
 
                 let first = &commits[0];
                 let org = first.org.to_string();
-                let conflict = $crate::store::sql::unique_to_conflict;
+                let conflict = $crate::core::store::sql::unique_to_conflict;
 
                 let mut tx = conn.begin().await?;
                 // The sequence row is written first, once for the whole batch: on SQLite a
@@ -855,7 +855,7 @@ macro_rules! impl_sql_store {
                         )
                         .bind(token.id.to_string())
                         .bind(&token.hash)
-                        .bind($crate::store::sql::token_kind_to_text(token.kind))
+                        .bind($crate::core::store::sql::token_kind_to_text(token.kind))
                         .bind(token.org.to_string())
                         .bind(principal_to_text(token.principal))
                         .bind(token.create_time)
@@ -911,7 +911,7 @@ macro_rules! impl_sql_store {
                 query: &mut sqlx::QueryBuilder<$db>,
                 org: &'q str,
                 chunk: &'q [(&'static str, String, usize)],
-                rows: &'q $crate::store::sql::BatchRows<'_>,
+                rows: &'q $crate::core::store::sql::BatchRows<'_>,
             ) {
                 query.push("INSERT INTO entities (org_id, kind, key, data) ");
                 query.push_values(chunk, |mut row, (kind, key, data)| {
@@ -927,7 +927,7 @@ macro_rules! impl_sql_store {
             fn push_events<'q>(
                 query: &mut sqlx::QueryBuilder<$db>,
                 org: &'q str,
-                chunk: &'q [$crate::store::sql::NewEvent<'_>],
+                chunk: &'q [$crate::core::store::sql::NewEvent<'_>],
             ) {
                 query.push(
                     "INSERT INTO events (org_id, seq, actor, action, target, before, \

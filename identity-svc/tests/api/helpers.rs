@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use identity_svc::config::Settings;
-use identity_svc::service::clock::ManualClock;
+use identity_svc::core::clock::ManualClock;
 use shared::proto::identity::v1 as pb;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::net::TcpListener;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::error::Error;
+use crate::error::Error;
 
 /// A message to deliver.
 #[derive(Clone)]
@@ -62,7 +62,7 @@ impl Mailer {
                     .map_err(|e| Error::Internal(format!("mailbox {}: {e}", dir.display())))?;
                 let name = format!(
                     "{}-{}.eml",
-                    crate::service::clock::SystemClock.now_micros(),
+                    super::clock::SystemClock.now_micros(),
                     uuid::Uuid::new_v4()
                 );
                 let text = format!(

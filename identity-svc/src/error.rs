@@ -1,7 +1,9 @@
-//! Errors of the service layer, in the domain's words. The gRPC layer maps each to one status
-//! code with a stable `google.rpc.ErrorInfo` reason.
-
-use crate::store::StoreError;
+//! Errors of the service, in the domain's words ([`Error`]), and the collector of bad request
+//! fields ([`Violations`]). The gRPC layer maps each error to one status code with a stable
+//! `google.rpc.ErrorInfo` reason.
+//!
+//! Imports nothing of ours but the domain: the core converts its store's errors into
+//! [`Error::Store`].
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +54,13 @@ pub enum Error {
     /// could not apply in time).
     #[error("{0}")]
     Unavailable(String),
+    /// A long-lived call (WatchChanges) was ended by the server (shutting down, or its feed
+    /// closed); the client resumes from the last item it received.
+    #[error("{0}")]
+    Interrupted(String),
     /// Storage failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<dyn std::error::Error + Send + Sync>),
     /// Anything else unexpected (logged, answered as INTERNAL).
     #[error("{0}")]
     Internal(String),
