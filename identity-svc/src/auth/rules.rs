@@ -29,7 +29,7 @@ pub enum Rule {
     /// A permission that is not limited to stages, at organization scope.
     Permission(&'static str),
     /// Depends on the request (stage, app, target); the text says what. The handler states the
-    /// exact needs through [`Entry::require`].
+    /// exact needs through [`Entry::require`](super::Entry::require).
     Contextual(&'static str),
 }
 

@@ -8,7 +8,7 @@
 //! that finds nothing queued nor committing is committed by its own caller (no hop to another
 //! task on the sequential path); what is queued behind it goes to a committer task per
 //! organization. Holding the writer lock, the committer commits what is queued in **one**
-//! store transaction ([`Store::commit_batch`]: one compare-and-set of the organization's
+//! store transaction (`Store::commit_batch`: one compare-and-set of the organization's
 //! sequence, consecutive event numbers, each draft's own request id), then applies the changes
 //! for real, publishes the events in order and answers each caller with the sequence after its
 //! own changes. So concurrent mutations of one organization share a transaction and an fsync,
@@ -16,7 +16,7 @@
 //! an uncommitted change.
 //!
 //! Failures acknowledge nothing that is not written: a batch that loses a race with another
-//! replica ([`StoreError::Conflict`]) is not written at all, and every draft in it or queued
+//! replica ([`StoreError::Conflict`](super::StoreError::Conflict)) is not written at all, and every draft in it or queued
 //! behind it runs again after catching up from the event log; a batch refused for any other
 //! reason (a duplicate request id, a database error) is committed again draft by draft, so only
 //! the offending draft fails, and the drafts after it run again (they were validated on top of

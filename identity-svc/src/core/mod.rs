@@ -1,11 +1,11 @@
 //! The application core: per-organization in-memory state kept in step with the store, the
 //! single write path ([`commit`]), the change feed ([`feed`]), the sessions ([`sessions`]) and
-//! the token cache ([`token_cache`]).
+//! the token cache (`token_cache`).
 //!
 //! The core owns the store: the `store` module is declared here, privately, so nothing above
 //! the core (the rules, the gRPC layer) can name it, and [`Core`] does not hand it out. Only its
 //! plain data types (events, token records, credential changes) are re-exported. Every write
-//! takes a proof: [`Authorized`] (made only by `auth` once the caller passed the RPC's checks),
+//! takes a proof: [`Authorized`](crate::auth::Authorized) (made only by `auth` once the caller passed the RPC's checks),
 //! or, for Login and AcceptInvitation, a type only [`sessions`] makes.
 //!
 //! With the proof, a write compiles:
@@ -67,7 +67,7 @@ pub mod mailer;
 mod queue;
 mod replicas;
 pub mod sessions;
-pub mod token_cache;
+mod token_cache;
 mod tokens;
 
 // The store, private to the core. Its items are `pub` for the benchmark, which reaches it with
@@ -83,12 +83,14 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use commit::{Committed, Draft, Proof};
 pub use mailer::Mailer;
+pub use sessions::Session;
 pub use store::{
     EventFilter, EventRecord, InvitationToken, SecretOp, StoreError, TokenKind, TokenRecord,
 };
 
 use queue::Queue;
 use store::{Commit, Store};
+pub use token_cache::TOKEN_CACHE_TTL;
 use token_cache::TokenCache;
 
 /// How many committed events a slow watcher may fall behind before it re-reads from the store.
@@ -168,9 +170,13 @@ impl Storage {
         result
     }
 
-    /// Writes one commit.
+    /// Writes one commit, evicting what it revokes as [`Storage::commit_batch`] does.
     async fn commit(&self, commit: Commit<'_>) -> Result<u64, StoreError> {
-        self.commit_batch(std::slice::from_ref(&commit)).await
+        let (org, secrets) = (commit.org, commit.secrets);
+        self.tokens.evict_revoked(org, secrets);
+        let result = self.store.commit(commit).await;
+        self.tokens.evict_revoked(org, secrets);
+        result
     }
 }
 
@@ -210,7 +216,8 @@ impl OpenedStore {
 }
 
 impl Core {
-    /// Loads every organization from `store` (see [`Core::from_store`]).
+    /// Loads every organization from `store`; token lookups go through a cache trusting
+    /// records for `token_cache_ttl`, so authentication does not query the store per request.
     pub async fn load(
         store: OpenedStore,
         clock: SharedClock,

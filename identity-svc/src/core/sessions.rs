@@ -2,9 +2,9 @@
 //! passwords), Logout, and the entry of AcceptInvitation.
 //!
 //! Login and AcceptInvitation are public RPCs: no [`Authorized`] exists for them. Their writes
-//! take proofs only this module makes instead: a [`NewSession`] (the only way to store a token
-//! outside of a commit), a [`LoginAttempt`] (the failure counters of a known user) and an
-//! [`Invitee`] (the [`Proof`] the invitation's acceptance is committed with).
+//! take proofs only this module makes instead: a `NewSession` (the only way to store a token
+//! outside of a commit), a `LoginAttempt` (the failure counters of a known user) and an
+//! `Invitee` (the [`Proof`] the invitation's acceptance is committed with).
 
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ pub struct Session {
 /// A login of a known user of an organization: what its failure counters are written with.
 /// Only this module makes one.
 #[derive(Debug)]
-pub struct LoginAttempt {
+pub(super) struct LoginAttempt {
     org: Uuid,
     user: Uuid,
     state: UserState,
@@ -53,13 +53,13 @@ pub struct LoginAttempt {
 /// token outside of a commit ([`TokenCache::insert`](super::token_cache::TokenCache::insert)).
 /// Only this module makes one.
 #[derive(Debug)]
-pub struct NewSession {
+pub(super) struct NewSession {
     record: TokenRecord,
 }
 
 impl NewSession {
     /// The token record to store.
-    pub fn record(&self) -> &TokenRecord {
+    pub(super) fn record(&self) -> &TokenRecord {
         &self.record
     }
 }
@@ -67,7 +67,7 @@ impl NewSession {
 /// The invited user accepting a valid invitation token: the [`Proof`] the acceptance is
 /// committed with (AcceptInvitation is public). Only this module makes one.
 #[derive(Debug)]
-pub struct Invitee {
+pub(super) struct Invitee {
     actor: String,
 }
 

@@ -50,20 +50,15 @@ struct TokenMap {
 /// the old record, and again after it). Records older than [`TOKEN_CACHE_TTL`] are read again.
 /// Unknown tokens are not cached (forged tokens must not fill memory).
 #[derive(Debug)]
-pub struct TokenCache {
+pub(super) struct TokenCache {
     inner: Arc<dyn Store>,
     map: RwLock<TokenMap>,
     ttl: Duration,
 }
 
 impl TokenCache {
-    /// Wraps `inner`, trusting records for [`TOKEN_CACHE_TTL`].
-    pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self::with_ttl(inner, TOKEN_CACHE_TTL)
-    }
-
     /// Wraps `inner`, trusting records for `ttl`.
-    pub fn with_ttl(inner: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub(super) fn with_ttl(inner: Arc<dyn Store>, ttl: Duration) -> Self {
         Self {
             inner,
             map: RwLock::new(TokenMap::default()),

@@ -1,6 +1,11 @@
 //! The gRPC layer: one file per proto service. Each handler authenticates, admits the caller by
-//! the RPC's table rule, decodes the request into domain types (every bad field at once), states
-//! any request-dependent needs, calls the service layer, and encodes the answer.
+//! the RPC's table rule ([`Api::enter`]), parses the request into a typed command (every bad
+//! field at once: [`command`]), states any request-dependent needs to get the proof
+//! ([`Authorized`](crate::auth::Authorized)), calls the mutations or the core, and encodes the
+//! answer.
+//!
+//! Imports `auth`, `core`, the mutations and `domain`; it cannot reach the store (the core keeps
+//! it private) and writes only through the core, with the proof.
 
 use std::sync::Arc;
 

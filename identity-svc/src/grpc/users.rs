@@ -1,24 +1,23 @@
 //! `identity.v1.Users`.
 
-use std::collections::BTreeSet;
-
 use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Api, command, convert, etag, mask_paths, optional_text, page_cursor, page_size, respond,
-    to_status, ts,
-};
+use super::{Api, command, convert, etag, mask_paths, optional_text, respond, to_status, ts};
 use crate::auth::{self, Entry, Need};
 use crate::domain::catalog::keys;
 use crate::domain::email::Email;
-use crate::domain::engine;
-use crate::domain::model::{Principal, UserState};
+use crate::domain::model::Principal;
 use crate::domain::names;
 use crate::error::{Error, Violations};
 use crate::method;
 use crate::service::ops;
+
+mod invite;
+mod listing;
+
+use invite::{invite_needs, parse_invite};
 
 fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
     v.check(
@@ -28,19 +27,6 @@ fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uui
             .map(|(_, u)| u)
             .ok_or("must be organizations/{organization}/users/{user} of this organization"),
     )
-}
-
-fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
-    match pb::UserState::try_from(s) {
-        Ok(pb::UserState::Unspecified) => None,
-        Ok(pb::UserState::Invited) => Some(UserState::Invited),
-        Ok(pb::UserState::Active) => Some(UserState::Active),
-        Ok(pb::UserState::Inactive) => Some(UserState::Inactive),
-        Err(_) => {
-            v.add("state", "unknown state");
-            None
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -221,103 +207,11 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/ListUsers"), "parent", |r| &r.parent)
             .await?;
-        let r = &a.req;
-        let mut v = Violations::new();
-        let size = page_size(&mut v, "page_size", r.page_size);
-        let after: Option<String> = page_cursor(&mut v, "page_token", &r.page_token);
-        let state = parse_state(&mut v, r.state);
-        let facet = pb::UserFacet::try_from(r.facet).unwrap_or_else(|_| {
-            v.add("facet", "unknown facet");
-            pb::UserFacet::FacetAny
-        });
-        let stage = if r.stage.is_empty() {
-            None
-        } else {
-            v.check(
-                "stage",
-                names::stage(&r.stage)
-                    .filter(|(o, _)| *o == a.org)
-                    .map(|(_, k)| k)
-                    .ok_or("must be organizations/{organization}/stages/{stage}"),
-            )
-        };
-        if stage.is_some() && facet != pb::UserFacet::FacetEndUser {
-            v.add("stage", "only with FACET_END_USER");
-        }
-        v.finish().map_err(to_status)?;
+        let query = command(|v| Some(listing::parse_query(v, a.org, &a.req)))?;
         let st = a.handle.read();
-        // The stages whose end-users the caller may see (end-user facet).
-        let mut visible_stages: Vec<String> = Vec::new();
-        let need = match facet {
-            pb::UserFacet::FacetAny => Need::Perm(keys::USERS_MANAGE, None, None),
-            pb::UserFacet::FacetMember => Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
-            pb::UserFacet::FacetEndUser => {
-                let candidates: Vec<String> = match &stage {
-                    Some(s) => vec![s.clone()],
-                    None => st.stages.keys().cloned().collect(),
-                };
-                let p = a.entry.principal();
-                visible_stages = candidates
-                    .into_iter()
-                    .filter(|s| {
-                        p.is_some_and(|p| {
-                            engine::has_anywhere_in_stage(&st, p, keys::END_USERS_VIEW, s)
-                        })
-                    })
-                    .collect();
-                match &stage {
-                    Some(s) => Need::Perm(keys::END_USERS_VIEW, Some(s.clone()), None),
-                    None => Need::PermAnywhere(keys::END_USERS_VIEW),
-                }
-            }
-        };
+        let (need, visible_stages) = listing::visibility(&query, &st, a.entry.principal());
         a.entry.require(&st, &need).map_err(to_status)?;
-        let prefix = r.email_prefix.trim().to_lowercase();
-        let start = match &after {
-            Some(last) if *last >= prefix => std::ops::Bound::Excluded(last.clone()),
-            _ => std::ops::Bound::Included(prefix.clone()),
-        };
-        let mut users = Vec::new();
-        let mut more = false;
-        for (email, id) in st.users_by_email.range((start, std::ops::Bound::Unbounded)) {
-            if !email.starts_with(&prefix) {
-                break;
-            }
-            let Some(u) = st.users.get(id) else { continue };
-            if state.is_some_and(|s| s != u.state) {
-                continue;
-            }
-            let keep = match facet {
-                pb::UserFacet::FacetAny => true,
-                pb::UserFacet::FacetMember => st.is_member(u.id),
-                pb::UserFacet::FacetEndUser => {
-                    visible_stages.iter().any(|s| st.is_end_user_in(u.id, s))
-                }
-            };
-            if !keep {
-                continue;
-            }
-            if users.len() == size {
-                more = true;
-                break;
-            }
-            users.push(convert::user(&st, u));
-        }
-        let next_page_token = if more {
-            users
-                .last()
-                .map(|u| shared::page_token::encode(&u.email))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(respond(
-            pb::ListUsersResponse {
-                users,
-                next_page_token,
-            },
-            st.seq,
-        ))
+        Ok(respond(listing::page(&query, &st, &visible_stages), st.seq))
     }
 
     async fn update_user(
@@ -463,94 +357,6 @@ impl pb::users_server::Users for Api {
     }
 }
 
-/// The invitation of an InviteUser request of organization `org`.
-fn parse_invite(v: &mut Violations, org: Uuid, r: &pb::InviteUserRequest) -> Option<ops::Invite> {
-    let email = v.check("email", Email::parse(&r.email));
-    let display_name = optional_text(v, "display_name", &r.display_name, 100);
-    let organization_role = if r.organization_role.is_empty() {
-        None
-    } else {
-        v.check(
-            "organization_role",
-            ops::role_id_of(org, &r.organization_role)
-                .ok_or("must be organizations/{organization}/roles/{role}"),
-        )
-    };
-    let mut app_roles = Vec::new();
-    for (i, x) in r.app_roles.iter().enumerate() {
-        let app = v.check(
-            &format!("app_roles[{i}].app"),
-            names::app(&x.app)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, a)| a)
-                .ok_or("must be organizations/{organization}/apps/{app}"),
-        );
-        let role = v.check(
-            &format!("app_roles[{i}].role"),
-            ops::role_id_of(org, &x.role)
-                .ok_or("must be organizations/{organization}/roles/{role}"),
-        );
-        if let (Some(app), Some(role)) = (app, role) {
-            app_roles.push((app, role));
-        }
-    }
-    let apps: BTreeSet<Uuid> = app_roles.iter().map(|(a, _)| *a).collect();
-    if apps.len() != app_roles.len() {
-        v.add("app_roles", "at most one role per app");
-    }
-    let end_user_roles = parse_end_user_roles(v, org, &r.end_user_roles, "end_user_roles");
-    let mut groups = Vec::new();
-    for (i, g) in r.groups.iter().enumerate() {
-        if let Some(id) = v.check(
-            &format!("groups[{i}]"),
-            names::group(g)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, g)| g)
-                .ok_or("must be organizations/{organization}/groups/{group}"),
-        ) {
-            groups.push(id);
-        }
-    }
-    Some(ops::Invite {
-        email: email?,
-        display_name,
-        organization_role,
-        app_roles,
-        end_user_roles,
-        groups,
-    })
-}
-
-/// What inviting needs: the permissions over each access the invitation carries, or
-/// `users.manage` when it carries none.
-fn invite_needs(st: &crate::domain::state::OrgState, invite: &ops::Invite) -> Need {
-    let mut needs = Vec::new();
-    if invite.organization_role.is_some() || !invite.app_roles.is_empty() {
-        needs.push(Need::Perm(keys::USERS_MANAGE_MEMBER_ACCESS, None, None));
-    }
-    for (role, stage) in &invite.end_user_roles {
-        let app = st.end_user_roles.get(role).map(|r| r.app);
-        needs.push(Need::Perm(
-            keys::END_USERS_MANAGE_ACCESS,
-            Some(stage.clone()),
-            app,
-        ));
-    }
-    for g in &invite.groups {
-        if let Some(g) = st.groups.get(g) {
-            needs.push(Need::Perm(
-                keys::END_USERS_MANAGE_GROUPS,
-                Some(g.stage.clone()),
-                None,
-            ));
-        }
-    }
-    if needs.is_empty() {
-        needs.push(Need::Perm(keys::USERS_MANAGE, None, None));
-    }
-    Need::All(needs)
-}
-
 /// Who may see user `id` (GetUser).
 fn see_user(st: &crate::domain::state::OrgState, id: Uuid) -> Need {
     let mut any = vec![
@@ -564,36 +370,6 @@ fn see_user(st: &crate::domain::state::OrgState, id: Uuid) -> Need {
         any.push(Need::PermAnywhere(keys::END_USERS_VIEW));
     }
     Need::Any(any)
-}
-
-/// Parses (end-user role, stage) pairs of organization `org`.
-pub fn parse_end_user_roles(
-    v: &mut Violations,
-    org: Uuid,
-    items: &[pb::EndUserRoleInStage],
-    field: &str,
-) -> Vec<(Uuid, String)> {
-    let mut out = Vec::new();
-    for (i, x) in items.iter().enumerate() {
-        let role = v.check(
-            &format!("{field}[{i}].end_user_role"),
-            names::end_user_role(&x.end_user_role)
-                .filter(|(o, _, _)| *o == org)
-                .map(|(_, _, r)| r)
-                .ok_or("must be organizations/{organization}/apps/{app}/endUserRoles/{role}"),
-        );
-        let stage = v.check(
-            &format!("{field}[{i}].stage"),
-            names::stage(&x.stage)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, s)| s)
-                .ok_or("must be organizations/{organization}/stages/{stage}"),
-        );
-        if let (Some(r), Some(s)) = (role, stage) {
-            out.push((r, s));
-        }
-    }
-    out
 }
 
 impl Api {

@@ -224,6 +224,9 @@ pub struct Commit<'a> {
 #[derive(Debug, Clone)]
 pub struct LoadedOrg {
     /// Id.
+    // Read only by the contract tests (and the benchmark): dead to the lint once the store is
+    // private to the core.
+    #[cfg_attr(not(feature = "store-access"), allow(dead_code))]
     pub org: Uuid,
     /// Last event sequence.
     pub seq: u64,

@@ -11,13 +11,13 @@ use tokio::sync::broadcast;
 
 use super::*;
 use crate::auth::{Caller, Entry};
+use crate::core::TOKEN_CACHE_TTL;
 use crate::core::clock::SystemClock;
 use crate::core::store::contract_tests::{on_postgres, on_sqlite};
 use crate::core::store::{
     Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, Store, StoreError,
     TokenRecord,
 };
-use crate::core::token_cache::TOKEN_CACHE_TTL;
 use crate::core::{Mailer, load_state};
 use crate::domain::model::{Principal, Stage, StagePurpose};
 use crate::domain::names::fmt;

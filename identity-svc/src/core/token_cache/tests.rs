@@ -88,7 +88,7 @@ async fn the_token_cache_serves_lookups_and_forgets_what_this_replica_revokes() 
     let inner = store_with_org(dir.path(), org).await;
     let storage = Storage {
         store: Arc::clone(&inner),
-        tokens: TokenCache::new(Arc::clone(&inner)),
+        tokens: TokenCache::with_ttl(Arc::clone(&inner), TOKEN_CACHE_TTL),
     };
     let cache = &storage.tokens;
     let alice = Principal::User(Uuid::new_v4());
@@ -139,7 +139,7 @@ async fn a_lookup_that_raced_with_a_revocation_does_not_cache_the_old_record() {
     let dir = tempfile::tempdir().unwrap();
     let org = Uuid::new_v4();
     let inner = store_with_org(dir.path(), org).await;
-    let cache = TokenCache::new(Arc::clone(&inner));
+    let cache = TokenCache::with_ttl(Arc::clone(&inner), TOKEN_CACHE_TTL);
     let t = token(org, Principal::User(Uuid::new_v4()));
     inner.insert_token(&t).await.unwrap();
     // A lookup missed and read the store (not revoked yet)...
