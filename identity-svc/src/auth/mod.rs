@@ -2,7 +2,7 @@
 //! proof of authorization ([`proof`]), and the secrets (tokens, password hashes: [`secrets`]).
 //!
 //! Must not import the core or the store: authentication against stored tokens is the core's
-//! ([`crate::core::Core::authenticate`]); the core imports this module for [`Authorized`].
+//! (`Core::authenticate`, in the core); the core imports this module for [`Authorized`].
 
 pub mod proof;
 pub mod rules;

@@ -4,9 +4,13 @@
 //!
 //! The core owns the store: the `store` module is declared here, privately, so nothing above
 //! the core (the rules, the gRPC layer) can name it, and [`Core`] does not hand it out. Only its
-//! plain data types (events, token records, credential changes) are re-exported. Every write
-//! takes a proof: [`Authorized`](crate::auth::Authorized) (made only by `auth` once the caller passed the RPC's checks),
-//! or, for Login and AcceptInvitation, a type only [`sessions`] makes.
+//! plain data types (events, token records, credential changes) are re-exported. (The
+//! benchmark measures the store directly through the `store-access` feature, which makes it
+//! `identity_svc::store`; the services are built without it.)
+//!
+//! Every write takes a proof: [`Authorized`](crate::auth::Authorized) (made only by `auth` once
+//! the caller passed the RPC's checks), or, for Login and AcceptInvitation, a type only
+//! [`sessions`] makes.
 //!
 //! With the proof, a write compiles:
 //!
@@ -87,10 +91,10 @@ pub use sessions::Session;
 pub use store::{
     EventFilter, EventRecord, InvitationToken, SecretOp, StoreError, TokenKind, TokenRecord,
 };
+pub use token_cache::TOKEN_CACHE_TTL;
 
 use queue::Queue;
 use store::{Commit, Store};
-pub use token_cache::TOKEN_CACHE_TTL;
 use token_cache::TokenCache;
 
 /// How many committed events a slow watcher may fall behind before it re-reads from the store.
