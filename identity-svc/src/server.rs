@@ -15,15 +15,10 @@ use shared::proto::identity::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::config::{Database, Settings};
+use crate::auth::{OPERATOR_PREFIX, hash_token, new_token};
+use crate::config::Settings;
+use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
-use crate::service::auth::{OPERATOR_PREFIX, hash_token, new_token};
-use crate::service::clock::{SharedClock, SystemClock};
-use crate::service::core::Core;
-use crate::service::mailer::Mailer;
-use crate::store::Store;
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::SqliteStore;
 
 // Shared with the other service; re-exported under their historical names.
 pub use shared::operator_token::{
@@ -65,7 +60,7 @@ pub async fn serve(
     })?;
 
     let database = settings.database();
-    let store = open_store(&database)
+    let store = OpenedStore::open(&database)
         .await
         .with_context(|| format!("cannot open the store {database}"))?;
     tracing::info!(%database, "store opened and migrated");
@@ -170,13 +165,6 @@ fn routes(api: &Api) -> Routes {
             api.clone(),
         ))
         .add_service(pb::audit_server::AuditServer::new(api.clone()))
-}
-
-async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match database {
-        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-        Database::Postgres(url) => Arc::new(PgStore::connect(url).await?),
-    })
 }
 
 /// The SHA-256 hash of the operator token, the only form the server keeps.

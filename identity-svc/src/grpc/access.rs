@@ -5,15 +5,15 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Admitted, Api, convert, page_cursor, page_size, parse_scope, respond, to_status};
+use crate::auth::{Entry, Need, principal_name};
 use crate::domain::model::{Principal, ScopeKey};
 use crate::domain::names;
 use crate::domain::permissions::catalog::{self, PermissionDef, keys};
 use crate::domain::permissions::engine::{self, Denial};
 use crate::domain::state::OrgState;
+use crate::error::{Error, Violations};
 use crate::method;
 use crate::rules;
-use crate::service::auth::{Entry, Need, principal_name};
-use crate::service::error::{Error, Violations};
 
 fn principal_field(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Principal> {
     v.check(

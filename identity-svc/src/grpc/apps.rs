@@ -5,12 +5,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, convert, page_cursor, page_size, required_text, respond, to_status};
+use crate::auth::Need;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
+use crate::error::Violations;
 use crate::method;
 use crate::rules;
-use crate::service::auth::Need;
-use crate::service::error::Violations;
 
 fn app_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
     v.check(

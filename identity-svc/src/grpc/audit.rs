@@ -1,43 +1,25 @@
-//! `identity.v1.Audit`: the audit trail (ListChangeEvents) and the change feed (WatchChanges).
+//! `identity.v1.Audit`: the audit trail (ListChangeEvents), the change feed (WatchChanges) and
+//! the snapshot to resync from.
 //!
-//! Both read the organization's gap-free event sequence from the store. WatchChanges is
-//! resumable and gap-free: it subscribes to the live feed *before* reading anything, replays
-//! the stored events after the cursor, then forwards live events, skipping those already sent.
-//! Whenever the live feed cannot be trusted to continue the sequence (an event ahead of the
-//! next expected one, a lagging receiver, or a quiet period, during which another replica may
-//! have committed events this one never published) it re-reads the store from the last event
-//! sent.
+//! Both read the organization's gap-free event sequence through the core; the replay-then-follow
+//! logic of a watch is the core's ([`crate::core::feed`]). This file parses the requests and
+//! encodes the events.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::proto::identity::v1 as pb;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use super::{Api, convert, micros, page_cursor, page_size, respond, to_status};
-use crate::domain::model::{Micros, Principal};
+use super::{Api, command, convert, micros, page_cursor, page_size, respond, to_status};
+use crate::core::EventFilter;
+use crate::domain::model::Micros;
 use crate::domain::names;
-use crate::domain::permissions::catalog::keys;
+use crate::error::Violations;
 use crate::method;
-use crate::service::auth::{Entry, Need};
-use crate::service::core::OrgHandle;
-use crate::service::error::{Error, Violations};
-use crate::store::{EventFilter, EventRecord, Store, StoreError};
-
-/// Events read from the store at a time while replaying.
-const REPLAY_BATCH: usize = 500;
-/// Events buffered between the feeding task and the gRPC stream.
-const STREAM_BUFFER: usize = 64;
-/// After this long without a live event, a watcher re-reads the store (events committed by
-/// other replicas reach this replica's live feed only when it writes itself).
-const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// The stream of WatchChanges.
 pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::ChangeEvent, Status>> + Send>>;
@@ -81,157 +63,6 @@ fn time_filter(
     } else {
         v.add(field, "is not a valid timestamp (nanos out of range)");
         None
-    }
-}
-
-fn store_status(e: StoreError) -> Status {
-    to_status(Error::Store(e))
-}
-
-fn cursor_expired(after: u64) -> Status {
-    to_status(Error::precondition(
-        "CURSOR_EXPIRED",
-        format!(
-            "the events after sequence {after} are no longer retained: resync from a snapshot and \
-             watch from its cursor"
-        ),
-    ))
-}
-
-/// One WatchChanges call: the feeding task's state.
-struct Watch {
-    store: Arc<dyn Store>,
-    org: Uuid,
-    handle: Arc<OrgHandle>,
-    entry: Entry,
-    principal: Principal,
-    tx: mpsc::Sender<Result<pb::ChangeEvent, Status>>,
-    /// The sequence of the last event sent.
-    last: u64,
-    /// The server is shutting down.
-    closing: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Watch {
-    /// Feeds the stream until the client goes away or an error ends it (sent as the last item).
-    async fn run(
-        mut self,
-        first: Vec<EventRecord>,
-        mut live: broadcast::Receiver<Arc<EventRecord>>,
-    ) {
-        if let Err(status) = self.serve(first, &mut live).await {
-            // The client may be gone already; nothing else to do then.
-            let _ = self.tx.send(Err(status)).await;
-        }
-    }
-
-    /// `Ok(())` when the client went away.
-    async fn serve(
-        &mut self,
-        first: Vec<EventRecord>,
-        live: &mut broadcast::Receiver<Arc<EventRecord>>,
-    ) -> Result<(), Status> {
-        if !self.send_all(&first).await? || !self.catch_up().await? {
-            return Ok(());
-        }
-        loop {
-            let next = tokio::select! {
-                () = self.tx.closed() => return Ok(()),
-                _ = self.closing.wait_for(|c| *c) => {
-                    return Err(Status::unavailable(
-                        "the server is shutting down; watch again from the last sequence received",
-                    ));
-                }
-                r = live.recv() => Some(r),
-                () = tokio::time::sleep(IDLE_POLL) => None,
-            };
-            let open = match next {
-                Some(Ok(e)) if e.seq <= self.last => true,
-                Some(Ok(e)) if e.seq == self.last + 1 => self.send(&e).await?,
-                // Ahead of the next expected event: the store has everything up to it (events
-                // are published after their commit).
-                Some(Ok(_)) => self.catch_up().await?,
-                Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                    tracing::debug!(org = %self.org, missed, "change watcher lagged; re-reading the store");
-                    self.catch_up().await?
-                }
-                Some(Err(broadcast::error::RecvError::Closed)) => {
-                    return Err(Status::unavailable(
-                        "the change feed closed; watch again from the last sequence received",
-                    ));
-                }
-                None => {
-                    self.still_allowed()?;
-                    self.catch_up().await?
-                }
-            };
-            if !open {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Sends every stored event after the last one sent. `Ok(false)`: the client went away.
-    async fn catch_up(&mut self) -> Result<bool, Status> {
-        loop {
-            let batch = self
-                .store
-                .events_after(self.org, self.last, REPLAY_BATCH)
-                .await
-                .map_err(store_status)?;
-            if !self.send_all(&batch).await? {
-                return Ok(false);
-            }
-            if batch.len() < REPLAY_BATCH {
-                return Ok(true);
-            }
-        }
-    }
-
-    /// Sends the events of a batch that follow the last one sent, refusing a hole.
-    async fn send_all(&mut self, batch: &[EventRecord]) -> Result<bool, Status> {
-        for e in batch {
-            if e.seq <= self.last {
-                continue;
-            }
-            if e.seq != self.last + 1 {
-                return Err(cursor_expired(self.last));
-            }
-            if !self.send(e).await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Sends one event (the next in sequence). `Ok(false)`: the client went away.
-    async fn send(&mut self, e: &EventRecord) -> Result<bool, Status> {
-        self.still_allowed()?;
-        if self.tx.send(Ok(convert::event(e))).await.is_err() {
-            return Ok(false);
-        }
-        self.last = e.seq;
-        Ok(true)
-    }
-
-    /// The watcher must still be an ACTIVE principal holding `org.view_audit_trail`.
-    fn still_allowed(&self) -> Result<(), Status> {
-        let st = self.handle.read();
-        if !st.is_active(self.principal) {
-            return Err(to_status(Error::Unauthenticated(
-                "the watching principal is no longer active".into(),
-            )));
-        }
-        if !self
-            .entry
-            .would(&st, &Need::Perm(keys::ORG_VIEW_AUDIT_TRAIL, None, None))
-        {
-            return Err(to_status(Error::PermissionDenied(format!(
-                "the watching principal no longer has {}",
-                keys::ORG_VIEW_AUDIT_TRAIL
-            ))));
-        }
-        Ok(())
     }
 }
 
@@ -281,7 +112,7 @@ impl pb::audit_server::Audit for Api {
                 &r.parent
             })
             .await?;
-        a.entry.authorized().map_err(to_status)?;
+        let auth = a.entry.authorized().map_err(to_status)?;
         let mut v = Violations::new();
         if names::org(&a.req.parent).is_none() {
             v.add("parent", "must be organizations/{organization}");
@@ -308,10 +139,9 @@ impl pb::audit_server::Audit for Api {
         let after = cursor.map_or(0, |c| c.after);
         let mut events = self
             .core
-            .store
-            .list_events(a.org, &filter, after, size + 1)
+            .list_events(&auth, a.org, &filter, after, size + 1)
             .await
-            .map_err(store_status)?;
+            .map_err(to_status)?;
         let next_page_token = if events.len() > size {
             events.truncate(size);
             events
@@ -345,59 +175,24 @@ impl pb::audit_server::Audit for Api {
                 &r.parent
             })
             .await?;
-        a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        if names::org(&a.req.parent).is_none() {
-            v.add("parent", "must be organizations/{organization}");
-        }
-        let after = v.check(
-            "after_sequence",
-            u64::try_from(a.req.after_sequence).map_err(|_| "must not be negative"),
-        );
-        v.finish().map_err(to_status)?;
-        let (Some(after), Some(principal)) = (after, a.entry.principal()) else {
-            // The table rule admits only principals.
-            return Err(Status::internal("unreachable"));
-        };
-        let store = Arc::clone(&self.core.store);
-        // Subscribe first: every event committed from now on reaches `live`, and everything
-        // before is in the store.
-        let live = a.handle.subscribe();
-        let current = a.handle.read().seq;
-        if after > current {
-            // This replica may be behind the store: ahead only if the store has no such event.
-            let known = store
-                .events_after(a.org, after - 1, 1)
-                .await
-                .map_err(store_status)?
-                .first()
-                .is_some_and(|e| e.seq == after);
-            if !known {
-                return Err(to_status(Error::OutOfRange(format!(
-                    "after_sequence {after} is ahead of the organization's last event ({current})"
-                ))));
+        let after = command(|v| {
+            if names::org(&a.req.parent).is_none() {
+                v.add("parent", "must be organizations/{organization}");
             }
-        }
-        // The first batch is read here so that an expired cursor fails the call itself.
-        let first = store
-            .events_after(a.org, after, REPLAY_BATCH)
+            v.check(
+                "after_sequence",
+                u64::try_from(a.req.after_sequence).map_err(|_| "must not be negative"),
+            )
+        })?;
+        let rx = self
+            .core
+            .watch(a.entry, a.handle, a.org, after)
             .await
-            .map_err(store_status)?;
-        if first.first().is_some_and(|e| e.seq != after + 1) {
-            return Err(cursor_expired(after));
-        }
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let watch = Watch {
-            store,
-            org: a.org,
-            closing: self.core.closing(),
-            handle: a.handle,
-            entry: a.entry,
-            principal,
-            tx,
-            last: after,
-        };
-        tokio::spawn(watch.run(first, live));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            .map_err(to_status)?;
+        let events = ReceiverStream::new(rx).map(|item| match item {
+            Ok(e) => Ok(convert::event(&e)),
+            Err(e) => Err(to_status(e)),
+        });
+        Ok(Response::new(Box::pin(events)))
     }
 }

@@ -6,6 +6,8 @@ use shared::proto::identity::v1 as pb;
 use uuid::Uuid;
 
 use super::ts;
+use crate::auth::principal_name;
+use crate::core::TokenRecord;
 use crate::domain::model::{
     App, Assignment, EndUserGrant, EndUserRole, Group, Organization, Role, ScopeKey,
     ServiceAccount, Stage, StagePurpose, User, UserState,
@@ -13,8 +15,6 @@ use crate::domain::model::{
 use crate::domain::names::fmt;
 use crate::domain::permissions::engine::Reason;
 use crate::domain::state::OrgState;
-use crate::service::auth::principal_name;
-use crate::store::TokenRecord;
 
 mod events;
 

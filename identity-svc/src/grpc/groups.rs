@@ -15,13 +15,13 @@ use super::{
     Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
     respond, to_status,
 };
+use crate::auth::{Authorized, Entry, Need};
 use crate::domain::names::{self, fmt};
 use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
+use crate::error::{Error, Violations};
 use crate::method;
 use crate::rules;
-use crate::service::auth::{Authorized, Entry, Need};
-use crate::service::error::{Error, Violations};
 
 mod decode;
 
@@ -90,7 +90,7 @@ impl Api {
         a: &Admitted<T>,
         id: Uuid,
         foreign: Foreign,
-        f: impl FnMut(&mut crate::service::core::Draft<'_>) -> Result<(), Error> + Send,
+        f: impl FnMut(&mut crate::core::Draft<'_>) -> Result<(), Error> + Send,
     ) -> Result<Response<pb::Group>, Status> {
         let auth = authorize(&a.entry, &a.handle.read(), id, Access::Manage)?;
         foreign.check()?;

@@ -1,6 +1,11 @@
 //! The gRPC layer: one file per proto service. Each handler authenticates, admits the caller by
-//! the RPC's table rule, decodes the request into domain types (every bad field at once), states
-//! any request-dependent needs, calls the service layer, and encodes the answer.
+//! the RPC's table rule ([`Api::enter`]), parses the request into a typed command (every bad
+//! field at once: [`command`]), states any request-dependent needs to get the proof
+//! ([`Authorized`](crate::auth::Authorized)), calls the mutations or the core, and encodes the
+//! answer.
+//!
+//! Imports `auth`, `core`, the mutations and `domain`; it cannot reach the store (the core keeps
+//! it private) and writes only through the core, with the proof.
 
 use std::sync::Arc;
 
@@ -8,11 +13,11 @@ use shared::proto::identity::v1 as pb;
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
+use crate::auth::{self, Caller, Entry, Rule};
+use crate::core::{Core, OrgHandle};
 use crate::domain::model::{Micros, Principal, ScopeKey};
 use crate::domain::names;
-use crate::service::auth::{self, Caller, Entry, Rule};
-use crate::service::core::{Core, OrgHandle};
-use crate::service::error::Error;
+use crate::error::{Error, Violations};
 
 pub mod access;
 pub mod apps;
@@ -76,10 +81,9 @@ impl Api {
         };
         let found = self
             .core
-            .store
-            .find_request(org, rid)
+            .request_target(org, rid)
             .await
-            .map_err(|e| to_status(e.into()))?;
+            .map_err(to_status)?;
         let Some(target) = found else {
             return Ok(None);
         };
@@ -109,7 +113,8 @@ impl Api {
                 "the authorization header must be `Bearer <token>`".into(),
             )));
         }
-        auth::authenticate(&self.core, &self.operator_hashes, bearer)
+        self.core
+            .authenticate(&self.operator_hashes, bearer)
             .await
             .map_err(to_status)
     }
@@ -242,7 +247,8 @@ pub fn to_status(e: Error) -> Status {
         }
         Error::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
         Error::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
-        Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &e),
+        Error::Interrupted(m) => Status::unavailable(m),
+        Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &*e),
         Error::Internal(m) => {
             tracing::error!(error = %m, "internal error");
             status(
@@ -259,6 +265,19 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         to_status(e)
     }
+}
+
+/// Parses a request into a typed command, once: `parse` records every bad field and returns the
+/// command when every field parsed. Any violation is INVALID_ARGUMENT listing them all.
+pub fn command<T>(parse: impl FnOnce(&mut Violations) -> Option<T>) -> Result<T, Status> {
+    let mut v = Violations::new();
+    let parsed = parse(&mut v);
+    v.finish().map_err(to_status)?;
+    parsed.ok_or_else(|| {
+        to_status(Error::Internal(
+            "a request parser failed without saying why".into(),
+        ))
+    })
 }
 
 /// Microseconds to a protobuf timestamp.
@@ -297,7 +316,7 @@ pub fn parse_scope(org: Uuid, scope: Option<&pb::Scope>) -> Result<ScopeKey, &'s
 }
 
 /// A page size from a request.
-pub fn page_size(v: &mut crate::service::error::Violations, field: &str, requested: i32) -> usize {
+pub fn page_size(v: &mut Violations, field: &str, requested: i32) -> usize {
     v.check(
         field,
         shared::page_token::clamp_page_size(requested, DEFAULT_PAGE, MAX_PAGE)
@@ -308,7 +327,7 @@ pub fn page_size(v: &mut crate::service::error::Violations, field: &str, request
 
 /// A decoded page token (`None`: first page).
 pub fn page_cursor<T: serde::de::DeserializeOwned>(
-    v: &mut crate::service::error::Violations,
+    v: &mut Violations,
     field: &str,
     token: &str,
 ) -> Option<T> {
@@ -320,12 +339,7 @@ pub fn page_cursor<T: serde::de::DeserializeOwned>(
 }
 
 /// Checks the text is 1..=max characters (after trimming); returns the trimmed text.
-pub fn required_text(
-    v: &mut crate::service::error::Violations,
-    field: &str,
-    text: &str,
-    max: usize,
-) -> String {
+pub fn required_text(v: &mut Violations, field: &str, text: &str, max: usize) -> String {
     let t = text.trim();
     if t.is_empty() {
         v.add(field, "is required");
@@ -336,12 +350,7 @@ pub fn required_text(
 }
 
 /// Checks optional text is at most `max` characters.
-pub fn optional_text(
-    v: &mut crate::service::error::Violations,
-    field: &str,
-    text: &str,
-    max: usize,
-) -> String {
+pub fn optional_text(v: &mut Violations, field: &str, text: &str, max: usize) -> String {
     let t = text.trim();
     if t.chars().count() > max {
         v.add(field, format!("must be at most {max} characters"));
@@ -352,7 +361,7 @@ pub fn optional_text(
 /// The update-mask paths, checked against the allowed ones. An empty mask means "every
 /// allowed field" (AIP-134).
 pub fn mask_paths(
-    v: &mut crate::service::error::Violations,
+    v: &mut Violations,
     mask: Option<&prost_types::FieldMask>,
     allowed: &[&str],
 ) -> Vec<String> {

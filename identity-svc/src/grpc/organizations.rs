@@ -5,14 +5,15 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Api, convert, etag, mask_paths, page_cursor, page_size, required_text, respond, to_status,
+    Api, command, convert, etag, mask_paths, page_cursor, page_size, required_text, respond,
+    to_status,
 };
+use crate::auth::Entry;
 use crate::domain::email::Email;
 use crate::domain::model::Organization;
+use crate::error::Violations;
 use crate::method;
 use crate::rules;
-use crate::service::auth::Entry;
-use crate::service::error::Violations;
 
 #[tonic::async_trait]
 impl pb::organizations_server::Organizations for Api {
@@ -24,23 +25,21 @@ impl pb::organizations_server::Organizations for Api {
         let caller = self.caller(request.metadata(), M).await?;
         let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let name = required_text(
-            &mut v,
-            "organization.display_name",
-            req.organization
-                .as_ref()
-                .map_or("", |o| o.display_name.as_str()),
-            100,
-        );
-        let email = v.check(
-            "first_administrator_email",
-            Email::parse(&req.first_administrator_email),
-        );
-        v.finish().map_err(to_status)?;
-        let Some(email) = email else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (name, email) = command(|v| {
+            let name = required_text(
+                v,
+                "organization.display_name",
+                req.organization
+                    .as_ref()
+                    .map_or("", |o| o.display_name.as_str()),
+                100,
+            );
+            let email = v.check(
+                "first_administrator_email",
+                Email::parse(&req.first_administrator_email),
+            );
+            Some((name, email?))
+        })?;
         let auth = entry.authorized().map_err(to_status)?;
         let now = self.core.now();
         let org = Organization {
@@ -155,7 +154,7 @@ impl Api {
     /// Sends an invitation message. Failures are logged (without the secret) and do not fail
     /// the request: the invitation exists and can be resent.
     pub async fn send_invitation(&self, email: &Email, org_name: &str, secret: &str) {
-        let mail = crate::service::mailer::Mail {
+        let mail = crate::core::mailer::Mail {
             to: email.to_string(),
             subject: format!("You are invited to {org_name} on OutSystems Developer Cloud"),
             body: format!(

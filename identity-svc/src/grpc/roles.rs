@@ -10,13 +10,13 @@ use super::{
     Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
     respond, to_status,
 };
+use crate::auth::Entry;
 use crate::domain::model::Grant;
 use crate::domain::names;
 use crate::domain::permissions::catalog;
+use crate::error::{Error, Violations};
 use crate::method;
 use crate::rules;
-use crate::service::auth::Entry;
-use crate::service::error::{Error, Violations};
 
 fn role_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<String> {
     v.check(

@@ -7,12 +7,12 @@ use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Api, convert, required_text, respond, to_status};
-use crate::domain::model::{Micros, Principal};
+use super::{Api, command, convert, required_text, respond, to_status};
+use crate::domain::model::Micros;
 use crate::domain::names::{self, fmt};
+use crate::error::{Error, Violations};
 use crate::method;
 use crate::rules;
-use crate::service::error::{Error, Violations};
 
 /// Longest service-account name.
 const NAME_MAX: usize = 100;
@@ -150,12 +150,7 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
                 |r| &r.name,
             )
             .await?;
-        let mut v = Violations::new();
-        let id = account_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| account_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -179,13 +174,11 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
                 |r| &r.parent,
             )
             .await?;
-        let mut v = Violations::new();
-        let id = account_id(&mut v, "parent", a.org, &a.req.parent);
-        let ttl = ttl(&mut v, a.req.ttl_seconds);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (id, ttl) = command(|v| {
+            let id = account_id(v, "parent", a.org, &a.req.parent);
+            let ttl = ttl(v, a.req.ttl_seconds);
+            Some((id?, ttl))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         // Only a credential is written (no entity changes, hence no change event).
         let c = self
@@ -217,13 +210,8 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
                 |r| &r.parent,
             )
             .await?;
-        a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        let id = account_id(&mut v, "parent", a.org, &a.req.parent);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let auth = a.entry.authorized().map_err(to_status)?;
+        let id = command(|v| account_id(v, "parent", a.org, &a.req.parent))?;
         let seq = {
             let st = a.handle.read();
             require_account(&st, id)?;
@@ -231,10 +219,9 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
         };
         let tokens = self
             .core
-            .store
-            .list_tokens(a.org, Principal::ServiceAccount(id))
+            .service_account_tokens(&auth, a.org, id)
             .await
-            .map_err(|e| to_status(e.into()))?;
+            .map_err(to_status)?;
         Ok(respond(
             pb::ListServiceAccountTokensResponse {
                 tokens: tokens.iter().map(convert::token).collect(),
@@ -265,33 +252,16 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
         };
         // The revocation is a credential-table write of its own, not an entity change; the
         // table rule is the whole authorization.
-        a.entry.authorized().map_err(to_status)?;
+        let auth = a.entry.authorized().map_err(to_status)?;
         let seq = {
             let st = a.handle.read();
             require_account(&st, account)?;
             st.seq
         };
-        let not_found = || to_status(Error::NotFound(a.req.name.clone()));
-        let owned = self
-            .core
-            .store
-            .list_tokens(a.org, Principal::ServiceAccount(account))
+        self.core
+            .revoke_service_account_token(&auth, a.org, account, token, &a.req.name)
             .await
-            .map_err(|e| to_status(e.into()))?
-            .iter()
-            .any(|t| t.id == token);
-        if !owned {
-            return Err(not_found());
-        }
-        let revoked = self
-            .core
-            .store
-            .revoke_token(token, self.core.now())
-            .await
-            .map_err(|e| to_status(e.into()))?;
-        if !revoked {
-            return Err(not_found());
-        }
+            .map_err(to_status)?;
         Ok(respond(pb::RevokeServiceAccountTokenResponse {}, seq))
     }
 }

@@ -3,11 +3,11 @@
 use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, convert, etag, mask_paths, required_text, respond, to_status};
+use super::{Api, command, convert, etag, mask_paths, required_text, respond, to_status};
 use crate::domain::names;
+use crate::error::Violations;
 use crate::method;
 use crate::rules;
-use crate::service::error::Violations;
 
 fn valid_key(k: &str) -> bool {
     (1..=40).contains(&k.len())
@@ -76,17 +76,15 @@ impl pb::stages_server::Stages for Api {
             })
             .await?;
         let s = a.req.stage.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let key = v.check(
-            "stage.name",
-            names::stage(&s.name).ok_or("must be organizations/{organization}/stages/{stage}"),
-        );
-        mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
-        let name = required_text(&mut v, "stage.display_name", &s.display_name, 50);
-        v.finish().map_err(to_status)?;
-        let Some((_, key)) = key else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (key, name) = command(|v| {
+            let key = v.check(
+                "stage.name",
+                names::stage(&s.name).ok_or("must be organizations/{organization}/stages/{stage}"),
+            );
+            mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
+            let name = required_text(v, "stage.display_name", &s.display_name, 50);
+            Some((key?.1, name))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -128,7 +126,7 @@ impl pb::stages_server::Stages for Api {
             .enter(request, method!("Stages/DeleteStage"), "name", |r| &r.name)
             .await?;
         let key = names::stage(&a.req.name).map(|(_, k)| k).ok_or_else(|| {
-            to_status(crate::service::error::Error::field(
+            to_status(crate::error::Error::field(
                 "name",
                 "must be organizations/{organization}/stages/{stage}",
             ))

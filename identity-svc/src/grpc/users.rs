@@ -1,31 +1,23 @@
 //! `identity.v1.Users`.
 
-use std::collections::BTreeSet;
-
 use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, respond, to_status, ts,
-};
+use super::{Api, command, convert, etag, mask_paths, optional_text, respond, to_status, ts};
+use crate::auth::{self, Entry, Need};
 use crate::domain::email::Email;
-use crate::domain::model::{Principal, UserState};
+use crate::domain::model::Principal;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
-use crate::domain::permissions::engine;
+use crate::error::{Error, Violations};
 use crate::method;
 use crate::rules;
-use crate::service::auth::{self, Authorized, Caller, Entry, Need};
-use crate::service::error::{Error, Violations};
-use crate::store::{TokenKind, TokenRecord};
 
-/// A session lasts 12 hours.
-pub const SESSION_TTL: i64 = auth::hours(12);
-/// Consecutive wrong passwords before a lockout.
-pub const MAX_FAILED_LOGINS: u32 = 5;
-/// How long a lockout lasts: 15 minutes.
-pub const LOCKOUT: i64 = 15 * 60 * 1_000_000;
+mod invite;
+mod listing;
+
+use invite::{invite_needs, parse_invite};
 
 fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
     v.check(
@@ -36,46 +28,6 @@ fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uui
             .ok_or("must be organizations/{organization}/users/{user} of this organization"),
     )
 }
-
-fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
-    match pb::UserState::try_from(s) {
-        Ok(pb::UserState::Unspecified) => None,
-        Ok(pb::UserState::Invited) => Some(UserState::Invited),
-        Ok(pb::UserState::Active) => Some(UserState::Active),
-        Ok(pb::UserState::Inactive) => Some(UserState::Inactive),
-        Err(_) => {
-            v.add("state", "unknown state");
-            None
-        }
-    }
-}
-
-/// Hashes a password off the async runtime (argon2 is deliberately slow).
-async fn hash_password(password: String) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| to_status(Error::Internal(format!("hash task: {e}"))))?
-        .map_err(to_status)
-}
-
-async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        if let Some(h) = hash {
-            auth::verify_password(&password, &h)
-        } else {
-            // Same work for unknown users, so timing does not reveal which emails exist.
-            let dummy = DUMMY_HASH
-                .get_or_init(|| auth::hash_password("not a real password").unwrap_or_default());
-            let _ = auth::verify_password(&password, dummy);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// A real argon2id hash, verified against for unknown emails so they cost the same time.
-static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[tonic::async_trait]
 impl pb::users_server::Users for Api {
@@ -89,92 +41,13 @@ impl pb::users_server::Users for Api {
             })
             .await?;
         let (org, r) = (a.org, &a.req);
-        let mut v = Violations::new();
-        let email = v.check("email", Email::parse(&r.email));
-        let display_name = optional_text(&mut v, "display_name", &r.display_name, 100);
-        let organization_role = if r.organization_role.is_empty() {
-            None
-        } else {
-            v.check(
-                "organization_role",
-                names::role_id_of(org, &r.organization_role)
-                    .ok_or("must be organizations/{organization}/roles/{role}"),
-            )
-        };
-        let mut app_roles = Vec::new();
-        for (i, x) in r.app_roles.iter().enumerate() {
-            let app = v.check(
-                &format!("app_roles[{i}].app"),
-                names::app(&x.app)
-                    .filter(|(o, _)| *o == org)
-                    .map(|(_, a)| a)
-                    .ok_or("must be organizations/{organization}/apps/{app}"),
-            );
-            let role = v.check(
-                &format!("app_roles[{i}].role"),
-                names::role_id_of(org, &x.role)
-                    .ok_or("must be organizations/{organization}/roles/{role}"),
-            );
-            if let (Some(app), Some(role)) = (app, role) {
-                app_roles.push((app, role));
-            }
-        }
-        let apps: BTreeSet<Uuid> = app_roles.iter().map(|(a, _)| *a).collect();
-        if apps.len() != app_roles.len() {
-            v.add("app_roles", "at most one role per app");
-        }
-        let end_user_roles = parse_end_user_roles(&mut v, org, &r.end_user_roles, "end_user_roles");
-        let mut groups = Vec::new();
-        for (i, g) in r.groups.iter().enumerate() {
-            if let Some(id) = v.check(
-                &format!("groups[{i}]"),
-                names::group(g)
-                    .filter(|(o, _)| *o == org)
-                    .map(|(_, g)| g)
-                    .ok_or("must be organizations/{organization}/groups/{group}"),
-            ) {
-                groups.push(id);
-            }
-        }
-        v.finish().map_err(to_status)?;
-        let Some(email) = email else {
-            return Err(Status::internal("unreachable"));
-        };
-        let invite = rules::invitations::Invite {
-            email: email.clone(),
-            display_name,
-            organization_role,
-            app_roles,
-            end_user_roles,
-            groups,
-        };
+        let invite = command(|v| parse_invite(v, org, r))?;
+        let email = invite.email.clone();
         let auth = {
             let st = a.handle.read();
-            let mut needs = Vec::new();
-            if invite.organization_role.is_some() || !invite.app_roles.is_empty() {
-                needs.push(Need::Perm(keys::USERS_MANAGE_MEMBER_ACCESS, None, None));
-            }
-            for (role, stage) in &invite.end_user_roles {
-                let app = st.end_user_roles.get(role).map(|r| r.app);
-                needs.push(Need::Perm(
-                    keys::END_USERS_MANAGE_ACCESS,
-                    Some(stage.clone()),
-                    app,
-                ));
-            }
-            for g in &invite.groups {
-                if let Some(g) = st.groups.get(g) {
-                    needs.push(Need::Perm(
-                        keys::END_USERS_MANAGE_GROUPS,
-                        Some(g.stage.clone()),
-                        None,
-                    ));
-                }
-            }
-            if needs.is_empty() {
-                needs.push(Need::Perm(keys::USERS_MANAGE, None, None));
-            }
-            a.entry.require(&st, &Need::All(needs)).map_err(to_status)?
+            a.entry
+                .require(&st, &invite_needs(&st, &invite))
+                .map_err(to_status)?
         };
         let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         if let Some(existing) = self.replayed_user(org, request_id).await? {
@@ -207,12 +80,7 @@ impl pb::users_server::Users for Api {
                 &r.name
             })
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = {
             let st = a.handle.read();
             let need = Need::Any(vec![
@@ -244,39 +112,22 @@ impl pb::users_server::Users for Api {
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
         let r = request.into_inner();
-        let mut v = Violations::new();
-        if r.invitation_token.is_empty() {
-            v.add("invitation_token", "is required");
-        }
-        v.check("password", auth::check_password_policy(&r.password));
-        let display_name = optional_text(&mut v, "display_name", &r.display_name, 100);
-        v.finish().map_err(to_status)?;
-        let invalid = || {
-            to_status(Error::Unauthenticated(
-                "the invitation is not valid (unknown, used, superseded or expired)".into(),
-            ))
-        };
-        let token = self
-            .core
-            .store
-            .find_invitation_token(&auth::hash_token(&r.invitation_token))
-            .await
-            .map_err(|e| to_status(e.into()))?
-            .ok_or_else(invalid)?;
-        if token.expire_time <= self.core.now() {
-            return Err(invalid());
-        }
-        let hash = hash_password(r.password.clone()).await?;
-        let proof = Authorized::system(Some(token.org), names::fmt::user(token.org, token.user));
+        let display_name = command(|v| {
+            if r.invitation_token.is_empty() {
+                v.add("invitation_token", "is required");
+            }
+            v.check("password", auth::check_password_policy(&r.password));
+            Some(optional_text(v, "display_name", &r.display_name, 100))
+        })?;
         let name = (!display_name.is_empty()).then_some(display_name);
-        let c = self
+        let (org, c) = self
             .core
-            .mutate(&proof, token.org, None, |d| {
-                rules::invitations::accept_invitation(d, &token, hash.clone(), name.clone())
+            .accept_invitation(&r.invitation_token, r.password, |d, token, hash| {
+                rules::invitations::accept_invitation(d, token, hash.to_owned(), name.clone())
             })
             .await
             .map_err(to_status)?;
-        let handle = self.core.org(token.org).await.map_err(to_status)?;
+        let handle = self.core.org(org).await.map_err(to_status)?;
         let st = handle.read();
         Ok(respond(
             pb::AcceptInvitationResponse {
@@ -297,19 +148,17 @@ impl pb::users_server::Users for Api {
             .await?;
         let r = &a.req;
         let u = r.user.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let email = v.check("user.email", Email::parse(&u.email));
-        let display_name = optional_text(&mut v, "user.display_name", &u.display_name, 100);
-        if !r.initial_password.is_empty() {
-            v.check(
-                "initial_password",
-                auth::check_password_policy(&r.initial_password),
-            );
-        }
-        v.finish().map_err(to_status)?;
-        let Some(email) = email else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (email, display_name) = command(|v| {
+            let email = v.check("user.email", Email::parse(&u.email));
+            let display_name = optional_text(v, "user.display_name", &u.display_name, 100);
+            if !r.initial_password.is_empty() {
+                v.check(
+                    "initial_password",
+                    auth::check_password_policy(&r.initial_password),
+                );
+            }
+            Some((email?, display_name))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         if let Some(existing) = self.replayed_user(a.org, request_id).await? {
@@ -318,7 +167,11 @@ impl pb::users_server::Users for Api {
         let hash = if r.initial_password.is_empty() {
             None
         } else {
-            Some(hash_password(r.initial_password.clone()).await?)
+            Some(
+                auth::hash_password_blocking(r.initial_password.clone())
+                    .await
+                    .map_err(to_status)?,
+            )
         };
         let active = r.active.unwrap_or(true);
         let c = match self
@@ -348,12 +201,7 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/GetUser"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let st = a.handle.read();
         a.entry
             .require(&st, &see_user(&st, id))
@@ -369,103 +217,11 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/ListUsers"), "parent", |r| &r.parent)
             .await?;
-        let r = &a.req;
-        let mut v = Violations::new();
-        let size = page_size(&mut v, "page_size", r.page_size);
-        let after: Option<String> = page_cursor(&mut v, "page_token", &r.page_token);
-        let state = parse_state(&mut v, r.state);
-        let facet = pb::UserFacet::try_from(r.facet).unwrap_or_else(|_| {
-            v.add("facet", "unknown facet");
-            pb::UserFacet::FacetAny
-        });
-        let stage = if r.stage.is_empty() {
-            None
-        } else {
-            v.check(
-                "stage",
-                names::stage(&r.stage)
-                    .filter(|(o, _)| *o == a.org)
-                    .map(|(_, k)| k)
-                    .ok_or("must be organizations/{organization}/stages/{stage}"),
-            )
-        };
-        if stage.is_some() && facet != pb::UserFacet::FacetEndUser {
-            v.add("stage", "only with FACET_END_USER");
-        }
-        v.finish().map_err(to_status)?;
+        let query = command(|v| Some(listing::parse_query(v, a.org, &a.req)))?;
         let st = a.handle.read();
-        // The stages whose end-users the caller may see (end-user facet).
-        let mut visible_stages: Vec<String> = Vec::new();
-        let need = match facet {
-            pb::UserFacet::FacetAny => Need::Perm(keys::USERS_MANAGE, None, None),
-            pb::UserFacet::FacetMember => Need::Perm(keys::USERS_VIEW_MEMBERS, None, None),
-            pb::UserFacet::FacetEndUser => {
-                let candidates: Vec<String> = match &stage {
-                    Some(s) => vec![s.clone()],
-                    None => st.stages.keys().cloned().collect(),
-                };
-                let p = a.entry.principal();
-                visible_stages = candidates
-                    .into_iter()
-                    .filter(|s| {
-                        p.is_some_and(|p| {
-                            engine::has_anywhere_in_stage(&st, p, keys::END_USERS_VIEW, s)
-                        })
-                    })
-                    .collect();
-                match &stage {
-                    Some(s) => Need::Perm(keys::END_USERS_VIEW, Some(s.clone()), None),
-                    None => Need::PermAnywhere(keys::END_USERS_VIEW),
-                }
-            }
-        };
+        let (need, visible_stages) = listing::visibility(&query, &st, a.entry.principal());
         a.entry.require(&st, &need).map_err(to_status)?;
-        let prefix = r.email_prefix.trim().to_lowercase();
-        let start = match &after {
-            Some(last) if *last >= prefix => std::ops::Bound::Excluded(last.clone()),
-            _ => std::ops::Bound::Included(prefix.clone()),
-        };
-        let mut users = Vec::new();
-        let mut more = false;
-        for (email, id) in st.users_by_email.range((start, std::ops::Bound::Unbounded)) {
-            if !email.starts_with(&prefix) {
-                break;
-            }
-            let Some(u) = st.users.get(id) else { continue };
-            if state.is_some_and(|s| s != u.state) {
-                continue;
-            }
-            let keep = match facet {
-                pb::UserFacet::FacetAny => true,
-                pb::UserFacet::FacetMember => st.is_member(u.id),
-                pb::UserFacet::FacetEndUser => {
-                    visible_stages.iter().any(|s| st.is_end_user_in(u.id, s))
-                }
-            };
-            if !keep {
-                continue;
-            }
-            if users.len() == size {
-                more = true;
-                break;
-            }
-            users.push(convert::user(&st, u));
-        }
-        let next_page_token = if more {
-            users
-                .last()
-                .map(|u| shared::page_token::encode(&u.email))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(respond(
-            pb::ListUsersResponse {
-                users,
-                next_page_token,
-            },
-            st.seq,
-        ))
+        Ok(respond(listing::page(&query, &st, &visible_stages), st.seq))
     }
 
     async fn update_user(
@@ -478,14 +234,12 @@ impl pb::users_server::Users for Api {
             })
             .await?;
         let u = a.req.user.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "user.name", a.org, &u.name);
-        mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
-        let name = optional_text(&mut v, "user.display_name", &u.display_name, 100);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (id, name) = command(|v| {
+            let id = user_id(v, "user.name", a.org, &u.name);
+            mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
+            let name = optional_text(v, "user.display_name", &u.display_name, 100);
+            Some((id?, name))
+        })?;
         let auth = {
             let st = a.handle.read();
             let need = Need::Any(vec![
@@ -512,12 +266,7 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/ActivateUser"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let c = self
@@ -540,12 +289,7 @@ impl pb::users_server::Users for Api {
                 &r.name
             })
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let me = auth.principal();
@@ -567,12 +311,7 @@ impl pb::users_server::Users for Api {
         let a = self
             .enter(request, method!("Users/DeleteUser"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = user_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let me = auth.principal();
@@ -591,93 +330,28 @@ impl pb::users_server::Users for Api {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let org = v.check(
-            "organization",
-            names::org(&r.organization).ok_or("must be organizations/{organization}"),
-        );
-        let email = v.check("email", Email::parse(&r.email));
-        if r.password.is_empty() {
-            v.add("password", "is required");
-        }
-        v.finish().map_err(to_status)?;
-        let (Some(org), Some(email)) = (org, email) else {
-            return Err(Status::internal("unreachable"));
-        };
-        let refused = || to_status(Error::Unauthenticated("wrong email or password".into()));
-        let now = self.core.now();
-        let found = match self.core.org(org).await {
-            Ok(h) => {
-                let st = h.read();
-                st.users_by_email
-                    .get(email.as_str())
-                    .and_then(|id| st.users.get(id))
-                    .map(|u| (u.id, u.state, st.users.contains_key(&u.id)))
+        let (org, email) = command(|v| {
+            let org = v.check(
+                "organization",
+                names::org(&r.organization).ok_or("must be organizations/{organization}"),
+            );
+            let email = v.check("email", Email::parse(&r.email));
+            if r.password.is_empty() {
+                v.add("password", "is required");
             }
-            Err(_) => None,
-        };
-        let Some((uid, state, _)) = found else {
-            verify_password(r.password, None).await;
-            return Err(refused());
-        };
-        let creds = self
+            Some((org?, email?))
+        })?;
+        let session = self
             .core
-            .store
-            .credentials(org, uid)
+            .login(org, &email, r.password)
             .await
-            .map_err(|e| to_status(e.into()))?;
-        if creds.locked_until.is_some_and(|t| t > now) {
-            return Err(to_status(Error::ResourceExhausted(
-                "too many failed logins; the account is locked for 15 minutes".into(),
-            )));
-        }
-        let ok = verify_password(r.password, creds.password_hash.clone()).await;
-        if !ok {
-            let failed = creds.failed_logins + 1;
-            let (failed, locked) = if failed >= MAX_FAILED_LOGINS {
-                (0, Some(now + LOCKOUT))
-            } else {
-                (failed, None)
-            };
-            self.core
-                .store
-                .set_login_failures(org, uid, failed, locked)
-                .await
-                .map_err(|e| to_status(e.into()))?;
-            return Err(refused());
-        }
-        if creds.failed_logins > 0 || creds.locked_until.is_some() {
-            self.core
-                .store
-                .set_login_failures(org, uid, 0, None)
-                .await
-                .map_err(|e| to_status(e.into()))?;
-        }
-        if state != UserState::Active {
-            return Err(refused());
-        }
-        let secret = auth::new_token(auth::SESSION_PREFIX);
-        let token = TokenRecord {
-            id: Uuid::now_v7(),
-            hash: auth::hash_token(&secret),
-            kind: TokenKind::Session,
-            org,
-            principal: Principal::User(uid),
-            create_time: now,
-            expire_time: now + SESSION_TTL,
-            revoke_time: None,
-        };
-        self.core
-            .store
-            .insert_token(&token)
-            .await
-            .map_err(|e| to_status(e.into()))?;
+            .map_err(to_status)?;
         let handle = self.core.org(org).await.map_err(to_status)?;
         let st = handle.read();
-        let user = st.users.get(&uid).map(|u| convert::user(&st, u));
+        let user = st.users.get(&session.user).map(|u| convert::user(&st, u));
         Ok(Response::new(pb::LoginResponse {
-            session_token: secret,
-            expire_time: ts(token.expire_time),
+            session_token: session.secret,
+            expire_time: ts(session.expire_time),
             user,
         }))
     }
@@ -689,25 +363,9 @@ impl pb::users_server::Users for Api {
         const M: &str = method!("Users/Logout");
         let caller = self.caller(request.metadata(), M).await?;
         let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
-        entry.authorized().map_err(to_status)?;
-        match caller {
-            Caller::Principal {
-                principal: Principal::User(_),
-                token,
-                ..
-            } => {
-                self.core
-                    .store
-                    .revoke_token(token, self.core.now())
-                    .await
-                    .map_err(|e| to_status(e.into()))?;
-                Ok(Response::new(pb::LogoutResponse {}))
-            }
-            _ => Err(to_status(Error::precondition(
-                "NOT_A_SESSION",
-                "only a session token can log out",
-            ))),
-        }
+        let auth = entry.authorized().map_err(to_status)?;
+        self.core.logout(&auth).await.map_err(to_status)?;
+        Ok(Response::new(pb::LogoutResponse {}))
     }
 }
 
@@ -724,36 +382,6 @@ fn see_user(st: &crate::domain::state::OrgState, id: Uuid) -> Need {
         any.push(Need::PermAnywhere(keys::END_USERS_VIEW));
     }
     Need::Any(any)
-}
-
-/// Parses (end-user role, stage) pairs of organization `org`.
-pub fn parse_end_user_roles(
-    v: &mut Violations,
-    org: Uuid,
-    items: &[pb::EndUserRoleInStage],
-    field: &str,
-) -> Vec<(Uuid, String)> {
-    let mut out = Vec::new();
-    for (i, x) in items.iter().enumerate() {
-        let role = v.check(
-            &format!("{field}[{i}].end_user_role"),
-            names::end_user_role(&x.end_user_role)
-                .filter(|(o, _, _)| *o == org)
-                .map(|(_, _, r)| r)
-                .ok_or("must be organizations/{organization}/apps/{app}/endUserRoles/{role}"),
-        );
-        let stage = v.check(
-            &format!("{field}[{i}].stage"),
-            names::stage(&x.stage)
-                .filter(|(o, _)| *o == org)
-                .map(|(_, s)| s)
-                .ok_or("must be organizations/{organization}/stages/{stage}"),
-        );
-        if let (Some(r), Some(s)) = (role, stage) {
-            out.push((r, s));
-        }
-    }
-    out
 }
 
 impl Api {

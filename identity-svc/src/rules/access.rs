@@ -5,17 +5,17 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+use crate::core::Draft;
 use crate::domain::model::{
     Assignment, EndUserGrant, Entity, Grant, Principal, ScopeKey, UserState,
 };
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::catalog;
 use crate::domain::state::OrgState;
+use crate::error::{Error, Violations};
 use crate::rules::lookups::{
     app, end_user_role, org_id, principal, principal_user, role, stage, user,
 };
-use crate::service::core::Draft;
-use crate::service::error::{Error, Violations};
 
 /// Validates a role's grants against the catalog and the stages.
 pub fn validate_grants(st: &OrgState, grants: &[Grant], field: &str) -> Result<(), Error> {
@@ -94,7 +94,7 @@ pub(super) fn protect_last_admin(st: &OrgState, user: Uuid) -> Result<(), Error>
 
 pub(super) fn remove_assignment(d: &mut Draft<'_>, a: Assignment) {
     let o = org_id(d);
-    let target = crate::service::auth::principal_name(o, a.principal);
+    let target = crate::auth::principal_name(o, a.principal);
     let affected = principal_user(a.principal);
     d.change(
         "role_assignment.deleted",
@@ -140,7 +140,7 @@ pub fn assign_role(
     } else {
         "role_assignment.created"
     };
-    let target = crate::service::auth::principal_name(org_id(d), p);
+    let target = crate::auth::principal_name(org_id(d), p);
     d.change(
         action,
         target,

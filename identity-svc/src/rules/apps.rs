@@ -3,14 +3,14 @@
 
 use uuid::Uuid;
 
+use crate::core::Draft;
 use crate::domain::model::{
     App, Assignment, EndUserGrant, EndUserRole, Entity, GroupRole, ScopeKey,
 };
 use crate::domain::names::fmt;
+use crate::error::Error;
 use crate::rules::access::remove_assignment;
 use crate::rules::lookups::{app, end_user_role, group_members, org_id};
-use crate::service::core::Draft;
-use crate::service::error::Error;
 
 /// Creates an app.
 pub fn create_app(d: &mut Draft<'_>, name: String) -> Result<App, Error> {

@@ -3,17 +3,17 @@
 
 use uuid::Uuid;
 
+use crate::auth::{INVITATION_PREFIX, hash_token, new_token};
+use crate::core::Draft;
+use crate::core::SecretOp;
 use crate::domain::email::Email;
 use crate::domain::model::{Entity, Invitation, Micros, Principal, ScopeKey, User, UserState};
 use crate::domain::names::fmt;
+use crate::error::Error;
 use crate::rules::access::{assign_role, grant_end_user_role};
 use crate::rules::groups::add_members;
 use crate::rules::lookups::{app, end_user_role, group, org_id, role, stage, user};
 use crate::rules::users::refuse_existing_email;
-use crate::service::auth::{INVITATION_PREFIX, hash_token, new_token};
-use crate::service::core::Draft;
-use crate::service::error::Error;
-use crate::store::SecretOp;
 
 /// How long an invitation is valid: 7 days.
 pub const INVITATION_TTL: Micros = 7 * 24 * 3_600 * 1_000_000;
@@ -142,7 +142,7 @@ pub fn resend_invitation(d: &mut Draft<'_>, id: Uuid) -> Result<(User, String), 
 /// Accepts an invitation: the user becomes ACTIVE with the password set.
 pub fn accept_invitation(
     d: &mut Draft<'_>,
-    token: &crate::store::InvitationToken,
+    token: &crate::core::InvitationToken,
     password_hash: String,
     display_name: Option<String>,
 ) -> Result<User, Error> {

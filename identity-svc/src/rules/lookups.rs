@@ -3,11 +3,11 @@
 
 use uuid::Uuid;
 
+use crate::core::Draft;
 use crate::domain::model::{App, EndUserRole, Group, Principal, Role, Stage, User};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
-use crate::service::core::Draft;
-use crate::service::error::Error;
+use crate::error::Error;
 
 /// The id of the organization `d` changes.
 pub(super) fn org_id(d: &Draft<'_>) -> Uuid {
@@ -65,9 +65,7 @@ pub fn principal(st: &OrgState, p: Principal) -> Result<(), Error> {
     if st.principal_exists(p) {
         Ok(())
     } else {
-        Err(Error::NotFound(crate::service::auth::principal_name(
-            st.org.id, p,
-        )))
+        Err(Error::NotFound(crate::auth::principal_name(st.org.id, p)))
     }
 }
 

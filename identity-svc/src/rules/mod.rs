@@ -5,7 +5,7 @@
 //! Rules call each other only downwards (`organizations` → `invitations` → `users` →
 //! `access`/`groups` → `lookups`); they never reach the gRPC layer.
 //!
-//! [`Draft`]: crate::service::core::Draft
+//! [`Draft`]: crate::core::Draft
 
 pub mod access;
 pub mod apps;

@@ -1,14 +1,14 @@
 //! The rules of an organization as a whole: seeding a new one (its stages, the built-in roles,
 //! the first administrator's invitation) and renaming it.
 
+use crate::core::Draft;
 use crate::domain::email::Email;
 use crate::domain::model::{Entity, Stage, StagePurpose, User};
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::built_in::built_in_roles;
+use crate::error::Error;
 use crate::rules::invitations::{Invite, invite};
 use crate::rules::lookups::{check_etag, org_id};
-use crate::service::core::Draft;
-use crate::service::error::Error;
 
 /// Seeds a new organization: stages, built-in roles, and the first administrator's invitation.
 /// Returns the invited user and the invitation secret (for the mailer only).

@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+use crate::core::Draft;
 use crate::domain::model::{Entity, Grant, Role};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
+use crate::error::Error;
 use crate::rules::access::validate_grants;
 use crate::rules::lookups::{check_etag, org_id, role};
-use crate::service::core::Draft;
-use crate::service::error::Error;
 
 fn refuse_taken_role_name(st: &OrgState, name: &str, except: Option<&str>) -> Result<(), Error> {
     if st

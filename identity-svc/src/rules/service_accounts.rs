@@ -3,14 +3,14 @@
 
 use uuid::Uuid;
 
+use crate::auth::{hash_token, new_token};
+use crate::core::Draft;
+use crate::core::{SecretOp, TokenKind, TokenRecord};
 use crate::domain::model::{Assignment, Entity, Micros, Principal, ServiceAccount};
 use crate::domain::names::fmt;
+use crate::error::Error;
 use crate::rules::access::remove_assignment;
 use crate::rules::lookups::org_id;
-use crate::service::auth::{hash_token, new_token};
-use crate::service::core::Draft;
-use crate::service::error::Error;
-use crate::store::{SecretOp, TokenKind, TokenRecord};
 
 /// Creates a service account.
 pub fn create_service_account(d: &mut Draft<'_>, name: String) -> Result<ServiceAccount, Error> {
@@ -80,7 +80,7 @@ pub fn create_service_account_token(
     if !d.state().service_accounts.contains_key(&id) {
         return Err(Error::NotFound(fmt::service_account(org_id(d), id)));
     }
-    let secret = new_token(crate::service::auth::SERVICE_ACCOUNT_PREFIX);
+    let secret = new_token(crate::auth::SERVICE_ACCOUNT_PREFIX);
     let t = TokenRecord {
         id: Uuid::now_v7(),
         hash: hash_token(&secret),

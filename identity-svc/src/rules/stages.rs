@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::core::Draft;
 use crate::domain::model::{Entity, Stage, StagePurpose};
 use crate::domain::names::fmt;
+use crate::error::Error;
 use crate::rules::lookups::{check_etag, org_id, stage};
-use crate::service::core::Draft;
-use crate::service::error::Error;
 
 /// Most non-production stages between Development and Production.
 pub const MAX_NON_PRODUCTION_STAGES: usize = 10;

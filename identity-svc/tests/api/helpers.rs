@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use identity_svc::config::Settings;
-use identity_svc::service::clock::ManualClock;
+use identity_svc::core::clock::ManualClock;
 use shared::proto::identity::v1 as pb;
 use shared::testkit::clients::{Credentials, invitation_token};
 use shared::testkit::pg::{self, TestDatabase};

@@ -560,10 +560,7 @@ fn table() -> Vec<(&'static str, Call)> {
 #[test]
 fn the_table_covers_every_rpc() {
     let table: BTreeSet<&str> = table().iter().map(|(m, _)| *m).collect();
-    let rules: BTreeSet<&str> = identity_svc::service::auth::RULES
-        .iter()
-        .map(|(m, _)| *m)
-        .collect();
+    let rules: BTreeSet<&str> = identity_svc::auth::RULES.iter().map(|(m, _)| *m).collect();
     assert_eq!(table, rules);
 }
 

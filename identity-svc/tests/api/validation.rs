@@ -394,7 +394,7 @@ async fn bad_input_on_every_mutating_rpc_names_the_field_and_changes_nothing(b: 
     // Every mutating RPC of the API appears above (reads and the feed are not mutations).
     let covered: std::collections::BTreeSet<&str> = cases().iter().map(|(_, m, _)| *m).collect();
     let reads = ["get_", "list_", "check_", "watch_", "logout", "noop"];
-    for (method, _) in identity_svc::service::auth::RULES {
+    for (method, _) in identity_svc::auth::RULES {
         let rpc = method.rsplit('/').next().unwrap();
         let snake = to_snake(rpc);
         if reads.iter().any(|r| snake.starts_with(r)) || snake == "create_organization" {

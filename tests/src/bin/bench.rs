@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
+use identity_svc::auth::{SERVICE_ACCOUNT_PREFIX, hash_token, new_token};
 use identity_svc::domain::email::Email;
 use identity_svc::domain::model::{
     App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, Group, GroupMember,
@@ -52,7 +53,6 @@ use identity_svc::domain::model::{
 };
 use identity_svc::domain::names::fmt;
 use identity_svc::domain::permissions::catalog::{self, PermissionDef};
-use identity_svc::service::auth::{SERVICE_ACCOUNT_PREFIX, hash_token, new_token};
 use identity_svc::store::{Commit, Store, TokenKind, TokenRecord};
 use serde_json::{Value, json};
 use shared::proto::identity::v1 as pb;
@@ -3132,8 +3132,8 @@ mod portal_live {
         let (identity_backend, data) = seeded(cli, out, n).await?;
         let identity_server = Server::spawn(&identity_backend, &data).await?;
         let backend = Backend::new(cli.pg.as_deref(), "portal_sync").await?;
-        let operator = identity_svc::service::auth::new_token("bench_portal_op_");
-        let service = identity_svc::service::auth::new_token("bench_portal_svc_");
+        let operator = identity_svc::auth::new_token("bench_portal_op_");
+        let service = identity_svc::auth::new_token("bench_portal_svc_");
         let portal_child =
             PortalChild::spawn(&backend, &identity_server.addr, &operator, &service).await?;
         let base = json!({ "users": n, "backend": backend.name() });

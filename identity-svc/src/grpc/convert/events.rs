@@ -12,9 +12,9 @@ use shared::proto::identity::v1::resource::Kind;
 use uuid::Uuid;
 
 use super::ts;
+use crate::core::EventRecord;
 use crate::domain::model::{Entity, GroupMember, GroupRole, Invitation};
 use crate::domain::names::fmt;
-use crate::store::EventRecord;
 
 /// Change event.
 pub fn event(e: &EventRecord) -> pb::ChangeEvent {

@@ -7,8 +7,8 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::domain::names;
+use crate::error::{Error, Violations};
 use crate::grpc::to_status;
-use crate::service::error::{Error, Violations};
 
 /// The id of a group name of organization `org`.
 pub(super) fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {

@@ -1,0 +1,106 @@
+//! Secrets: bearer and invitation tokens (random, prefixed by kind, stored only as SHA-256
+//! hashes), argon2id password hashes, the password policy, and constant-time comparison.
+//!
+//! Pure functions of their inputs (and the random generator): no store, no core.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use rand::RngExt as _;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Prefix of operator tokens.
+pub const OPERATOR_PREFIX: &str = "odc_op_";
+/// Prefix of session tokens.
+pub const SESSION_PREFIX: &str = "odc_ses_";
+/// Prefix of service-account tokens.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "odc_sa_";
+/// Prefix of invitation tokens.
+pub const INVITATION_PREFIX: &str = "odc_inv_";
+
+/// A fresh random token with `prefix`: 256 random bits, base64url. Short enough that the
+/// invitation line of a mail (`invitation_token: odc_inv_...`) stays under 76 characters and
+/// reaches the reader as plain 7-bit text.
+pub fn new_token(prefix: &str) -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::rng().random();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The stored form of a token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Hashes a password with argon2id and a random salt.
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    let salt: [u8; 16] = rand::rng().random();
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("password hash: {e}")))
+}
+
+/// Checks a password against a stored hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// The password policy (DOMAIN.md): at least 12 characters, one digit, one upper-case letter.
+pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
+    if password.chars().count() < 12 {
+        return Err("must be at least 12 characters");
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        return Err("must contain a digit");
+    }
+    if !password.chars().any(char::is_uppercase) {
+        return Err("must contain an upper-case letter");
+    }
+    Ok(())
+}
+
+/// [`hash_password`] off the async runtime (argon2 is deliberately slow).
+pub async fn hash_password_blocking(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| Error::Internal(format!("hash task: {e}")))?
+}
+
+/// Compares two secrets (or their hashes) in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_policy_needs_length_digit_and_upper_case() {
+        assert!(check_password_policy("Short1").is_err());
+        assert!(check_password_policy("longenoughbutnodigit").is_err());
+        assert!(check_password_policy("longenough1nouppercase").is_err());
+        assert!(check_password_policy("LongEnough1234").is_ok());
+    }
+
+    #[test]
+    fn tokens_are_prefixed_random_and_hashed() {
+        let a = new_token(SESSION_PREFIX);
+        let b = new_token(SESSION_PREFIX);
+        assert!(a.starts_with(SESSION_PREFIX));
+        assert_ne!(a, b);
+        assert_eq!(hash_token(&a), hash_token(&a));
+        assert_ne!(hash_token(&a), a);
+        let h = hash_password("LongEnough1234").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("LongEnough1234", &h));
+        assert!(!verify_password("LongEnough1235", &h));
+    }
+}

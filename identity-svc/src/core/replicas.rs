@@ -1,0 +1,87 @@
+//! The read path across replicas: several identity replicas on one database each keep their
+//! own in-memory state, and apply the events the others commit (the follower, consistency
+//! tokens).
+
+use uuid::Uuid;
+
+use super::{Core, OrgHandle};
+use crate::domain::model::Micros;
+use crate::error::Error;
+
+/// The read path across replicas: several identity replicas on one database each keep their
+/// own in-memory state, and apply the events the others commit.
+impl Core {
+    /// Brings one organization's state up to the store's last committed event (the events
+    /// other replicas committed), under the organization's writer lock.
+    pub async fn refresh(&self, handle: &OrgHandle, org: Uuid) -> Result<(), Error> {
+        let _writer = handle.writer.lock().await;
+        self.catch_up(handle, org).await
+    }
+
+    /// One follower pass: forgets the cached tokens other replicas revoked, reads every
+    /// organization's last sequence in one statement, catches up the organizations that are
+    /// behind and loads the ones created elsewhere. Returns how many organizations moved.
+    pub async fn follow_once(&self) -> Result<usize, Error> {
+        // Revocation times come from each replica's clock: look back far enough to cover skew.
+        const CLOCK_SKEW: Micros = 60_000_000;
+        let now = self.now();
+        let since = *self
+            .revocations_scanned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.storage
+            .tokens
+            .forget_revoked_since(since - CLOCK_SKEW)
+            .await?;
+        *self
+            .revocations_scanned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        let mut moved = 0;
+        for (org, seq) in self.storage.store.sequences().await? {
+            if let Some(handle) = self.org_cached(org) {
+                if handle.read().seq < seq {
+                    self.refresh(&handle, org).await?;
+                    moved += 1;
+                }
+            } else {
+                self.org(org).await?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Waits until the organization's state has applied sequence `seq` (a consistency token
+    /// returned by a write on any replica), at most `deadline`. A token is only handed out
+    /// after its commit, so catching up from the store reaches it; a token beyond the store's
+    /// last event was not issued for this organization (`OutOfRange`).
+    pub async fn await_sequence(
+        &self,
+        handle: &OrgHandle,
+        org: Uuid,
+        seq: u64,
+        deadline: std::time::Duration,
+    ) -> Result<(), Error> {
+        if handle.read().seq >= seq {
+            return Ok(());
+        }
+        match tokio::time::timeout(deadline, self.refresh(handle, org)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Unavailable(format!(
+                    "this replica has not applied consistency token {seq} within {} ms; retry",
+                    deadline.as_millis()
+                )));
+            }
+        }
+        let applied = handle.read().seq;
+        if applied >= seq {
+            Ok(())
+        } else {
+            Err(Error::OutOfRange(format!(
+                "consistency token {seq} is ahead of this organization's last event ({applied})"
+            )))
+        }
+    }
+}
