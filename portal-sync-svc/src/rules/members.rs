@@ -414,7 +414,7 @@ fn refuse_new_odc_access(
             );
         }
     }
-    v.finish()
+    Ok(v.finish()?)
 }
 
 /// The edited member (next revision) and the infrastructures whose permission changes.
