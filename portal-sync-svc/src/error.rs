@@ -1,6 +1,7 @@
 //! Errors of the portal API, in the domain's words (made by the rules and the handlers), and their one mapping to `tonic::Status`
 //! with a `google.rpc.ErrorInfo` reason (domain [`ERROR_DOMAIN`]) and, for bad requests, a
-//! `google.rpc.BadRequest` naming every bad field.
+//! `google.rpc.BadRequest` naming every bad field. The bad fields are collected in the shared
+//! kit's [`Violations`] (re-exported here), which converts into [`Error::InvalidArgument`].
 
 use shared::errors::status;
 pub use shared::violations::Violations;
