@@ -14,12 +14,14 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
+use shared::bootstrap::ServiceSettings;
+use shared::cli::{CommonArgs, CommonFlags};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 
@@ -38,35 +40,31 @@ pub const DEFAULT_DATA_DIR: &str = "./data/portal";
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE: &str = "portal.db";
 
-/// The command line of `portal-sync-svc`. Every flag overrides the file and the environment.
+/// The command line of `portal-sync-svc`: the flags every service has ([`CommonArgs`], with
+/// this service's defaults in their help) and `--identity-url`. Every flag overrides the file
+/// and the environment.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "portal-sync-svc",
     version,
-    about = "Customer Portal team records derived from the identity service"
+    about = "Customer Portal team records derived from the identity service",
+    mut_arg("listen", |a| a.help("gRPC listen address [default: 127.0.0.1:50052]")),
+    mut_arg("data_dir", |a| a.help(
+        "Data directory: SQLite database, operator token file [default: ./data/portal]"
+    )),
+    mut_arg("metrics_listen", |a| a.help(
+        "Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465 [default: off]"
+    )),
+    // Listed after `--database-url`, where it always was.
+    mut_arg("identity_url", |a| a.display_order(3)),
 )]
 pub struct Args {
-    /// TOML configuration file (optional; must exist when given).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:50052].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Data directory: SQLite database, operator token file [default: ./data/portal].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// `postgres://user:password@host:port/database` to use PostgreSQL instead of SQLite.
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
+    /// The flags every service has.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// The identity service [default: http://127.0.0.1:50051].
     #[arg(long, value_name = "URL")]
     pub identity_url: Option<String>,
-    /// Log format: `pretty` or `json` [default: pretty].
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465 [default: off].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The `sync` part of the flags.
@@ -78,18 +76,10 @@ struct SyncFlags<'a> {
 /// The flags that were given, as a figment layer (absent flags leave lower layers alone).
 #[derive(Serialize)]
 struct FlagLayer<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<&'a str>,
+    #[serde(flatten)]
+    common: CommonFlags<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sync: Option<SyncFlags<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_format: Option<LogFormat>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<SocketAddr>,
 }
 
 /// Everything portal-sync can be configured with. Every field has a default, so an empty file
@@ -157,6 +147,18 @@ impl fmt::Debug for Settings {
     }
 }
 
+impl ServiceSettings for Settings {
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+    fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+    fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen
+    }
+}
+
 impl Settings {
     /// Parses the process's command line and loads the layered configuration.
     ///
@@ -174,17 +176,13 @@ impl Settings {
     /// The layered configuration sources, for callers that want to add their own layer.
     pub fn figment(args: &Args) -> Figment {
         let flags = FlagLayer {
-            listen: args.listen,
-            data_dir: args.data_dir.as_deref(),
-            database_url: args.database_url.as_deref(),
+            common: args.common.flags(),
             sync: args
                 .identity_url
                 .as_deref()
                 .map(|identity_url| SyncFlags { identity_url }),
-            log_format: args.log_format,
-            metrics_listen: args.metrics_listen,
         };
-        shared::config::figment(args.config.as_deref(), ENV_PREFIX, flags)
+        shared::config::figment(args.common.config.as_deref(), ENV_PREFIX, flags)
     }
 
     /// The database to open: PostgreSQL for a `postgres://` or `postgresql://` URL, otherwise
@@ -196,36 +194,13 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use shared::testkit::env::{in_child, run_in_child};
+
     use super::*;
-    use std::process::Command;
 
     fn args(list: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("portal-sync-svc").chain(list.iter().copied()))
             .unwrap()
-    }
-
-    /// Environment variables cannot be set safely inside a multi-threaded test process, so
-    /// the environment case runs in a child process of this test binary with the variables set
-    /// on the command, and the test checks them there.
-    fn run_in_child(name: &str, env: &[(&str, &str)]) {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env("PORTAL_CONFIG_TEST_CHILD", "1");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let output = command.output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "child test {name} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn in_child() -> bool {
-        std::env::var_os("PORTAL_CONFIG_TEST_CHILD").is_some()
     }
 
     fn toml_file(text: &str) -> tempfile::NamedTempFile {
@@ -250,6 +225,38 @@ mod tests {
         let path = file.path().to_str().unwrap();
         let loaded = Settings::from_args(&args(&["--config", path])).unwrap();
         assert_eq!(format!("{loaded:?}"), format!("{s:?}"));
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_this_services_defaults() {
+        use clap::CommandFactory as _;
+        let help = Args::command().render_help().to_string();
+        let flags: Vec<&str> = help
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                "config",
+                "listen",
+                "data-dir",
+                "database-url",
+                "identity-url",
+                "log-format",
+                "metrics-listen"
+            ],
+            "{help}"
+        );
+        for default in [
+            "[default: 127.0.0.1:50052]",
+            "[default: ./data/portal]",
+            "[default: http://127.0.0.1:50051]",
+            "e.g. 127.0.0.1:9465 [default: off]",
+        ] {
+            assert!(help.contains(default), "{default} missing from:\n{help}");
+        }
     }
 
     #[test]

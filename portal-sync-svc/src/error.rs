@@ -1,8 +1,10 @@
 //! Errors of the portal API, in the domain's words (made by the rules and the handlers), and their one mapping to `tonic::Status`
 //! with a `google.rpc.ErrorInfo` reason (domain [`ERROR_DOMAIN`]) and, for bad requests, a
-//! `google.rpc.BadRequest` naming every bad field.
+//! `google.rpc.BadRequest` naming every bad field. The bad fields are collected in the shared
+//! kit's [`Violations`] (re-exported here), which converts into [`Error::InvalidArgument`].
 
 use shared::errors::status;
+pub use shared::violations::Violations;
 use tonic::{Code, Status};
 
 use crate::auth::AuthError;
@@ -25,8 +27,8 @@ pub const STALE_ETAG: &str = "STALE_ETAG";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad fields: (field path, what is wrong). Nothing was changed.
-    #[error("invalid argument")]
-    InvalidArgument(Vec<(String, String)>),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(Violations),
     /// Something named does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -66,7 +68,7 @@ pub enum Error {
 impl Error {
     /// One bad field.
     pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Error::InvalidArgument(vec![(field.into(), description.into())])
+        Error::InvalidArgument(Violations::one(field, description))
     }
 
     /// A failed precondition.
@@ -83,6 +85,12 @@ impl Error {
     }
 }
 
+impl From<Violations> for Error {
+    fn from(v: Violations) -> Self {
+        Error::InvalidArgument(v)
+    }
+}
+
 impl From<AuthError> for Error {
     fn from(e: AuthError) -> Self {
         match e {
@@ -94,53 +102,10 @@ impl From<AuthError> for Error {
     }
 }
 
-/// Collects field violations so a request reports all its bad fields at once.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<(String, String)>);
-
-impl Violations {
-    /// Nothing wrong yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Records one bad field.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
-    }
-    /// Records the error of a parse, returning its value when it parsed.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.add(field, e.to_string());
-                None
-            }
-        }
-    }
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    /// `Ok(())` when nothing was recorded.
-    pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
-        }
-    }
-}
-
 /// Maps an error to a status with its `ErrorInfo` reason (and `BadRequest`).
 pub fn to_status(e: Error) -> Status {
     match e {
-        Error::InvalidArgument(fields) => {
-            let mut v = shared::errors::FieldViolations::new(ERROR_DOMAIN);
-            for (f, d) in fields {
-                v.add(f, d);
-            }
-            v.into_status()
-        }
+        Error::InvalidArgument(v) => v.into_status(ERROR_DOMAIN),
         Error::NotFound(what) => status(
             ERROR_DOMAIN,
             Code::NotFound,

@@ -14,7 +14,9 @@ use shared::proto::portal::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::auth::tokens::{OPERATOR_PREFIX, Tokens, hash_token, new_token};
+use shared::secrets::{TokenEncoding, hash_token};
+
+use crate::auth::tokens::{OPERATOR_PREFIX, Tokens};
 use crate::config::{Database, Settings};
 use crate::grpc::Api;
 use crate::rules::Rules;
@@ -131,16 +133,16 @@ pub fn service_token_hashes(settings: &Settings) -> anyhow::Result<Vec<String>> 
 /// The SHA-256 hash of the operator token, the only form the server keeps.
 ///
 /// The token is the configured `operator_token` if set; otherwise the content of
-/// `<data_dir>/operator-token`; otherwise a new random token (`new_token(OPERATOR_PREFIX)`)
-/// written once to that file, readable only by its owner (mode 0600). Only the file's path is
-/// logged, never the token. See [`shared::operator_token::load_or_create`].
+/// `<data_dir>/operator-token`; otherwise a new random token (`OPERATOR_PREFIX` and 64 hex
+/// digits) written once to that file, readable only by its owner (mode 0600). Only the file's
+/// path is logged, never the token. See [`shared::operator_token::load_or_create_hash`].
 pub fn operator_token_hash(settings: &Settings) -> anyhow::Result<String> {
-    let token = operator_token::load_or_create(
+    Ok(operator_token::load_or_create_hash(
         settings.operator_token.as_ref(),
         &settings.data_dir,
-        || new_token(OPERATOR_PREFIX),
-    )?;
-    Ok(hash_token(&token))
+        OPERATOR_PREFIX,
+        TokenEncoding::Hex,
+    )?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use prost::Message as _;
 
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ use super::authenticate::{ACTING_FOR, Caller, authenticate};
 use super::levels::Need;
 use super::proof::Entry;
 use super::rules::RULES;
-use super::tokens::{OPERATOR_PREFIX, TokenKind, Tokens, hash_token, new_token};
+use super::tokens::{OPERATOR_PREFIX, TokenKind, Tokens};
 use crate::domain::facts::CompanyFacts;
 use crate::domain::model::{
     Access, CompanyPermission, Email, InfraPermission, Infrastructure, Source, TeamMember, TeamRole,
@@ -79,9 +80,9 @@ fn tokens_are_identified_by_hash() {
     assert_eq!(t.identify("svc2"), Some(TokenKind::Service));
     assert_eq!(t.identify("nope"), None);
     assert!(!format!("{t:?}").contains(&hash_token("op")));
-    let a = new_token(OPERATOR_PREFIX);
+    let a = new_token(OPERATOR_PREFIX, TokenEncoding::Hex);
     assert!(a.starts_with(OPERATOR_PREFIX));
-    assert_ne!(a, new_token(OPERATOR_PREFIX));
+    assert_ne!(a, new_token(OPERATOR_PREFIX, TokenEncoding::Hex));
 }
 
 #[test]

@@ -1,30 +1,15 @@
-//! The operator and service tokens: generation, the stored form (SHA-256), and identifying a
+//! The operator and service tokens of this service: their prefixes, and identifying a
 //! presented token by comparing its hash with every accepted hash in constant time.
+//! Generation, hashing and the comparison itself are the shared kit's ([`shared::secrets`]).
 
 use std::fmt;
 
-use rand::RngExt as _;
-use sha2::{Digest, Sha256};
+use shared::secrets::{constant_time_eq, hash_token};
 
 /// Prefix of generated operator tokens.
 pub const OPERATOR_PREFIX: &str = "psync_op_";
 /// Prefix recommended for service tokens (any non-empty token is accepted).
 pub const SERVICE_PREFIX: &str = "psync_svc_";
-
-/// A fresh random token with `prefix`.
-pub fn new_token(prefix: &str) -> String {
-    let bytes: [u8; 32] = rand::rng().random();
-    format!("{prefix}{}", hex::encode(bytes))
-}
-
-/// The stored form of a token: hex SHA-256.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// The kinds of token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,57 +7,9 @@ use uuid::Uuid;
 /// Microseconds since the Unix epoch.
 pub type Micros = i64;
 
-/// A normalized email (trimmed, lower-case), the identity of a person across the portal.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Email(String);
-
-impl Email {
-    /// Normalizes and validates (same rules as identity: one `@`, a dotted domain, no spaces).
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let s = raw.trim().to_lowercase();
-        if s.is_empty() {
-            return Err("is required");
-        }
-        let ok = s.len() <= 254
-            && !s.chars().any(char::is_whitespace)
-            && s.split_once('@').is_some_and(|(l, d)| {
-                !l.is_empty()
-                    && !d.contains('@')
-                    && d.contains('.')
-                    && !d.split('.').any(str::is_empty)
-            });
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err("must be an email address like name@example.com")
-        }
-    }
-
-    /// The normalized text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Email {
-    type Error = &'static str;
-    fn try_from(v: String) -> Result<Self, Self::Error> {
-        Self::parse(&v)
-    }
-}
-
-impl From<Email> for String {
-    fn from(v: Email) -> Self {
-        v.0
-    }
-}
-
-impl std::fmt::Display for Email {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A normalized email (trimmed, lower-case), the identity of a person across the portal: the
+/// shared kit's type, the same as identity's.
+pub use shared::email::Email;
 
 /// A customer company.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,10 +5,10 @@ use shared::proto::portal::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use super::parse::{check_company_name, infrastructure_ref};
+use super::parse::{check_company_name, finish, infrastructure_ref};
 use crate::convert;
 use crate::domain::model::Email;
-use crate::error::{Error, Violations};
+use crate::error::Violations;
 
 #[tonic::async_trait]
 impl pb::capabilities_server::Capabilities for Api {
@@ -41,10 +41,7 @@ impl pb::capabilities_server::Capabilities for Api {
                 infrastructure_ref(facts, company, &req.infrastructure),
             )
         };
-        v.finish()?;
-        let (Some(email), Some(capability)) = (email, capability) else {
-            return Err(Error::Internal("unreachable: fields checked".into()).into());
-        };
+        let (email, capability) = finish(v, email.zip(capability))?;
         a.entry.authorized()?;
         let d = facts.check(&email, capability, infrastructure);
         Ok(Response::new(pb::CheckCapabilityResponse {
@@ -84,10 +81,7 @@ impl pb::capabilities_server::Capabilities for Api {
                 infrastructure_ref(facts, company, &req.infrastructure),
             )
         };
-        v.finish()?;
-        let Some(kind) = kind else {
-            return Err(Error::Internal("unreachable: kind checked".into()).into());
-        };
+        let kind = finish(v, kind)?;
         a.entry.authorized()?;
         Ok(Response::new(pb::ListNotificationRecipientsResponse {
             emails: facts

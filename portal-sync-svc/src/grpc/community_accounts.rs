@@ -7,13 +7,10 @@ use tonic::{Request, Response, Status};
 use super::Api;
 use crate::convert::ts;
 use crate::domain::model::Email;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 
 fn parse_email(raw: &str) -> Result<Email, Error> {
-    let mut v = Violations::new();
-    let email = v.check("email", Email::parse(raw));
-    v.finish()?;
-    email.ok_or_else(|| Error::Internal("unreachable: email checked".into()))
+    Email::parse(raw).map_err(|e| Error::field("email", e))
 }
 
 #[tonic::async_trait]

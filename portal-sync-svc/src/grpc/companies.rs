@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::Api;
-use super::parse::{check_company_name, optional_text, required_text};
+use super::parse::{check_company_name, finish, optional_text, required_text};
 use crate::convert;
 use crate::domain::model::{Email, InfraKind};
 use crate::domain::names;
@@ -29,15 +29,12 @@ fn parse_company(req: &pb::CreateCompanyRequest) -> Result<NewCompany, Error> {
         &req.first_admin_display_name,
         100,
     );
-    v.finish()?;
-    let Some(email) = email else {
-        return Err(Error::Internal("unreachable: email checked".into()));
-    };
-    Ok(NewCompany {
+    let company = email.map(|email| NewCompany {
         display_name,
         first_admin_email: email,
         first_admin_display_name: admin_name,
-    })
+    });
+    finish(v, company)
 }
 
 /// `CreateInfrastructure`: an ODC infrastructure names its identity organization and token;
@@ -92,16 +89,13 @@ fn parse_infrastructure(
         }
         None => {}
     }
-    v.finish()?;
-    let Some(kind) = kind else {
-        return Err(Error::Internal("unreachable: kind checked".into()));
-    };
-    Ok(NewInfrastructure {
+    let infrastructure = kind.map(|kind| NewInfrastructure {
         display_name,
         kind,
         identity_org,
         identity_token: token.to_owned(),
-    })
+    });
+    finish(v, infrastructure)
 }
 
 /// `SetIdentityToken`: the infrastructure and the new token.
@@ -117,11 +111,7 @@ fn parse_identity_token(req: &pb::SetIdentityTokenRequest) -> Result<(Uuid, Stri
     if token.is_empty() {
         v.add("identity_token", "is required");
     }
-    v.finish()?;
-    let Some(id) = id else {
-        return Err(Error::Internal("unreachable: name checked".into()));
-    };
-    Ok((id, token.to_owned()))
+    finish(v, id.map(|id| (id, token.to_owned())))
 }
 
 #[tonic::async_trait]
@@ -148,7 +138,7 @@ impl pb::companies_server::Companies for Api {
             .await?;
         let mut v = Violations::new();
         check_company_name(&mut v, "name", &a.req.name, a.company.id);
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         a.entry.authorized()?;
         Ok(Response::new(convert::company(&a.company)))
     }
@@ -188,7 +178,7 @@ impl pb::companies_server::Companies for Api {
             .await?;
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         a.entry.authorized()?;
         let list = match &a.facts {
             Some(f) => f.infrastructures.clone(),

@@ -11,6 +11,16 @@ use crate::domain::facts::CompanyFacts;
 use crate::domain::names;
 use crate::error::{Error, Violations};
 
+/// The typed command parsed from a request, or every bad field of it: `command` is `None`
+/// only when a field it is made of failed its check, which recorded why in `v`. A request is
+/// converted once, so a handler never meets a half-checked field.
+pub fn finish<T>(v: Violations, command: Option<T>) -> Result<T, Error> {
+    match command {
+        Some(command) if v.is_empty() => Ok(command),
+        _ => Err(v.into()),
+    }
+}
+
 /// A page size from a request (0: [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
 pub fn page_size(v: &mut Violations, field: &str, requested: i32) -> usize {
     v.check(

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::Api;
 use super::parse::{
-    case_id, check_company_name, infrastructure_ref, page_cursor, page_size, page_token,
+    case_id, check_company_name, finish, infrastructure_ref, page_cursor, page_size, page_token,
     required_text,
 };
 use crate::convert;
@@ -57,17 +57,12 @@ fn parse_case(
             format!("must name at most {MAX_CC} people"),
         );
     }
-    v.finish()?;
-    let Some(infrastructure) = infrastructure else {
-        return Err(Error::Internal(
-            "unreachable: infrastructure checked".into(),
-        ));
-    };
-    Ok(OpenCase {
+    let case = infrastructure.map(|infrastructure| OpenCase {
         infrastructure,
         subject,
         cc,
-    })
+    });
+    finish(v, case)
 }
 
 #[tonic::async_trait]
@@ -110,7 +105,7 @@ impl pb::support_server::Support for Api {
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
         let size = page_size(&mut v, "page_size", a.req.page_size);
         let cursor: Option<CaseToken> = page_cursor(&mut v, "page_token", &a.req.page_token);
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         let auth = a.entry.authorized()?;
         let cursor = cursor.map(|k| CaseCursor {
             time: k.t,
@@ -166,7 +161,7 @@ impl pb::support_server::Support for Api {
         let facts = a.facts()?;
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         a.entry.authorized()?;
         Ok(Response::new(pb::ListSupportContactsResponse {
             emails: facts
@@ -193,10 +188,7 @@ impl pb::support_server::Support for Api {
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
         let email = v.check("email", Email::parse(&a.req.email));
-        v.finish()?;
-        let Some(email) = email else {
-            return Err(Error::Internal("unreachable: email checked".into()).into());
-        };
+        let email = finish(v, email)?;
         let auth = a.entry.authorized()?;
         self.rules
             .remove_support_contact(&auth, facts, a.company.id, &email)

@@ -10,7 +10,7 @@ use super::Api;
 use super::parse::{check_company_name, infrastructure_id, page_cursor, page_size, page_token};
 use crate::convert::{self, ts};
 use crate::domain::names;
-use crate::error::Violations;
+use crate::error::{Error, Violations};
 use crate::sync::StatusView;
 
 /// Cursor of `ListPortalEvents`: the last sequence returned.
@@ -86,7 +86,7 @@ impl pb::sync_server::Sync for Api {
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
         let size = page_size(&mut v, "page_size", a.req.page_size);
         let cursor: Option<EventCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         a.entry.authorized()?;
         let after = cursor.map_or(0, |c| c.after);
         let mut events = self

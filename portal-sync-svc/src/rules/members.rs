@@ -2,7 +2,7 @@
 //! record-keeping every member rule shares (the next revision, audit events, the guarded write).
 //!
 //! Every write reads the member(s), computes the new state, and stores it with
-//! [`PortalStore::apply`](crate::store::PortalStore::apply) against the revision it was computed
+//! [`MemberStore::apply`](crate::store::MemberStore::apply) against the revision it was computed
 //! from, so a concurrent change makes the call ABORTED and writes nothing. Demoting or removing
 //! a company admin also re-writes (unchanged but for its revision) one other company admin, so
 //! two concurrent demotions cannot leave the company without any.
@@ -414,7 +414,7 @@ fn refuse_new_odc_access(
             );
         }
     }
-    v.finish()
+    Ok(v.finish()?)
 }
 
 /// The edited member (next revision) and the infrastructures whose permission changes.

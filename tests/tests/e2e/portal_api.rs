@@ -15,11 +15,11 @@ use std::pin::Pin;
 
 use shared::proto::identity::v1 as id;
 use shared::proto::portal::v1 as portal;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
+use shared::testkit::clients::Credentials as Creds;
+use shared::testkit::pg::{self, TestDatabase};
+use shared::testkit::server::TestServer;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
 use crate::harness::*;
@@ -1430,81 +1430,20 @@ async fn check_in(
 // ---------------------------------------------------------------------------------------------
 // 3. Security: authentication, isolation between companies, validation.
 
-/// portal-sync started alone on `backend`, reached through raw channels.
+/// portal-sync started alone on `backend`, reached through raw channels. The server comes
+/// first: fields drop in order, so it stops before its data directory and database go away.
 struct Bare {
+    _server: TestServer,
     channel: Channel,
     operator: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
-    /// PostgreSQL: (admin URL, database), dropped with the server.
-    pg: Option<(String, String)>,
+    _pg: Option<TestDatabase>,
 }
 
-impl Drop for Bare {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        if let Some((url, name)) = self.pg.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&url).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut c)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+/// The service token acting for `who`.
+fn person(who: &str) -> Creds {
+    Creds::new(Some(SERVICE_TOKEN), Some(who))
 }
-
-/// The credentials of one call: a bearer token and the person acted for, each optional.
-#[derive(Debug, Clone, Default)]
-struct Creds {
-    token: Option<String>,
-    who: Option<String>,
-}
-
-impl Creds {
-    fn new(token: Option<&str>, who: Option<&str>) -> Self {
-        Self {
-            token: token.map(str::to_owned),
-            who: who.map(str::to_owned),
-        }
-    }
-    /// The service token acting for `who`.
-    fn person(who: &str) -> Self {
-        Self::new(Some(SERVICE_TOKEN), Some(who))
-    }
-}
-
-impl Interceptor for Creds {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(t) = &self.token {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        if let Some(p) = &self.who {
-            req.metadata_mut()
-                .insert("x-acting-for", p.parse().unwrap());
-        }
-        Ok(req)
-    }
-}
-
-type Via = InterceptedService<Channel, Creds>;
 
 /// Names of existing resources of one company, the targets of the tables' requests.
 struct Targets {
@@ -1536,90 +1475,60 @@ struct State {
 impl Bare {
     async fn start(backend: Backend) -> Bare {
         let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg) = match backend {
-            Backend::Sqlite => (None, None),
+        let pg = match backend {
+            Backend::Sqlite => None,
             Backend::Postgres => {
-                let admin = shared::testkit::pg::admin_url("e2e_portal_api").unwrap();
-                let name = format!("e2e_portal_api_{}", uuid::Uuid::new_v4().simple());
-                let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL at {admin} is required for this test: {e}")
-                });
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                (Some(with_database(&admin, &name)), Some((admin, name)))
+                let admin = pg::admin_url("e2e_portal_api")
+                    .expect("the e2e_tests! macro skips PostgreSQL tests when TEST_PG_URL=off");
+                Some(TestDatabase::create(&admin, "e2e_portal_api").await)
             }
         };
         let operator = format!("psync_op_{}", uuid::Uuid::new_v4().simple());
         let mut s = portal_sync_svc::config::Settings::default();
         s.data_dir = dir.path().to_path_buf();
-        s.database_url = database_url;
+        s.database_url = pg.as_ref().map(|db| db.url().to_owned());
         s.operator_token = Some(shared::auth::Secret::new(operator.clone()));
         s.service_tokens = vec![shared::auth::Secret::new(SERVICE_TOKEN.to_owned())];
         // No identity: the ODC infrastructure of the fixture is only a target here.
         s.sync.identity_url = "http://127.0.0.1:9".into();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            portal_sync_svc::serve(listener, s, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_lazy();
-        eventually("portal-sync to serve", || {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            async move {
-                let r = health
-                    .check(tonic_health::pb::HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .ok()?;
-                (r.into_inner().status == 1).then_some(())
-            }
+        let server = TestServer::start(None, |listener, shutdown| {
+            portal_sync_svc::serve(listener, s, shutdown)
         })
         .await;
         Bare {
-            channel,
+            channel: server.channel(),
+            _server: server,
             operator,
-            stop: Some(tx),
-            task: Some(task),
             _dir: dir,
-            pg,
+            _pg: pg,
         }
     }
 
     fn op(&self) -> Creds {
         Creds::new(Some(&self.operator), None)
     }
-    fn companies(&self, c: Creds) -> portal::companies_client::CompaniesClient<Via> {
+    fn companies(&self, c: Creds) -> portal::companies_client::CompaniesClient<Authed> {
         portal::companies_client::CompaniesClient::with_interceptor(self.channel.clone(), c)
     }
-    fn members(&self, c: Creds) -> portal::team_members_client::TeamMembersClient<Via> {
+    fn members(&self, c: Creds) -> portal::team_members_client::TeamMembersClient<Authed> {
         portal::team_members_client::TeamMembersClient::with_interceptor(self.channel.clone(), c)
     }
     fn community(
         &self,
         c: Creds,
-    ) -> portal::community_accounts_client::CommunityAccountsClient<Via> {
+    ) -> portal::community_accounts_client::CommunityAccountsClient<Authed> {
         portal::community_accounts_client::CommunityAccountsClient::with_interceptor(
             self.channel.clone(),
             c,
         )
     }
-    fn support(&self, c: Creds) -> portal::support_client::SupportClient<Via> {
+    fn support(&self, c: Creds) -> portal::support_client::SupportClient<Authed> {
         portal::support_client::SupportClient::with_interceptor(self.channel.clone(), c)
     }
-    fn capabilities(&self, c: Creds) -> portal::capabilities_client::CapabilitiesClient<Via> {
+    fn capabilities(&self, c: Creds) -> portal::capabilities_client::CapabilitiesClient<Authed> {
         portal::capabilities_client::CapabilitiesClient::with_interceptor(self.channel.clone(), c)
     }
-    fn sync(&self, c: Creds) -> portal::sync_client::SyncClient<Via> {
+    fn sync(&self, c: Creds) -> portal::sync_client::SyncClient<Authed> {
         portal::sync_client::SyncClient::with_interceptor(self.channel.clone(), c)
     }
 
@@ -1671,7 +1580,7 @@ impl Bare {
         )
         .await;
         let admin = self
-            .members(Creds::person(&admin_email))
+            .members(person(&admin_email))
             .list_team_members(portal::ListTeamMembersRequest {
                 parent: company.clone(),
                 ..Default::default()
@@ -1683,7 +1592,7 @@ impl Bare {
             .name
             .clone();
         let member = self
-            .members(Creds::person(&admin_email))
+            .members(person(&admin_email))
             .add_team_member(add_request(
                 &company,
                 &member_email,
@@ -1695,9 +1604,7 @@ impl Bare {
             .into_inner()
             .name;
         let case = self
-            .support(Creds::person(&format!(
-                "requester.{domain}@partner.example"
-            )))
+            .support(person(&format!("requester.{domain}@partner.example")))
             .create_support_case(portal::CreateSupportCaseRequest {
                 parent: company.clone(),
                 support_case: Some(portal::SupportCase {
@@ -1725,7 +1632,7 @@ impl Bare {
     }
 
     async fn state(&self, t: &Targets) -> State {
-        let admin = || Creds::person(&t.admin_email);
+        let admin = || person(&t.admin_email);
         let events = self
             .sync(self.op())
             .list_portal_events(portal::ListPortalEventsRequest {
@@ -1784,20 +1691,6 @@ impl Bare {
             contacts,
             infrastructures,
         }
-    }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, params) = url
-        .split_once('?')
-        .map_or((url, None), |(b, p)| (b, Some(p)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let base = base[authority..]
-        .find('/')
-        .map_or(base, |s| &base[..authority + s]);
-    match params {
-        Some(p) => format!("{base}/{db}?{p}"),
-        None => format!("{base}/{db}"),
     }
 }
 
@@ -2171,7 +2064,7 @@ async fn a_person_of_one_company_gets_nothing_of_another(b: Backend) {
             {
                 continue;
             }
-            let r = call(&p, Creds::person(who), &bt).await;
+            let r = call(&p, person(who), &bt).await;
             assert_eq!(
                 code(&r),
                 Some(Code::PermissionDenied),
@@ -2185,7 +2078,7 @@ async fn a_person_of_one_company_gets_nothing_of_another(b: Backend) {
     // the operator learns it is not there.
     let ghost = format!("companies/{}", uuid::Uuid::new_v4());
     let r = p
-        .companies(Creds::person(&a.admin_email))
+        .companies(person(&a.admin_email))
         .get_company(portal::GetCompanyRequest {
             name: ghost.clone(),
         })
@@ -2199,7 +2092,7 @@ async fn a_person_of_one_company_gets_nothing_of_another(b: Backend) {
 
     // Requests about A that name B's resources: B's infrastructures are not A's, B's member
     // is not found under A.
-    let ca = || Creds::person(&a.admin_email);
+    let ca = || person(&a.admin_email);
     let r = p
         .members(ca())
         .add_team_member(add_request(
@@ -2319,7 +2212,7 @@ async fn bad_input_names_the_field_and_changes_nothing(b: Backend) {
     let p = Bare::start(b).await;
     let t = p.fixture("acme.example").await;
     let before = p.state(&t).await;
-    let ca = || Creds::person(&t.admin_email);
+    let ca = || person(&t.admin_email);
     let svc = || Creds::new(Some(SERVICE_TOKEN), None);
     let long = "x".repeat(101);
     let adding = |f: &dyn Fn(&mut portal::AddTeamMemberRequest)| {

@@ -9,8 +9,8 @@ use crate::domain::facts::CompanyFacts;
 use crate::domain::model::Email;
 use crate::error::{Error, Violations};
 use crate::grpc::parse::{
-    check_company_name, infrastructure_ref, mask_paths, member_ref, optional_text, page_cursor,
-    page_size,
+    check_company_name, finish, infrastructure_ref, mask_paths, member_ref, optional_text,
+    page_cursor, page_size,
 };
 use crate::rules::add_member::{AddMember, check_infrastructures};
 use crate::rules::members::{MemberQuery, RequestedAccess, UpdateMember};
@@ -173,21 +173,19 @@ pub(super) fn add(
         req.infrastructure_access.is_empty(),
         req.invite_to_lifetime,
     );
-    v.finish()?;
-    let (Some(email), Some(team_role), Some(company_permission)) =
-        (email, team_role, company_permission)
-    else {
-        return Err(Error::Internal("unreachable: fields checked".into()));
+    let command = match (email, team_role, company_permission) {
+        (Some(email), Some(team_role), Some(company_permission)) => Some(AddMember {
+            email,
+            display_name,
+            team_role,
+            company_permission,
+            access,
+            invite_to_lifetime: req.invite_to_lifetime,
+            grant_development_permissions: req.grant_development_permissions,
+        }),
+        _ => None,
     };
-    Ok(AddMember {
-        email,
-        display_name,
-        team_role,
-        company_permission,
-        access,
-        invite_to_lifetime: req.invite_to_lifetime,
-        grant_development_permissions: req.grant_development_permissions,
-    })
+    finish(v, command)
 }
 
 /// `UpdateTeamMember`: the fields named by the update mask.
@@ -227,17 +225,14 @@ pub(super) fn update(
             &m.infrastructure_access,
         )
     });
-    v.finish()?;
-    let Some(id) = id else {
-        return Err(Error::Internal("unreachable: name checked".into()));
-    };
-    Ok(UpdateMember {
+    let command = id.map(|id| UpdateMember {
         id,
         etag: m.etag,
         display_name,
         team_role,
         access,
-    })
+    });
+    finish(v, command)
 }
 
 /// `SetSecurityContact`: the member and the phone.
@@ -248,9 +243,5 @@ pub(super) fn security_contact(
     let mut v = Violations::new();
     let id = v.check("name", member_ref(company, &req.name));
     let phone = v.check("phone", parse_phone(&req.phone));
-    v.finish()?;
-    let (Some(id), Some(phone)) = (id, phone) else {
-        return Err(Error::Internal("unreachable: fields checked".into()));
-    };
-    Ok((id, phone))
+    finish(v, id.zip(phone))
 }

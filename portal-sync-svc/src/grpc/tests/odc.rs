@@ -14,11 +14,12 @@ async fn odc_records_are_read_only_here() {
     use pb::team_members_server::TeamMembers as _;
     use uuid::Uuid;
 
-    use crate::auth::tokens::{Tokens, hash_token};
+    use crate::auth::tokens::Tokens;
     use crate::domain::model::{
         Access, CompanyPermission, Email, InfraPermission, Source, TeamMember, TeamRole,
     };
     use crate::store::{MemberChange, PortalStore};
+    use shared::secrets::hash_token;
 
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn PortalStore> = Arc::new(

@@ -4,7 +4,7 @@
 //! Each case is an `async fn(&dyn PortalStore)`; each concern's file ends with a `sqlite` and a
 //! `postgres` module holding one `#[tokio::test]` per case and backend (`<concern>::sqlite::<case>`
 //! on a fresh database file, `<concern>::postgres::<case>` on a fresh PostgreSQL database; see
-//! [`harness`] for `PORTAL_TEST_PG_URL` and `PORTAL_REQUIRE_PG`).
+//! [`harness`] for the PostgreSQL switch `TEST_PG_URL` / `TEST_REQUIRE_PG`).
 
 mod batches;
 mod cases;
