@@ -147,16 +147,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, services = ?service_names, "gRPC server listening");
     }
-    // `serve_with_incoming*` ignores the builder's TCP settings (`tcp_nodelay` included), so
-    // the option is applied to each accepted socket here.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn
-            && let Err(error) = stream.set_nodelay(true)
-        {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        conn
-    });
+    let incoming = nodelay_incoming(listener);
 
     let limit = match settings.concurrency_limit {
         0 => tokio::sync::Semaphore::MAX_PERMITS,
@@ -183,6 +174,21 @@ pub async fn serve(
     }
     tracing::info!("gRPC server stopped");
     Ok(())
+}
+
+/// The accepted connections of `listener`, with `TCP_NODELAY` set on each:
+/// `serve_with_incoming*` ignores the builder's TCP settings (`tcp_nodelay` included).
+fn nodelay_incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        conn
+    })
 }
 
 /// Reflection over our descriptors plus the health and `google.rpc` ones (used by error

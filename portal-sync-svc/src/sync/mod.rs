@@ -283,17 +283,35 @@ impl Syncer {
                 ))
             })?;
         let mut client = self.client(token)?;
-        let mut wake = self.wake.subscribe();
-        let mut stop = self.shutdown.subscribe();
+        let (mut mirror, mut members, seq) = self.snapshot(infra, &mut client, &org).await?;
+        self.follow(
+            infra,
+            token,
+            &mut client,
+            org,
+            &mut mirror,
+            &mut members,
+            seq,
+        )
+        .await
+    }
 
+    /// Takes identity's snapshot of the organization and reconciles every record with it;
+    /// returns the mirror, the members and the snapshot's sequence.
+    async fn snapshot(
+        &self,
+        infra: &Infrastructure,
+        client: &mut AuditClient,
+        org: &str,
+    ) -> Result<(Mirror, Members, u64), RunError> {
         let snapshot = client
             .get_snapshot(pb::GetSnapshotRequest {
-                parent: org.clone(),
+                parent: org.to_owned(),
             })
             .await?
             .into_inner();
         let seq = u64::try_from(snapshot.sequence).unwrap_or(0);
-        let mut mirror = identity::mirror_from_snapshot(&snapshot);
+        let mirror = identity::mirror_from_snapshot(&snapshot);
         let stored = self.store.sync_state(infra.id).await?;
         let mut members = Members::new(infra.company, self.store.members(infra.company).await?);
         let snapshot_time = now();
@@ -318,10 +336,28 @@ impl Syncer {
             s.last_sync_time = Some(now());
         });
 
+        Ok((mirror, members, seq))
+    }
+
+    /// Follows the feed after `seq`, applying what arrives in batches, until an error, a
+    /// resync, a replaced token or shutdown ends the run.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow(
+        &self,
+        infra: &Infrastructure,
+        token: &str,
+        client: &mut AuditClient,
+        org: String,
+        mirror: &mut Mirror,
+        members: &mut Members,
+        seq: u64,
+    ) -> Result<(), RunError> {
+        let mut wake = self.wake.subscribe();
+        let mut stop = self.shutdown.subscribe();
         let mut stream = client
             .watch_changes(pb::WatchChangesRequest {
                 parent: org,
-                after_sequence: snapshot.sequence,
+                after_sequence: i64::try_from(seq).unwrap_or_default(),
             })
             .await?
             .into_inner();
@@ -354,19 +390,11 @@ impl Syncer {
             }
             let mut affected = BTreeSet::new();
             for e in &batch {
-                affected.extend(identity::apply_event(&mut mirror, e));
+                affected.extend(identity::apply_event(mirror, e));
                 cursor = u64::try_from(e.sequence).unwrap_or(cursor);
             }
-            self.reconcile(
-                infra,
-                &mirror,
-                &mut members,
-                &affected,
-                cursor,
-                u64::MAX,
-                None,
-            )
-            .await?;
+            self.reconcile(infra, mirror, members, &affected, cursor, u64::MAX, None)
+                .await?;
             self.update(infra.id, |s| {
                 s.cursor = cursor;
                 s.identity_sequence = s.identity_sequence.max(cursor);

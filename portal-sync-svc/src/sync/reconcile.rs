@@ -95,114 +95,132 @@ impl Members {
         });
         match (current, desired) {
             (None, None) => {}
-            (Some((id, i)), None) => {
-                let Some((m, _)) = self.by_id.get_mut(&id) else {
-                    return;
-                };
-                m.access.remove(i);
-                self.by_odc.remove(&(infra, user));
-                let remove_member = m.created_by_sync
-                    && m.access.is_empty()
-                    && m.company_permission == CompanyPermission::Member
-                    && m.phone.is_none();
-                let name = member_name(self.company, id);
-                if remove_member {
-                    if let Some((gone, rev)) = self.by_id.remove(&id) {
-                        self.by_email.remove(&gone.email);
-                        if let Some(rev) = rev {
-                            self.deleted.insert(id, rev);
-                        }
-                    }
-                    self.touched.remove(&id);
-                    self.event(
-                        "member.removed_by_sync",
-                        name,
-                        format!("identity user {user} no longer has a Customer Portal record"),
-                    );
-                } else {
-                    self.touch(id, now);
-                    self.event(
-                        "odc_access.removed",
-                        name,
-                        format!("identity user {user} on infrastructure {infra}"),
-                    );
-                }
-            }
-            (Some((id, i)), Some(desired)) => {
-                let level = desired.permission;
-                self.fill_display_name(id, user, &desired.display_name, now);
-                let Some((m, _)) = self.by_id.get_mut(&id) else {
-                    return;
-                };
-                if m.access[i].permission != level {
-                    m.access[i].permission = level;
-                    self.touch(id, now);
-                    self.event(
-                        "odc_access.changed",
-                        member_name(self.company, id),
-                        format!("identity user {user}: {level:?} on infrastructure {infra}"),
-                    );
-                }
-            }
-            (None, Some(desired)) => {
-                let Desired {
-                    email,
-                    permission: level,
-                    display_name,
-                } = desired;
-                let access = Access {
-                    infrastructure: infra,
-                    permission: level,
-                    source: Source::Odc {
-                        identity_user: user,
-                    },
-                };
-                let existing = self.by_email.get(&email).copied();
-                let id = if let Some((id, (m, _))) =
-                    existing.and_then(|id| self.by_id.get_mut(&id).map(|x| (id, x)))
-                {
-                    // One entry per infrastructure: an ODC record replaces what was there.
-                    for a in m.access.iter().filter(|a| a.infrastructure == infra) {
-                        if let Some(old) = odc_user(a) {
-                            self.by_odc.remove(&(infra, old));
-                        }
-                    }
-                    m.access.retain(|a| a.infrastructure != infra);
-                    m.access.push(access);
-                    m.access.sort_by_key(|a| a.infrastructure);
-                    self.fill_display_name(id, user, &display_name, now);
-                    id
-                } else {
-                    let id = Uuid::now_v7();
-                    let m = TeamMember {
-                        id,
-                        company: self.company,
-                        email: email.clone(),
-                        display_name,
-                        team_role: TeamRole::Other,
-                        company_permission: CompanyPermission::Member,
-                        access: vec![access],
-                        phone: None,
-                        lifetime_username: None,
-                        development_permissions: false,
-                        created_by_sync: true,
-                        create_time: now,
-                        update_time: now,
-                        rev: 0,
-                    };
-                    self.by_email.insert(email, id);
-                    self.by_id.insert(id, (m, None));
-                    id
-                };
-                self.by_odc.insert((infra, user), id);
-                self.touch(id, now);
-                self.event(
-                    "odc_access.granted",
-                    member_name(self.company, id),
-                    format!("identity user {user}: {level:?} on infrastructure {infra}"),
-                );
-            }
+            (Some((id, i)), None) => self.remove_access(infra, user, id, i, now),
+            (Some((id, i)), Some(desired)) => self.change_access(infra, user, id, i, &desired, now),
+            (None, Some(desired)) => self.grant_access(infra, user, desired, now),
         }
+    }
+
+    /// `user` lost its record on `infra`: the access entry `i` of member `id` goes, and the
+    /// member too when the sync created it and nothing else holds it.
+    fn remove_access(&mut self, infra: Uuid, user: Uuid, id: Uuid, i: usize, now: Micros) {
+        let Some((m, _)) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        m.access.remove(i);
+        self.by_odc.remove(&(infra, user));
+        let remove_member = m.created_by_sync
+            && m.access.is_empty()
+            && m.company_permission == CompanyPermission::Member
+            && m.phone.is_none();
+        let name = member_name(self.company, id);
+        if remove_member {
+            if let Some((gone, rev)) = self.by_id.remove(&id) {
+                self.by_email.remove(&gone.email);
+                if let Some(rev) = rev {
+                    self.deleted.insert(id, rev);
+                }
+            }
+            self.touched.remove(&id);
+            self.event(
+                "member.removed_by_sync",
+                name,
+                format!("identity user {user} no longer has a Customer Portal record"),
+            );
+        } else {
+            self.touch(id, now);
+            self.event(
+                "odc_access.removed",
+                name,
+                format!("identity user {user} on infrastructure {infra}"),
+            );
+        }
+    }
+
+    /// `user` keeps a record on `infra`, maybe at another level.
+    fn change_access(
+        &mut self,
+        infra: Uuid,
+        user: Uuid,
+        id: Uuid,
+        i: usize,
+        desired: &Desired,
+        now: Micros,
+    ) {
+        let level = desired.permission;
+        self.fill_display_name(id, user, &desired.display_name, now);
+        let Some((m, _)) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        if m.access[i].permission != level {
+            m.access[i].permission = level;
+            self.touch(id, now);
+            self.event(
+                "odc_access.changed",
+                member_name(self.company, id),
+                format!("identity user {user}: {level:?} on infrastructure {infra}"),
+            );
+        }
+    }
+
+    /// `user` gets a record on `infra`: on the member with that email, or a new member.
+    fn grant_access(&mut self, infra: Uuid, user: Uuid, desired: Desired, now: Micros) {
+        let Desired {
+            email,
+            permission: level,
+            display_name,
+        } = desired;
+        let access = Access {
+            infrastructure: infra,
+            permission: level,
+            source: Source::Odc {
+                identity_user: user,
+            },
+        };
+        let existing = self.by_email.get(&email).copied();
+        let id = if let Some((id, (m, _))) =
+            existing.and_then(|id| self.by_id.get_mut(&id).map(|x| (id, x)))
+        {
+            // One entry per infrastructure: an ODC record replaces what was there.
+            for a in m.access.iter().filter(|a| a.infrastructure == infra) {
+                if let Some(old) = odc_user(a) {
+                    self.by_odc.remove(&(infra, old));
+                }
+            }
+            m.access.retain(|a| a.infrastructure != infra);
+            m.access.push(access);
+            m.access.sort_by_key(|a| a.infrastructure);
+            self.fill_display_name(id, user, &display_name, now);
+            id
+        } else {
+            let id = Uuid::now_v7();
+            let m = TeamMember {
+                id,
+                company: self.company,
+                email: email.clone(),
+                display_name,
+                team_role: TeamRole::Other,
+                company_permission: CompanyPermission::Member,
+                access: vec![access],
+                phone: None,
+                lifetime_username: None,
+                development_permissions: false,
+                created_by_sync: true,
+                create_time: now,
+                update_time: now,
+                rev: 0,
+            };
+            self.by_email.insert(email, id);
+            self.by_id.insert(id, (m, None));
+            id
+        };
+        self.by_odc.insert((infra, user), id);
+        self.touch(id, now);
+        self.event(
+            "odc_access.granted",
+            member_name(self.company, id),
+            format!("identity user {user}: {level:?} on infrastructure {infra}"),
+        );
     }
 
     /// Gives member `id` identity user `user`'s display name if the member has none.
