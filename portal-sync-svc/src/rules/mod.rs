@@ -7,14 +7,14 @@
 //! [`crate::auth::proof`] makes. Anyone may read ([`Rules::read`]). Must not import `grpc` or
 //! `tonic`.
 //!
-//! ```compile_fail
+//! ```compile_fail,E0624
 //! // The gRPC layer cannot reach the store's writes: there is no public write access...
 //! fn bypass(rules: &portal_sync_svc::rules::Rules, proof: &portal_sync_svc::auth::proof::Authorized) {
 //!     let _ = rules.write(proof);
 //! }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0451
 //! // ...and no one outside `auth` can make the proof.
 //! let proof = portal_sync_svc::auth::proof::Authorized {
 //!     actor: "operator".into(),
