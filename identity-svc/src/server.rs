@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use shared::operator_token::{self, create_private_dir};
 use shared::proto::identity::v1 as pb;
+use shared::secrets::TokenEncoding;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::auth::{OPERATOR_PREFIX, hash_token, new_token};
+use crate::auth::OPERATOR_PREFIX;
 use crate::config::Settings;
 use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
@@ -170,16 +171,16 @@ fn routes(api: &Api) -> Routes {
 /// The SHA-256 hash of the operator token, the only form the server keeps.
 ///
 /// The token is the configured `operator_token` if set; otherwise the content of
-/// `<data_dir>/operator-token`; otherwise a new random token (`new_token(OPERATOR_PREFIX)`)
+/// `<data_dir>/operator-token`; otherwise a new random token ([`OPERATOR_PREFIX`], base64url)
 /// written once to that file, readable only by its owner (mode 0600). Only the file's path is
-/// logged, never the token. See [`shared::operator_token::load_or_create`].
+/// logged, never the token. See [`shared::operator_token::load_or_create_hash`].
 pub fn operator_token_hash(settings: &Settings) -> anyhow::Result<String> {
-    let token = operator_token::load_or_create(
+    Ok(operator_token::load_or_create_hash(
         settings.operator_token.as_ref(),
         &settings.data_dir,
-        || new_token(OPERATOR_PREFIX),
-    )?;
-    Ok(hash_token(&token))
+        OPERATOR_PREFIX,
+        TokenEncoding::Base64Url,
+    )?)
 }
 
 #[cfg(test)]
@@ -188,6 +189,7 @@ mod tests {
 
     use super::*;
     use shared::auth::Secret;
+    use shared::secrets::hash_token;
 
     fn settings(dir: &Path) -> Settings {
         Settings {

@@ -12,6 +12,5 @@ pub use proof::{Authorized, Caller, Entry, principal_name};
 pub use rules::{Need, RULES, Rule, rule};
 pub use secrets::{
     INVITATION_PREFIX, OPERATOR_PREFIX, SERVICE_ACCOUNT_PREFIX, SESSION_PREFIX,
-    check_password_policy, constant_time_eq, hash_password, hash_password_blocking, hash_token,
-    new_token, verify_password,
+    check_password_policy, hash_password, hash_password_blocking, verify_password,
 };

@@ -11,9 +11,10 @@ use crate::domain::names;
 use crate::domain::permissions::catalog::{self, PermissionDef, keys};
 use crate::domain::permissions::engine::{self, Denial};
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
+use shared::violations::Violations;
 
 fn principal_field(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Principal> {
     v.check(

@@ -8,9 +8,9 @@ use super::{Api, convert, page_cursor, page_size, required_text, respond, to_sta
 use crate::auth::Need;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
-use crate::error::Violations;
 use crate::method;
 use crate::rules;
+use shared::violations::Violations;
 
 fn app_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {
     v.check(

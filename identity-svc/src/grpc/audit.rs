@@ -18,8 +18,8 @@ use super::{Api, command, convert, micros, page_cursor, page_size, respond, to_s
 use crate::core::EventFilter;
 use crate::domain::model::Micros;
 use crate::domain::names;
-use crate::error::Violations;
 use crate::method;
+use shared::violations::Violations;
 
 /// The stream of WatchChanges.
 pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::ChangeEvent, Status>> + Send>>;

@@ -19,9 +19,10 @@ use crate::auth::{Authorized, Entry, Need};
 use crate::domain::names::{self, fmt};
 use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
+use shared::violations::Violations;
 
 mod decode;
 

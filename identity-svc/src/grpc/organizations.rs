@@ -9,11 +9,11 @@ use super::{
     to_status,
 };
 use crate::auth::Entry;
-use crate::domain::email::Email;
 use crate::domain::model::Organization;
-use crate::error::Violations;
 use crate::method;
 use crate::rules;
+use shared::email::Email;
+use shared::violations::Violations;
 
 #[tonic::async_trait]
 impl pb::organizations_server::Organizations for Api {

@@ -14,9 +14,10 @@ use crate::auth::Entry;
 use crate::domain::model::Grant;
 use crate::domain::names;
 use crate::domain::permissions::catalog;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
+use shared::violations::Violations;
 
 fn role_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<String> {
     v.check(

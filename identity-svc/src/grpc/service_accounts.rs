@@ -10,9 +10,10 @@ use uuid::Uuid;
 use super::{Api, command, convert, required_text, respond, to_status};
 use crate::domain::model::Micros;
 use crate::domain::names::{self, fmt};
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
+use shared::violations::Violations;
 
 /// Longest service-account name.
 const NAME_MAX: usize = 100;

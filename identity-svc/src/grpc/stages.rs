@@ -5,9 +5,9 @@ use tonic::{Request, Response, Status};
 
 use super::{Api, command, convert, etag, mask_paths, required_text, respond, to_status};
 use crate::domain::names;
-use crate::error::Violations;
 use crate::method;
 use crate::rules;
+use shared::violations::Violations;
 
 fn valid_key(k: &str) -> bool {
     (1..=40).contains(&k.len())

@@ -6,13 +6,14 @@ use uuid::Uuid;
 
 use super::{Api, command, convert, etag, mask_paths, optional_text, respond, to_status, ts};
 use crate::auth::{self, Entry, Need};
-use crate::domain::email::Email;
 use crate::domain::model::Principal;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
+use shared::email::Email;
+use shared::violations::Violations;
 
 mod invite;
 mod listing;

@@ -12,10 +12,11 @@ use crate::domain::model::{
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::catalog;
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::rules::lookups::{
     app, end_user_role, org_id, principal, principal_user, role, stage, user,
 };
+use shared::violations::Violations;
 
 /// Validates a role's grants against the catalog and the stages.
 pub fn validate_grants(st: &OrgState, grants: &[Grant], field: &str) -> Result<(), Error> {
@@ -56,7 +57,7 @@ pub fn validate_grants(st: &OrgState, grants: &[Grant], field: &str) -> Result<(
             }
         }
     }
-    v.finish()
+    Ok(v.finish()?)
 }
 
 fn active_org_admins(st: &OrgState) -> Vec<Uuid> {

@@ -7,8 +7,9 @@ use crate::core::Draft;
 use crate::domain::model::{Entity, Group, GroupMember, GroupRole};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::rules::lookups::{check_etag, end_user_role, group, group_members, org_id, stage, user};
+use shared::violations::Violations;
 
 /// Creates a group in a stage.
 pub fn create_group(

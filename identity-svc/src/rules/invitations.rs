@@ -3,10 +3,11 @@
 
 use uuid::Uuid;
 
-use crate::auth::{INVITATION_PREFIX, hash_token, new_token};
+use shared::secrets::{TokenEncoding, hash_token, new_token};
+
+use crate::auth::INVITATION_PREFIX;
 use crate::core::Draft;
 use crate::core::SecretOp;
-use crate::domain::email::Email;
 use crate::domain::model::{Entity, Invitation, Micros, Principal, ScopeKey, User, UserState};
 use crate::domain::names::fmt;
 use crate::error::Error;
@@ -14,6 +15,7 @@ use crate::rules::access::{assign_role, grant_end_user_role};
 use crate::rules::groups::add_members;
 use crate::rules::lookups::{app, end_user_role, group, org_id, role, stage, user};
 use crate::rules::users::refuse_existing_email;
+use shared::email::Email;
 
 /// How long an invitation is valid: 7 days.
 pub const INVITATION_TTL: Micros = 7 * 24 * 3_600 * 1_000_000;
@@ -115,7 +117,7 @@ fn issue_invitation(d: &mut Draft<'_>, user: Uuid) -> String {
         Some(Entity::Invitation(inv.clone())),
         vec![user],
     );
-    let secret = new_token(INVITATION_PREFIX);
+    let secret = new_token(INVITATION_PREFIX, TokenEncoding::Base64Url);
     d.secret(SecretOp::DeleteInvitationTokens { user });
     d.secret(SecretOp::PutInvitationToken {
         hash: hash_token(&secret),

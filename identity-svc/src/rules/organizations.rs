@@ -2,13 +2,13 @@
 //! the first administrator's invitation) and renaming it.
 
 use crate::core::Draft;
-use crate::domain::email::Email;
 use crate::domain::model::{Entity, Stage, StagePurpose, User};
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::built_in::built_in_roles;
 use crate::error::Error;
 use crate::rules::invitations::{Invite, invite};
 use crate::rules::lookups::{check_etag, org_id};
+use shared::email::Email;
 
 /// Seeds a new organization: stages, built-in roles, and the first administrator's invitation.
 /// Returns the invited user and the invitation secret (for the mailer only).

@@ -3,7 +3,6 @@
 
 use uuid::Uuid;
 
-use crate::auth::{hash_token, new_token};
 use crate::core::Draft;
 use crate::core::{SecretOp, TokenKind, TokenRecord};
 use crate::domain::model::{Assignment, Entity, Micros, Principal, ServiceAccount};
@@ -11,6 +10,7 @@ use crate::domain::names::fmt;
 use crate::error::Error;
 use crate::rules::access::remove_assignment;
 use crate::rules::lookups::org_id;
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 
 /// Creates a service account.
 pub fn create_service_account(d: &mut Draft<'_>, name: String) -> Result<ServiceAccount, Error> {
@@ -80,7 +80,10 @@ pub fn create_service_account_token(
     if !d.state().service_accounts.contains_key(&id) {
         return Err(Error::NotFound(fmt::service_account(org_id(d), id)));
     }
-    let secret = new_token(crate::auth::SERVICE_ACCOUNT_PREFIX);
+    let secret = new_token(
+        crate::auth::SERVICE_ACCOUNT_PREFIX,
+        TokenEncoding::Base64Url,
+    );
     let t = TokenRecord {
         id: Uuid::now_v7(),
         hash: hash_token(&secret),

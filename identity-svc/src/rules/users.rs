@@ -5,7 +5,6 @@ use uuid::Uuid;
 
 use crate::core::Draft;
 use crate::core::SecretOp;
-use crate::domain::email::Email;
 use crate::domain::model::{Assignment, Entity, Principal, User, UserState};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
@@ -13,6 +12,7 @@ use crate::error::Error;
 use crate::rules::access::{protect_last_admin, remove_assignment, revoke_end_user_role};
 use crate::rules::groups::remove_members;
 use crate::rules::lookups::{check_etag, org_id, user};
+use shared::email::Email;
 
 pub(super) fn refuse_existing_email(st: &OrgState, email: &Email) -> Result<(), Error> {
     if let Some(id) = st.users_by_email.get(email.as_str()) {

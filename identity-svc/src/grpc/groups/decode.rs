@@ -7,8 +7,9 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::domain::names;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::grpc::to_status;
+use shared::violations::Violations;
 
 /// The id of a group name of organization `org`.
 pub(super) fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {

@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::super::optional_text;
 use crate::auth::Need;
-use crate::domain::email::Email;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
-use crate::error::Violations;
 use crate::rules;
+use shared::email::Email;
+use shared::violations::Violations;
 
 /// The invitation of an InviteUser request of organization `org`.
 pub(super) fn parse_invite(

@@ -10,7 +10,7 @@ use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
 use crate::domain::permissions::engine;
 use crate::domain::state::OrgState;
-use crate::error::Violations;
+use shared::violations::Violations;
 
 /// A ListUsers request, parsed.
 #[derive(Debug)]

@@ -4,10 +4,10 @@
 use uuid::Uuid;
 
 use crate::core::store::{Commit, EventRecord, Store, TokenKind, TokenRecord};
-use crate::domain::email::Email;
 use crate::domain::model::{
     Change, Entity, Micros, Organization, Principal, Stage, StagePurpose, User, UserState,
 };
+use shared::email::Email;
 
 pub(super) const T0: Micros = 1_700_000_000_000_000;
 

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::email::Email;
 use crate::domain::model::{Assignment, Grant, Organization, Stage, StagePurpose, User, UserState};
 use crate::domain::state::OrgState;
+use shared::email::Email;
 
 fn org() -> OrgState {
     let mut st = OrgState::new(Organization {
