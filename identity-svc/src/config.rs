@@ -14,12 +14,14 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
+use shared::bootstrap::ServiceSettings;
+use shared::cli::CommonArgs;
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 
@@ -36,47 +38,22 @@ pub const DEFAULT_DATA_DIR: &str = "./data/identity";
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE: &str = "identity.db";
 
-/// The command line of `identity-svc`. Every flag overrides the file and the environment.
+/// The command line of `identity-svc`: the flags every service has ([`CommonArgs`]), with this
+/// service's defaults in their help. Every flag overrides the file and the environment.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "identity-svc",
     version,
-    about = "ODC identity and access gRPC service"
+    about = "ODC identity and access gRPC service",
+    mut_arg("listen", |a| a.help("gRPC listen address [default: 127.0.0.1:50051]")),
+    mut_arg("data_dir", |a| a.help(
+        "Data directory: SQLite database, operator token file, mailbox [default: ./data/identity]"
+    ))
 )]
 pub struct Args {
-    /// TOML configuration file (optional; must exist when given).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Data directory: SQLite database, operator token file, mailbox [default: ./data/identity].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// `postgres://user:password@host:port/database` to use PostgreSQL instead of SQLite.
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// Log format: `pretty` or `json` [default: pretty].
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-/// The flags that were given, as a figment layer (absent flags leave lower layers alone).
-#[derive(Serialize)]
-struct FlagLayer<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_format: Option<LogFormat>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<SocketAddr>,
+    /// The flags both services have.
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// An SMTP relay for invitation messages (plain SMTP, meant for a local relay).
@@ -195,14 +172,11 @@ impl Settings {
 
     /// The layered configuration sources, for callers that want to add their own layer.
     pub fn figment(args: &Args) -> Figment {
-        let flags = FlagLayer {
-            listen: args.listen,
-            data_dir: args.data_dir.as_deref(),
-            database_url: args.database_url.as_deref(),
-            log_format: args.log_format,
-            metrics_listen: args.metrics_listen,
-        };
-        shared::config::figment(args.config.as_deref(), ENV_PREFIX, flags)
+        shared::config::figment(
+            args.common.config.as_deref(),
+            ENV_PREFIX,
+            args.common.flags(),
+        )
     }
 
     /// The database to open: PostgreSQL for a `postgres://` or `postgresql://` URL, otherwise
@@ -219,37 +193,26 @@ impl Settings {
     }
 }
 
+impl ServiceSettings for Settings {
+    fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+    fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+    fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use shared::testkit::env::{in_child, run_in_child};
+
     use super::*;
-    use std::process::Command;
 
     fn args(list: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("identity-svc").chain(list.iter().copied())).unwrap()
-    }
-
-    /// Environment variables cannot be set safely inside a multi-threaded test process, so
-    /// the environment cases run in a child process of this test binary with the variables set
-    /// on the command (`in_child`), and the test named `name` checks them there.
-    fn run_in_child(name: &str, env: &[(&str, &str)]) {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env("IDENTITY_CONFIG_TEST_CHILD", "1");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let output = command.output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "child test {name} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn in_child() -> bool {
-        std::env::var_os("IDENTITY_CONFIG_TEST_CHILD").is_some()
     }
 
     fn toml_file(text: &str) -> tempfile::NamedTempFile {
@@ -348,8 +311,8 @@ mod tests {
                     ("IDENTITY_GRPC__REQUEST_TIMEOUT_SECS", "5"),
                     ("IDENTITY_SMTP__PORT", "2525"),
                     ("IDENTITY_OPERATOR_TOKEN", "odc_op_from_env"),
-                    // Variables of the test suites share the prefix and must not break loading.
-                    ("IDENTITY_REQUIRE_PG", "1"),
+                    // A variable with the prefix that is no setting is ignored, not an error.
+                    ("IDENTITY_NOT_A_SETTING", "1"),
                 ],
             );
             return;
