@@ -2626,6 +2626,7 @@ mod portal_live {
     use serde_json::{Value, json};
     use shared::proto::identity::v1 as pb;
     use shared::proto::portal::v1 as portal;
+    use shared::secrets::{TokenEncoding, new_token};
     use tonic::metadata::{Ascii, MetadataValue};
     use tonic::service::Interceptor;
     use tonic::service::interceptor::InterceptedService;
