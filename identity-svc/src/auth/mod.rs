@@ -1,5 +1,6 @@
 //! Who may call what: the RPC → requirement table ([`rules`]), the admission of a caller and the
-//! proof of authorization ([`proof`]), and the secrets (tokens, password hashes: [`secrets`]).
+//! proof of authorization ([`proof`]), and identity's secrets (token prefixes, password hashes and
+//! policy: [`secrets`]; token generation and hashing are `shared::secrets`).
 //!
 //! Must not import the core or the store: authentication against stored tokens is the core's
 //! (`Core::authenticate`, in the core); the core imports this module for [`Authorized`].

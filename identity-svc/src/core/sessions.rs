@@ -6,6 +6,7 @@
 //! outside of a commit), a `LoginAttempt` (the failure counters of a known user) and an
 //! `Invitee` (the [`Proof`] the invitation's acceptance is committed with).
 
+use shared::email::Email;
 use shared::secrets::{TokenEncoding, constant_time_eq, hash_token, new_token};
 use uuid::Uuid;
 
@@ -17,7 +18,6 @@ use crate::auth::{self, Authorized, Caller};
 use crate::domain::model::{Micros, Principal, UserState};
 use crate::domain::names;
 use crate::error::Error;
-use shared::email::Email;
 
 /// A session lasts 12 hours.
 pub const SESSION_TTL: Micros = 12 * 3_600_000_000;

@@ -1,6 +1,7 @@
 //! `identity.v1.Access`.
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -16,7 +17,6 @@ use crate::domain::state::OrgState;
 use crate::error::Error;
 use crate::method;
 use crate::rules;
-use shared::violations::Violations;
 
 fn principal_field(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Principal> {
     v.check(

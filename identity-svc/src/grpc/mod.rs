@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
@@ -17,7 +18,6 @@ use crate::auth::{self, Caller, Entry, Rule};
 use crate::core::{Core, OrgHandle};
 use crate::domain::model::{Micros, Principal, ScopeKey};
 use crate::domain::names;
-use shared::violations::Violations;
 
 use crate::error::Error;
 

@@ -1,6 +1,8 @@
 //! `identity.v1.Users`.
 
+use shared::email::Email;
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -12,8 +14,6 @@ use crate::domain::permissions::catalog::keys;
 use crate::error::Error;
 use crate::method;
 use crate::rules;
-use shared::email::Email;
-use shared::violations::Violations;
 
 mod invite;
 mod listing;

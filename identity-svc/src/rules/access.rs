@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use shared::violations::Violations;
 use uuid::Uuid;
 
 use crate::core::Draft;
@@ -16,7 +17,6 @@ use crate::error::Error;
 use crate::rules::lookups::{
     app, end_user_role, org_id, principal, principal_user, role, stage, user,
 };
-use shared::violations::Violations;
 
 /// Validates a role's grants against the catalog and the stages.
 pub fn validate_grants(st: &OrgState, grants: &[Grant], field: &str) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use shared::email::Email;
 use shared::secrets::{TokenEncoding, hash_token, new_token};
 
 use crate::auth::INVITATION_PREFIX;
@@ -15,7 +16,6 @@ use crate::rules::access::{assign_role, grant_end_user_role};
 use crate::rules::groups::add_members;
 use crate::rules::lookups::{app, end_user_role, group, org_id, role, stage, user};
 use crate::rules::users::refuse_existing_email;
-use shared::email::Email;
 
 /// How long an invitation is valid: 7 days.
 pub const INVITATION_TTL: Micros = 7 * 24 * 3_600 * 1_000_000;

@@ -1,6 +1,8 @@
 //! The rules of an organization as a whole: seeding a new one (its stages, the built-in roles,
 //! the first administrator's invitation) and renaming it.
 
+use shared::email::Email;
+
 use crate::core::Draft;
 use crate::domain::model::{Entity, Stage, StagePurpose, User};
 use crate::domain::names::{ADMINISTRATOR, fmt};
@@ -8,7 +10,6 @@ use crate::domain::permissions::built_in::built_in_roles;
 use crate::error::Error;
 use crate::rules::invitations::{Invite, invite};
 use crate::rules::lookups::{check_etag, org_id};
-use shared::email::Email;
 
 /// Seeds a new organization: stages, built-in roles, and the first administrator's invitation.
 /// Returns the invited user and the invitation secret (for the mailer only).

@@ -1,6 +1,7 @@
 //! The rules of service accounts: unique names, deletion with their assignments and tokens,
 //! issuing a token.
 
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 use uuid::Uuid;
 
 use crate::core::Draft;
@@ -10,7 +11,6 @@ use crate::domain::names::fmt;
 use crate::error::Error;
 use crate::rules::access::remove_assignment;
 use crate::rules::lookups::org_id;
-use shared::secrets::{TokenEncoding, hash_token, new_token};
 
 /// Creates a service account.
 pub fn create_service_account(d: &mut Draft<'_>, name: String) -> Result<ServiceAccount, Error> {

@@ -1,6 +1,7 @@
 //! The rules of users: creating one directly, renaming, activating, deactivating and deleting
 //! (never yourself, never the last ACTIVE Administrator); an email belongs to one user.
 
+use shared::email::Email;
 use uuid::Uuid;
 
 use crate::core::Draft;
@@ -12,7 +13,6 @@ use crate::error::Error;
 use crate::rules::access::{protect_last_admin, remove_assignment, revoke_end_user_role};
 use crate::rules::groups::remove_members;
 use crate::rules::lookups::{check_etag, org_id, user};
-use shared::email::Email;
 
 pub(super) fn refuse_existing_email(st: &OrgState, email: &Email) -> Result<(), Error> {
     if let Some(id) = st.users_by_email.get(email.as_str()) {

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
+use shared::secrets::hash_token;
+
 use super::*;
 use shared::auth::Secret;
-use shared::secrets::hash_token;
 
 fn settings(dir: &Path) -> Settings {
     Settings {

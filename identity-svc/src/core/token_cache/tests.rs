@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 use uuid::Uuid;
 
 use super::*;
-use shared::secrets::{TokenEncoding, hash_token, new_token};
 
 use crate::auth::{Caller, Entry, SESSION_PREFIX};
 use crate::core::Storage;

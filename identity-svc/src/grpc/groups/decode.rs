@@ -5,13 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::Status;
 use uuid::Uuid;
 
 use crate::domain::names;
 use crate::error::Error;
 use crate::grpc::to_status;
-use shared::violations::Violations;
 
 /// The id of a group name of organization `org`.
 pub(super) fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uuid> {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use shared::email::Email;
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use uuid::Uuid;
 
 use super::super::optional_text;
@@ -12,8 +14,6 @@ use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
 use crate::rules;
-use shared::email::Email;
-use shared::violations::Violations;
 
 /// The invitation of an InviteUser request of organization `org`.
 pub(super) fn parse_invite(

@@ -1,13 +1,13 @@
 //! What the contract cases build on: entities, changes and commits at fixed times, an
 //! organization seeded with three entities, and readers of what a store holds.
 
+use shared::email::Email;
 use uuid::Uuid;
 
 use crate::core::store::{Commit, EventRecord, Store, TokenKind, TokenRecord};
 use crate::domain::model::{
     Change, Entity, Micros, Organization, Principal, Stage, StagePurpose, User, UserState,
 };
-use shared::email::Email;
 
 pub(super) const T0: Micros = 1_700_000_000_000_000;
 

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
+use shared::email::Email;
 use uuid::Uuid;
 
 use super::*;
 use crate::domain::model::{Assignment, Grant, Organization, Stage, StagePurpose, User, UserState};
 use crate::domain::state::OrgState;
-use shared::email::Email;
 
 fn org() -> OrgState {
     let mut st = OrgState::new(Organization {
