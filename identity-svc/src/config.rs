@@ -14,12 +14,14 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
+use shared::bootstrap::ServiceSettings;
+use shared::cli::CommonArgs;
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 
@@ -36,47 +38,22 @@ pub const DEFAULT_DATA_DIR: &str = "./data/identity";
 /// Name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE: &str = "identity.db";
 
-/// The command line of `identity-svc`. Every flag overrides the file and the environment.
+/// The command line of `identity-svc`: the flags every service has ([`CommonArgs`]), with this
+/// service's defaults in their help. Every flag overrides the file and the environment.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "identity-svc",
     version,
-    about = "ODC identity and access gRPC service"
+    about = "ODC identity and access gRPC service",
+    mut_arg("listen", |a| a.help("gRPC listen address [default: 127.0.0.1:50051]")),
+    mut_arg("data_dir", |a| a.help(
+        "Data directory: SQLite database, operator token file, mailbox [default: ./data/identity]"
+    ))
 )]
 pub struct Args {
-    /// TOML configuration file (optional; must exist when given).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Data directory: SQLite database, operator token file, mailbox [default: ./data/identity].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// `postgres://user:password@host:port/database` to use PostgreSQL instead of SQLite.
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// Log format: `pretty` or `json` [default: pretty].
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-/// The flags that were given, as a figment layer (absent flags leave lower layers alone).
-#[derive(Serialize)]
-struct FlagLayer<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_format: Option<LogFormat>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<SocketAddr>,
+    /// The flags both services have.
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// An SMTP relay for invitation messages (plain SMTP, meant for a local relay).
@@ -195,14 +172,11 @@ impl Settings {
 
     /// The layered configuration sources, for callers that want to add their own layer.
     pub fn figment(args: &Args) -> Figment {
-        let flags = FlagLayer {
-            listen: args.listen,
-            data_dir: args.data_dir.as_deref(),
-            database_url: args.database_url.as_deref(),
-            log_format: args.log_format,
-            metrics_listen: args.metrics_listen,
-        };
-        shared::config::figment(args.config.as_deref(), ENV_PREFIX, flags)
+        shared::config::figment(
+            args.common.config.as_deref(),
+            ENV_PREFIX,
+            args.common.flags(),
+        )
     }
 
     /// The database to open: PostgreSQL for a `postgres://` or `postgresql://` URL, otherwise
@@ -219,198 +193,17 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::process::Command;
-
-    fn args(list: &[&str]) -> Args {
-        Args::try_parse_from(std::iter::once("identity-svc").chain(list.iter().copied())).unwrap()
+impl ServiceSettings for Settings {
+    fn listen(&self) -> SocketAddr {
+        self.listen
     }
-
-    /// Environment variables cannot be set safely inside a multi-threaded test process, so
-    /// the environment cases run in a child process of this test binary with the variables set
-    /// on the command (`in_child`), and the test named `name` checks them there.
-    fn run_in_child(name: &str, env: &[(&str, &str)]) {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env("IDENTITY_CONFIG_TEST_CHILD", "1");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let output = command.output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "child test {name} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    fn log_format(&self) -> LogFormat {
+        self.log_format
     }
-
-    fn in_child() -> bool {
-        std::env::var_os("IDENTITY_CONFIG_TEST_CHILD").is_some()
-    }
-
-    fn toml_file(text: &str) -> tempfile::NamedTempFile {
-        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        std::fs::write(file.path(), text).unwrap();
-        file
-    }
-
-    #[test]
-    fn defaults_without_file_env_or_flags() {
-        let s = Settings::default();
-        assert_eq!(s.listen, "127.0.0.1:50051".parse().unwrap());
-        assert_eq!(s.data_dir, PathBuf::from("./data/identity"));
-        assert_eq!(
-            s.database(),
-            Database::Sqlite(PathBuf::from("./data/identity/identity.db"))
-        );
-        assert_eq!(s.mailbox(), PathBuf::from("./data/identity/mailbox"));
-        assert!(s.operator_token.is_none());
-        assert_eq!(s.log_format, LogFormat::Pretty);
-        assert_eq!(s.metrics_listen, None);
-        assert_eq!(s.grpc, GrpcSettings::default());
-        assert_eq!(s.smtp, None);
-        // An empty file is a complete configuration.
-        let file = toml_file("");
-        let path = file.path().to_str().unwrap();
-        let loaded = Settings::from_args(&args(&["--config", path])).unwrap();
-        assert_eq!(format!("{loaded:?}"), format!("{s:?}"));
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let file = toml_file(
-            r#"
-            listen = "127.0.0.1:7000"
-            data_dir = "/srv/file"
-            log_format = "json"
-            operator_token = "odc_op_from_file"
-            metrics_listen = "127.0.0.1:9000"
-            [grpc]
-            concurrency_limit = 8
-            [smtp]
-            host = "relay.local"
-            from = "ODC <no-reply@example.com>"
-            "#,
-        );
-        let path = file.path().to_str().unwrap();
-        let s = Settings::from_args(&args(&["--config", path])).unwrap();
-        assert_eq!(s.listen, "127.0.0.1:7000".parse().unwrap());
-        assert_eq!(s.data_dir, PathBuf::from("/srv/file"));
-        assert_eq!(s.mailbox(), PathBuf::from("/srv/file/mailbox"));
-        assert_eq!(s.log_format, LogFormat::Json);
-        assert_eq!(s.grpc.concurrency_limit, 8);
-        assert_eq!(s.grpc.request_timeout_secs, 30);
-        assert_eq!(
-            s.operator_token.as_ref().map(Secret::expose),
-            Some("odc_op_from_file")
-        );
-        let smtp = s.smtp.unwrap();
-        assert_eq!((smtp.host.as_str(), smtp.port), ("relay.local", 25));
-
-        let s = Settings::from_args(&args(&[
-            "--config",
-            path,
-            "--listen",
-            "127.0.0.1:7001",
-            "--data-dir",
-            "/srv/flag",
-            "--log-format",
-            "pretty",
-            "--metrics-listen",
-            "127.0.0.1:9999",
-            "--database-url",
-            "postgres://postgres@127.0.0.1:5432/identity",
-        ]))
-        .unwrap();
-        assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
-        assert_eq!(s.data_dir, PathBuf::from("/srv/flag"));
-        assert_eq!(s.log_format, LogFormat::Pretty);
-        assert_eq!(s.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
-        assert!(matches!(s.database(), Database::Postgres(_)));
-        assert_eq!(
-            s.grpc.concurrency_limit, 8,
-            "file values without a flag stay"
-        );
-    }
-
-    #[test]
-    fn environment_overrides_the_file_and_flags_override_the_environment() {
-        if !in_child() {
-            run_in_child(
-                "config::tests::environment_overrides_the_file_and_flags_override_the_environment",
-                &[
-                    ("IDENTITY_DATA_DIR", "/srv/env"),
-                    ("IDENTITY_LISTEN", "127.0.0.1:7002"),
-                    ("IDENTITY_GRPC__REQUEST_TIMEOUT_SECS", "5"),
-                    ("IDENTITY_SMTP__PORT", "2525"),
-                    ("IDENTITY_OPERATOR_TOKEN", "odc_op_from_env"),
-                    // Variables of the test suites share the prefix and must not break loading.
-                    ("IDENTITY_REQUIRE_PG", "1"),
-                ],
-            );
-            return;
-        }
-        let file = toml_file(
-            r#"
-            data_dir = "/srv/file"
-            [grpc]
-            concurrency_limit = 8
-            request_timeout_secs = 60
-            [smtp]
-            host = "relay.local"
-            from = "no-reply@example.com"
-            "#,
-        );
-        let path = file.path().to_str().unwrap();
-        let s =
-            Settings::from_args(&args(&["--config", path, "--listen", "127.0.0.1:7001"])).unwrap();
-        assert_eq!(s.data_dir, PathBuf::from("/srv/env"));
-        assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
-        assert_eq!(s.grpc.request_timeout_secs, 5);
-        assert_eq!(s.grpc.concurrency_limit, 8);
-        assert_eq!(s.smtp.map(|m| m.port), Some(2525));
-        assert_eq!(
-            s.operator_token.as_ref().map(Secret::expose),
-            Some("odc_op_from_env")
-        );
-        let s = Settings::from_args(&args(&["--config", path])).unwrap();
-        assert_eq!(s.listen, "127.0.0.1:7002".parse().unwrap());
-        // The environment alone cannot make a half SMTP section complete.
-        assert!(Settings::from_args(&args(&[])).is_err());
-    }
-
-    #[test]
-    fn rejects_a_missing_config_file_and_bad_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.toml");
-        assert!(Settings::from_args(&args(&["--config", missing.to_str().unwrap()])).is_err());
-        let file = toml_file("listen = \"not an address\"");
-        let err =
-            Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).unwrap_err();
-        assert!(err.to_string().contains("listen"), "{err}");
-        let file = toml_file("log_format = \"yaml\"");
-        assert!(Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).is_err());
-        assert!(Args::try_parse_from(["identity-svc", "--log-format", "yaml"]).is_err());
-        assert!(Args::try_parse_from(["identity-svc", "--listen", "nowhere"]).is_err());
-    }
-
-    #[test]
-    fn debug_hides_the_operator_token_and_database_password() {
-        let s = Settings {
-            operator_token: Some(Secret::new("odc_op_supersecret")),
-            database_url: Some("postgres://app:hunter2@db:5432/identity".into()),
-            ..Settings::default()
-        };
-        let text = format!("{s:?} {:?} {}", s.database(), s.database());
-        assert!(!text.contains("supersecret"), "{text}");
-        assert!(!text.contains("hunter2"), "{text}");
-        assert!(
-            text.contains("postgres://app:***@db:5432/identity"),
-            "{text}"
-        );
+    fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,16 +1,18 @@
-//! Errors of the service, in the domain's words ([`Error`]), and the collector of bad request
-//! fields ([`Violations`]). The gRPC layer maps each error to one status code with a stable
-//! `google.rpc.ErrorInfo` reason.
+//! Errors of the service, in the domain's words ([`Error`]); bad request fields are collected
+//! with the shared [`Violations`]. The gRPC layer maps each error to one status code with a
+//! stable `google.rpc.ErrorInfo` reason.
 //!
 //! Imports nothing of ours but the domain: the core converts its store's errors into
 //! [`Error::Store`].
+
+use shared::violations::Violations;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad fields: (field path, what is wrong). Nothing was changed.
     #[error("invalid argument")]
-    InvalidArgument(Vec<(String, String)>),
+    InvalidArgument(Violations),
     /// Something named does not exist (or is not visible).
     #[error("{0} not found")]
     NotFound(String),
@@ -66,10 +68,16 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<Violations> for Error {
+    fn from(v: Violations) -> Self {
+        Error::InvalidArgument(v)
+    }
+}
+
 impl Error {
     /// One bad field.
     pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Error::InvalidArgument(vec![(field.into(), description.into())])
+        Error::InvalidArgument(Violations::one(field, description))
     }
 
     /// A failed precondition.
@@ -85,39 +93,6 @@ impl Error {
         Error::AlreadyExists {
             reason,
             message: message.into(),
-        }
-    }
-}
-
-/// Collects field violations so a request reports all its bad fields at once.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<(String, String)>);
-
-impl Violations {
-    /// Nothing wrong yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Records one bad field.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
-    }
-    /// Records the error of a parse, returning its value when it parsed.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.add(field, e.to_string());
-                None
-            }
-        }
-    }
-    /// `Ok(())` when nothing was recorded.
-    pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
         }
     }
 }

@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use shared::operator_token::{self, create_private_dir};
 use shared::proto::identity::v1 as pb;
+use shared::secrets::TokenEncoding;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::auth::{OPERATOR_PREFIX, hash_token, new_token};
+use crate::auth::OPERATOR_PREFIX;
 use crate::config::Settings;
 use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
@@ -170,82 +171,17 @@ fn routes(api: &Api) -> Routes {
 /// The SHA-256 hash of the operator token, the only form the server keeps.
 ///
 /// The token is the configured `operator_token` if set; otherwise the content of
-/// `<data_dir>/operator-token`; otherwise a new random token (`new_token(OPERATOR_PREFIX)`)
+/// `<data_dir>/operator-token`; otherwise a new random token ([`OPERATOR_PREFIX`], base64url)
 /// written once to that file, readable only by its owner (mode 0600). Only the file's path is
-/// logged, never the token. See [`shared::operator_token::load_or_create`].
+/// logged, never the token. See [`shared::operator_token::load_or_create_hash`].
 pub fn operator_token_hash(settings: &Settings) -> anyhow::Result<String> {
-    let token = operator_token::load_or_create(
+    Ok(operator_token::load_or_create_hash(
         settings.operator_token.as_ref(),
         &settings.data_dir,
-        || new_token(OPERATOR_PREFIX),
-    )?;
-    Ok(hash_token(&token))
+        OPERATOR_PREFIX,
+        TokenEncoding::Base64Url,
+    )?)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-    use shared::auth::Secret;
-
-    fn settings(dir: &Path) -> Settings {
-        Settings {
-            data_dir: dir.to_owned(),
-            ..Settings::default()
-        }
-    }
-
-    /// The file handling itself is tested in `shared::operator_token`; this checks the glue:
-    /// this service's generator and hash.
-    #[test]
-    fn the_operator_token_hash_is_of_the_generated_or_configured_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let generated = operator_token_hash(&settings(dir.path())).unwrap();
-        let token = std::fs::read_to_string(operator_token_path(dir.path())).unwrap();
-        let token = token.trim();
-        // 256 random bits, base64url.
-        assert!(token.starts_with(OPERATOR_PREFIX), "{token}");
-        assert_eq!(token.len(), OPERATOR_PREFIX.len() + 43, "{token}");
-        assert_eq!(generated, hash_token(token));
-        assert_eq!(
-            operator_token_hash(&settings(dir.path())).unwrap(),
-            generated
-        );
-
-        let s = Settings {
-            operator_token: Some(Secret::new(" odc_op_configured ")),
-            ..settings(dir.path())
-        };
-        assert_eq!(
-            operator_token_hash(&s).unwrap(),
-            hash_token("odc_op_configured")
-        );
-        let s = Settings {
-            operator_token: Some(Secret::new(" ")),
-            ..settings(dir.path())
-        };
-        assert!(operator_token_hash(&s).is_err());
-    }
-
-    #[test]
-    fn every_identity_service_of_the_protos_is_named() {
-        use prost::Message as _;
-        let fds =
-            prost_types::FileDescriptorSet::decode(shared::proto::FILE_DESCRIPTOR_SET).unwrap();
-        let mut in_protos: Vec<String> = fds
-            .file
-            .iter()
-            .filter(|f| f.package() == "identity.v1")
-            .flat_map(|f| {
-                f.service
-                    .iter()
-                    .map(|s| format!("identity.v1.{}", s.name()))
-            })
-            .collect();
-        in_protos.sort();
-        let mut named: Vec<String> = SERVICE_NAMES.iter().map(|s| (*s).to_owned()).collect();
-        named.sort();
-        assert_eq!(in_protos, named);
-    }
-}
+mod tests;

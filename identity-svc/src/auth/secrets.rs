@@ -1,12 +1,12 @@
-//! Secrets: bearer and invitation tokens (random, prefixed by kind, stored only as SHA-256
-//! hashes), argon2id password hashes, the password policy, and constant-time comparison.
+//! Identity's secrets: the prefixes of its tokens (random, base64url, stored only as SHA-256
+//! hashes: generated and hashed by [`shared::secrets`], which also compares them in constant
+//! time), argon2id password hashes, and the password policy.
 //!
 //! Pure functions of their inputs (and the random generator): no store, no core.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use rand::RngExt as _;
-use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
@@ -18,23 +18,6 @@ pub const SESSION_PREFIX: &str = "odc_ses_";
 pub const SERVICE_ACCOUNT_PREFIX: &str = "odc_sa_";
 /// Prefix of invitation tokens.
 pub const INVITATION_PREFIX: &str = "odc_inv_";
-
-/// A fresh random token with `prefix`: 256 random bits, base64url. Short enough that the
-/// invitation line of a mail (`invitation_token: odc_inv_...`) stays under 76 characters and
-/// reaches the reader as plain 7-bit text.
-pub fn new_token(prefix: &str) -> String {
-    use base64::Engine as _;
-    let bytes: [u8; 32] = rand::rng().random();
-    format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
-/// The stored form of a token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// Hashes a password with argon2id and a random salt.
 pub fn hash_password(password: &str) -> Result<String, Error> {
@@ -73,11 +56,6 @@ pub async fn hash_password_blocking(password: String) -> Result<String, Error> {
         .map_err(|e| Error::Internal(format!("hash task: {e}")))?
 }
 
-/// Compares two secrets (or their hashes) in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,13 +69,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_prefixed_random_and_hashed() {
-        let a = new_token(SESSION_PREFIX);
-        let b = new_token(SESSION_PREFIX);
-        assert!(a.starts_with(SESSION_PREFIX));
-        assert_ne!(a, b);
-        assert_eq!(hash_token(&a), hash_token(&a));
-        assert_ne!(hash_token(&a), a);
+    fn passwords_are_argon2id_hashed_and_verified() {
         let h = hash_password("LongEnough1234").unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("LongEnough1234", &h));

@@ -6,6 +6,8 @@
 //! outside of a commit), a `LoginAttempt` (the failure counters of a known user) and an
 //! `Invitee` (the [`Proof`] the invitation's acceptance is committed with).
 
+use shared::email::Email;
+use shared::secrets::{TokenEncoding, constant_time_eq, hash_token, new_token};
 use uuid::Uuid;
 
 use super::Core;
@@ -13,7 +15,6 @@ use super::commit::{Committed, Draft, Proof};
 use super::sealed::Sealed;
 use super::store::{Credentials, InvitationToken, TokenKind, TokenRecord};
 use crate::auth::{self, Authorized, Caller};
-use crate::domain::email::Email;
 use crate::domain::model::{Micros, Principal, UserState};
 use crate::domain::names;
 use crate::error::Error;
@@ -108,10 +109,10 @@ impl Core {
         let Some(token) = bearer else {
             return Ok(Caller::Anonymous);
         };
-        let hash = auth::hash_token(token);
+        let hash = hash_token(token);
         if operator_hashes
             .iter()
-            .any(|h| auth::constant_time_eq(h.as_bytes(), hash.as_bytes()))
+            .any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
         {
             return Ok(Caller::Operator);
         }
@@ -157,11 +158,11 @@ impl Core {
         if !ok || attempt.state != UserState::Active {
             return Err(refused());
         }
-        let secret = auth::new_token(auth::SESSION_PREFIX);
+        let secret = new_token(auth::SESSION_PREFIX, TokenEncoding::Base64Url);
         let session = NewSession {
             record: TokenRecord {
                 id: Uuid::now_v7(),
-                hash: auth::hash_token(&secret),
+                hash: hash_token(&secret),
                 kind: TokenKind::Session,
                 org,
                 principal: Principal::User(attempt.user),
@@ -248,7 +249,7 @@ impl Core {
         let token = self
             .storage
             .store
-            .find_invitation_token(&auth::hash_token(secret))
+            .find_invitation_token(&hash_token(secret))
             .await?
             .ok_or_else(invalid)?;
         if token.expire_time <= self.now() {

@@ -2,7 +2,6 @@
 //! the in-memory state of an organization. No gRPC and no SQL here, and nothing of the crate
 //! outside `domain`.
 
-pub mod email;
 pub mod model;
 pub mod names;
 pub mod permissions;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::email::Email;
+use shared::email::Email;
 
 /// Microseconds since the Unix epoch.
 pub type Micros = i64;

@@ -1,17 +1,20 @@
 //! `identity.v1.Access`.
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Admitted, Api, convert, page_cursor, page_size, parse_scope, respond, to_status};
+use super::{
+    Admitted, Api, command, convert, page_cursor, page_size, parse_scope, respond, to_status,
+};
 use crate::auth::{Entry, Need, principal_name};
 use crate::domain::model::{Principal, ScopeKey};
 use crate::domain::names;
 use crate::domain::permissions::catalog::{self, PermissionDef, keys};
 use crate::domain::permissions::engine::{self, Denial};
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
 
@@ -132,18 +135,16 @@ impl pb::access_server::Access for Api {
                 &r.parent
             })
             .await?;
-        let mut v = Violations::new();
-        let p = principal_field(&mut v, "principal", a.org, &a.req.principal);
-        let role = v.check(
-            "role",
-            names::role_id_of(a.org, &a.req.role)
-                .ok_or("must be organizations/{organization}/roles/{role}"),
-        );
-        let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
-        v.finish().map_err(to_status)?;
-        let (Some(p), Some(role), Some(scope)) = (p, role, scope) else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (p, role, scope) = command(|v| {
+            let p = principal_field(v, "principal", a.org, &a.req.principal);
+            let role = v.check(
+                "role",
+                names::role_id_of(a.org, &a.req.role)
+                    .ok_or("must be organizations/{organization}/roles/{role}"),
+            );
+            let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
+            Some((p?, role?, scope?))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -164,13 +165,11 @@ impl pb::access_server::Access for Api {
                 &r.parent
             })
             .await?;
-        let mut v = Violations::new();
-        let p = principal_field(&mut v, "principal", a.org, &a.req.principal);
-        let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
-        v.finish().map_err(to_status)?;
-        let (Some(p), Some(scope)) = (p, scope) else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (p, scope) = command(|v| {
+            let p = principal_field(v, "principal", a.org, &a.req.principal);
+            let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
+            Some((p?, scope?))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -194,25 +193,28 @@ impl pb::access_server::Access for Api {
                 |r| &r.parent,
             )
             .await?;
-        let mut v = Violations::new();
-        let p = if a.req.principal.is_empty() {
-            None
-        } else {
-            principal_field(&mut v, "principal", a.org, &a.req.principal)
-        };
-        let role = if a.req.role.is_empty() {
-            None
-        } else {
-            v.check(
-                "role",
-                names::role_id_of(a.org, &a.req.role)
-                    .ok_or("must be organizations/{organization}/roles/{role}"),
-            )
-        };
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let after: Option<(Principal, ScopeKey)> =
-            page_cursor(&mut v, "page_token", &a.req.page_token);
-        v.finish().map_err(to_status)?;
+        // Each filter: `Some(None)` when not given, `None` when bad (recorded).
+        let (p, role, size, after) = command(|v| {
+            let p = if a.req.principal.is_empty() {
+                Some(None)
+            } else {
+                principal_field(v, "principal", a.org, &a.req.principal).map(Some)
+            };
+            let role = if a.req.role.is_empty() {
+                Some(None)
+            } else {
+                v.check(
+                    "role",
+                    names::role_id_of(a.org, &a.req.role)
+                        .ok_or("must be organizations/{organization}/roles/{role}"),
+                )
+                .map(Some)
+            };
+            let size = page_size(v, "page_size", a.req.page_size);
+            let after: Option<(Principal, ScopeKey)> =
+                page_cursor(v, "page_token", &a.req.page_token);
+            Some((p?, role?, size, after))
+        })?;
         let st = a.handle.read();
         let need = match p {
             Some(p) => Need::Any(vec![
@@ -252,7 +254,7 @@ impl pb::access_server::Access for Api {
                 &r.parent
             })
             .await?;
-        let (user, role, stage) = end_user_grant(&a, a.req.grant.as_ref())?;
+        let (user, role, stage) = command(|v| end_user_grant(v, a.org, a.req.grant.as_ref()))?;
         let auth = {
             let st = a.handle.read();
             let app = st.end_user_roles.get(&role).map(|r| r.app);
@@ -293,7 +295,7 @@ impl pb::access_server::Access for Api {
                 |r| &r.parent,
             )
             .await?;
-        let (user, role, stage) = end_user_grant(&a, a.req.grant.as_ref())?;
+        let (user, role, stage) = command(|v| end_user_grant(v, a.org, a.req.grant.as_ref()))?;
         let auth = {
             let st = a.handle.read();
             let app = st.end_user_roles.get(&role).map(|r| r.app);
@@ -323,13 +325,11 @@ impl pb::access_server::Access for Api {
                 &r.parent
             })
             .await?;
-        let mut v = Violations::new();
-        let subject = subject(&a, &mut v, &a.req.principal);
-        let q = query(&mut v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
-        v.finish().map_err(to_status)?;
-        let (Some(subject), Some(q)) = (subject, q) else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (subject, q) = command(|v| {
+            let subject = subject(&a, v, &a.req.principal);
+            let q = query(v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
+            Some((subject?, q?))
+        })?;
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         // `decide` is pure and looks the principal up anyway: an unknown principal is
@@ -365,12 +365,7 @@ impl pb::access_server::Access for Api {
                 |r| &r.parent,
             )
             .await?;
-        let mut v = Violations::new();
-        let subject = subject(&a, &mut v, &a.req.principal);
-        v.finish().map_err(to_status)?;
-        let Some(subject) = subject else {
-            return Err(Status::internal("unreachable"));
-        };
+        let subject = command(|v| subject(&a, v, &a.req.principal))?;
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         rules::lookups::principal(&st, subject).map_err(to_status)?;
@@ -413,14 +408,12 @@ impl pb::access_server::Access for Api {
                 |r| &r.parent,
             )
             .await?;
-        let mut v = Violations::new();
-        let q = query(&mut v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let after: Option<Principal> = page_cursor(&mut v, "page_token", &a.req.page_token);
-        v.finish().map_err(to_status)?;
-        let Some(q) = q else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (q, size, after) = command(|v| {
+            let q = query(v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
+            let size = page_size(v, "page_size", a.req.page_size);
+            let after: Option<Principal> = page_cursor(v, "page_token", &a.req.page_token);
+            Some((q?, size, after))
+        })?;
         let st = a.handle.read();
         // The cheap alternative first (`Any` stops at the first that holds).
         let need = Need::Any(vec![
@@ -467,7 +460,7 @@ impl pb::access_server::Access for Api {
             end_user_role: a.req.end_user_role.clone(),
             stage: a.req.stage.clone(),
         };
-        let (user, role, stage) = end_user_grant(&a, Some(&grant))?;
+        let (user, role, stage) = command(|v| end_user_grant(v, a.org, Some(&grant)))?;
         let st = a.handle.read();
         let app = rules::lookups::end_user_role(&st, role)
             .map_err(to_status)?
@@ -507,21 +500,21 @@ impl pb::access_server::Access for Api {
     }
 }
 
-/// Decodes a (user, end-user role, stage) triple.
-fn end_user_grant<T>(
-    a: &Admitted<T>,
+/// Decodes a (user, end-user role, stage) triple of organization `org`.
+fn end_user_grant(
+    v: &mut Violations,
+    org: Uuid,
     g: Option<&pb::EndUserRoleGrant>,
-) -> Result<(Uuid, Uuid, String), Status> {
+) -> Option<(Uuid, Uuid, String)> {
     let g = g.cloned().unwrap_or_default();
-    let mut v = Violations::new();
     let user = v.check(
         "grant.user",
         names::user(&g.user)
-            .filter(|(o, _)| *o == a.org)
+            .filter(|(o, _)| *o == org)
             .map(|(_, u)| u)
             .ok_or("must be organizations/{organization}/users/{user}"),
     );
-    let role = match names::end_user_role(&g.end_user_role).filter(|(o, _, _)| *o == a.org) {
+    let role = match names::end_user_role(&g.end_user_role).filter(|(o, _, _)| *o == org) {
         Some((_, _, r)) => Some(r),
         None if names::role(&g.end_user_role).is_some() => {
             v.add("grant.end_user_role", "is an organization role; an end-user role is organizations/{organization}/apps/{app}/endUserRoles/{role}");
@@ -538,13 +531,9 @@ fn end_user_grant<T>(
     let stage = v.check(
         "grant.stage",
         names::stage(&g.stage)
-            .filter(|(o, _)| *o == a.org)
+            .filter(|(o, _)| *o == org)
             .map(|(_, s)| s)
             .ok_or("must be organizations/{organization}/stages/{stage}"),
     );
-    v.finish().map_err(to_status)?;
-    match (user, role, stage) {
-        (Some(u), Some(r), Some(s)) => Ok((u, r, s)),
-        _ => Err(Status::internal("unreachable")),
-    }
+    Some((user?, role?, stage?))
 }

@@ -1,14 +1,14 @@
 //! `identity.v1.Apps`.
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Api, convert, page_cursor, page_size, required_text, respond, to_status};
+use super::{Api, command, convert, page_cursor, page_size, required_text, respond, to_status};
 use crate::auth::Need;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
-use crate::error::Violations;
 use crate::method;
 use crate::rules;
 
@@ -36,14 +36,14 @@ impl pb::apps_server::Apps for Api {
         let a = self
             .enter(request, method!("Apps/CreateApp"), "parent", |r| &r.parent)
             .await?;
-        let mut v = Violations::new();
-        let name = required_text(
-            &mut v,
-            "app.display_name",
-            a.req.app.as_ref().map_or("", |x| x.display_name.as_str()),
-            100,
-        );
-        v.finish().map_err(to_status)?;
+        let name = command(|v| {
+            Some(required_text(
+                v,
+                "app.display_name",
+                a.req.app.as_ref().map_or("", |x| x.display_name.as_str()),
+                100,
+            ))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -63,11 +63,9 @@ impl pb::apps_server::Apps for Api {
             .enter(request, method!("Apps/GetApp"), "name", |r| &r.name)
             .await?;
         a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        let id = app_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
+        let id = command(|v| app_id(v, "name", a.org, &a.req.name))?;
         let st = a.handle.read();
-        let app = rules::lookups::app(&st, id.unwrap_or_default()).map_err(to_status)?;
+        let app = rules::lookups::app(&st, id).map_err(to_status)?;
         Ok(respond(convert::app(a.org, app), st.seq))
     }
 
@@ -79,10 +77,11 @@ impl pb::apps_server::Apps for Api {
             .enter(request, method!("Apps/ListApps"), "parent", |r| &r.parent)
             .await?;
         a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let after: Option<(String, Uuid)> = page_cursor(&mut v, "page_token", &a.req.page_token);
-        v.finish().map_err(to_status)?;
+        let (size, after) = command(|v| {
+            let size = page_size(v, "page_size", a.req.page_size);
+            let after: Option<(String, Uuid)> = page_cursor(v, "page_token", &a.req.page_token);
+            Some((size, after))
+        })?;
         let st = a.handle.read();
         let mut all: Vec<(String, Uuid)> = st
             .apps
@@ -124,10 +123,7 @@ impl pb::apps_server::Apps for Api {
         let a = self
             .enter(request, method!("Apps/DeleteApp"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = app_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let id = id.unwrap_or_default();
+        let id = command(|v| app_id(v, "name", a.org, &a.req.name))?;
         let auth = {
             let st = a.handle.read();
             let need = Need::All(
@@ -155,19 +151,19 @@ impl pb::apps_server::Apps for Api {
                 &r.parent
             })
             .await?;
-        let mut v = Violations::new();
-        let id = app_id(&mut v, "parent", a.org, &a.req.parent);
-        let name = required_text(
-            &mut v,
-            "end_user_role.display_name",
-            a.req
-                .end_user_role
-                .as_ref()
-                .map_or("", |x| x.display_name.as_str()),
-            100,
-        );
-        v.finish().map_err(to_status)?;
-        let id = id.unwrap_or_default();
+        let (id, name) = command(|v| {
+            let id = app_id(v, "parent", a.org, &a.req.parent);
+            let name = required_text(
+                v,
+                "end_user_role.display_name",
+                a.req
+                    .end_user_role
+                    .as_ref()
+                    .map_or("", |x| x.display_name.as_str()),
+                100,
+            );
+            Some((id?, name))
+        })?;
         let auth = {
             let st = a.handle.read();
             a.entry
@@ -197,10 +193,7 @@ impl pb::apps_server::Apps for Api {
             })
             .await?;
         a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        let id = app_id(&mut v, "parent", a.org, &a.req.parent);
-        v.finish().map_err(to_status)?;
-        let id = id.unwrap_or_default();
+        let id = command(|v| app_id(v, "parent", a.org, &a.req.parent))?;
         let st = a.handle.read();
         rules::lookups::app(&st, id).map_err(to_status)?;
         let mut roles: Vec<_> = st.end_user_roles.values().filter(|r| r.app == id).collect();
@@ -224,15 +217,14 @@ impl pb::apps_server::Apps for Api {
                 &r.name
             })
             .await?;
-        let mut v = Violations::new();
-        let ids = v.check(
-            "name",
-            names::end_user_role(&a.req.name)
-                .filter(|(o, _, _)| *o == a.org)
-                .ok_or("must be organizations/{organization}/apps/{app}/endUserRoles/{role}"),
-        );
-        v.finish().map_err(to_status)?;
-        let (_, app, role) = ids.unwrap_or_default();
+        let (_, app, role) = command(|v| {
+            v.check(
+                "name",
+                names::end_user_role(&a.req.name)
+                    .filter(|(o, _, _)| *o == a.org)
+                    .ok_or("must be organizations/{organization}/apps/{app}/endUserRoles/{role}"),
+            )
+        })?;
         let auth = {
             let st = a.handle.read();
             a.entry

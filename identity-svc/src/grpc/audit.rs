@@ -10,6 +10,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
@@ -18,7 +19,6 @@ use super::{Api, command, convert, micros, page_cursor, page_size, respond, to_s
 use crate::core::EventFilter;
 use crate::domain::model::Micros;
 use crate::domain::names;
-use crate::error::Violations;
 use crate::method;
 
 /// The stream of WatchChanges.
@@ -113,29 +113,33 @@ impl pb::audit_server::Audit for Api {
             })
             .await?;
         let auth = a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        if names::org(&a.req.parent).is_none() {
-            v.add("parent", "must be organizations/{organization}");
-        }
-        let filter = EventFilter {
-            actor: text_filter(&a.req.actor),
-            target: text_filter(&a.req.target),
-            action: text_filter(&a.req.action),
-            start_time: time_filter(&mut v, "start_time", a.req.start_time.as_ref()),
-            end_time: time_filter(&mut v, "end_time", a.req.end_time.as_ref()),
-        };
-        if let (Some(start), Some(end)) = (filter.start_time, filter.end_time)
-            && start >= end
-        {
-            v.add("end_time", "must be after start_time");
-        }
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let cursor: Option<EventCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
+        let (filter, size, cursor) = command(|v| {
+            if names::org(&a.req.parent).is_none() {
+                v.add("parent", "must be organizations/{organization}");
+            }
+            let filter = EventFilter {
+                actor: text_filter(&a.req.actor),
+                target: text_filter(&a.req.target),
+                action: text_filter(&a.req.action),
+                start_time: time_filter(v, "start_time", a.req.start_time.as_ref()),
+                end_time: time_filter(v, "end_time", a.req.end_time.as_ref()),
+            };
+            if let (Some(start), Some(end)) = (filter.start_time, filter.end_time)
+                && start >= end
+            {
+                v.add("end_time", "must be after start_time");
+            }
+            let size = page_size(v, "page_size", a.req.page_size);
+            let cursor: Option<EventCursor> = page_cursor(v, "page_token", &a.req.page_token);
+            if cursor
+                .as_ref()
+                .is_some_and(|c| c.filter != fingerprint(&filter))
+            {
+                v.add("page_token", "was made for different filters");
+            }
+            Some((filter, size, cursor))
+        })?;
         let print = fingerprint(&filter);
-        if cursor.as_ref().is_some_and(|c| c.filter != print) {
-            v.add("page_token", "was made for different filters");
-        }
-        v.finish().map_err(to_status)?;
         let after = cursor.map_or(0, |c| c.after);
         let mut events = self
             .core

@@ -12,20 +12,23 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
-    respond, to_status,
+    Admitted, Api, command, convert, etag, mask_paths, optional_text, page_cursor, page_size,
+    required_text, respond, to_status,
 };
 use crate::auth::{Authorized, Entry, Need};
 use crate::domain::names::{self, fmt};
 use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
 
 mod decode;
 
-use decode::{Foreign, GroupCursor, MemberCursor, end_user_role, group_id, next_token, user_ids};
+use decode::{
+    Foreign, GroupChange, GroupCursor, MemberCursor, add_roles_change, group_id, members_change,
+    next_token, remove_roles_change,
+};
 
 /// Longest group name.
 const NAME_MAX: usize = 100;
@@ -132,26 +135,25 @@ impl pb::groups_server::Groups for Api {
             })
             .await?;
         let g = a.req.group.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        if names::org(&a.req.parent).is_none() {
-            v.add("parent", "must be organizations/{organization}");
-        }
-        let name = required_text(&mut v, "group.display_name", &g.display_name, NAME_MAX);
-        let description =
-            optional_text(&mut v, "group.description", &g.description, DESCRIPTION_MAX);
-        let stage = if g.stage.is_empty() {
-            v.add("group.stage", "is required");
-            None
-        } else {
-            v.check(
-                "group.stage",
-                names::stage(&g.stage).ok_or("must be organizations/{organization}/stages/{stage}"),
-            )
-        };
-        v.finish().map_err(to_status)?;
-        let Some((stage_org, key)) = stage else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (name, description, (stage_org, key)) = command(|v| {
+            if names::org(&a.req.parent).is_none() {
+                v.add("parent", "must be organizations/{organization}");
+            }
+            let name = required_text(v, "group.display_name", &g.display_name, NAME_MAX);
+            let description =
+                optional_text(v, "group.description", &g.description, DESCRIPTION_MAX);
+            let stage = if g.stage.is_empty() {
+                v.add("group.stage", "is required");
+                None
+            } else {
+                v.check(
+                    "group.stage",
+                    names::stage(&g.stage)
+                        .ok_or("must be organizations/{organization}/stages/{stage}"),
+                )
+            };
+            Some((name, description, stage?))
+        })?;
         if stage_org != a.org {
             return Err(to_status(Error::NotFound(g.stage.clone())));
         }
@@ -197,12 +199,7 @@ impl pb::groups_server::Groups for Api {
         let a = self
             .enter(request, method!("Groups/GetGroup"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = group_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| group_id(v, "name", a.org, &a.req.name))?;
         let st = a.handle.read();
         authorize(&a.entry, &st, id, Access::View)?;
         group_reply(&st, id, st.seq)
@@ -218,29 +215,31 @@ impl pb::groups_server::Groups for Api {
             })
             .await?;
         a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        if names::org(&a.req.parent).is_none() {
-            v.add("parent", "must be organizations/{organization}");
-        }
-        let stage = if a.req.stage.is_empty() {
-            None
-        } else {
-            v.check(
-                "stage",
-                names::stage(&a.req.stage)
-                    .filter(|(o, _)| *o == a.org)
-                    .map(|(_, k)| k)
-                    .ok_or(
-                        "must be organizations/{organization}/stages/{stage} of this organization",
-                    ),
-            )
-        };
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let after: Option<GroupCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
-        if after.as_ref().is_some_and(|c| c.stage != a.req.stage) {
-            v.add("page_token", "was made for a different stage filter");
-        }
-        v.finish().map_err(to_status)?;
+        let (stage, size, after) = command(|v| {
+            if names::org(&a.req.parent).is_none() {
+                v.add("parent", "must be organizations/{organization}");
+            }
+            // `Some(None)`: no filter; `None`: a bad one (recorded).
+            let stage = if a.req.stage.is_empty() {
+                Some(None)
+            } else {
+                v.check(
+                    "stage",
+                    names::stage(&a.req.stage)
+                        .filter(|(o, _)| *o == a.org)
+                        .map(|(_, k)| Some(k))
+                        .ok_or(
+                            "must be organizations/{organization}/stages/{stage} of this organization",
+                        ),
+                )
+            };
+            let size = page_size(v, "page_size", a.req.page_size);
+            let after: Option<GroupCursor> = page_cursor(v, "page_token", &a.req.page_token);
+            if after.as_ref().is_some_and(|c| c.stage != a.req.stage) {
+                v.add("page_token", "was made for a different stage filter");
+            }
+            Some((stage?, size, after))
+        })?;
         let st = a.handle.read();
         let mut visible: HashMap<&str, bool> = HashMap::new();
         let after_row = after.as_ref().map(|c| (c.name.as_str(), c.id));
@@ -278,29 +277,27 @@ impl pb::groups_server::Groups for Api {
             })
             .await?;
         let g = a.req.group.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let id = group_id(&mut v, "group.name", a.org, &g.name);
-        // The stage is fixed at creation: say so rather than list the allowed paths.
-        let mut mask = a.req.update_mask.clone();
-        if let Some(m) = mask.as_mut()
-            && m.paths.iter().any(|p| p == "stage")
-        {
-            v.add(
-                "update_mask",
-                "\"stage\" cannot be updated: a group's stage is set at creation and never changes",
-            );
-            m.paths.retain(|p| p != "stage");
-        }
-        let paths = mask_paths(&mut v, mask.as_ref(), &["display_name", "description"]);
-        let has = |p: &str| paths.iter().any(|x| x == p);
-        let name = has("display_name")
-            .then(|| required_text(&mut v, "group.display_name", &g.display_name, NAME_MAX));
-        let description = has("description")
-            .then(|| optional_text(&mut v, "group.description", &g.description, DESCRIPTION_MAX));
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (id, name, description) = command(|v| {
+            let id = group_id(v, "group.name", a.org, &g.name);
+            // The stage is fixed at creation: say so rather than list the allowed paths.
+            let mut mask = a.req.update_mask.clone();
+            if let Some(m) = mask.as_mut()
+                && m.paths.iter().any(|p| p == "stage")
+            {
+                v.add(
+                    "update_mask",
+                    "\"stage\" cannot be updated: a group's stage is set at creation and never changes",
+                );
+                m.paths.retain(|p| p != "stage");
+            }
+            let paths = mask_paths(v, mask.as_ref(), &["display_name", "description"]);
+            let has = |p: &str| paths.iter().any(|x| x == p);
+            let name = has("display_name")
+                .then(|| required_text(v, "group.display_name", &g.display_name, NAME_MAX));
+            let description = has("description")
+                .then(|| optional_text(v, "group.description", &g.description, DESCRIPTION_MAX));
+            Some((id?, name, description))
+        })?;
         self.change_group(&a, id, Foreign::default(), |d| {
             rules::groups::update_group(d, id, name.clone(), description.clone(), etag(&g.etag))
                 .map(drop)
@@ -315,12 +312,7 @@ impl pb::groups_server::Groups for Api {
         let a = self
             .enter(request, method!("Groups/DeleteGroup"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = group_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let id = command(|v| group_id(v, "name", a.org, &a.req.name))?;
         let auth = authorize(&a.entry, &a.handle.read(), id, Access::Manage)?;
         let c = self
             .core
@@ -341,16 +333,14 @@ impl pb::groups_server::Groups for Api {
                 &r.group
             })
             .await?;
-        let mut v = Violations::new();
-        let mut foreign = Foreign::default();
-        let id = group_id(&mut v, "group", a.org, &a.req.group);
-        let users = user_ids(&mut v, &mut foreign, a.org, &a.req.users);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
-        self.change_group(&a, id, foreign, |d| {
-            rules::groups::add_members(d, id, &users)
+        let change = command(|v| members_change(v, a.org, &a.req.group, &a.req.users))?;
+        let GroupChange {
+            group,
+            items,
+            foreign,
+        } = change;
+        self.change_group(&a, group, foreign, |d| {
+            rules::groups::add_members(d, group, &items)
         })
         .await
     }
@@ -367,16 +357,14 @@ impl pb::groups_server::Groups for Api {
                 |r| &r.group,
             )
             .await?;
-        let mut v = Violations::new();
-        let mut foreign = Foreign::default();
-        let id = group_id(&mut v, "group", a.org, &a.req.group);
-        let users = user_ids(&mut v, &mut foreign, a.org, &a.req.users);
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
-        self.change_group(&a, id, foreign, |d| {
-            rules::groups::remove_members(d, id, &users)
+        let change = command(|v| members_change(v, a.org, &a.req.group, &a.req.users))?;
+        let GroupChange {
+            group,
+            items,
+            foreign,
+        } = change;
+        self.change_group(&a, group, foreign, |d| {
+            rules::groups::remove_members(d, group, &items)
         })
         .await
     }
@@ -390,45 +378,14 @@ impl pb::groups_server::Groups for Api {
                 &r.group
             })
             .await?;
-        let mut v = Violations::new();
-        let mut foreign = Foreign::default();
-        let id = group_id(&mut v, "group", a.org, &a.req.group);
-        if a.req.end_user_roles.is_empty() {
-            v.add("end_user_roles", "must name at least one end-user role");
-        }
-        // (app, role, stage) per item.
-        let mut roles: Vec<(Uuid, Uuid, Option<String>)> = Vec::new();
-        for (i, item) in a.req.end_user_roles.iter().enumerate() {
-            let role = end_user_role(
-                &mut v,
-                &mut foreign,
-                &format!("end_user_roles[{i}].end_user_role"),
-                a.org,
-                &item.end_user_role,
-            );
-            let stage = if item.stage.is_empty() {
-                Some(None)
-            } else {
-                v.check(
-                    &format!("end_user_roles[{i}].stage"),
-                    names::stage(&item.stage)
-                        .filter(|(o, _)| *o == a.org)
-                        .map(|(_, k)| Some(k))
-                        .ok_or(
-                            "must be organizations/{organization}/stages/{stage}: the group's stage",
-                        ),
-                )
-            };
-            if let (Some((app, role)), Some(stage)) = (role, stage) {
-                roles.push((app, role, stage));
-            }
-        }
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
-        self.change_group(&a, id, foreign, |d| {
-            rules::groups::add_app_roles(d, id, &roles)
+        let change = command(|v| add_roles_change(v, a.org, &a.req))?;
+        let GroupChange {
+            group,
+            items,
+            foreign,
+        } = change;
+        self.change_group(&a, group, foreign, |d| {
+            rules::groups::add_app_roles(d, group, &items)
         })
         .await
     }
@@ -442,33 +399,14 @@ impl pb::groups_server::Groups for Api {
                 &r.group
             })
             .await?;
-        let mut v = Violations::new();
-        let mut foreign = Foreign::default();
-        let id = group_id(&mut v, "group", a.org, &a.req.group);
-        if a.req.end_user_roles.is_empty() {
-            v.add("end_user_roles", "must name at least one end-user role");
-        }
-        let roles: Vec<(Uuid, Uuid)> = a
-            .req
-            .end_user_roles
-            .iter()
-            .enumerate()
-            .filter_map(|(i, name)| {
-                end_user_role(
-                    &mut v,
-                    &mut foreign,
-                    &format!("end_user_roles[{i}]"),
-                    a.org,
-                    name,
-                )
-            })
-            .collect();
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
-        self.change_group(&a, id, foreign, |d| {
-            rules::groups::remove_app_roles(d, id, &roles)
+        let change = command(|v| remove_roles_change(v, a.org, &a.req))?;
+        let GroupChange {
+            group,
+            items,
+            foreign,
+        } = change;
+        self.change_group(&a, group, foreign, |d| {
+            rules::groups::remove_app_roles(d, group, &items)
         })
         .await
     }
@@ -482,19 +420,17 @@ impl pb::groups_server::Groups for Api {
                 &r.group
             })
             .await?;
-        let mut v = Violations::new();
-        let id = group_id(&mut v, "group", a.org, &a.req.group);
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let after: Option<MemberCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
-        if let (Some(c), Some(id)) = (after.as_ref(), id)
-            && c.group != id
-        {
-            v.add("page_token", "was made for another group");
-        }
-        v.finish().map_err(to_status)?;
-        let Some(id) = id else {
-            return Err(Status::internal("unreachable"));
-        };
+        let (id, size, after) = command(|v| {
+            let id = group_id(v, "group", a.org, &a.req.group);
+            let size = page_size(v, "page_size", a.req.page_size);
+            let after: Option<MemberCursor> = page_cursor(v, "page_token", &a.req.page_token);
+            if let (Some(c), Some(id)) = (after.as_ref(), id)
+                && c.group != id
+            {
+                v.add("page_token", "was made for another group");
+            }
+            Some((id?, size, after))
+        })?;
         let st = a.handle.read();
         authorize(&a.entry, &st, id, Access::View)?;
         let rows = st.members_by_email(id, after.as_ref().map(|c| (c.email.as_str(), c.id)));

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
@@ -17,7 +18,8 @@ use crate::auth::{self, Caller, Entry, Rule};
 use crate::core::{Core, OrgHandle};
 use crate::domain::model::{Micros, Principal, ScopeKey};
 use crate::domain::names;
-use crate::error::{Error, Violations};
+
+use crate::error::Error;
 
 pub mod access;
 pub mod apps;
@@ -206,17 +208,12 @@ pub fn respond<T>(value: T, seq: u64) -> Response<T> {
     r
 }
 
-/// Maps a service error to a status with its `ErrorInfo` reason (and `BadRequest`).
-pub fn to_status(e: Error) -> Status {
+/// Maps a service error (or the [`Violations`] of a request) to a status with its `ErrorInfo`
+/// reason (and `BadRequest`).
+pub fn to_status(e: impl Into<Error>) -> Status {
     use shared::errors::status;
-    match e {
-        Error::InvalidArgument(fields) => {
-            let mut v = shared::errors::FieldViolations::new(ERROR_DOMAIN);
-            for (f, d) in fields {
-                v.add(f, d);
-            }
-            v.into_status()
-        }
+    match e.into() {
+        Error::InvalidArgument(v) => v.into_status(ERROR_DOMAIN),
         Error::NotFound(what) => status(
             ERROR_DOMAIN,
             Code::NotFound,

@@ -1,5 +1,6 @@
 //! `identity.v1.Organizations`.
 
+use shared::email::Email;
 use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -9,9 +10,7 @@ use super::{
     to_status,
 };
 use crate::auth::Entry;
-use crate::domain::email::Email;
 use crate::domain::model::Organization;
-use crate::error::Violations;
 use crate::method;
 use crate::rules;
 
@@ -88,10 +87,11 @@ impl pb::organizations_server::Organizations for Api {
         let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
         entry.authorized().map_err(to_status)?;
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let size = page_size(&mut v, "page_size", req.page_size);
-        let after: Option<Uuid> = page_cursor(&mut v, "page_token", &req.page_token);
-        v.finish().map_err(to_status)?;
+        let (size, after) = command(|v| {
+            let size = page_size(v, "page_size", req.page_size);
+            let after: Option<Uuid> = page_cursor(v, "page_token", &req.page_token);
+            Some((size, after))
+        })?;
         let mut ids = self.core.org_ids();
         ids.sort();
         let rest: Vec<Uuid> = ids
@@ -130,10 +130,11 @@ impl pb::organizations_server::Organizations for Api {
             )
             .await?;
         let o = a.req.organization.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let paths = mask_paths(&mut v, a.req.update_mask.as_ref(), &["display_name"]);
-        let name = required_text(&mut v, "organization.display_name", &o.display_name, 100);
-        v.finish().map_err(to_status)?;
+        let (paths, name) = command(|v| {
+            let paths = mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
+            let name = required_text(v, "organization.display_name", &o.display_name, 100);
+            Some((paths, name))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core

@@ -3,18 +3,19 @@
 use std::collections::BTreeSet;
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Admitted, Api, convert, etag, mask_paths, optional_text, page_cursor, page_size, required_text,
-    respond, to_status,
+    Admitted, Api, command, convert, etag, mask_paths, optional_text, page_cursor, page_size,
+    required_text, respond, to_status,
 };
 use crate::auth::Entry;
 use crate::domain::model::Grant;
 use crate::domain::names;
 use crate::domain::permissions::catalog;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
 
@@ -112,11 +113,12 @@ impl pb::roles_server::Roles for Api {
             .enter(request, method!("Roles/ListRoles"), "parent", |r| &r.parent)
             .await?;
         a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let after: Option<(bool, String, String)> =
-            page_cursor(&mut v, "page_token", &a.req.page_token);
-        v.finish().map_err(to_status)?;
+        let (size, after) = command(|v| {
+            let size = page_size(v, "page_size", a.req.page_size);
+            let after: Option<(bool, String, String)> =
+                page_cursor(v, "page_token", &a.req.page_token);
+            Some((size, after))
+        })?;
         let st = a.handle.read();
         // Built-in first, then by name.
         let mut all: Vec<(bool, String, String)> = st
@@ -160,11 +162,9 @@ impl pb::roles_server::Roles for Api {
             .enter(request, method!("Roles/GetRole"), "name", |r| &r.name)
             .await?;
         a.entry.authorized().map_err(to_status)?;
-        let mut v = Violations::new();
-        let id = role_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
+        let id = command(|v| role_id(v, "name", a.org, &a.req.name))?;
         let st = a.handle.read();
-        let r = rules::lookups::role(&st, id.as_deref().unwrap_or_default()).map_err(to_status)?;
+        let r = rules::lookups::role(&st, &id).map_err(to_status)?;
         Ok(respond(convert::role(&st, r), st.seq))
     }
 
@@ -178,11 +178,11 @@ impl pb::roles_server::Roles for Api {
             })
             .await?;
         let r = a.req.role.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let name = required_text(&mut v, "role.display_name", &r.display_name, 50);
-        let description = optional_text(&mut v, "role.description", &r.description, 500);
-        let grants = grants(&mut v, a.org, &r.grants);
-        v.finish().map_err(to_status)?;
+        let (name, description, grants) = command(|v| {
+            let name = required_text(v, "role.display_name", &r.display_name, 50);
+            let description = optional_text(v, "role.description", &r.description, 500);
+            Some((name, description, grants(v, a.org, &r.grants)))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let request_id = (!a.req.request_id.is_empty()).then_some(a.req.request_id.as_str());
         if let Some(replayed) = self.replayed_role(&a, request_id).await? {
@@ -218,21 +218,21 @@ impl pb::roles_server::Roles for Api {
             })
             .await?;
         let r = a.req.role.clone().unwrap_or_default();
-        let mut v = Violations::new();
-        let id = role_id(&mut v, "role.name", a.org, &r.name);
-        let paths = mask_paths(
-            &mut v,
-            a.req.update_mask.as_ref(),
-            &["display_name", "description", "grants"],
-        );
-        let has = |p: &str| paths.iter().any(|x| x == p);
-        let name = has("display_name")
-            .then(|| required_text(&mut v, "role.display_name", &r.display_name, 50));
-        let description = has("description")
-            .then(|| optional_text(&mut v, "role.description", &r.description, 500));
-        let grants = has("grants").then(|| grants(&mut v, a.org, &r.grants));
-        v.finish().map_err(to_status)?;
-        let id = id.unwrap_or_default();
+        let (id, name, description, grants) = command(|v| {
+            let id = role_id(v, "role.name", a.org, &r.name);
+            let paths = mask_paths(
+                v,
+                a.req.update_mask.as_ref(),
+                &["display_name", "description", "grants"],
+            );
+            let has = |p: &str| paths.iter().any(|x| x == p);
+            let name = has("display_name")
+                .then(|| required_text(v, "role.display_name", &r.display_name, 50));
+            let description = has("description")
+                .then(|| optional_text(v, "role.description", &r.description, 500));
+            let grants = has("grants").then(|| grants(v, a.org, &r.grants));
+            Some((id?, name, description, grants))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -259,10 +259,7 @@ impl pb::roles_server::Roles for Api {
         let a = self
             .enter(request, method!("Roles/DuplicateRole"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = role_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let id = id.unwrap_or_default();
+        let id = command(|v| role_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
@@ -280,10 +277,7 @@ impl pb::roles_server::Roles for Api {
         let a = self
             .enter(request, method!("Roles/DeleteRole"), "name", |r| &r.name)
             .await?;
-        let mut v = Violations::new();
-        let id = role_id(&mut v, "name", a.org, &a.req.name);
-        v.finish().map_err(to_status)?;
-        let id = id.unwrap_or_default();
+        let id = command(|v| role_id(v, "name", a.org, &a.req.name))?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let e = a.req.etag.clone();
         let c = self

@@ -4,13 +4,14 @@
 //! is returned once, by CreateServiceAccountToken; the store keeps only its hash.
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, command, convert, required_text, respond, to_status};
 use crate::domain::model::Micros;
 use crate::domain::names::{self, fmt};
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
 
@@ -77,20 +78,20 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
                 |r| &r.parent,
             )
             .await?;
-        let mut v = Violations::new();
-        if names::org(&a.req.parent).is_none() {
-            v.add("parent", "must be organizations/{organization}");
-        }
-        let name = required_text(
-            &mut v,
-            "service_account.display_name",
-            a.req
-                .service_account
-                .as_ref()
-                .map_or("", |s| s.display_name.as_str()),
-            NAME_MAX,
-        );
-        v.finish().map_err(to_status)?;
+        let name = command(|v| {
+            if names::org(&a.req.parent).is_none() {
+                v.add("parent", "must be organizations/{organization}");
+            }
+            Some(required_text(
+                v,
+                "service_account.display_name",
+                a.req
+                    .service_account
+                    .as_ref()
+                    .map_or("", |s| s.display_name.as_str()),
+                NAME_MAX,
+            ))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core

@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 
 use super::{Api, command, convert, etag, mask_paths, required_text, respond, to_status};
 use crate::domain::names;
-use crate::error::Violations;
 use crate::method;
 use crate::rules;
 
@@ -40,20 +39,20 @@ impl pb::stages_server::Stages for Api {
                 &r.parent
             })
             .await?;
-        let mut v = Violations::new();
-        if names::org(&a.req.parent).is_none() {
-            v.add("parent", "must be organizations/{organization}");
-        }
-        if !valid_key(&a.req.stage_id) {
-            v.add("stage_id", "must be 1 to 40 characters of a-z, 0-9 and -");
-        }
-        let name = required_text(
-            &mut v,
-            "stage.display_name",
-            a.req.stage.as_ref().map_or("", |s| s.display_name.as_str()),
-            50,
-        );
-        v.finish().map_err(to_status)?;
+        let name = command(|v| {
+            if names::org(&a.req.parent).is_none() {
+                v.add("parent", "must be organizations/{organization}");
+            }
+            if !valid_key(&a.req.stage_id) {
+                v.add("stage_id", "must be 1 to 40 characters of a-z, 0-9 and -");
+            }
+            Some(required_text(
+                v,
+                "stage.display_name",
+                a.req.stage.as_ref().map_or("", |s| s.display_name.as_str()),
+                50,
+            ))
+        })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let key = a.req.stage_id.clone();
         let c = self

@@ -1,16 +1,17 @@
 //! `identity.v1.Users`.
 
+use shared::email::Email;
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, command, convert, etag, mask_paths, optional_text, respond, to_status, ts};
 use crate::auth::{self, Entry, Need};
-use crate::domain::email::Email;
 use crate::domain::model::Principal;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::method;
 use crate::rules;
 

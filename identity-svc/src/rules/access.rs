@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use shared::violations::Violations;
 use uuid::Uuid;
 
 use crate::core::Draft;
@@ -12,7 +13,7 @@ use crate::domain::model::{
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::catalog;
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::rules::lookups::{
     app, end_user_role, org_id, principal, principal_user, role, stage, user,
 };
@@ -56,7 +57,7 @@ pub fn validate_grants(st: &OrgState, grants: &[Grant], field: &str) -> Result<(
             }
         }
     }
-    v.finish()
+    Ok(v.finish()?)
 }
 
 fn active_org_admins(st: &OrgState) -> Vec<Uuid> {

@@ -1,13 +1,14 @@
 //! The rules of groups of end-users: one stage per group, unique names in it, members and
 //! end-user roles of that stage; deleting a group takes only what came through it.
 
+use shared::violations::Violations;
 use uuid::Uuid;
 
 use crate::core::Draft;
 use crate::domain::model::{Entity, Group, GroupMember, GroupRole};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::rules::lookups::{check_etag, end_user_role, group, group_members, org_id, stage, user};
 
 /// Creates a group in a stage.

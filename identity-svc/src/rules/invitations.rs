@@ -3,10 +3,12 @@
 
 use uuid::Uuid;
 
-use crate::auth::{INVITATION_PREFIX, hash_token, new_token};
+use shared::email::Email;
+use shared::secrets::{TokenEncoding, hash_token, new_token};
+
+use crate::auth::INVITATION_PREFIX;
 use crate::core::Draft;
 use crate::core::SecretOp;
-use crate::domain::email::Email;
 use crate::domain::model::{Entity, Invitation, Micros, Principal, ScopeKey, User, UserState};
 use crate::domain::names::fmt;
 use crate::error::Error;
@@ -115,7 +117,7 @@ fn issue_invitation(d: &mut Draft<'_>, user: Uuid) -> String {
         Some(Entity::Invitation(inv.clone())),
         vec![user],
     );
-    let secret = new_token(INVITATION_PREFIX);
+    let secret = new_token(INVITATION_PREFIX, TokenEncoding::Base64Url);
     d.secret(SecretOp::DeleteInvitationTokens { user });
     d.secret(SecretOp::PutInvitationToken {
         hash: hash_token(&secret),

@@ -1,8 +1,9 @@
 //! The rules of an organization as a whole: seeding a new one (its stages, the built-in roles,
 //! the first administrator's invitation) and renaming it.
 
+use shared::email::Email;
+
 use crate::core::Draft;
-use crate::domain::email::Email;
 use crate::domain::model::{Entity, Stage, StagePurpose, User};
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::built_in::built_in_roles;

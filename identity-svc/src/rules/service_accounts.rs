@@ -1,9 +1,9 @@
 //! The rules of service accounts: unique names, deletion with their assignments and tokens,
 //! issuing a token.
 
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 use uuid::Uuid;
 
-use crate::auth::{hash_token, new_token};
 use crate::core::Draft;
 use crate::core::{SecretOp, TokenKind, TokenRecord};
 use crate::domain::model::{Assignment, Entity, Micros, Principal, ServiceAccount};
@@ -80,7 +80,10 @@ pub fn create_service_account_token(
     if !d.state().service_accounts.contains_key(&id) {
         return Err(Error::NotFound(fmt::service_account(org_id(d), id)));
     }
-    let secret = new_token(crate::auth::SERVICE_ACCOUNT_PREFIX);
+    let secret = new_token(
+        crate::auth::SERVICE_ACCOUNT_PREFIX,
+        TokenEncoding::Base64Url,
+    );
     let t = TokenRecord {
         id: Uuid::now_v7(),
         hash: hash_token(&secret),

@@ -1,11 +1,11 @@
 //! The rules of users: creating one directly, renaming, activating, deactivating and deleting
 //! (never yourself, never the last ACTIVE Administrator); an email belongs to one user.
 
+use shared::email::Email;
 use uuid::Uuid;
 
 use crate::core::Draft;
 use crate::core::SecretOp;
-use crate::domain::email::Email;
 use crate::domain::model::{Assignment, Entity, Principal, User, UserState};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;

@@ -44,8 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use identity_svc::auth::{SERVICE_ACCOUNT_PREFIX, hash_token, new_token};
-use identity_svc::domain::email::Email;
+use identity_svc::auth::SERVICE_ACCOUNT_PREFIX;
 use identity_svc::domain::model::{
     App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, Group, GroupMember,
     GroupRole, Organization, Principal, Role, ScopeKey, ServiceAccount, Stage, StagePurpose, User,
@@ -55,7 +54,9 @@ use identity_svc::domain::names::fmt;
 use identity_svc::domain::permissions::catalog::{self, PermissionDef};
 use identity_svc::store::{Commit, Store, TokenKind, TokenRecord};
 use serde_json::{Value, json};
+use shared::email::Email;
 use shared::proto::identity::v1 as pb;
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 use sqlx::{AssertSqlSafe, Connection as _};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -666,7 +667,7 @@ async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
         "bench: built the dataset in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    let token = new_token(SERVICE_ACCOUNT_PREFIX);
+    let token = new_token(SERVICE_ACCOUNT_PREFIX, TokenEncoding::Base64Url);
     let record = TokenRecord {
         id: Uuid::now_v7(),
         hash: hash_token(&token),
@@ -2625,6 +2626,7 @@ mod portal_live {
     use serde_json::{Value, json};
     use shared::proto::identity::v1 as pb;
     use shared::proto::portal::v1 as portal;
+    use shared::secrets::{TokenEncoding, new_token};
     use tonic::metadata::{Ascii, MetadataValue};
     use tonic::service::Interceptor;
     use tonic::service::interceptor::InterceptedService;
@@ -3132,8 +3134,8 @@ mod portal_live {
         let (identity_backend, data) = seeded(cli, out, n).await?;
         let identity_server = Server::spawn(&identity_backend, &data).await?;
         let backend = Backend::new(cli.pg.as_deref(), "portal_sync").await?;
-        let operator = identity_svc::auth::new_token("bench_portal_op_");
-        let service = identity_svc::auth::new_token("bench_portal_svc_");
+        let operator = new_token("bench_portal_op_", TokenEncoding::Base64Url);
+        let service = new_token("bench_portal_svc_", TokenEncoding::Base64Url);
         let portal_child =
             PortalChild::spawn(&backend, &identity_server.addr, &operator, &service).await?;
         let base = json!({ "users": n, "backend": backend.name() });

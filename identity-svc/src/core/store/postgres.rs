@@ -7,11 +7,12 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgQueryResult};
 use sqlx::query::QueryAs;
 
+use super::SqlStore;
+use super::sql::Dialect;
 use super::sql::batch::BatchRows;
 use super::sql::columns::to_i64;
 use super::sql::migrations::embedded_migrator;
 use super::sql::writer::{Writer, WriterConnection};
-use super::sql::{Dialect, SqlStore};
 use super::{Commit, StoreError};
 
 /// The migrations in `migrations/postgres`, embedded.

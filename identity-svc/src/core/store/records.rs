@@ -188,8 +188,6 @@ pub struct Commit<'a> {
 /// An organization as loaded at start-up.
 #[derive(Debug, Clone)]
 pub struct LoadedOrg {
-    /// Id.
-    pub org: Uuid,
     /// Last event sequence.
     pub seq: u64,
     /// Every current entity.

@@ -12,12 +12,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::SqlStore;
+use super::sql::Dialect;
 use super::sql::batch::{BatchRows, ROWS_PER_STATEMENT};
 use super::sql::columns::to_i64;
 use super::sql::commit::{push_deletes, push_events, push_requests, push_upserts};
 use super::sql::migrations::embedded_migrator;
 use super::sql::writer::{Writer, WriterConnection};
-use super::sql::{Dialect, SqlStore};
 use super::{Commit, StoreError};
 
 /// The migrations in `migrations/sqlite`, embedded.

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use shared::secrets::{TokenEncoding, hash_token, new_token};
 use uuid::Uuid;
 
 use super::*;
-use crate::auth::{Caller, Entry, SESSION_PREFIX, hash_token, new_token};
+
+use crate::auth::{Caller, Entry, SESSION_PREFIX};
 use crate::core::Storage;
 use crate::core::store::{Commit, EventLog, Store, TokenKind};
 use crate::domain::model::Principal;
@@ -58,7 +60,7 @@ fn operator() -> Authorized {
 fn token(org: Uuid, principal: Principal) -> TokenRecord {
     TokenRecord {
         id: Uuid::now_v7(),
-        hash: hash_token(&new_token(SESSION_PREFIX)),
+        hash: hash_token(&new_token(SESSION_PREFIX, TokenEncoding::Base64Url)),
         kind: TokenKind::Session,
         org,
         principal,

@@ -1,13 +1,16 @@
 //! Decoding a Groups request: group, user and end-user role names of the caller's
 //! organization (names of another organization are noted and answered NOT_FOUND after the
-//! authorization check), and the page tokens of the two lists.
+//! authorization check), the typed changes of a group's members and roles, and the page
+//! tokens of the two lists.
 
 use serde::{Deserialize, Serialize};
+use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use tonic::Status;
 use uuid::Uuid;
 
 use crate::domain::names;
-use crate::error::{Error, Violations};
+use crate::error::Error;
 use crate::grpc::to_status;
 
 /// The id of a group name of organization `org`.
@@ -42,12 +45,7 @@ impl Foreign {
 }
 
 /// The user ids of `users` (a non-empty list of user names).
-pub(super) fn user_ids(
-    v: &mut Violations,
-    foreign: &mut Foreign,
-    org: Uuid,
-    users: &[String],
-) -> Vec<Uuid> {
+fn user_ids(v: &mut Violations, foreign: &mut Foreign, org: Uuid, users: &[String]) -> Vec<Uuid> {
     if users.is_empty() {
         v.add("users", "must name at least one user");
     }
@@ -65,8 +63,104 @@ pub(super) fn user_ids(
     out
 }
 
+/// A change of a group's members or end-user roles: the group, what is added or removed, and
+/// the names of another organization among them.
+#[derive(Debug)]
+pub(super) struct GroupChange<T> {
+    pub(super) group: Uuid,
+    pub(super) items: Vec<T>,
+    pub(super) foreign: Foreign,
+}
+
+/// AddGroupMembers and RemoveGroupMembers: the group and the user ids.
+pub(super) fn members_change(
+    v: &mut Violations,
+    org: Uuid,
+    group: &str,
+    users: &[String],
+) -> Option<GroupChange<Uuid>> {
+    let mut foreign = Foreign::default();
+    let group = group_id(v, "group", org, group);
+    let items = user_ids(v, &mut foreign, org, users);
+    Some(GroupChange {
+        group: group?,
+        items,
+        foreign,
+    })
+}
+
+/// AddGroupRoles: the group and `(app, role, stage)` per item (no stage: the group's).
+pub(super) fn add_roles_change(
+    v: &mut Violations,
+    org: Uuid,
+    r: &pb::AddGroupRolesRequest,
+) -> Option<GroupChange<(Uuid, Uuid, Option<String>)>> {
+    let mut foreign = Foreign::default();
+    let group = group_id(v, "group", org, &r.group);
+    if r.end_user_roles.is_empty() {
+        v.add("end_user_roles", "must name at least one end-user role");
+    }
+    let mut items = Vec::new();
+    for (i, item) in r.end_user_roles.iter().enumerate() {
+        let role = end_user_role(
+            v,
+            &mut foreign,
+            &format!("end_user_roles[{i}].end_user_role"),
+            org,
+            &item.end_user_role,
+        );
+        let stage = if item.stage.is_empty() {
+            Some(None)
+        } else {
+            v.check(
+                &format!("end_user_roles[{i}].stage"),
+                names::stage(&item.stage)
+                    .filter(|(o, _)| *o == org)
+                    .map(|(_, k)| Some(k))
+                    .ok_or(
+                        "must be organizations/{organization}/stages/{stage}: the group's stage",
+                    ),
+            )
+        };
+        if let (Some((app, role)), Some(stage)) = (role, stage) {
+            items.push((app, role, stage));
+        }
+    }
+    Some(GroupChange {
+        group: group?,
+        items,
+        foreign,
+    })
+}
+
+/// RemoveGroupRoles: the group and `(app, role)` per end-user role name.
+pub(super) fn remove_roles_change(
+    v: &mut Violations,
+    org: Uuid,
+    r: &pb::RemoveGroupRolesRequest,
+) -> Option<GroupChange<(Uuid, Uuid)>> {
+    let mut foreign = Foreign::default();
+    let group = group_id(v, "group", org, &r.group);
+    if r.end_user_roles.is_empty() {
+        v.add("end_user_roles", "must name at least one end-user role");
+    }
+    let items = r
+        .end_user_roles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            end_user_role(v, &mut foreign, &format!("end_user_roles[{i}]"), org, name)
+        })
+        .collect();
+    Some(GroupChange {
+        group: group?,
+        items,
+        foreign,
+    })
+}
+
 /// An end-user role name: `(app, role)`. An organization role gets its own explanation.
-pub(super) fn end_user_role(
+fn end_user_role(
     v: &mut Violations,
     foreign: &mut Foreign,
     field: &str,

@@ -3,16 +3,16 @@
 
 use std::collections::BTreeSet;
 
+use shared::email::Email;
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use uuid::Uuid;
 
 use super::super::optional_text;
 use crate::auth::Need;
-use crate::domain::email::Email;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
 use crate::domain::state::OrgState;
-use crate::error::Violations;
 use crate::rules;
 
 /// The invitation of an InviteUser request of organization `org`.

@@ -1,6 +1,7 @@
 //! ListUsers: the request as a typed query, who may see which users (by facet), and one page.
 
 use shared::proto::identity::v1 as pb;
+use shared::violations::Violations;
 use uuid::Uuid;
 
 use super::super::{convert, page_cursor, page_size};
@@ -10,7 +11,6 @@ use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
 use crate::domain::permissions::engine;
 use crate::domain::state::OrgState;
-use crate::error::Violations;
 
 /// A ListUsers request, parsed.
 #[derive(Debug)]

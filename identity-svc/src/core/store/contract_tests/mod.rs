@@ -5,20 +5,21 @@
 //!
 //! Each case is an `async fn(&dyn Store)`; [`contract!`] turns the list of cases into one
 //! `#[tokio::test]` per case and backend: `sqlite::<case>` on a fresh database file, always,
-//! and `postgres::<case>` on a fresh database created through `IDENTITY_TEST_PG_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards, since the server
-//! keeps state between runs. A PostgreSQL that cannot be reached fails the tests.
+//! and `postgres::<case>` on a fresh database created on the server named by `TEST_PG_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`; `off` skips, which
+//! `TEST_REQUIRE_PG=1` forbids: the switch of `shared::testkit::pg`) and dropped afterwards,
+//! since the server keeps state between runs. A PostgreSQL that cannot be reached fails the
+//! tests.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use uuid::Uuid;
+use shared::testkit::pg::{self, TestDatabase};
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::{Commit, CredentialStore, EventLog, SecretOp, Store, StoreError};
+use super::{Commit, CredentialStore, EventLog, SecretOp, Store};
 use fixtures::{commit, current, organization, seed_org, target, updated};
 
 mod batch;
@@ -49,84 +50,26 @@ where
     test(Arc::new(store)).await;
 }
 
-/// The PostgreSQL server to test against: `IDENTITY_TEST_PG_URL`, by default the machine's
-/// `postgres://postgres@127.0.0.1:5432/postgres`. `IDENTITY_TEST_PG_URL=off` skips the
-/// PostgreSQL variants (saying so), which `IDENTITY_REQUIRE_PG=1` (CI) turns into a failure.
-fn pg_url() -> Option<String> {
-    let url = std::env::var("IDENTITY_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    if url != "off" {
-        return Some(url);
-    }
-    let required =
-        std::env::var("IDENTITY_REQUIRE_PG").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
-    assert!(
-        !required,
-        "IDENTITY_REQUIRE_PG=1 but IDENTITY_TEST_PG_URL=off"
-    );
-    None
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, params) = match url.split_once('?') {
-        Some((base, params)) => (base, Some(params)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority..].find('/') {
-        Some(slash) => &base[..authority + slash],
-        None => base,
-    };
-    match params {
-        Some(params) => format!("{base}/{database}?{params}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
 /// Runs `case` on a fresh PostgreSQL database, dropped afterwards even if the case panics.
 async fn run_postgres(case: Case) {
     on_postgres(move |store| async move { case(&*store).await }).await;
 }
 
 /// Runs `test` on a store in a fresh PostgreSQL database, dropped afterwards even if the test
-/// panics (also for tests of the core).
+/// panics (also for tests of the core). Honours the tests' PostgreSQL switch
+/// (`TEST_PG_URL=off` skips, `TEST_REQUIRE_PG=1` forbids skipping: [`pg::admin_url`]).
 pub(crate) async fn on_postgres<F, Fut>(test: F)
 where
-    F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
 {
-    let Some(url) = pg_url() else {
-        eprintln!("SKIPPED: IDENTITY_TEST_PG_URL=off, PostgreSQL test not run");
+    let Some(admin_url) = pg::admin_url("identity store test") else {
         return;
     };
-    let name = format!("identity_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&url).await.unwrap();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-
-    let outcome = async {
-        let store: Arc<dyn Store> = Arc::new(PgStore::connect(&with_database(&url, &name)).await?);
-        // In a task of its own so that a panic comes back here and the database is dropped.
-        let outcome = tokio::spawn(test(store)).await;
-        Ok::<_, StoreError>(outcome)
-    }
-    .await;
-
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    admin.close().await.unwrap();
-    if let Err(panic) = outcome.unwrap() {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    // Dropped (`WITH (FORCE)`) when this guard is, also while a panic unwinds.
+    let database = TestDatabase::create(&admin_url, "identity_test").await;
+    let store = PgStore::connect(database.url()).await.unwrap();
+    test(Arc::new(store)).await;
 }
 
 /// One test per case and backend: `$concern::$case` becomes `sqlite::$case` and
@@ -226,21 +169,5 @@ async fn sqlite_data_survives_reopen() {
             .password_hash
             .as_deref(),
         Some("$argon2id$kept")
-    );
-}
-
-#[test]
-fn database_url_is_replaced() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("postgres://h:5432", "x"),
-        "postgres://h:5432/x"
     );
 }

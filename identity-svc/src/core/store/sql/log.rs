@@ -84,7 +84,7 @@ where
         let seq = self
             .load_organization_into(org, &mut |e| entities.push(e))
             .await?;
-        Ok(seq.map(|seq| LoadedOrg { org, seq, entities }))
+        Ok(seq.map(|seq| LoadedOrg { seq, entities }))
     }
 
     #[tracing::instrument(skip_all, fields(org = %org))]

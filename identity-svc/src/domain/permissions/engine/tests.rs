@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use shared::email::Email;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::email::Email;
 use crate::domain::model::{Assignment, Grant, Organization, Stage, StagePurpose, User, UserState};
 use crate::domain::state::OrgState;
 

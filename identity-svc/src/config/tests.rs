@@ -1,0 +1,169 @@
+//! Tests of the configuration layering: defaults, file, environment (in a child process), flags.
+
+use shared::testkit::env::{in_child, run_in_child};
+
+use super::*;
+
+fn args(list: &[&str]) -> Args {
+    Args::try_parse_from(std::iter::once("identity-svc").chain(list.iter().copied())).unwrap()
+}
+
+fn toml_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[test]
+fn defaults_without_file_env_or_flags() {
+    let s = Settings::default();
+    assert_eq!(s.listen, "127.0.0.1:50051".parse().unwrap());
+    assert_eq!(s.data_dir, PathBuf::from("./data/identity"));
+    assert_eq!(
+        s.database(),
+        Database::Sqlite(PathBuf::from("./data/identity/identity.db"))
+    );
+    assert_eq!(s.mailbox(), PathBuf::from("./data/identity/mailbox"));
+    assert!(s.operator_token.is_none());
+    assert_eq!(s.log_format, LogFormat::Pretty);
+    assert_eq!(s.metrics_listen, None);
+    assert_eq!(s.grpc, GrpcSettings::default());
+    assert_eq!(s.smtp, None);
+    // An empty file is a complete configuration.
+    let file = toml_file("");
+    let path = file.path().to_str().unwrap();
+    let loaded = Settings::from_args(&args(&["--config", path])).unwrap();
+    assert_eq!(format!("{loaded:?}"), format!("{s:?}"));
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = toml_file(
+        r#"
+        listen = "127.0.0.1:7000"
+        data_dir = "/srv/file"
+        log_format = "json"
+        operator_token = "odc_op_from_file"
+        metrics_listen = "127.0.0.1:9000"
+        [grpc]
+        concurrency_limit = 8
+        [smtp]
+        host = "relay.local"
+        from = "ODC <no-reply@example.com>"
+        "#,
+    );
+    let path = file.path().to_str().unwrap();
+    let s = Settings::from_args(&args(&["--config", path])).unwrap();
+    assert_eq!(s.listen, "127.0.0.1:7000".parse().unwrap());
+    assert_eq!(s.data_dir, PathBuf::from("/srv/file"));
+    assert_eq!(s.mailbox(), PathBuf::from("/srv/file/mailbox"));
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(s.grpc.concurrency_limit, 8);
+    assert_eq!(s.grpc.request_timeout_secs, 30);
+    assert_eq!(
+        s.operator_token.as_ref().map(Secret::expose),
+        Some("odc_op_from_file")
+    );
+    let smtp = s.smtp.unwrap();
+    assert_eq!((smtp.host.as_str(), smtp.port), ("relay.local", 25));
+
+    let s = Settings::from_args(&args(&[
+        "--config",
+        path,
+        "--listen",
+        "127.0.0.1:7001",
+        "--data-dir",
+        "/srv/flag",
+        "--log-format",
+        "pretty",
+        "--metrics-listen",
+        "127.0.0.1:9999",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:5432/identity",
+    ]))
+    .unwrap();
+    assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
+    assert_eq!(s.data_dir, PathBuf::from("/srv/flag"));
+    assert_eq!(s.log_format, LogFormat::Pretty);
+    assert_eq!(s.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
+    assert!(matches!(s.database(), Database::Postgres(_)));
+    assert_eq!(
+        s.grpc.concurrency_limit, 8,
+        "file values without a flag stay"
+    );
+}
+
+#[test]
+fn environment_overrides_the_file_and_flags_override_the_environment() {
+    if !in_child() {
+        run_in_child(
+            "config::tests::environment_overrides_the_file_and_flags_override_the_environment",
+            &[
+                ("IDENTITY_DATA_DIR", "/srv/env"),
+                ("IDENTITY_LISTEN", "127.0.0.1:7002"),
+                ("IDENTITY_GRPC__REQUEST_TIMEOUT_SECS", "5"),
+                ("IDENTITY_SMTP__PORT", "2525"),
+                ("IDENTITY_OPERATOR_TOKEN", "odc_op_from_env"),
+                // A variable with the prefix that is no setting is ignored, not an error.
+                ("IDENTITY_NOT_A_SETTING", "1"),
+            ],
+        );
+        return;
+    }
+    let file = toml_file(
+        r#"
+        data_dir = "/srv/file"
+        [grpc]
+        concurrency_limit = 8
+        request_timeout_secs = 60
+        [smtp]
+        host = "relay.local"
+        from = "no-reply@example.com"
+        "#,
+    );
+    let path = file.path().to_str().unwrap();
+    let s = Settings::from_args(&args(&["--config", path, "--listen", "127.0.0.1:7001"])).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/srv/env"));
+    assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
+    assert_eq!(s.grpc.request_timeout_secs, 5);
+    assert_eq!(s.grpc.concurrency_limit, 8);
+    assert_eq!(s.smtp.map(|m| m.port), Some(2525));
+    assert_eq!(
+        s.operator_token.as_ref().map(Secret::expose),
+        Some("odc_op_from_env")
+    );
+    let s = Settings::from_args(&args(&["--config", path])).unwrap();
+    assert_eq!(s.listen, "127.0.0.1:7002".parse().unwrap());
+    // The environment alone cannot make a half SMTP section complete.
+    assert!(Settings::from_args(&args(&[])).is_err());
+}
+
+#[test]
+fn rejects_a_missing_config_file_and_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    assert!(Settings::from_args(&args(&["--config", missing.to_str().unwrap()])).is_err());
+    let file = toml_file("listen = \"not an address\"");
+    let err = Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).unwrap_err();
+    assert!(err.to_string().contains("listen"), "{err}");
+    let file = toml_file("log_format = \"yaml\"");
+    assert!(Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).is_err());
+    assert!(Args::try_parse_from(["identity-svc", "--log-format", "yaml"]).is_err());
+    assert!(Args::try_parse_from(["identity-svc", "--listen", "nowhere"]).is_err());
+}
+
+#[test]
+fn debug_hides_the_operator_token_and_database_password() {
+    let s = Settings {
+        operator_token: Some(Secret::new("odc_op_supersecret")),
+        database_url: Some("postgres://app:hunter2@db:5432/identity".into()),
+        ..Settings::default()
+    };
+    let text = format!("{s:?} {:?} {}", s.database(), s.database());
+    assert!(!text.contains("supersecret"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("postgres://app:***@db:5432/identity"),
+        "{text}"
+    );
+}
