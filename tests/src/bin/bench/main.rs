@@ -1,0 +1,195 @@
+//! The performance benchmark of issue 4: one JSON line per figure on stdout, progress on stderr.
+//!
+//! ```text
+//! cargo run --release -p tests --bin bench -- --smoke                 # seconds; CI
+//! cargo run --release -p tests --bin bench -- identity --users 100000 # Noop vs Check, holders, RSS, writes
+//! cargo run --release -p tests --bin bench -- rss --sizes 1000,10000,100000
+//! cargo run --release -p tests --bin bench -- portal --users 100000
+//! cargo run --release -p tests --bin bench -- all --pg postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+//!
+//! How it measures (BENCHMARKS.md has the whole method):
+//!
+//! * The identity server runs in a **child process** (this same binary, `__serve-identity`),
+//!   started exactly as `identity-svc` starts it (`identity_svc::serve`, multi-thread tokio
+//!   runtime, default settings), so its RSS and CPU time are its own. The dataset is seeded
+//!   before the child starts, by one `Store::commit` of every entity through the real store.
+//! * Every throughput and latency figure is a same-run comparison with the `Noop` RPC, which
+//!   goes through the same stack (transport, middleware, authentication, admission): runs of
+//!   Noop and CheckPermission alternate A B A B, and the median of the per-pair ratios is
+//!   reported, with the spread between pairs.
+//! * Propagation identity → portal runs portal-sync in a child process too (`__serve-portal`,
+//!   `portal_sync_svc::serve` as its `main` calls it), following the identity child through
+//!   an ODC infrastructure set up as README describes.
+//! * Durable writes are compared with a raw commit loop (single-row INSERT commits through
+//!   sqlx with the store's own settings) on the same backend, raw and API runs alternating
+//!   A B A B; the median of the per-pair ratios is reported.
+//! * `--smoke` runs everything small and short, checks the answers, and exits non-zero when
+//!   the harness breaks (an RPC error, an empty figure, a wrong count).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Statistics over counts and durations: the conversions are of small, positive numbers.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss
+)]
+
+mod backend;
+mod commit_rates;
+mod dataset;
+mod durable;
+mod identity;
+mod identity_child;
+mod instructions;
+mod load;
+mod noop_vs_check;
+mod portal;
+mod portal_child;
+mod portal_live;
+mod report;
+mod rng;
+mod rss;
+mod stats;
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::identity_child::{CHILD_MODE, serve_child};
+use crate::portal_child::{PORTAL_CHILD_MODE, serve_portal_child};
+use crate::report::Output;
+
+// ------------------------------------------------------------------------------- command line
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// Noop vs CheckPermission (throughput, latency), ListPermissionHolders, RSS, durable writes.
+    Identity,
+    /// Identity RSS at each of `--sizes`.
+    Rss,
+    /// Portal full derivation vs a null derivation, and an unchanged re-run; then both servers
+    /// as child processes: propagation identity → portal record (p50, p99) and a role edit
+    /// that changes the records of 10k holders.
+    Portal,
+    /// Instructions per Noop and per CheckPermission (callgrind) at each of `--ir-sizes`.
+    /// Not part of `all`: it runs the server under valgrind (minutes at 100k users).
+    Instructions,
+    /// Only the durable writes of `identity` (store commit, raw calibration, AssignRole
+    /// sequential and 16 in flight), on a dataset of `--users`, then a SIGKILL of the server
+    /// and a restart that must come back at the last acknowledged sequence.
+    Durable,
+    /// Everything but `instructions`.
+    All,
+}
+
+/// Performance benchmark of identity and portal-sync (issue 4). JSON lines on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    /// What to run (default: all).
+    suites: Vec<Suite>,
+    /// Users in the dataset of `identity` and `portal`.
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    /// Dataset sizes of `rss`.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    sizes: Vec<usize>,
+    /// PostgreSQL server (admin URL) instead of SQLite; a fresh database is created and dropped.
+    #[arg(long)]
+    pg: Option<String>,
+    /// Seconds measured per run (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Warm-up seconds before each run.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// A/B pairs of Noop and CheckPermission runs.
+    #[arg(long, default_value_t = 3)]
+    pairs: usize,
+    /// HTTP/2 connections of the load generator.
+    #[arg(long, default_value_t = 4)]
+    conns: usize,
+    /// Requests in flight per connection (closed loop).
+    #[arg(long, default_value_t = 16)]
+    streams: usize,
+    /// Dataset sizes of `instructions`.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    ir_sizes: Vec<usize>,
+    /// Sequential calls of each RPC counted by `instructions`.
+    #[arg(long, default_value_t = 2000)]
+    ir_calls: usize,
+    /// Small data, short runs, answers checked; exits non-zero if the harness breaks.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Cli {
+    fn secs(&self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(CHILD_MODE) {
+        serve_child(&args[2..]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some(PORTAL_CHILD_MODE) {
+        serve_portal_child(&args[2..]);
+        return;
+    }
+    let mut cli = Cli::parse();
+    if cli.smoke {
+        cli.users = 1000;
+        cli.sizes = vec![1000, 2000];
+        cli.secs = 0.4;
+        cli.warmup = 0.1;
+        cli.pairs = 1;
+        cli.conns = 2;
+        cli.streams = 4;
+    }
+    if cli.suites.is_empty() || cli.suites.contains(&Suite::All) {
+        cli.suites = vec![Suite::Identity, Suite::Rss, Suite::Portal];
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let out = Output::default();
+    let result = rt.block_on(run(&cli, &out));
+    let failures = out.failures();
+    match result {
+        Ok(()) if failures.is_empty() => eprintln!("bench: done"),
+        Ok(()) => {
+            eprintln!("bench: FAILED: {}", failures.join("; "));
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("bench: FAILED: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(cli: &Cli, out: &Output) -> anyhow::Result<()> {
+    out.machine(cli);
+    for suite in &cli.suites {
+        match suite {
+            Suite::Identity => identity::suite(cli, out).await?,
+            Suite::Rss => rss::suite(cli, out).await?,
+            Suite::Portal => {
+                portal::suite(cli, out).await?;
+                portal_live::suite(cli, out).await?;
+            }
+            Suite::Instructions => instructions::suite(cli, out).await?,
+            Suite::Durable => durable::suite(cli, out).await?,
+            Suite::All => {}
+        }
+    }
+    Ok(())
+}
