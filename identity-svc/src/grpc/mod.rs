@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use shared::proto::identity::v1 as pb;
 use shared::violations::Violations;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::auth::{self, Caller, Entry, Rule};
@@ -32,8 +32,7 @@ pub mod service_accounts;
 pub mod stages;
 pub mod users;
 
-/// `google.rpc.ErrorInfo` domain of this service.
-pub const ERROR_DOMAIN: &str = "identity.odc";
+pub use crate::error::ERROR_DOMAIN;
 /// Response metadata key carrying the organization's sequence after a write.
 pub const CONSISTENCY_TOKEN: &str = "x-consistency-token";
 /// Default page size.
@@ -209,72 +208,18 @@ pub fn respond<T>(value: T, seq: u64) -> Response<T> {
 }
 
 /// Maps a service error (or the [`Violations`] of a request) to a status with its `ErrorInfo`
-/// reason (and `BadRequest`).
+/// reason (and `BadRequest`): the shared kit's one mapping.
 pub fn to_status(e: impl Into<Error>) -> Status {
-    use shared::errors::status;
-    match e.into() {
-        Error::InvalidArgument(v) => v.into_status(ERROR_DOMAIN),
-        Error::NotFound(what) => status(
-            ERROR_DOMAIN,
-            Code::NotFound,
-            "NOT_FOUND",
-            format!("{what} not found"),
-        ),
-        Error::AlreadyExists { reason, message } => {
-            status(ERROR_DOMAIN, Code::AlreadyExists, reason, message)
-        }
-        Error::FailedPrecondition { reason, message } => {
-            status(ERROR_DOMAIN, Code::FailedPrecondition, reason, message)
-        }
-        Error::Aborted(m) => status(ERROR_DOMAIN, Code::Aborted, "STALE_ETAG", m),
-        e @ Error::DuplicateRequest => status(
-            ERROR_DOMAIN,
-            Code::Aborted,
-            "DUPLICATE_REQUEST_ID",
-            e.to_string(),
-        ),
-        Error::PermissionDenied(m) => {
-            status(ERROR_DOMAIN, Code::PermissionDenied, "PERMISSION_DENIED", m)
-        }
-        Error::Unauthenticated(m) => {
-            status(ERROR_DOMAIN, Code::Unauthenticated, "UNAUTHENTICATED", m)
-        }
-        Error::ResourceExhausted(m) => {
-            status(ERROR_DOMAIN, Code::ResourceExhausted, "LOCKED_OUT", m)
-        }
-        Error::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
-        Error::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
-        Error::Interrupted(m) => Status::unavailable(m),
-        Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &*e),
-        Error::Internal(m) => {
-            tracing::error!(error = %m, "internal error");
-            status(
-                ERROR_DOMAIN,
-                Code::Internal,
-                shared::errors::INTERNAL_REASON,
-                "internal error",
-            )
-        }
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        to_status(e)
-    }
+    e.into().into_status()
 }
 
 /// Parses a request into a typed command, once: `parse` records every bad field and returns the
-/// command when every field parsed. Any violation is INVALID_ARGUMENT listing them all.
+/// command when every field parsed. Any violation is INVALID_ARGUMENT listing them all; a parser
+/// returning nothing without saying why is INTERNAL ([`Error::command`]).
 pub fn command<T>(parse: impl FnOnce(&mut Violations) -> Option<T>) -> Result<T, Status> {
     let mut v = Violations::new();
     let parsed = parse(&mut v);
-    v.finish().map_err(to_status)?;
-    parsed.ok_or_else(|| {
-        to_status(Error::Internal(
-            "a request parser failed without saying why".into(),
-        ))
-    })
+    Error::command(v, parsed).map_err(to_status)
 }
 
 /// Microseconds to a protobuf timestamp.
