@@ -1,0 +1,19 @@
+//! Tests: every migration file of both backends is in its backend's embedded list (the lists
+//! are the backends' `MIGRATIONS`, run by the kit's `shared::migrations::embedded_migrator`).
+
+/// A migration file that is not in its backend's list would silently never run.
+#[test]
+fn every_migration_file_is_embedded() {
+    for (backend, embedded) in [
+        ("sqlite", crate::store::sqlite::MIGRATIONS),
+        ("postgres", crate::store::postgres::MIGRATIONS),
+    ] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        assert_eq!(
+            shared::migrations::missing_from(&dir, embedded).unwrap(),
+            None
+        );
+    }
+}
