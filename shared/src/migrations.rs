@@ -38,16 +38,45 @@ pub fn embedded_migrator(migrations: &[Embedded]) -> Migrator {
     )
 }
 
-/// For a service's test: how the migration files in `dir` differ from the embedded list,
-/// `None` when every file is embedded with the version and description `sqlx::migrate!` would
-/// give it (`0003_tokens_revoke_time.sql` → 3, "tokens revoke time") and its text is the
-/// file's. A migration file that is not in the list would silently never run.
+/// For a service's test: how the migration files of each backend (`<migrations>/<backend>`)
+/// differ from its embedded list, `None` when every file is embedded with the version and
+/// description `sqlx::migrate!` would give it (`0003_tokens_revoke_time.sql` → 3, "tokens
+/// revoke time") and its text is the file's. A migration file that is not in the list would
+/// silently never run.
 ///
 /// # Errors
 ///
-/// The directory or a file cannot be read, or a file name is not `<version>_<description>.sql`.
-pub fn missing_from(dir: &Path, embedded: &[Embedded]) -> std::io::Result<Option<String>> {
-    let mut files: Vec<(i64, String, String)> = Vec::new();
+/// A directory or a file cannot be read, or a file name is not `<version>_<description>.sql`.
+pub fn missing_from(
+    migrations: &Path,
+    backends: &[(&str, &[Embedded])],
+) -> std::io::Result<Option<String>> {
+    let mut report = Vec::new();
+    for &(backend, embedded) in backends {
+        let dir = migrations.join(backend);
+        let files = files_in(&dir)?;
+        let listed: Vec<(i64, String, String)> = embedded
+            .iter()
+            .map(|&(v, d, sql)| (v, d.to_owned(), sql.to_owned()))
+            .collect();
+        if listed != files {
+            let names = |l: &[(i64, String, String)]| -> Vec<String> {
+                l.iter().map(|(v, d, _)| format!("{v} {d}")).collect()
+            };
+            report.push(format!(
+                "{}: embedded {:?} (texts compared too), files {:?}",
+                dir.display(),
+                names(&listed),
+                names(&files)
+            ));
+        }
+    }
+    Ok((!report.is_empty()).then(|| report.join("; ")))
+}
+
+/// The migrations in `dir` as `sqlx::migrate!` would embed them, by version.
+fn files_in(dir: &Path) -> std::io::Result<Vec<(i64, String, String)>> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
@@ -63,21 +92,7 @@ pub fn missing_from(dir: &Path, embedded: &[Embedded]) -> std::io::Result<Option
         files.push((version, description, std::fs::read_to_string(&path)?));
     }
     files.sort();
-    let listed: Vec<(i64, String, String)> = embedded
-        .iter()
-        .map(|&(v, d, sql)| (v, d.to_owned(), sql.to_owned()))
-        .collect();
-    Ok((listed != files).then(|| {
-        let names = |l: &[(i64, String, String)]| -> Vec<String> {
-            l.iter().map(|(v, d, _)| format!("{v} {d}")).collect()
-        };
-        format!(
-            "{}: embedded {:?} (texts compared too), files {:?}",
-            dir.display(),
-            names(&listed),
-            names(&files)
-        )
-    }))
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -86,22 +101,18 @@ mod tests {
 
     #[test]
     fn a_missing_or_changed_file_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("0001_init.sql"),
-            "CREATE TABLE t (x BIGINT);",
-        )
-        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("sqlite");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("0001_init.sql"), "CREATE TABLE t (x BIGINT);").unwrap();
         let one: &[Embedded] = &[(1, "init", "CREATE TABLE t (x BIGINT);")];
-        assert_eq!(missing_from(dir.path(), one).unwrap(), None);
+        assert_eq!(missing_from(root.path(), &[("sqlite", one)]).unwrap(), None);
         assert_eq!(embedded_migrator(one).iter().count(), 1);
 
-        std::fs::write(
-            dir.path().join("0002_add_y.sql"),
-            "ALTER TABLE t ADD y BIGINT;",
-        )
-        .unwrap();
-        let report = missing_from(dir.path(), one).unwrap().unwrap();
+        std::fs::write(dir.join("0002_add_y.sql"), "ALTER TABLE t ADD y BIGINT;").unwrap();
+        let report = missing_from(root.path(), &[("sqlite", one)])
+            .unwrap()
+            .unwrap();
         assert!(report.contains("2 add y"), "{report}");
     }
 }
