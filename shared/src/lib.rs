@@ -21,8 +21,8 @@
 //! * [`bootstrap`] and [`cli`] — what each `main.rs` does around `serve`, and the flags both
 //!   services have.
 //! * [`migrations`] (feature `migrations`) — SQL migrations embedded in the binary.
-//! * [`testkit`] (feature `testkit`, tests only) — the PostgreSQL switch of the tests,
-//!   throw-away databases, and starting a service in-process.
+//! * [`testkit`] (feature `testkit`, tests and the benchmark only) — the PostgreSQL switch of
+//!   the tests, throw-away databases, and starting a service in-process.
 
 #![warn(missing_docs)]
 
