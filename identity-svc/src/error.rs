@@ -1,51 +1,30 @@
-//! Errors of the service, in the domain's words ([`Error`]); bad request fields are collected
-//! with the shared [`Violations`]. The gRPC layer maps each error to one status code with a
-//! stable `google.rpc.ErrorInfo` reason.
+//! Errors of the service, in the domain's words ([`Error`]): the shared kit's
+//! [`ServiceError`](shared::errors::ServiceError) (bad fields collected in [`Violations`], not
+//! found, taken, refused, stale etag, denied, unauthenticated, storage, internal) plus the kinds
+//! only identity has ([`Own`]). The kit maps each error to one status code with a stable
+//! `google.rpc.ErrorInfo` reason under [`ERROR_DOMAIN`].
 //!
 //! Imports nothing of ours but the domain: the core converts its store's errors into
-//! [`Error::Store`].
+//! [`Error::Store`](shared::errors::ServiceError::Store).
 
-use shared::violations::Violations;
+use shared::errors::{ServiceKinds, status};
+pub use shared::violations::Violations;
+use tonic::{Code, Status};
+
+/// `google.rpc.ErrorInfo` domain of this service.
+pub const ERROR_DOMAIN: &str = "identity.odc";
 
 /// Why a request failed.
+pub type Error = shared::errors::ServiceError<Own>;
+
+/// The kinds of error only identity has.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad fields: (field path, what is wrong). Nothing was changed.
-    #[error("invalid argument")]
-    InvalidArgument(Violations),
-    /// Something named does not exist (or is not visible).
-    #[error("{0} not found")]
-    NotFound(String),
-    /// A unique name or key is taken.
-    #[error("{message}")]
-    AlreadyExists {
-        /// Stable reason code.
-        reason: &'static str,
-        /// What is taken.
-        message: String,
-    },
-    /// The request is valid but the current state refuses it.
-    #[error("{message}")]
-    FailedPrecondition {
-        /// Stable reason code.
-        reason: &'static str,
-        /// Why.
-        message: String,
-    },
-    /// The etag sent does not match.
-    #[error("{0}")]
-    Aborted(String),
+pub enum Own {
     /// A concurrent request with the same `request_id` committed first (or is committing);
     /// nothing of this one was written. Create handlers answer it with the first request's
     /// result (`Api::replayed`, which also brings the state up to that commit).
     #[error("a request with this request_id was just applied; retry to get its result")]
     DuplicateRequest,
-    /// The caller may not do this.
-    #[error("{0}")]
-    PermissionDenied(String),
-    /// No valid credentials.
-    #[error("{0}")]
-    Unauthenticated(String),
     /// Too many attempts.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -60,39 +39,25 @@ pub enum Error {
     /// closed); the client resumes from the last item it received.
     #[error("{0}")]
     Interrupted(String),
-    /// Storage failed.
-    #[error(transparent)]
-    Store(Box<dyn std::error::Error + Send + Sync>),
-    /// Anything else unexpected (logged, answered as INTERNAL).
-    #[error("{0}")]
-    Internal(String),
 }
 
-impl From<Violations> for Error {
-    fn from(v: Violations) -> Self {
-        Error::InvalidArgument(v)
-    }
-}
+impl ServiceKinds for Own {
+    const DOMAIN: &'static str = ERROR_DOMAIN;
 
-impl Error {
-    /// One bad field.
-    pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Error::InvalidArgument(Violations::one(field, description))
-    }
-
-    /// A failed precondition.
-    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
-        Error::FailedPrecondition {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// A taken name.
-    pub fn exists(reason: &'static str, message: impl Into<String>) -> Self {
-        Error::AlreadyExists {
-            reason,
-            message: message.into(),
+    fn into_status(self) -> Status {
+        match self {
+            e @ Own::DuplicateRequest => status(
+                ERROR_DOMAIN,
+                Code::Aborted,
+                "DUPLICATE_REQUEST_ID",
+                e.to_string(),
+            ),
+            Own::ResourceExhausted(m) => {
+                status(ERROR_DOMAIN, Code::ResourceExhausted, "LOCKED_OUT", m)
+            }
+            Own::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
+            Own::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
+            Own::Interrupted(m) => Status::unavailable(m),
         }
     }
 }

@@ -8,6 +8,11 @@
 //! * [`internal`] logs an unexpected error with its cause chain and returns an opaque
 //!   `INTERNAL`, so that database or I/O details never reach callers.
 //!
+//! * [`ServiceError`] is the error both services answer with: the generic gRPC kinds (bad
+//!   fields, not found, taken, refused, stale etag, denied, unauthenticated, storage, internal)
+//!   and, as [`ServiceError::Own`], the kinds only one service has ([`ServiceKinds`]); its one
+//!   mapping to a status is [`ServiceError::into_status`].
+//!
 //! The domain is a parameter because each service reports errors under its own name.
 
 use std::collections::HashMap;
@@ -16,6 +21,8 @@ use std::fmt::{self, Display};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+
+use crate::violations::Violations;
 
 /// `ErrorInfo.reason` used by [`FieldViolations`].
 pub const INVALID_ARGUMENT_REASON: &str = "INVALID_ARGUMENT";
@@ -141,77 +148,154 @@ impl FieldViolations {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Why a request failed: the kinds of error every service has, plus a service's own kinds
+/// (`K`, which also names the `ErrorInfo` domain). Each maps to one status code with a stable
+/// `ErrorInfo` reason ([`into_status`](Self::into_status)).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError<K: ServiceKinds> {
+    /// Bad fields: (field path, what is wrong). Nothing was changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(Violations),
+    /// Something named does not exist (or is not visible).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique name or key is taken.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Stable reason code.
+        reason: &'static str,
+        /// What is taken.
+        message: String,
+    },
+    /// The request is valid but the current state refuses it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Stable reason code.
+        reason: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The etag sent does not match, or the record changed meanwhile.
+    #[error("{0}")]
+    Aborted(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Storage failed (logged with its causes, answered as an opaque INTERNAL).
+    #[error(transparent)]
+    Store(Box<dyn Error + Send + Sync>),
+    /// Anything else unexpected (logged, answered as INTERNAL).
+    #[error("{0}")]
+    Internal(String),
+    /// A kind only this service has.
+    #[error(transparent)]
+    Own(K),
+}
 
-    const DOMAIN: &str = "test.example";
+/// What a service adds to [`ServiceError`]: the `ErrorInfo` domain it reports under and the
+/// kinds of error only it has, with their statuses. A service without kinds of its own uses
+/// an enum without variants.
+pub trait ServiceKinds: Error + Send + Sync + 'static {
+    /// `google.rpc.ErrorInfo.domain` of every status of the service (its DNS-like name).
+    const DOMAIN: &'static str;
 
-    #[test]
-    fn empty_collector_is_ok() {
-        let violations = FieldViolations::new(DOMAIN);
-        assert!(violations.is_empty());
-        assert!(violations.into_result().is_ok());
+    /// The status of one of the service's own kinds.
+    fn into_status(self) -> Status;
+}
+
+/// `ErrorInfo.reason` of [`ServiceError::NotFound`].
+pub const NOT_FOUND_REASON: &str = "NOT_FOUND";
+/// `ErrorInfo.reason` of [`ServiceError::Aborted`].
+pub const STALE_ETAG_REASON: &str = "STALE_ETAG";
+/// `ErrorInfo.reason` of [`ServiceError::PermissionDenied`].
+pub const PERMISSION_DENIED_REASON: &str = "PERMISSION_DENIED";
+/// `ErrorInfo.reason` of [`ServiceError::Unauthenticated`].
+pub const UNAUTHENTICATED_REASON: &str = "UNAUTHENTICATED";
+
+impl<K: ServiceKinds> ServiceError<K> {
+    /// One bad field.
+    pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(Violations::one(field, description))
     }
 
-    #[test]
-    fn violations_round_trip_through_status_details() {
-        let mut violations = FieldViolations::new(DOMAIN);
-        violations.add("email", "must contain @");
-        assert_eq!(violations.check("age", Ok::<_, String>(3)), Some(3));
-        assert_eq!(violations.check::<u8, _>("age", Err("too old")), None);
-        violations.add("email", "too long");
-        assert_eq!(violations.len(), 3);
-
-        let status = violations.into_result().unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), "request has invalid fields: email, age");
-
-        let bad_request = status.get_details_bad_request().unwrap();
-        let got: Vec<_> = bad_request
-            .field_violations
-            .iter()
-            .map(|v| (v.field.as_str(), v.description.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("email", "must contain @"),
-                ("age", "too old"),
-                ("email", "too long")
-            ]
-        );
-        let info = status.get_details_error_info().unwrap();
-        assert_eq!(info.reason, INVALID_ARGUMENT_REASON);
-        assert_eq!(info.domain, DOMAIN);
+    /// A failed precondition.
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
     }
 
-    #[test]
-    fn status_carries_error_info() {
-        let status = status(
-            DOMAIN,
-            Code::AlreadyExists,
-            "USER_EMAIL_TAKEN",
-            "email is taken",
-        );
-        assert_eq!(status.code(), Code::AlreadyExists);
-        assert_eq!(status.message(), "email is taken");
-        let info = status.get_details_error_info().unwrap();
-        assert_eq!(
-            (info.reason.as_str(), info.domain.as_str()),
-            ("USER_EMAIL_TAKEN", DOMAIN)
-        );
+    /// A taken name.
+    pub fn exists(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::AlreadyExists {
+            reason,
+            message: message.into(),
+        }
     }
 
-    #[test]
-    fn internal_hides_the_cause() {
-        let io = std::io::Error::other("disk on fire");
-        let status = internal(DOMAIN, &io);
-        assert_eq!(status.code(), Code::Internal);
-        assert!(!status.message().contains("disk"));
-        assert_eq!(
-            status.get_details_error_info().unwrap().reason,
-            INTERNAL_REASON
-        );
+    /// The typed command parsed from a request, or every bad field of it. A request is
+    /// converted once, so a handler never meets a half-checked field.
+    ///
+    /// `parsed` is `None` only when a field it is made of failed its check, which recorded why
+    /// in `violations`. A parser that returns `None` without recording anything is a bug of the
+    /// service, not bad input: it is answered as INTERNAL (and logged), never as an
+    /// INVALID_ARGUMENT naming no field.
+    pub fn command<T>(violations: Violations, parsed: Option<T>) -> Result<T, Self> {
+        violations.finish()?;
+        parsed.ok_or_else(|| Self::Internal("a request parser failed without saying why".into()))
+    }
+
+    /// The status: code, message, `ErrorInfo { reason, domain: K::DOMAIN }` (and the
+    /// `BadRequest` of bad fields). Storage and internal errors are logged and answered as an
+    /// opaque INTERNAL.
+    pub fn into_status(self) -> Status {
+        let domain = K::DOMAIN;
+        match self {
+            Self::InvalidArgument(v) => v.into_status(domain),
+            Self::NotFound(what) => status(
+                domain,
+                Code::NotFound,
+                NOT_FOUND_REASON,
+                format!("{what} not found"),
+            ),
+            Self::AlreadyExists { reason, message } => {
+                status(domain, Code::AlreadyExists, reason, message)
+            }
+            Self::FailedPrecondition { reason, message } => {
+                status(domain, Code::FailedPrecondition, reason, message)
+            }
+            Self::Aborted(m) => status(domain, Code::Aborted, STALE_ETAG_REASON, m),
+            Self::PermissionDenied(m) => {
+                status(domain, Code::PermissionDenied, PERMISSION_DENIED_REASON, m)
+            }
+            Self::Unauthenticated(m) => {
+                status(domain, Code::Unauthenticated, UNAUTHENTICATED_REASON, m)
+            }
+            Self::Store(e) => internal(domain, &*e),
+            Self::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                status(domain, Code::Internal, INTERNAL_REASON, "internal error")
+            }
+            Self::Own(kind) => kind.into_status(),
+        }
     }
 }
+
+impl<K: ServiceKinds> From<Violations> for ServiceError<K> {
+    fn from(v: Violations) -> Self {
+        Self::InvalidArgument(v)
+    }
+}
+
+impl<K: ServiceKinds> From<ServiceError<K>> for Status {
+    fn from(e: ServiceError<K>) -> Self {
+        e.into_status()
+    }
+}
+
+#[cfg(test)]
+mod tests;

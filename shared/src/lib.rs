@@ -20,8 +20,9 @@
 //! * [`violations`] — collecting every bad field of a request (`google.rpc.BadRequest`).
 //! * [`bootstrap`] and [`cli`] — what each `main.rs` does around `serve`, and the flags both
 //!   services have.
-//! * [`testkit`] (feature `testkit`, tests only) — the PostgreSQL switch of the tests,
-//!   throw-away databases, and starting a service in-process.
+//! * [`migrations`] (feature `migrations`) — SQL migrations embedded in the binary.
+//! * [`testkit`] (feature `testkit`, tests and the benchmark only) — the PostgreSQL switch of
+//!   the tests, throw-away databases, and starting a service in-process.
 
 #![warn(missing_docs)]
 
@@ -32,6 +33,8 @@ pub mod config;
 pub mod email;
 pub mod errors;
 pub mod metrics;
+#[cfg(feature = "migrations")]
+pub mod migrations;
 pub mod operator_token;
 pub mod page_token;
 pub mod proto;

@@ -3,6 +3,12 @@
 //! `INVALID_ARGUMENT` with a `google.rpc.BadRequest` only at the gRPC edge
 //! ([`Violations::into_status`], through [`crate::errors::FieldViolations`]).
 //!
+//! It also reads the common request fields into values, recording what is wrong with them:
+//! texts ([`Violations::required_text`], [`Violations::optional_text`]), update masks
+//! ([`Violations::mask_paths`]), page sizes and tokens. Turning the violations and the parsed
+//! value into a typed command (or the error) is
+//! [`ServiceError::command`](crate::errors::ServiceError::command).
+//!
 //! Nothing here is gRPC-shaped until `into_status`, so a domain or rules layer can use it
 //! without knowing about statuses.
 
@@ -51,6 +57,75 @@ impl Violations {
                 None
             }
         }
+    }
+
+    /// Checks the text is 1..=`max` characters after trimming (else records `is required` or
+    /// `must be at most {max} characters` against `field`); returns the trimmed text.
+    pub fn required_text(&mut self, field: &str, text: &str, max: usize) -> String {
+        let t = text.trim();
+        if t.is_empty() {
+            self.add(field, "is required");
+        } else if t.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        }
+        t.to_owned()
+    }
+
+    /// Checks optional text is at most `max` characters after trimming; returns the trimmed
+    /// text (empty when not given).
+    pub fn optional_text(&mut self, field: &str, text: &str, max: usize) -> String {
+        let t = text.trim();
+        if t.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+        }
+        t.to_owned()
+    }
+
+    /// The update-mask paths, checked against the `allowed` ones (each other path is recorded
+    /// against `update_mask`). An empty mask means "every allowed field" (AIP-134).
+    pub fn mask_paths(
+        &mut self,
+        mask: Option<&prost_types::FieldMask>,
+        allowed: &[&str],
+    ) -> Vec<String> {
+        let paths: Vec<String> = mask.map(|m| m.paths.clone()).unwrap_or_default();
+        if paths.is_empty() {
+            return allowed.iter().map(|s| (*s).to_owned()).collect();
+        }
+        for p in &paths {
+            if !allowed.contains(&p.as_str()) {
+                self.add(
+                    "update_mask",
+                    format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
+                );
+            }
+        }
+        paths
+    }
+
+    /// A page size from a request: 0 is `default`, larger than `max` is `max`, negative is
+    /// recorded against `field` (and `default` returned).
+    pub fn page_size(&mut self, field: &str, requested: i32, default: usize, max: usize) -> usize {
+        self.check(
+            field,
+            crate::page_token::clamp_page_size(requested, default, max)
+                .map_err(|_| "must not be negative"),
+        )
+        .unwrap_or(default)
+    }
+
+    /// A decoded page token (`None`: first page, or a token that is not one of this list,
+    /// which is recorded against `field`).
+    pub fn page_cursor<T: serde::de::DeserializeOwned>(
+        &mut self,
+        field: &str,
+        token: &str,
+    ) -> Option<T> {
+        self.check(
+            field,
+            crate::page_token::decode_opt(token).map_err(|_| "is not a page token of this list"),
+        )
+        .flatten()
     }
 
     /// Whether nothing was recorded.
@@ -105,63 +180,4 @@ impl fmt::Display for Violations {
 }
 
 #[cfg(test)]
-mod tests {
-    use tonic::Code;
-    use tonic_types::StatusExt as _;
-
-    use super::Violations;
-
-    #[test]
-    fn empty_is_ok_and_one_is_an_error() {
-        assert_eq!(Violations::new().finish(), Ok(()));
-        let err = Violations::one("name", "is required").finish().unwrap_err();
-        assert_eq!(err.to_string(), "name: is required");
-    }
-
-    #[test]
-    fn check_passes_values_and_records_errors_in_order() {
-        let mut v = Violations::new();
-        assert_eq!(v.check("a", Ok::<_, String>(1)), Some(1));
-        assert_eq!(v.check::<u8, _>("b", Err("too big")), None);
-        v.add("c", "is required");
-        assert_eq!(
-            v.iter().collect::<Vec<_>>(),
-            [("b", "too big"), ("c", "is required")]
-        );
-        assert_eq!(
-            Vec::<(String, String)>::from(v),
-            [
-                ("b".to_owned(), "too big".to_owned()),
-                ("c".to_owned(), "is required".to_owned())
-            ]
-        );
-    }
-
-    #[test]
-    fn into_status_is_a_bad_request_under_the_domain() {
-        let mut v = Violations::new();
-        v.add("email", "is required");
-        v.add("role", "unknown");
-        let status = v.into_status("identity.odc");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), "request has invalid fields: email, role");
-        let fields: Vec<_> = status
-            .get_details_bad_request()
-            .unwrap()
-            .field_violations
-            .into_iter()
-            .map(|f| (f.field, f.description))
-            .collect();
-        assert_eq!(
-            fields,
-            [
-                ("email".to_owned(), "is required".to_owned()),
-                ("role".to_owned(), "unknown".to_owned())
-            ]
-        );
-        assert_eq!(
-            status.get_details_error_info().unwrap().domain,
-            "identity.odc"
-        );
-    }
-}
+mod tests;

@@ -38,7 +38,7 @@ use super::{Core, OrgHandle};
 use crate::auth::Authorized;
 use crate::domain::model::{Change, Entity, Micros, Organization};
 use crate::domain::state::OrgState;
-use crate::error::Error;
+use crate::error::{Error, Own};
 
 /// What a write is made with: the proof that it is allowed. Sealed: [`Authorized`] (made only by
 /// `auth`) and the proofs of [`sessions`](super::sessions) are the only ones.
@@ -202,7 +202,7 @@ impl Core {
                         tokio::task::yield_now().await;
                         continue;
                     }
-                    return Err(Error::DuplicateRequest);
+                    return Err(Error::Own(Own::DuplicateRequest));
                 }
             };
             match outcome {

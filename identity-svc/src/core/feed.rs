@@ -18,7 +18,7 @@ use super::{Core, OrgHandle, Storage};
 use crate::auth::{Authorized, Entry, Need};
 use crate::domain::model::Principal;
 use crate::domain::permissions::catalog::keys;
-use crate::error::Error;
+use crate::error::{Error, Own};
 
 /// Events read from the store at a time while replaying.
 const REPLAY_BATCH: usize = 500;
@@ -88,9 +88,9 @@ impl Core {
                 .first()
                 .is_some_and(|e| e.seq == after);
             if !known {
-                return Err(Error::OutOfRange(format!(
+                return Err(Error::Own(Own::OutOfRange(format!(
                     "after_sequence {after} is ahead of the organization's last event ({current})"
-                )));
+                ))));
             }
         }
         // The first batch is read here so that an expired cursor fails the call itself.
@@ -154,10 +154,10 @@ impl Watch {
             let next = tokio::select! {
                 () = self.tx.closed() => return Ok(()),
                 _ = self.closing.wait_for(|c| *c) => {
-                    return Err(Error::Interrupted(
+                    return Err(Error::Own(Own::Interrupted(
                         "the server is shutting down; watch again from the last sequence received"
                             .into(),
-                    ));
+                    )));
                 }
                 r = live.recv() => Some(r),
                 () = tokio::time::sleep(IDLE_POLL) => None,
@@ -173,10 +173,10 @@ impl Watch {
                     self.catch_up().await?
                 }
                 Some(Err(broadcast::error::RecvError::Closed)) => {
-                    return Err(Error::Interrupted(
+                    return Err(Error::Own(Own::Interrupted(
                         "the change feed closed; watch again from the last sequence received"
                             .into(),
-                    ));
+                    )));
                 }
                 None => {
                     self.still_allowed()?;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::store::{Commit, EventRecord, SecretOp, StoreError};
 use super::{OrgHandle, Storage};
 use crate::domain::model::{Change, Micros};
-use crate::error::Error;
+use crate::error::{Error, Own};
 
 /// At most this many queued drafts are committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -217,7 +217,7 @@ fn failed(error: StoreError, definite: bool) -> Outcome {
         )),
         // A concurrent request with the same key committed first: nothing was written; the
         // caller answers with what that request created (see `mutate`).
-        StoreError::DuplicateRequest => Outcome::Failed(Error::DuplicateRequest),
+        StoreError::DuplicateRequest => Outcome::Failed(Error::Own(Own::DuplicateRequest)),
         e => Outcome::Failed(e.into()),
     }
 }

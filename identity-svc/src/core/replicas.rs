@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Core, OrgHandle};
 use crate::domain::model::Micros;
-use crate::error::Error;
+use crate::error::{Error, Own};
 
 /// The read path across replicas: several identity replicas on one database each keep their
 /// own in-memory state, and apply the events the others commit.
@@ -69,19 +69,19 @@ impl Core {
         match tokio::time::timeout(deadline, self.refresh(handle, org)).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(Error::Unavailable(format!(
+                return Err(Error::Own(Own::Unavailable(format!(
                     "this replica has not applied consistency token {seq} within {} ms; retry",
                     deadline.as_millis()
-                )));
+                ))));
             }
         }
         let applied = handle.read().seq;
         if applied >= seq {
             Ok(())
         } else {
-            Err(Error::OutOfRange(format!(
+            Err(Error::Own(Own::OutOfRange(format!(
                 "consistency token {seq} is ahead of this organization's last event ({applied})"
-            )))
+            ))))
         }
     }
 }

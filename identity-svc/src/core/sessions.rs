@@ -17,7 +17,7 @@ use super::store::{Credentials, InvitationToken, TokenKind, TokenRecord};
 use crate::auth::{self, Authorized, Caller};
 use crate::domain::model::{Micros, Principal, UserState};
 use crate::domain::names;
-use crate::error::Error;
+use crate::error::{Error, Own};
 
 /// A session lasts 12 hours.
 pub const SESSION_TTL: Micros = 12 * 3_600_000_000;
@@ -149,9 +149,9 @@ impl Core {
         };
         let creds = self.storage.store.credentials(org, attempt.user).await?;
         if creds.locked_until.is_some_and(|t| t > attempt.now) {
-            return Err(Error::ResourceExhausted(
+            return Err(Error::Own(Own::ResourceExhausted(
                 "too many failed logins; the account is locked for 15 minutes".into(),
-            ));
+            )));
         }
         let ok = verify_password(password, creds.password_hash.clone()).await;
         self.count_login(&attempt, &creds, ok).await?;

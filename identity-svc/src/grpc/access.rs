@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Admitted, Api, command, convert, page_cursor, page_size, parse_scope, respond, to_status,
+    Admitted, Api, DEFAULT_PAGE, MAX_PAGE, command, convert, parse_scope, respond, to_status,
 };
 use crate::auth::{Entry, Need, principal_name};
 use crate::domain::model::{Principal, ScopeKey};
@@ -210,9 +210,9 @@ impl pb::access_server::Access for Api {
                 )
                 .map(Some)
             };
-            let size = page_size(v, "page_size", a.req.page_size);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
             let after: Option<(Principal, ScopeKey)> =
-                page_cursor(v, "page_token", &a.req.page_token);
+                v.page_cursor("page_token", &a.req.page_token);
             Some((p?, role?, size, after))
         })?;
         let st = a.handle.read();
@@ -410,8 +410,8 @@ impl pb::access_server::Access for Api {
             .await?;
         let (q, size, after) = command(|v| {
             let q = query(v, a.org, &a.req.permission, &a.req.stage, &a.req.app);
-            let size = page_size(v, "page_size", a.req.page_size);
-            let after: Option<Principal> = page_cursor(v, "page_token", &a.req.page_token);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+            let after: Option<Principal> = v.page_cursor("page_token", &a.req.page_token);
             Some((q?, size, after))
         })?;
         let st = a.handle.read();

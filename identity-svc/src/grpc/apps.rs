@@ -5,7 +5,7 @@ use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Api, command, convert, page_cursor, page_size, required_text, respond, to_status};
+use super::{Api, DEFAULT_PAGE, MAX_PAGE, command, convert, respond, to_status};
 use crate::auth::Need;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
@@ -37,8 +37,7 @@ impl pb::apps_server::Apps for Api {
             .enter(request, method!("Apps/CreateApp"), "parent", |r| &r.parent)
             .await?;
         let name = command(|v| {
-            Some(required_text(
-                v,
+            Some(v.required_text(
                 "app.display_name",
                 a.req.app.as_ref().map_or("", |x| x.display_name.as_str()),
                 100,
@@ -78,8 +77,8 @@ impl pb::apps_server::Apps for Api {
             .await?;
         a.entry.authorized().map_err(to_status)?;
         let (size, after) = command(|v| {
-            let size = page_size(v, "page_size", a.req.page_size);
-            let after: Option<(String, Uuid)> = page_cursor(v, "page_token", &a.req.page_token);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+            let after: Option<(String, Uuid)> = v.page_cursor("page_token", &a.req.page_token);
             Some((size, after))
         })?;
         let st = a.handle.read();
@@ -153,8 +152,7 @@ impl pb::apps_server::Apps for Api {
             .await?;
         let (id, name) = command(|v| {
             let id = app_id(v, "parent", a.org, &a.req.parent);
-            let name = required_text(
-                v,
+            let name = v.required_text(
                 "end_user_role.display_name",
                 a.req
                     .end_user_role

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use super::{Api, command, convert, micros, page_cursor, page_size, respond, to_status};
+use super::{Api, DEFAULT_PAGE, MAX_PAGE, command, convert, micros, respond, to_status};
 use crate::core::EventFilter;
 use crate::domain::model::Micros;
 use crate::domain::names;
@@ -129,8 +129,8 @@ impl pb::audit_server::Audit for Api {
             {
                 v.add("end_time", "must be after start_time");
             }
-            let size = page_size(v, "page_size", a.req.page_size);
-            let cursor: Option<EventCursor> = page_cursor(v, "page_token", &a.req.page_token);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+            let cursor: Option<EventCursor> = v.page_cursor("page_token", &a.req.page_token);
             if cursor
                 .as_ref()
                 .is_some_and(|c| c.filter != fingerprint(&filter))

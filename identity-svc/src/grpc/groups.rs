@@ -11,10 +11,7 @@ use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Admitted, Api, command, convert, etag, mask_paths, optional_text, page_cursor, page_size,
-    required_text, respond, to_status,
-};
+use super::{Admitted, Api, DEFAULT_PAGE, MAX_PAGE, command, convert, etag, respond, to_status};
 use crate::auth::{Authorized, Entry, Need};
 use crate::domain::names::{self, fmt};
 use crate::domain::permissions::catalog::keys;
@@ -139,9 +136,8 @@ impl pb::groups_server::Groups for Api {
             if names::org(&a.req.parent).is_none() {
                 v.add("parent", "must be organizations/{organization}");
             }
-            let name = required_text(v, "group.display_name", &g.display_name, NAME_MAX);
-            let description =
-                optional_text(v, "group.description", &g.description, DESCRIPTION_MAX);
+            let name = v.required_text("group.display_name", &g.display_name, NAME_MAX);
+            let description = v.optional_text("group.description", &g.description, DESCRIPTION_MAX);
             let stage = if g.stage.is_empty() {
                 v.add("group.stage", "is required");
                 None
@@ -233,8 +229,8 @@ impl pb::groups_server::Groups for Api {
                         ),
                 )
             };
-            let size = page_size(v, "page_size", a.req.page_size);
-            let after: Option<GroupCursor> = page_cursor(v, "page_token", &a.req.page_token);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+            let after: Option<GroupCursor> = v.page_cursor("page_token", &a.req.page_token);
             if after.as_ref().is_some_and(|c| c.stage != a.req.stage) {
                 v.add("page_token", "was made for a different stage filter");
             }
@@ -290,12 +286,12 @@ impl pb::groups_server::Groups for Api {
                 );
                 m.paths.retain(|p| p != "stage");
             }
-            let paths = mask_paths(v, mask.as_ref(), &["display_name", "description"]);
+            let paths = v.mask_paths(mask.as_ref(), &["display_name", "description"]);
             let has = |p: &str| paths.iter().any(|x| x == p);
             let name = has("display_name")
-                .then(|| required_text(v, "group.display_name", &g.display_name, NAME_MAX));
+                .then(|| v.required_text("group.display_name", &g.display_name, NAME_MAX));
             let description = has("description")
-                .then(|| optional_text(v, "group.description", &g.description, DESCRIPTION_MAX));
+                .then(|| v.optional_text("group.description", &g.description, DESCRIPTION_MAX));
             Some((id?, name, description))
         })?;
         self.change_group(&a, id, Foreign::default(), |d| {
@@ -422,8 +418,8 @@ impl pb::groups_server::Groups for Api {
             .await?;
         let (id, size, after) = command(|v| {
             let id = group_id(v, "group", a.org, &a.req.group);
-            let size = page_size(v, "page_size", a.req.page_size);
-            let after: Option<MemberCursor> = page_cursor(v, "page_token", &a.req.page_token);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+            let after: Option<MemberCursor> = v.page_cursor("page_token", &a.req.page_token);
             if let (Some(c), Some(id)) = (after.as_ref(), id)
                 && c.group != id
             {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use shared::proto::identity::v1 as pb;
 use shared::violations::Violations;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::auth::{self, Caller, Entry, Rule};
@@ -32,8 +32,7 @@ pub mod service_accounts;
 pub mod stages;
 pub mod users;
 
-/// `google.rpc.ErrorInfo` domain of this service.
-pub const ERROR_DOMAIN: &str = "identity.odc";
+pub use crate::error::ERROR_DOMAIN;
 /// Response metadata key carrying the organization's sequence after a write.
 pub const CONSISTENCY_TOKEN: &str = "x-consistency-token";
 /// Default page size.
@@ -209,72 +208,18 @@ pub fn respond<T>(value: T, seq: u64) -> Response<T> {
 }
 
 /// Maps a service error (or the [`Violations`] of a request) to a status with its `ErrorInfo`
-/// reason (and `BadRequest`).
+/// reason (and `BadRequest`): the shared kit's one mapping.
 pub fn to_status(e: impl Into<Error>) -> Status {
-    use shared::errors::status;
-    match e.into() {
-        Error::InvalidArgument(v) => v.into_status(ERROR_DOMAIN),
-        Error::NotFound(what) => status(
-            ERROR_DOMAIN,
-            Code::NotFound,
-            "NOT_FOUND",
-            format!("{what} not found"),
-        ),
-        Error::AlreadyExists { reason, message } => {
-            status(ERROR_DOMAIN, Code::AlreadyExists, reason, message)
-        }
-        Error::FailedPrecondition { reason, message } => {
-            status(ERROR_DOMAIN, Code::FailedPrecondition, reason, message)
-        }
-        Error::Aborted(m) => status(ERROR_DOMAIN, Code::Aborted, "STALE_ETAG", m),
-        e @ Error::DuplicateRequest => status(
-            ERROR_DOMAIN,
-            Code::Aborted,
-            "DUPLICATE_REQUEST_ID",
-            e.to_string(),
-        ),
-        Error::PermissionDenied(m) => {
-            status(ERROR_DOMAIN, Code::PermissionDenied, "PERMISSION_DENIED", m)
-        }
-        Error::Unauthenticated(m) => {
-            status(ERROR_DOMAIN, Code::Unauthenticated, "UNAUTHENTICATED", m)
-        }
-        Error::ResourceExhausted(m) => {
-            status(ERROR_DOMAIN, Code::ResourceExhausted, "LOCKED_OUT", m)
-        }
-        Error::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
-        Error::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
-        Error::Interrupted(m) => Status::unavailable(m),
-        Error::Store(e) => shared::errors::internal(ERROR_DOMAIN, &*e),
-        Error::Internal(m) => {
-            tracing::error!(error = %m, "internal error");
-            status(
-                ERROR_DOMAIN,
-                Code::Internal,
-                shared::errors::INTERNAL_REASON,
-                "internal error",
-            )
-        }
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        to_status(e)
-    }
+    e.into().into_status()
 }
 
 /// Parses a request into a typed command, once: `parse` records every bad field and returns the
-/// command when every field parsed. Any violation is INVALID_ARGUMENT listing them all.
+/// command when every field parsed. Any violation is INVALID_ARGUMENT listing them all; a parser
+/// returning nothing without saying why is INTERNAL ([`Error::command`]).
 pub fn command<T>(parse: impl FnOnce(&mut Violations) -> Option<T>) -> Result<T, Status> {
     let mut v = Violations::new();
     let parsed = parse(&mut v);
-    v.finish().map_err(to_status)?;
-    parsed.ok_or_else(|| {
-        to_status(Error::Internal(
-            "a request parser failed without saying why".into(),
-        ))
-    })
+    Error::command(v, parsed).map_err(to_status)
 }
 
 /// Microseconds to a protobuf timestamp.
@@ -310,71 +255,6 @@ pub fn parse_scope(org: Uuid, scope: Option<&pb::Scope>) -> Result<ScopeKey, &'s
             .ok_or("app must be organizations/{organization}/apps/{app} of this organization"),
         _ => Err("must set organization: true or app"),
     }
-}
-
-/// A page size from a request.
-pub fn page_size(v: &mut Violations, field: &str, requested: i32) -> usize {
-    v.check(
-        field,
-        shared::page_token::clamp_page_size(requested, DEFAULT_PAGE, MAX_PAGE)
-            .map_err(|_| "must not be negative"),
-    )
-    .unwrap_or(DEFAULT_PAGE)
-}
-
-/// A decoded page token (`None`: first page).
-pub fn page_cursor<T: serde::de::DeserializeOwned>(
-    v: &mut Violations,
-    field: &str,
-    token: &str,
-) -> Option<T> {
-    v.check(
-        field,
-        shared::page_token::decode_opt(token).map_err(|_| "is not a page token of this list"),
-    )
-    .flatten()
-}
-
-/// Checks the text is 1..=max characters (after trimming); returns the trimmed text.
-pub fn required_text(v: &mut Violations, field: &str, text: &str, max: usize) -> String {
-    let t = text.trim();
-    if t.is_empty() {
-        v.add(field, "is required");
-    } else if t.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
-    }
-    t.to_owned()
-}
-
-/// Checks optional text is at most `max` characters.
-pub fn optional_text(v: &mut Violations, field: &str, text: &str, max: usize) -> String {
-    let t = text.trim();
-    if t.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
-    }
-    t.to_owned()
-}
-
-/// The update-mask paths, checked against the allowed ones. An empty mask means "every
-/// allowed field" (AIP-134).
-pub fn mask_paths(
-    v: &mut Violations,
-    mask: Option<&prost_types::FieldMask>,
-    allowed: &[&str],
-) -> Vec<String> {
-    let paths: Vec<String> = mask.map(|m| m.paths.clone()).unwrap_or_default();
-    if paths.is_empty() {
-        return allowed.iter().map(|s| (*s).to_owned()).collect();
-    }
-    for p in &paths {
-        if !allowed.contains(&p.as_str()) {
-            v.add(
-                "update_mask",
-                format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
-            );
-        }
-    }
-    paths
 }
 
 /// An etag from a request (`None` when empty).

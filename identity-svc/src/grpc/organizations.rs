@@ -5,10 +5,7 @@ use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Api, command, convert, etag, mask_paths, page_cursor, page_size, required_text, respond,
-    to_status,
-};
+use super::{Api, DEFAULT_PAGE, MAX_PAGE, command, convert, etag, respond, to_status};
 use crate::auth::Entry;
 use crate::domain::model::Organization;
 use crate::method;
@@ -25,8 +22,7 @@ impl pb::organizations_server::Organizations for Api {
         let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
         let req = request.into_inner();
         let (name, email) = command(|v| {
-            let name = required_text(
-                v,
+            let name = v.required_text(
                 "organization.display_name",
                 req.organization
                     .as_ref()
@@ -88,8 +84,8 @@ impl pb::organizations_server::Organizations for Api {
         entry.authorized().map_err(to_status)?;
         let req = request.into_inner();
         let (size, after) = command(|v| {
-            let size = page_size(v, "page_size", req.page_size);
-            let after: Option<Uuid> = page_cursor(v, "page_token", &req.page_token);
+            let size = v.page_size("page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE);
+            let after: Option<Uuid> = v.page_cursor("page_token", &req.page_token);
             Some((size, after))
         })?;
         let mut ids = self.core.org_ids();
@@ -131,8 +127,8 @@ impl pb::organizations_server::Organizations for Api {
             .await?;
         let o = a.req.organization.clone().unwrap_or_default();
         let (paths, name) = command(|v| {
-            let paths = mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
-            let name = required_text(v, "organization.display_name", &o.display_name, 100);
+            let paths = v.mask_paths(a.req.update_mask.as_ref(), &["display_name"]);
+            let name = v.required_text("organization.display_name", &o.display_name, 100);
             Some((paths, name))
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;

@@ -7,10 +7,7 @@ use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{
-    Admitted, Api, command, convert, etag, mask_paths, optional_text, page_cursor, page_size,
-    required_text, respond, to_status,
-};
+use super::{Admitted, Api, DEFAULT_PAGE, MAX_PAGE, command, convert, etag, respond, to_status};
 use crate::auth::Entry;
 use crate::domain::model::Grant;
 use crate::domain::names;
@@ -114,9 +111,9 @@ impl pb::roles_server::Roles for Api {
             .await?;
         a.entry.authorized().map_err(to_status)?;
         let (size, after) = command(|v| {
-            let size = page_size(v, "page_size", a.req.page_size);
+            let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
             let after: Option<(bool, String, String)> =
-                page_cursor(v, "page_token", &a.req.page_token);
+                v.page_cursor("page_token", &a.req.page_token);
             Some((size, after))
         })?;
         let st = a.handle.read();
@@ -179,8 +176,8 @@ impl pb::roles_server::Roles for Api {
             .await?;
         let r = a.req.role.clone().unwrap_or_default();
         let (name, description, grants) = command(|v| {
-            let name = required_text(v, "role.display_name", &r.display_name, 50);
-            let description = optional_text(v, "role.description", &r.description, 500);
+            let name = v.required_text("role.display_name", &r.display_name, 50);
+            let description = v.optional_text("role.description", &r.description, 500);
             Some((name, description, grants(v, a.org, &r.grants)))
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;
@@ -220,16 +217,15 @@ impl pb::roles_server::Roles for Api {
         let r = a.req.role.clone().unwrap_or_default();
         let (id, name, description, grants) = command(|v| {
             let id = role_id(v, "role.name", a.org, &r.name);
-            let paths = mask_paths(
-                v,
+            let paths = v.mask_paths(
                 a.req.update_mask.as_ref(),
                 &["display_name", "description", "grants"],
             );
             let has = |p: &str| paths.iter().any(|x| x == p);
             let name = has("display_name")
-                .then(|| required_text(v, "role.display_name", &r.display_name, 50));
+                .then(|| v.required_text("role.display_name", &r.display_name, 50));
             let description = has("description")
-                .then(|| optional_text(v, "role.description", &r.description, 500));
+                .then(|| v.optional_text("role.description", &r.description, 500));
             let grants = has("grants").then(|| grants(v, a.org, &r.grants));
             Some((id?, name, description, grants))
         })?;

@@ -8,7 +8,7 @@ use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Api, command, convert, required_text, respond, to_status};
+use super::{Api, command, convert, respond, to_status};
 use crate::domain::model::Micros;
 use crate::domain::names::{self, fmt};
 use crate::error::Error;
@@ -82,15 +82,16 @@ impl pb::service_accounts_server::ServiceAccounts for Api {
             if names::org(&a.req.parent).is_none() {
                 v.add("parent", "must be organizations/{organization}");
             }
-            Some(required_text(
-                v,
-                "service_account.display_name",
-                a.req
-                    .service_account
-                    .as_ref()
-                    .map_or("", |s| s.display_name.as_str()),
-                NAME_MAX,
-            ))
+            Some(
+                v.required_text(
+                    "service_account.display_name",
+                    a.req
+                        .service_account
+                        .as_ref()
+                        .map_or("", |s| s.display_name.as_str()),
+                    NAME_MAX,
+                ),
+            )
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self

@@ -3,7 +3,7 @@
 use shared::proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, command, convert, etag, mask_paths, required_text, respond, to_status};
+use super::{Api, command, convert, etag, respond, to_status};
 use crate::domain::names;
 use crate::method;
 use crate::rules;
@@ -46,8 +46,7 @@ impl pb::stages_server::Stages for Api {
             if !valid_key(&a.req.stage_id) {
                 v.add("stage_id", "must be 1 to 40 characters of a-z, 0-9 and -");
             }
-            Some(required_text(
-                v,
+            Some(v.required_text(
                 "stage.display_name",
                 a.req.stage.as_ref().map_or("", |s| s.display_name.as_str()),
                 50,
@@ -80,8 +79,8 @@ impl pb::stages_server::Stages for Api {
                 "stage.name",
                 names::stage(&s.name).ok_or("must be organizations/{organization}/stages/{stage}"),
             );
-            mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
-            let name = required_text(v, "stage.display_name", &s.display_name, 50);
+            v.mask_paths(a.req.update_mask.as_ref(), &["display_name"]);
+            let name = v.required_text("stage.display_name", &s.display_name, 50);
             Some((key?.1, name))
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;

@@ -6,7 +6,7 @@ use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Api, command, convert, etag, mask_paths, optional_text, respond, to_status, ts};
+use super::{Api, command, convert, etag, respond, to_status, ts};
 use crate::auth::{self, Entry, Need};
 use crate::domain::model::Principal;
 use crate::domain::names;
@@ -118,7 +118,7 @@ impl pb::users_server::Users for Api {
                 v.add("invitation_token", "is required");
             }
             v.check("password", auth::check_password_policy(&r.password));
-            Some(optional_text(v, "display_name", &r.display_name, 100))
+            Some(v.optional_text("display_name", &r.display_name, 100))
         })?;
         let name = (!display_name.is_empty()).then_some(display_name);
         let (org, c) = self
@@ -151,7 +151,7 @@ impl pb::users_server::Users for Api {
         let u = r.user.clone().unwrap_or_default();
         let (email, display_name) = command(|v| {
             let email = v.check("user.email", Email::parse(&u.email));
-            let display_name = optional_text(v, "user.display_name", &u.display_name, 100);
+            let display_name = v.optional_text("user.display_name", &u.display_name, 100);
             if !r.initial_password.is_empty() {
                 v.check(
                     "initial_password",
@@ -237,8 +237,8 @@ impl pb::users_server::Users for Api {
         let u = a.req.user.clone().unwrap_or_default();
         let (id, name) = command(|v| {
             let id = user_id(v, "user.name", a.org, &u.name);
-            mask_paths(v, a.req.update_mask.as_ref(), &["display_name"]);
-            let name = optional_text(v, "user.display_name", &u.display_name, 100);
+            v.mask_paths(a.req.update_mask.as_ref(), &["display_name"]);
+            let name = v.optional_text("user.display_name", &u.display_name, 100);
             Some((id?, name))
         })?;
         let auth = {

@@ -5,9 +5,10 @@ use shared::proto::portal::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use super::parse::{check_company_name, finish, infrastructure_ref};
+use super::parse::{check_company_name, infrastructure_ref};
 use crate::convert;
 use crate::domain::model::Email;
+use crate::error::Error;
 use crate::error::Violations;
 
 #[tonic::async_trait]
@@ -41,7 +42,7 @@ impl pb::capabilities_server::Capabilities for Api {
                 infrastructure_ref(facts, company, &req.infrastructure),
             )
         };
-        let (email, capability) = finish(v, email.zip(capability))?;
+        let (email, capability) = Error::command(v, email.zip(capability))?;
         a.entry.authorized()?;
         let d = facts.check(&email, capability, infrastructure);
         Ok(Response::new(pb::CheckCapabilityResponse {
@@ -81,7 +82,7 @@ impl pb::capabilities_server::Capabilities for Api {
                 infrastructure_ref(facts, company, &req.infrastructure),
             )
         };
-        let kind = finish(v, kind)?;
+        let kind = Error::command(v, kind)?;
         a.entry.authorized()?;
         Ok(Response::new(pb::ListNotificationRecipientsResponse {
             emails: facts

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::Api;
-use super::parse::{check_company_name, finish, optional_text, required_text};
+use super::parse::check_company_name;
 use crate::convert;
 use crate::domain::model::{Email, InfraKind};
 use crate::domain::names;
@@ -16,15 +16,13 @@ use crate::rules::companies::{NewCompany, NewInfrastructure};
 /// `CreateCompany`: the company and its first company admin.
 fn parse_company(req: &pb::CreateCompanyRequest) -> Result<NewCompany, Error> {
     let mut v = Violations::new();
-    let display_name = required_text(
-        &mut v,
+    let display_name = v.required_text(
         "company.display_name",
         req.company.as_ref().map_or("", |c| c.display_name.as_str()),
         100,
     );
     let email = v.check("first_admin_email", Email::parse(&req.first_admin_email));
-    let admin_name = optional_text(
-        &mut v,
+    let admin_name = v.optional_text(
         "first_admin_display_name",
         &req.first_admin_display_name,
         100,
@@ -34,7 +32,7 @@ fn parse_company(req: &pb::CreateCompanyRequest) -> Result<NewCompany, Error> {
         first_admin_email: email,
         first_admin_display_name: admin_name,
     });
-    finish(v, company)
+    Error::command(v, company)
 }
 
 /// `CreateInfrastructure`: an ODC infrastructure names its identity organization and token;
@@ -46,12 +44,7 @@ fn parse_infrastructure(
     let infra = req.infrastructure.clone().unwrap_or_default();
     let mut v = Violations::new();
     check_company_name(&mut v, "parent", &req.parent, company);
-    let display_name = required_text(
-        &mut v,
-        "infrastructure.display_name",
-        &infra.display_name,
-        100,
-    );
+    let display_name = v.required_text("infrastructure.display_name", &infra.display_name, 100);
     let kind = v.check("infrastructure.kind", convert::parse_kind(infra.kind));
     let org = infra.identity_organization.trim();
     let token = req.identity_token.trim();
@@ -95,7 +88,7 @@ fn parse_infrastructure(
         identity_org,
         identity_token: token.to_owned(),
     });
-    finish(v, infrastructure)
+    Error::command(v, infrastructure)
 }
 
 /// `SetIdentityToken`: the infrastructure and the new token.
@@ -111,7 +104,7 @@ fn parse_identity_token(req: &pb::SetIdentityTokenRequest) -> Result<(Uuid, Stri
     if token.is_empty() {
         v.add("identity_token", "is required");
     }
-    finish(v, id.map(|id| (id, token.to_owned())))
+    Error::command(v, id.map(|id| (id, token.to_owned())))
 }
 
 #[tonic::async_trait]

@@ -7,10 +7,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::Api;
-use super::parse::{
-    case_id, check_company_name, finish, infrastructure_ref, page_cursor, page_size, page_token,
-    required_text,
-};
+use super::parse::{case_id, check_company_name, infrastructure_ref, page_token};
+use super::{DEFAULT_PAGE, MAX_PAGE};
 use crate::convert;
 use crate::domain::facts::CompanyFacts;
 use crate::domain::model::Email;
@@ -42,7 +40,7 @@ fn parse_case(
         "support_case.infrastructure",
         infrastructure_ref(facts, company, &sc.infrastructure),
     );
-    let subject = required_text(&mut v, "support_case.subject", &sc.subject, MAX_SUBJECT);
+    let subject = v.required_text("support_case.subject", &sc.subject, MAX_SUBJECT);
     let mut cc: Vec<Email> = Vec::new();
     for (idx, raw) in sc.cc.iter().enumerate() {
         if let Some(e) = v.check(&format!("support_case.cc[{idx}]"), Email::parse(raw))
@@ -62,7 +60,7 @@ fn parse_case(
         subject,
         cc,
     });
-    finish(v, case)
+    Error::command(v, case)
 }
 
 #[tonic::async_trait]
@@ -103,8 +101,8 @@ impl pb::support_server::Support for Api {
         let facts = a.facts()?;
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let cursor: Option<CaseToken> = page_cursor(&mut v, "page_token", &a.req.page_token);
+        let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let cursor: Option<CaseToken> = v.page_cursor("page_token", &a.req.page_token);
         v.finish().map_err(Error::from)?;
         let auth = a.entry.authorized()?;
         let cursor = cursor.map(|k| CaseCursor {
@@ -188,7 +186,7 @@ impl pb::support_server::Support for Api {
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
         let email = v.check("email", Email::parse(&a.req.email));
-        let email = finish(v, email)?;
+        let email = Error::command(v, email)?;
         let auth = a.entry.authorized()?;
         self.rules
             .remove_support_contact(&auth, facts, a.company.id, &email)

@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::Api;
-use super::parse::{check_company_name, infrastructure_id, page_cursor, page_size, page_token};
+use super::parse::{check_company_name, infrastructure_id, page_token};
+use super::{DEFAULT_PAGE, MAX_PAGE};
 use crate::convert::{self, ts};
 use crate::domain::names;
 use crate::error::{Error, Violations};
@@ -84,8 +85,8 @@ impl pb::sync_server::Sync for Api {
             .await?;
         let mut v = Violations::new();
         check_company_name(&mut v, "parent", &a.req.parent, a.company.id);
-        let size = page_size(&mut v, "page_size", a.req.page_size);
-        let cursor: Option<EventCursor> = page_cursor(&mut v, "page_token", &a.req.page_token);
+        let size = v.page_size("page_size", a.req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let cursor: Option<EventCursor> = v.page_cursor("page_token", &a.req.page_token);
         v.finish().map_err(Error::from)?;
         a.entry.authorized()?;
         let after = cursor.map_or(0, |c| c.after);

@@ -220,7 +220,7 @@ impl Rules {
             .apply(company, changes, events, None, time)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict => Error::concurrent(),
+                StoreError::Conflict => crate::error::concurrent(),
                 e => e.into(),
             })
     }

@@ -3,11 +3,13 @@
 
 use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 
+use shared::migrations::{Embedded, embedded_migrator};
+
 use super::StoreError;
-use super::sql::{RowsAffected, SqlStore, embedded_migrator};
+use super::sql::{RowsAffected, SqlStore};
 
 /// The migrations in `migrations/postgres`, embedded.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
+pub(super) const MIGRATIONS: &[Embedded] = &[(
     1,
     "init",
     include_str!("../../migrations/postgres/0001_init.sql"),

@@ -10,11 +10,13 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+use shared::migrations::{Embedded, embedded_migrator};
+
 use super::StoreError;
-use super::sql::{RowsAffected, SqlStore, embedded_migrator};
+use super::sql::{RowsAffected, SqlStore};
 
 /// The migrations in `migrations/sqlite`, embedded.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
+pub(super) const MIGRATIONS: &[Embedded] = &[(
     1,
     "init",
     include_str!("../../migrations/sqlite/0001_init.sql"),

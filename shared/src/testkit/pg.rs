@@ -79,19 +79,27 @@ impl TestDatabase {
     /// # Panics
     /// When the server cannot be reached or refuses to create the database.
     pub async fn create(admin_url: &str, prefix: &str) -> Self {
-        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-        let mut c = PgConnection::connect(admin_url)
+        Self::try_create(admin_url, prefix)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test: {e}"));
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test: {e}"))
+    }
+
+    /// Creates `<prefix>_<random>` on the server at `admin_url`, or says why it could not (for
+    /// a caller that reports errors rather than panicking, such as the benchmark).
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses to create the database.
+    pub async fn try_create(admin_url: &str, prefix: &str) -> Result<Self, sqlx::Error> {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let mut c = PgConnection::connect(admin_url).await?;
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e}"));
-        Self {
+            .await?;
+        Ok(Self {
             url: with_database(admin_url, &name),
             admin_url: admin_url.to_owned(),
             name,
-        }
+        })
     }
 
     /// The URL of the database itself, to hand to a service or a store.

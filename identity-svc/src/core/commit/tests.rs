@@ -436,7 +436,7 @@ async fn duplicate_request_inside_a_batch_fails_only_its_draft(store: Arc<dyn St
     let mut acknowledged = BTreeSet::new();
     for (key, call) in calls {
         match (key, call.await.unwrap()) {
-            ("c", Err(Error::DuplicateRequest)) => {}
+            ("c", Err(Error::Own(Own::DuplicateRequest))) => {}
             ("c", other) => panic!("the reused request id: {other:?}"),
             (_, Ok(c)) => assert!(acknowledged.insert(c.seq)),
             (key, Err(e)) => panic!("{key}: {e:?}"),
@@ -527,7 +527,10 @@ async fn a_twin_request_waits_for_the_first_and_commits_nothing(store: Arc<dyn S
     assert!(core.org_cached(org).unwrap().queue().waiting.is_empty());
     gated.allow(100);
     assert_eq!(first.await.unwrap().unwrap().seq, 2);
-    assert!(matches!(twin.await.unwrap(), Err(Error::DuplicateRequest)));
+    assert!(matches!(
+        twin.await.unwrap(),
+        Err(Error::Own(Own::DuplicateRequest))
+    ));
     // No second write was attempted, and the state has the first's stage only.
     assert_eq!(gated.arrived(2).await.len(), 2);
     assert_consistent(&core, org, 2).await;

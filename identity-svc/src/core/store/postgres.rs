@@ -11,12 +11,12 @@ use super::SqlStore;
 use super::sql::Dialect;
 use super::sql::batch::BatchRows;
 use super::sql::columns::to_i64;
-use super::sql::migrations::embedded_migrator;
 use super::sql::writer::{Writer, WriterConnection};
 use super::{Commit, StoreError};
+use shared::migrations::{Embedded, embedded_migrator};
 
 /// The migrations in `migrations/postgres`, embedded.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[Embedded] = &[
     (
         1,
         "init",

@@ -17,12 +17,12 @@ use super::sql::Dialect;
 use super::sql::batch::{BatchRows, ROWS_PER_STATEMENT};
 use super::sql::columns::to_i64;
 use super::sql::commit::{push_deletes, push_events, push_requests, push_upserts};
-use super::sql::migrations::embedded_migrator;
 use super::sql::writer::{Writer, WriterConnection};
 use super::{Commit, StoreError};
+use shared::migrations::{Embedded, embedded_migrator};
 
 /// The migrations in `migrations/sqlite`, embedded.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[Embedded] = &[
     (
         1,
         "init",

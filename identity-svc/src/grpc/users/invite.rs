@@ -8,7 +8,6 @@ use shared::proto::identity::v1 as pb;
 use shared::violations::Violations;
 use uuid::Uuid;
 
-use super::super::optional_text;
 use crate::auth::Need;
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
@@ -22,7 +21,7 @@ pub(super) fn parse_invite(
     r: &pb::InviteUserRequest,
 ) -> Option<rules::invitations::Invite> {
     let email = v.check("email", Email::parse(&r.email));
-    let display_name = optional_text(v, "display_name", &r.display_name, 100);
+    let display_name = v.optional_text("display_name", &r.display_name, 100);
     let organization_role = if r.organization_role.is_empty() {
         None
     } else {

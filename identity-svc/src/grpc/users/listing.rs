@@ -4,7 +4,7 @@ use shared::proto::identity::v1 as pb;
 use shared::violations::Violations;
 use uuid::Uuid;
 
-use super::super::{convert, page_cursor, page_size};
+use super::super::{DEFAULT_PAGE, MAX_PAGE, convert};
 use crate::auth::Need;
 use crate::domain::model::{Principal, UserState};
 use crate::domain::names;
@@ -41,8 +41,8 @@ fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
 
 /// The query of a ListUsers request of organization `org`.
 pub(super) fn parse_query(v: &mut Violations, org: Uuid, r: &pb::ListUsersRequest) -> Query {
-    let size = page_size(v, "page_size", r.page_size);
-    let after: Option<String> = page_cursor(v, "page_token", &r.page_token);
+    let size = v.page_size("page_size", r.page_size, DEFAULT_PAGE, MAX_PAGE);
+    let after: Option<String> = v.page_cursor("page_token", &r.page_token);
     let state = parse_state(v, r.state);
     let facet = pb::UserFacet::try_from(r.facet).unwrap_or_else(|_| {
         v.add("facet", "unknown facet");

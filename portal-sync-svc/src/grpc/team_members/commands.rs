@@ -8,10 +8,8 @@ use crate::convert;
 use crate::domain::facts::CompanyFacts;
 use crate::domain::model::Email;
 use crate::error::{Error, Violations};
-use crate::grpc::parse::{
-    check_company_name, finish, infrastructure_ref, mask_paths, member_ref, optional_text,
-    page_cursor, page_size,
-};
+use crate::grpc::parse::{check_company_name, infrastructure_ref, member_ref};
+use crate::grpc::{DEFAULT_PAGE, MAX_PAGE};
 use crate::rules::add_member::{AddMember, check_infrastructures};
 use crate::rules::members::{MemberQuery, RequestedAccess, UpdateMember};
 use crate::rules::security_contact::parse_phone;
@@ -116,12 +114,12 @@ pub(super) fn list(
             "filters the permission on `infrastructure`, which is then required",
         );
     }
-    let size = page_size(&mut v, "page_size", req.page_size);
+    let size = v.page_size("page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE);
     let filter = format!(
         "{}|{}|{}|{}",
         req.status, req.company_permission, req.infrastructure, req.infrastructure_permission
     );
-    let cursor: Option<MemberCursor> = page_cursor(&mut v, "page_token", &req.page_token);
+    let cursor: Option<MemberCursor> = v.page_cursor("page_token", &req.page_token);
     if cursor.as_ref().is_some_and(|c| c.filter != filter) {
         v.add("page_token", "was made for other filters");
     }
@@ -146,7 +144,7 @@ pub(super) fn add(
     let mut v = Violations::new();
     check_company_name(&mut v, "parent", &req.parent, company);
     let email = v.check("email", Email::parse(&req.email));
-    let display_name = optional_text(&mut v, "display_name", &req.display_name, MAX_NAME);
+    let display_name = v.optional_text("display_name", &req.display_name, MAX_NAME);
     let team_role = v.check("team_role", convert::parse_team_role(req.team_role));
     let company_permission = match convert::parse_company_permission(req.company_permission) {
         Ok(Some(p)) => Some(p),
@@ -185,7 +183,7 @@ pub(super) fn add(
         }),
         _ => None,
     };
-    finish(v, command)
+    Error::command(v, command)
 }
 
 /// `UpdateTeamMember`: the fields named by the update mask.
@@ -203,14 +201,13 @@ pub(super) fn update(
         );
     }
     let id = v.check("member.name", member_ref(company, &m.name));
-    let paths = mask_paths(
-        &mut v,
+    let paths = v.mask_paths(
         req.update_mask.as_ref(),
         &["display_name", "team_role", "infrastructure_access"],
     );
     let has = |p: &str| paths.iter().any(|x| x == p);
     let display_name = has("display_name")
-        .then(|| optional_text(&mut v, "member.display_name", &m.display_name, MAX_NAME));
+        .then(|| v.optional_text("member.display_name", &m.display_name, MAX_NAME));
     let team_role = if has("team_role") {
         v.check("member.team_role", convert::parse_team_role(m.team_role))
     } else {
@@ -232,7 +229,7 @@ pub(super) fn update(
         team_role,
         access,
     });
-    finish(v, command)
+    Error::command(v, command)
 }
 
 /// `SetSecurityContact`: the member and the phone.
@@ -243,5 +240,5 @@ pub(super) fn security_contact(
     let mut v = Violations::new();
     let id = v.check("name", member_ref(company, &req.name));
     let phone = v.check("phone", parse_phone(&req.phone));
-    finish(v, id.zip(phone))
+    Error::command(v, id.zip(phone))
 }

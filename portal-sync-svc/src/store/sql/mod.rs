@@ -1,7 +1,7 @@
 //! The one SQL implementation of the store traits, shared by SQLite and PostgreSQL: the
 //! [`SqlStore`] over a pool of either database, and what every concern's statements share
-//! (the migrator, error mapping, number conversions). Connecting is the backends' business
-//! ([`super::sqlite`], [`super::postgres`]).
+//! (error mapping, number conversions; the migrator is the kit's `shared::migrations`).
+//! Connecting is the backends' business ([`super::sqlite`], [`super::postgres`]).
 //!
 //! The schema (`migrations/{sqlite,postgres}/0001_init.sql`, the same text) uses only TEXT and
 //! BIGINT, and every statement is written in the dialect both databases accept (`$N`
@@ -21,6 +21,7 @@
 //! | `cases.rs` | support cases and approved contacts |
 //! | `events.rs` | the gap-free audit events of a company |
 //! | `rows.rs` | row types and their conversion to domain types |
+//! | `migrations.rs` | (tests) every migration file is in its backend's embedded list |
 //!
 //! Every write transaction of a company starts with `reserve_events` — the
 //! `UPDATE company_seq .. RETURNING seq` that allocates the sequence numbers of its events —
@@ -29,10 +30,7 @@
 //! company's writers; the events stay gap-free because the sequence and the events commit or
 //! roll back together.
 
-use std::borrow::Cow;
-
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Database, Decode, Encode, IntoArguments, Pool, SqlSafeStr, Type};
+use sqlx::{Database, Decode, Encode, IntoArguments, Pool, Type};
 
 use super::StoreError;
 
@@ -43,6 +41,8 @@ mod cursors;
 mod events;
 mod member_writes;
 mod members;
+#[cfg(test)]
+mod migrations;
 mod rows;
 pub(super) mod runs;
 
@@ -100,30 +100,6 @@ pub trait Column<DB: Database>: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Deco
 impl<DB: Database, T> Column<DB> for T where
     T: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>
 {
-}
-
-/// Builds the migrator of embedded migrations `(version, description, sql)`.
-///
-/// `sqlx::migrate!` is only available with sqlx's `macros`/`derive` features, which the
-/// workspace leaves off. The migrations are embedded with `include_str!` instead and recorded
-/// exactly as `migrate!` would record them (same version, description and SHA-384 checksum),
-/// so either way of embedding can migrate a database created by the other. A new migration
-/// file must be added to the backend's list.
-pub(super) fn embedded_migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
-    Migrator::with_migrations(
-        migrations
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    sql.starts_with("-- no-transaction"),
-                )
-            })
-            .collect(),
-    )
 }
 
 /// Maps the error of a write: a unique violation means the row (or the company + email) is

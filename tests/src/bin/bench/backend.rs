@@ -1,64 +1,18 @@
 //! Where a benchmark's stores live: a temporary directory and, with `--pg`, a fresh PostgreSQL
-//! database dropped at the end.
+//! database dropped at the end (the test kit's [`TestDatabase`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use identity_svc::store::Store;
-use sqlx::{AssertSqlSafe, Connection as _};
-use uuid::Uuid;
+use shared::testkit::pg::TestDatabase;
 
 /// Where the identity store lives: a temporary directory (always: data dir, mailbox) and, with
 /// `--pg`, a fresh PostgreSQL database dropped at the end.
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) pg: Option<PgDatabase>,
-}
-
-#[derive(Debug)]
-pub(crate) struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub(crate) url: String,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop cannot await: use a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, params) = url
-        .split_once('?')
-        .map_or((url, None), |(b, p)| (b, Some(p)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let base = base[authority..]
-        .find('/')
-        .map_or(base, |s| &base[..authority + s]);
-    match params {
-        Some(p) => format!("{base}/{db}?{p}"),
-        None => format!("{base}/{db}"),
-    }
+    pub(crate) pg: Option<TestDatabase>,
 }
 
 impl Backend {
@@ -67,16 +21,7 @@ impl Backend {
         let pg = match pg {
             None => None,
             Some(admin_url) => {
-                let name = format!("bench_{prefix}_{}", Uuid::new_v4().simple());
-                let mut c = sqlx::PgConnection::connect(admin_url).await?;
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut c)
-                    .await?;
-                Some(PgDatabase {
-                    admin_url: admin_url.to_owned(),
-                    url: with_database(admin_url, &name),
-                    name,
-                })
+                Some(TestDatabase::try_create(admin_url, &format!("bench_{prefix}")).await?)
             }
         };
         Ok(Self { dir, pg })
@@ -97,7 +42,7 @@ impl Backend {
     /// Opens the identity store the server will use.
     pub(crate) async fn identity_store(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match &self.pg {
-            Some(pg) => Arc::new(identity_svc::store::postgres::PgStore::connect(&pg.url).await?),
+            Some(pg) => Arc::new(identity_svc::store::postgres::PgStore::connect(pg.url()).await?),
             None => {
                 Arc::new(identity_svc::store::sqlite::SqliteStore::open(&self.sqlite_path()).await?)
             }

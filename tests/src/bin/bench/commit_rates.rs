@@ -114,7 +114,7 @@ pub(crate) async fn calibrate(
         ids: Arc::new(AtomicU64::new(now_micros() as u64 * 100)),
     };
     let tasks = if let Some(pg) = &backend.pg {
-        pg_inserters(&pg.url, clients, &shared).await?
+        pg_inserters(pg.url(), clients, &shared).await?
     } else {
         sqlite_inserters(backend, clients, &shared).await?
     };

@@ -99,7 +99,7 @@ impl Server {
         let database = backend
             .pg
             .as_ref()
-            .map_or("-".to_owned(), |p| p.url.clone());
+            .map_or("-".to_owned(), |p| p.url().to_owned());
         let t = Instant::now();
         let exe = std::env::current_exe()?;
         let mut command = match wrapper.split_first() {

@@ -27,7 +27,7 @@ const NULL_BATCH: usize = 1000;
 
 async fn store(backend: &Backend) -> anyhow::Result<Arc<dyn PortalStore>> {
     Ok(match &backend.pg {
-        Some(pg) => Arc::new(portal_sync_svc::store::postgres::PgStore::connect(&pg.url).await?),
+        Some(pg) => Arc::new(portal_sync_svc::store::postgres::PgStore::connect(pg.url()).await?),
         None => Arc::new(
             portal_sync_svc::store::sqlite::SqliteStore::open(
                 &backend.dir.path().join("portal.db"),

@@ -129,7 +129,7 @@ impl PortalChild {
         let database = backend
             .pg
             .as_ref()
-            .map_or("-".to_owned(), |p| p.url.clone());
+            .map_or("-".to_owned(), |p| p.url().to_owned());
         let child = Command::new(std::env::current_exe()?)
             .arg(PORTAL_CHILD_MODE)
             .arg(backend.dir.path())

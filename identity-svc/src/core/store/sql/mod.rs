@@ -19,8 +19,8 @@
 //!   commits write through;
 //! - `tokens.rs`: [`TokenStore`](crate::core::store::TokenStore);
 //! - `credentials.rs`: [`CredentialStore`](crate::core::store::CredentialStore);
-//! - `columns.rs`: column conversions every table shares; `migrations.rs`: the embedded
-//!   migrations.
+//! - `columns.rs`: column conversions every table shares; `migrations.rs` (tests): every
+//!   migration file is in its backend's embedded list (the kit's `shared::migrations` runs it).
 //!
 //! The generic impls state what they need of `DB` in their `where` clause (an executor for
 //! its connections and pools, TEXT as `&str`/`String` and BIGINT as `i64`, rows indexed by
@@ -39,7 +39,8 @@ pub(crate) mod columns;
 pub(crate) mod commit;
 mod credentials;
 mod log;
-pub(crate) mod migrations;
+#[cfg(test)]
+mod migrations;
 mod tokens;
 pub(crate) mod writer;
 

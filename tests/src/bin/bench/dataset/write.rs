@@ -26,7 +26,7 @@ pub(crate) async fn write_seed(
     if let Some(pg) = &backend.pg {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
-            .connect(&pg.url)
+            .connect(pg.url())
             .await?;
         bulk_insert!(sqlx::Postgres, pool, org, changes, time);
     } else {
