@@ -297,5 +297,18 @@ impl<K: ServiceKinds> From<ServiceError<K>> for Status {
     }
 }
 
+impl Violations {
+    /// The `INVALID_ARGUMENT` status: a `google.rpc.BadRequest` with one `FieldViolation` per
+    /// recorded field and an `ErrorInfo { reason: "INVALID_ARGUMENT", domain }`. (Here, beside
+    /// the other statuses, so that `violations` stays free of gRPC.)
+    pub fn into_status(self, domain: &str) -> tonic::Status {
+        let mut v = FieldViolations::new(domain);
+        for (field, description) in Vec::<(String, String)>::from(self) {
+            v.add(field, description);
+        }
+        v.into_status()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -148,16 +148,6 @@ impl Violations {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(f, d)| (f.as_str(), d.as_str()))
     }
-
-    /// The `INVALID_ARGUMENT` status: a `google.rpc.BadRequest` with one `FieldViolation` per
-    /// recorded field and an `ErrorInfo { reason: "INVALID_ARGUMENT", domain }`.
-    pub fn into_status(self, domain: &str) -> tonic::Status {
-        let mut v = crate::errors::FieldViolations::new(domain);
-        for (field, description) in self.0 {
-            v.add(field, description);
-        }
-        v.into_status()
-    }
 }
 
 impl From<Violations> for Vec<(String, String)> {
