@@ -109,6 +109,11 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     /// The sync with identity.
     pub sync: SyncSettings,
+    /// The key file sealing the ODC identity tokens stored in the database (one
+    /// `<key id> <base64 of 32 bytes>` per line, the first one seals; see `shared::sealing`
+    /// and the README's security section for rotation). Unset: `<data_dir>/token-keys`,
+    /// generated on first start (mode 0600). Replicas sharing a database need the same file.
+    pub token_keys_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -123,6 +128,7 @@ impl Default for Settings {
             metrics_listen: None,
             grpc: GrpcSettings::default(),
             sync: SyncSettings::default(),
+            token_keys_file: None,
         }
     }
 }
@@ -143,6 +149,7 @@ impl fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
             .field("sync", &self.sync)
+            .field("token_keys_file", &self.token_keys_file)
             .finish()
     }
 }

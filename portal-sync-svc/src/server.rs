@@ -14,6 +14,7 @@ use shared::proto::portal::v1 as pb;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use shared::sealing::Keyring;
 use shared::secrets::{TokenEncoding, hash_token};
 
 use crate::auth::tokens::{OPERATOR_PREFIX, Tokens};
@@ -48,11 +49,22 @@ pub async fn serve(
         )
     })?;
 
+    let keyring = keyring(&settings)?;
     let database = settings.database();
-    let store = open_store(&database)
+    let store = open_store(&database, keyring)
         .await
         .with_context(|| format!("cannot open the store {database}"))?;
     tracing::info!(%database, "store opened and migrated");
+    let resealed = store
+        .reseal_identity_tokens()
+        .await
+        .context("cannot re-seal the stored identity tokens")?;
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            "identity tokens sealed again under the primary key"
+        );
+    }
 
     let operator_hash = operator_token_hash(&settings)?;
     let service_hashes = service_token_hashes(&settings)?;
@@ -107,12 +119,42 @@ fn routes(api: &Api) -> Routes {
         .add_service(pb::sync_server::SyncServer::new(api.clone()))
 }
 
-async fn open_store(database: &Database) -> anyhow::Result<Arc<dyn PortalStore>> {
+async fn open_store(
+    database: &Database,
+    keyring: Arc<Keyring>,
+) -> anyhow::Result<Arc<dyn PortalStore>> {
     Ok(match database {
-        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-        Database::Postgres(url) => Arc::new(PgStore::connect(url).await?),
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path, keyring).await?),
+        Database::Postgres(url) => Arc::new(PgStore::connect(url, keyring).await?),
     })
 }
+
+/// The keys sealing the identity tokens: the configured key file, or the one in the data
+/// directory (generated on first start).
+fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
+    let keyring = if let Some(path) = &settings.token_keys_file {
+        Keyring::load(path)
+    } else {
+        let path = settings.data_dir.join(TOKEN_KEYS_FILE);
+        if !path.exists() {
+            tracing::warn!(
+                path = %path.display(),
+                "no token_keys_file configured: generating one in the data directory; \
+                 set token_keys_file in production, the same on every replica"
+            );
+        }
+        Keyring::load_or_create(&path)
+    }
+    .context("cannot load the key file sealing identity tokens")?;
+    tracing::info!(
+        primary = keyring.primary_id(),
+        "identity tokens sealed at rest"
+    );
+    Ok(Arc::new(keyring))
+}
+
+/// The key file generated in the data directory when none is configured.
+pub const TOKEN_KEYS_FILE: &str = "token-keys";
 
 /// The SHA-256 hashes of the configured service tokens (an empty one is an error).
 pub fn service_token_hashes(settings: &Settings) -> anyhow::Result<Vec<String>> {

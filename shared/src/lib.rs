@@ -38,6 +38,7 @@ pub mod migrations;
 pub mod operator_token;
 pub mod page_token;
 pub mod proto;
+pub mod sealing;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

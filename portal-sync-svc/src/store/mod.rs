@@ -32,6 +32,14 @@ pub use traits::{
 #[cfg(test)]
 mod contract_tests;
 
+/// A fixed key ring for tests that do not look at sealing itself.
+#[cfg(test)]
+pub(crate) fn test_keyring() -> std::sync::Arc<shared::sealing::Keyring> {
+    // 32 bytes of 0x07 in base64.
+    let text = "test BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n";
+    std::sync::Arc::new(shared::sealing::Keyring::parse(text).unwrap())
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +53,9 @@ pub enum StoreError {
     /// A stored document could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A sealed secret (an identity token) could not be opened with the key file's keys.
+    #[error("the stored identity token cannot be opened: {0}")]
+    Sealing(#[from] shared::sealing::SealingError),
     /// The database failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),

@@ -1,6 +1,9 @@
 //! The PostgreSQL backend: connecting to and migrating the database, and what differs from
 //! SQLite in the driver's types. The statements are shared with SQLite ([`SqlStore`], `sql/`).
 
+use std::sync::Arc;
+
+use shared::sealing::Keyring;
 use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 
 use shared::migrations::{Embedded, embedded_migrator};
@@ -20,14 +23,15 @@ pub type PgStore = SqlStore<sqlx::Postgres>;
 
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates the
-    /// database. Concurrent starts are safe: the migrator holds an advisory lock.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// database; identity tokens are sealed with `keyring`. Concurrent starts are safe: the
+    /// migrator holds an advisory lock.
+    pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect(url)
             .await?;
         embedded_migrator(MIGRATIONS).run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, keyring })
     }
 }
 

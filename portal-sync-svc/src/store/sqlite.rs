@@ -3,7 +3,10 @@
 //! shared with PostgreSQL ([`SqlStore`], `sql/`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use shared::sealing::Keyring;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
@@ -26,8 +29,9 @@ pub(super) const MIGRATIONS: &[Embedded] = &[(
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
 impl SqliteStore {
-    /// Opens (creating it if missing) and migrates the database file at `path`.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating it if missing) and migrates the database file at `path`; identity
+    /// tokens are sealed with `keyring`.
+    pub async fn open(path: &Path, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -48,7 +52,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         embedded_migrator(MIGRATIONS).run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, keyring })
     }
 }
 

@@ -56,6 +56,10 @@ pub trait InfrastructureStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// The identity token of ODC infrastructure `infra`, `None` if it has none.
     async fn identity_token(&self, infra: Uuid) -> Result<Option<String>, StoreError>;
+    /// Seals again, under the key ring's primary key, every stored identity token sealed
+    /// under another key (or stored before sealing existed); the number re-sealed. Run at
+    /// start-up, it completes a key rotation.
+    async fn reseal_identity_tokens(&self) -> Result<usize, StoreError>;
 }
 
 /// Team members.

@@ -23,9 +23,12 @@ async fn odc_records_are_read_only_here() {
 
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn PortalStore> = Arc::new(
-        crate::store::sqlite::SqliteStore::open(&dir.path().join("p.db"))
-            .await
-            .unwrap(),
+        crate::store::sqlite::SqliteStore::open(
+            &dir.path().join("p.db"),
+            crate::store::test_keyring(),
+        )
+        .await
+        .unwrap(),
     );
     let syncer = crate::sync::Syncer::spawn(
         Arc::clone(&store),

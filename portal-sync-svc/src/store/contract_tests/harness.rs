@@ -14,6 +14,7 @@ use shared::testkit::pg::{self, TestDatabase};
 use crate::store::PortalStore;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::test_keyring;
 
 type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -22,7 +23,7 @@ pub(super) type Case = for<'a> fn(&'a dyn PortalStore) -> CaseFuture<'a>;
 /// Runs `case` on a fresh SQLite file.
 pub(super) async fn run_sqlite(case: Case) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("portal.db"))
+    let store = SqliteStore::open(&dir.path().join("portal.db"), test_keyring())
         .await
         .unwrap();
     case(&store).await;
@@ -50,7 +51,7 @@ where
 /// Runs `case` on a fresh PostgreSQL database.
 pub(super) async fn run_postgres(case: Case) {
     with_pg_database(|url| async move {
-        let store = PgStore::connect(&url).await.unwrap();
+        let store = PgStore::connect(&url, test_keyring()).await.unwrap();
         case(&store).await;
     })
     .await;

@@ -16,3 +16,4 @@ mod fixtures;
 mod harness;
 mod members;
 mod reopen;
+mod sealing;

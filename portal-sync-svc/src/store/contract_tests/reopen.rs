@@ -7,6 +7,7 @@ use super::harness::with_pg_database;
 use crate::domain::model::{CaseState, InfraKind};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::test_keyring;
 use crate::store::{EventStore, MemberStore, PortalStore, SyncCursor, SyncState};
 
 /// Writes a company with members, a case, a contact, a Community account and a cursor.
@@ -93,11 +94,11 @@ async fn sqlite_data_survives_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portal.db");
     let seed = {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteStore::open(&path, test_keyring()).await.unwrap();
         fill(&store).await
     };
     // Opening again migrates nothing and finds everything.
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteStore::open(&path, test_keyring()).await.unwrap();
     check_filled(&store, &seed).await;
     // And keeps counting where it stopped.
     store
@@ -114,10 +115,10 @@ async fn sqlite_data_survives_reopening_the_file() {
 async fn postgres_data_survives_reconnecting() {
     with_pg_database(|url| async move {
         let seed = {
-            let store = PgStore::connect(&url).await.unwrap();
+            let store = PgStore::connect(&url, test_keyring()).await.unwrap();
             fill(&store).await
         };
-        let store = PgStore::connect(&url).await.unwrap();
+        let store = PgStore::connect(&url, test_keyring()).await.unwrap();
         check_filled(&store, &seed).await;
     })
     .await;

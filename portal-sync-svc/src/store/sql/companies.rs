@@ -91,6 +91,9 @@ where
         event: &NewEvent,
         time: Micros,
     ) -> Result<(), StoreError> {
+        let sealed = identity_token
+            .map(|token| self.keyring.seal(token, &infra.id.to_string()))
+            .transpose()?;
         let mut tx = self.pool.begin().await?;
         let first = Self::reserve_events(&mut tx, infra.company, 1).await?;
         sqlx::query(
@@ -102,7 +105,7 @@ where
         .bind(&infra.display_name)
         .bind(kind_to_text(infra.kind))
         .bind(infra.identity_org.map(|org| org.to_string()))
-        .bind(identity_token.map(str::to_owned))
+        .bind(sealed)
         .bind(infra.create_time)
         .execute(&mut *tx)
         .await
@@ -135,7 +138,8 @@ where
         let rows: Vec<InfraRow> = query.build_query_as().fetch_all(&self.pool).await?;
         let mut odc = Vec::with_capacity(rows.len());
         for row in rows {
-            if let (infra, Some(token)) = infra_from_row(row)? {
+            if let (infra, Some(sealed)) = infra_from_row(row)? {
+                let token = self.keyring.open(&sealed, &infra.id.to_string())?;
                 odc.push((infra, token));
             }
         }
@@ -150,12 +154,13 @@ where
         event: &NewEvent,
         time: Micros,
     ) -> Result<bool, StoreError> {
+        let sealed = self.keyring.seal(token, &infra.to_string())?;
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE infrastructures SET identity_token = $1 \
              WHERE id = $2 AND company = $3 AND kind = $4",
         )
-        .bind(token)
+        .bind(sealed)
         .bind(infra.to_string())
         .bind(company.to_string())
         .bind(kind_to_text(InfraKind::Odc))
@@ -177,6 +182,37 @@ where
                 .bind(infra.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.and_then(|(token,)| token))
+        row.and_then(|(sealed,)| sealed)
+            .map(|sealed| self.keyring.open(&sealed, &infra.to_string()))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    async fn reseal_identity_tokens(&self) -> Result<usize, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, identity_token FROM infrastructures WHERE identity_token IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut resealed = 0;
+        for (id, stored) in rows {
+            if !self.keyring.needs_reseal(&stored) {
+                continue;
+            }
+            let token = self.keyring.open(&stored, &id)?;
+            let sealed = self.keyring.seal(&token, &id)?;
+            // Only if nobody replaced the token meanwhile (SetIdentityToken seals it anyway).
+            let updated = sqlx::query(
+                "UPDATE infrastructures SET identity_token = $1 \
+                 WHERE id = $2 AND identity_token = $3",
+            )
+            .bind(sealed)
+            .bind(&id)
+            .bind(&stored)
+            .execute(&self.pool)
+            .await?;
+            resealed += usize::try_from(updated.rows_affected()).unwrap_or(0);
+        }
+        Ok(resealed)
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! | file | owns |
 //! |------|------|
-//! | `companies.rs` | companies and their infrastructures (identity tokens included) |
+//! | `companies.rs` | companies and their infrastructures (identity tokens included, sealed) |
 //! | `members.rs` | reading members and `apply`, the batch transaction |
 //! | `member_writes.rs` | the multi-row member statements `apply` runs |
 //! | `runs.rs` | cutting a batch into runs of those statements |
@@ -30,6 +30,9 @@
 //! company's writers; the events stay gap-free because the sequence and the events commit or
 //! roll back together.
 
+use std::sync::Arc;
+
+use shared::sealing::Keyring;
 use sqlx::{Database, Decode, Encode, IntoArguments, Pool, Type};
 
 use super::StoreError;
@@ -50,15 +53,20 @@ pub(super) mod runs;
 ///
 /// The backends name it [`SqliteStore`](super::sqlite::SqliteStore) and
 /// [`PgStore`](super::postgres::PgStore) and open it.
+///
+/// Identity tokens are sealed with `keyring` before they are written and opened when read
+/// (`shared::sealing`): the database never holds one in clear.
 #[derive(Debug)]
 pub struct SqlStore<DB: Database> {
     pub(super) pool: Pool<DB>,
+    pub(super) keyring: Arc<Keyring>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            keyring: Arc::clone(&self.keyring),
         }
     }
 }

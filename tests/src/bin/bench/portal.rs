@@ -14,6 +14,7 @@ use portal_sync_svc::domain::model::{
 use portal_sync_svc::store::{MemberChange, PortalStore, SyncCursor};
 use portal_sync_svc::sync::reconcile::Members;
 use serde_json::json;
+use shared::sealing::Keyring;
 use uuid::Uuid;
 
 use crate::Cli;
@@ -26,11 +27,17 @@ use crate::rng::Rng;
 const NULL_BATCH: usize = 1000;
 
 async fn store(backend: &Backend) -> anyhow::Result<Arc<dyn PortalStore>> {
+    let keys = Arc::new(Keyring::load_or_create(
+        &backend.dir.path().join("token-keys"),
+    )?);
     Ok(match &backend.pg {
-        Some(pg) => Arc::new(portal_sync_svc::store::postgres::PgStore::connect(pg.url()).await?),
+        Some(pg) => {
+            Arc::new(portal_sync_svc::store::postgres::PgStore::connect(pg.url(), keys).await?)
+        }
         None => Arc::new(
             portal_sync_svc::store::sqlite::SqliteStore::open(
                 &backend.dir.path().join("portal.db"),
+                keys,
             )
             .await?,
         ),
