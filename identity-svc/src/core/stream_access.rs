@@ -36,7 +36,7 @@ pub const ACCESS_TICK: Duration = Duration::from_millis(200);
 
 /// How long a revocation is remembered for a stream that was being opened when it happened
 /// (its token was checked before, its hold registered after).
-const RECENT: Duration = Duration::from_secs(120);
+const RECENT: Duration = Duration::from_mins(2);
 /// At most this many recent revocations are remembered.
 const RECENT_CAPACITY: usize = 100_000;
 
