@@ -39,6 +39,18 @@ pub enum Own {
     /// closed); the client resumes from the last item it received.
     #[error("{0}")]
     Interrupted(String),
+    /// A long-lived call's caller lost its access while the call was open (WatchChanges):
+    /// UNAUTHENTICATED (its token or its principal ended), or PERMISSION_DENIED when `denied`
+    /// (the permission the call needs is gone). `reason` names the cause.
+    #[error("{message}")]
+    AccessEnded {
+        /// The `ErrorInfo` reason, e.g. `TOKEN_REVOKED`.
+        reason: &'static str,
+        /// What ended, for the operator.
+        message: String,
+        /// The permission was lost (the principal and its token are still valid).
+        denied: bool,
+    },
 }
 
 impl ServiceKinds for Own {
@@ -58,6 +70,18 @@ impl ServiceKinds for Own {
             Own::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
             Own::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
             Own::Interrupted(m) => Status::unavailable(m),
+            Own::AccessEnded {
+                reason,
+                message,
+                denied,
+            } => {
+                let code = if denied {
+                    Code::PermissionDenied
+                } else {
+                    Code::Unauthenticated
+                };
+                status(ERROR_DOMAIN, code, reason, message)
+            }
         }
     }
 }

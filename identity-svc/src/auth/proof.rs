@@ -8,7 +8,7 @@
 use uuid::Uuid;
 
 use super::rules::{Need, Rule, rule};
-use crate::domain::model::Principal;
+use crate::domain::model::{Micros, Principal};
 use crate::domain::names;
 use crate::domain::permissions::engine;
 use crate::domain::state::OrgState;
@@ -29,6 +29,8 @@ pub enum Caller {
         principal: Principal,
         /// The session or service-account token used.
         token: Uuid,
+        /// When that token stops working (a stream re-checks it for its whole life).
+        expire_time: Micros,
     },
 }
 

@@ -298,7 +298,8 @@ impl Need {
         }
     }
 
-    pub(super) fn describe(&self) -> String {
+    /// The need in words, for error messages.
+    pub fn describe(&self) -> String {
         match self {
             Need::Nothing => "nothing".into(),
             Need::Perm(k, s, a) => {

@@ -6,17 +6,25 @@
 //! the next expected one, a lagging receiver, or a quiet period, during which another replica
 //! may have committed events this one never published) it re-reads the store from the last
 //! event sent. The gRPC layer only parses the request and encodes the events.
+//!
+//! The watcher's access is re-checked for the life of the watch
+//! ([`stream_access`](super::stream_access)): before every event, on every change of the
+//! organization, when its token is revoked and on a short tick for its expiry. The error that
+//! ends a watch overtakes the events still buffered for the client ([`ChangeFeed`]).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::Stream;
 use uuid::Uuid;
 
 use super::store::{EventFilter, EventRecord};
+use super::stream_access::StreamAccess;
 use super::{Core, OrgHandle, Storage};
 use crate::auth::{Authorized, Entry, Need};
-use crate::domain::model::Principal;
 use crate::domain::permissions::catalog::keys;
 use crate::error::{Error, Own};
 
@@ -30,6 +38,33 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// One item of a watch: the next event in sequence, or the error that ends the watch.
 pub type FeedItem = Result<Arc<EventRecord>, Error>;
+
+/// The items of one watch: the events in sequence, and the error that ends the watch, which
+/// comes as soon as it happens (the events buffered before it are dropped: the client resumes
+/// from the last event it received). Dropping it ends the watch.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    events: mpsc::Receiver<Arc<EventRecord>>,
+    /// The error that ends the watch; `None` once taken (or the watch ended without one).
+    end: Option<oneshot::Receiver<Error>>,
+}
+
+impl Stream for ChangeFeed {
+    type Item = FeedItem;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<FeedItem>> {
+        if let Some(end) = &mut self.end
+            && let Poll::Ready(r) = Pin::new(end).poll(cx)
+        {
+            self.end = None;
+            if let Ok(error) = r {
+                self.events.close();
+                return Poll::Ready(Some(Err(error)));
+            }
+        }
+        self.events.poll_recv(cx).map(|e| e.map(Ok))
+    }
+}
 
 fn cursor_expired(after: u64) -> Error {
     Error::precondition(
@@ -60,21 +95,29 @@ impl Core {
     }
 
     /// Starts a watch of `org` after sequence `after` for the admitted caller of `entry`, who
-    /// must stay an ACTIVE principal holding `org.view_audit_trail`. A cursor ahead of the
-    /// organization's last event (OUT_OF_RANGE) or no longer retained (FAILED_PRECONDITION)
-    /// fails the call itself; later errors end the stream. The stream ends when the receiver
-    /// is dropped or the server shuts down.
+    /// must stay an ACTIVE principal holding `org.view_audit_trail`, with a token neither
+    /// revoked nor expired: once not, the watch ends with UNAUTHENTICATED or PERMISSION_DENIED
+    /// and a reason naming the cause (see [`stream_access`](super::stream_access)). A cursor
+    /// ahead of the organization's last event (OUT_OF_RANGE) or no longer retained
+    /// (FAILED_PRECONDITION) fails the call itself; later errors end the stream. The stream
+    /// also ends when it is dropped or the server shuts down.
     pub async fn watch(
         &self,
         entry: Entry,
         handle: Arc<OrgHandle>,
         org: Uuid,
         after: u64,
-    ) -> Result<mpsc::Receiver<FeedItem>, Error> {
+    ) -> Result<ChangeFeed, Error> {
         entry.authorized()?;
-        let principal = entry
-            .principal()
-            .ok_or_else(|| Error::Internal("the table rule admits only principals".into()))?;
+        // Held from now on: a revocation while the watch starts is not missed.
+        let access = StreamAccess::new(
+            entry,
+            Need::Perm(keys::ORG_VIEW_AUDIT_TRAIL, None, None),
+            Arc::clone(&handle),
+            Arc::clone(&self.clock),
+            self.storage.tokens.held(),
+        )?;
+        access.check()?;
         let store = &self.storage.store;
         // Subscribe first: every event committed from now on reaches `live`, and everything
         // before is in the store.
@@ -98,19 +141,21 @@ impl Core {
         if first.first().is_some_and(|e| e.seq != after + 1) {
             return Err(cursor_expired(after));
         }
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, events) = mpsc::channel(STREAM_BUFFER);
+        let (end, ended) = oneshot::channel();
         let watch = Watch {
             storage: Arc::clone(&self.storage),
             org,
             closing: self.closing(),
-            handle,
-            entry,
-            principal,
+            access,
             tx,
             last: after,
         };
-        tokio::spawn(watch.run(first, live));
-        Ok(rx)
+        tokio::spawn(watch.run(first, live, end));
+        Ok(ChangeFeed {
+            events,
+            end: Some(ended),
+        })
     }
 }
 
@@ -118,10 +163,9 @@ impl Core {
 struct Watch {
     storage: Arc<Storage>,
     org: Uuid,
-    handle: Arc<OrgHandle>,
-    entry: Entry,
-    principal: Principal,
-    tx: mpsc::Sender<FeedItem>,
+    /// The watcher's access, re-checked for the life of the watch.
+    access: StreamAccess,
+    tx: mpsc::Sender<Arc<EventRecord>>,
     /// The sequence of the last event sent.
     last: u64,
     /// The server is shutting down.
@@ -129,15 +173,16 @@ struct Watch {
 }
 
 impl Watch {
-    /// Feeds the stream until the client goes away or an error ends it (sent as the last item).
+    /// Feeds the stream until the client goes away or an error ends it (sent on `end`).
     async fn run(
         mut self,
         first: Vec<EventRecord>,
         mut live: broadcast::Receiver<Arc<EventRecord>>,
+        end: oneshot::Sender<Error>,
     ) {
         if let Err(error) = self.serve(first, &mut live).await {
             // The client may be gone already; nothing else to do then.
-            let _ = self.tx.send(Err(error)).await;
+            let _ = end.send(error);
         }
     }
 
@@ -161,6 +206,11 @@ impl Watch {
                 }
                 r = live.recv() => Some(r),
                 () = tokio::time::sleep(IDLE_POLL) => None,
+                // The token may have been revoked or expired.
+                () = self.access.changed() => {
+                    self.access.check()?;
+                    continue;
+                }
             };
             let open = match next {
                 Some(Ok(e)) if e.seq <= self.last => true,
@@ -179,7 +229,7 @@ impl Watch {
                     )));
                 }
                 None => {
-                    self.still_allowed()?;
+                    self.access.check()?;
                     self.catch_up().await?
                 }
             };
@@ -223,34 +273,22 @@ impl Watch {
         Ok(true)
     }
 
-    /// Sends one event (the next in sequence). `Ok(false)`: the client went away.
+    /// Sends one event (the next in sequence) once the client has room for it, if the watcher
+    /// is still allowed to see it. `Ok(false)`: the client went away.
     async fn send(&mut self, e: Arc<EventRecord>) -> Result<bool, Error> {
-        self.still_allowed()?;
-        let seq = e.seq;
-        if self.tx.send(Ok(e)).await.is_err() {
-            return Ok(false);
-        }
-        self.last = seq;
+        self.access.check()?;
+        let permit = loop {
+            tokio::select! {
+                permit = self.tx.reserve() => match permit {
+                    Ok(permit) => break permit,
+                    Err(_) => return Ok(false),
+                },
+                // A client not reading does not keep an ended access alive.
+                () = self.access.changed() => self.access.check()?,
+            }
+        };
+        self.last = e.seq;
+        permit.send(e);
         Ok(true)
-    }
-
-    /// The watcher must still be an ACTIVE principal holding `org.view_audit_trail`.
-    fn still_allowed(&self) -> Result<(), Error> {
-        let st = self.handle.read();
-        if !st.is_active(self.principal) {
-            return Err(Error::Unauthenticated(
-                "the watching principal is no longer active".into(),
-            ));
-        }
-        if !self
-            .entry
-            .would(&st, &Need::Perm(keys::ORG_VIEW_AUDIT_TRAIL, None, None))
-        {
-            return Err(Error::PermissionDenied(format!(
-                "the watching principal no longer has {}",
-                keys::ORG_VIEW_AUDIT_TRAIL
-            )));
-        }
-        Ok(())
     }
 }

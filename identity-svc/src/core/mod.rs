@@ -71,6 +71,7 @@ pub mod mailer;
 mod queue;
 mod replicas;
 pub mod sessions;
+mod stream_access;
 mod token_cache;
 mod tokens;
 
@@ -89,6 +90,7 @@ pub use sessions::Session;
 pub use store::{
     EventFilter, EventRecord, InvitationToken, SecretOp, StoreError, TokenKind, TokenRecord,
 };
+pub use stream_access::ACCESS_TICK;
 pub use token_cache::TOKEN_CACHE_TTL;
 
 use queue::Queue;

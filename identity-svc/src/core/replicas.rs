@@ -20,7 +20,8 @@ impl Core {
 
     /// One follower pass: forgets the cached tokens other replicas revoked, reads every
     /// organization's last sequence in one statement, catches up the organizations that are
-    /// behind and loads the ones created elsewhere. Returns how many organizations moved.
+    /// behind and loads the ones created elsewhere, then ends the streams holding a revoked
+    /// token. Returns how many organizations moved.
     pub async fn follow_once(&self) -> Result<usize, Error> {
         // Revocation times come from each replica's clock: look back far enough to cover skew.
         const CLOCK_SKEW: Micros = 60_000_000;
@@ -29,7 +30,8 @@ impl Core {
             .revocations_scanned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.storage
+        let revoked = self
+            .storage
             .tokens
             .forget_revoked_since(since - CLOCK_SKEW)
             .await?;
@@ -37,6 +39,17 @@ impl Core {
             .revocations_scanned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        let moved = self.follow_orgs().await;
+        // After the events: a stream whose principal was deactivated or deleted elsewhere is
+        // ended by the state change, with that reason; the tokens revoked alone end theirs
+        // now.
+        self.storage.tokens.held().revoked(revoked);
+        moved
+    }
+
+    /// Catches up the organizations that are behind the store and loads the ones created
+    /// elsewhere; returns how many moved.
+    async fn follow_orgs(&self) -> Result<usize, Error> {
         let mut moved = 0;
         for (org, seq) in self.storage.store.sequences().await? {
             if let Some(handle) = self.org_cached(org) {

@@ -129,6 +129,7 @@ impl Core {
             org: record.org,
             principal: record.principal,
             token: record.id,
+            expire_time: record.expire_time,
         })
     }
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::sessions::NewSession;
 use super::store::{SecretOp, StoreError, TokenRecord, TokenStore};
+use super::stream_access::HeldTokens;
 use crate::auth::Authorized;
 use crate::domain::model::{Micros, Principal};
 
@@ -49,11 +50,16 @@ struct TokenMap {
 /// [`SecretOp::RevokeTokensOf`] (evicted before the commit, so no lookup racing with it keeps
 /// the old record, and again after it). Records older than [`TOKEN_CACHE_TTL`] are read again.
 /// Unknown tokens are not cached (forged tokens must not fill memory).
+///
+/// Every revocation of one token passes here, so the cache also tells the open streams holding
+/// it ([`HeldTokens`]): at once for a revocation through this replica ([`TokenCache::revoke`]),
+/// and through the follower for the others ([`TokenCache::forget_revoked_since`]).
 #[derive(Debug)]
 pub(super) struct TokenCache {
     inner: Arc<dyn TokenStore>,
     map: RwLock<TokenMap>,
     ttl: Duration,
+    held: Arc<HeldTokens>,
 }
 
 impl TokenCache {
@@ -63,7 +69,13 @@ impl TokenCache {
             inner,
             map: RwLock::new(TokenMap::default()),
             ttl,
+            held: Arc::default(),
         }
+    }
+
+    /// The tokens open streams hold.
+    pub(super) fn held(&self) -> &Arc<HeldTokens> {
+        &self.held
     }
 
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, TokenMap> {
@@ -138,8 +150,8 @@ impl TokenCache {
         self.inner.insert_token(session.record()).await
     }
 
-    /// Revokes one token (a write: it takes the proof), evicted before and after the write; false when it did not exist or
-    /// was already revoked.
+    /// Revokes one token (a write: it takes the proof), evicted before and after the write,
+    /// and ends the streams holding it; false when it did not exist or was already revoked.
     pub(super) async fn revoke(
         &self,
         _proof: &Authorized,
@@ -149,6 +161,9 @@ impl TokenCache {
         self.evict(|r| r.id == id);
         let result = self.inner.revoke_token(id, at).await;
         self.evict(|r| r.id == id);
+        if matches!(result, Ok(true)) {
+            self.held.revoked([id]);
+        }
         result
     }
 
@@ -162,8 +177,13 @@ impl TokenCache {
     }
 
     /// Forgets every cached token revoked at or after `since` (by any replica): the follower's
-    /// way of learning about revocations made through other replicas.
-    pub(super) async fn forget_revoked_since(&self, since: Micros) -> Result<(), StoreError> {
+    /// way of learning about revocations made through other replicas. Returns their ids, for
+    /// the streams holding them (told once the follower has applied the organizations' events,
+    /// so that a deactivation is reported as such rather than as its tokens' revocation).
+    pub(super) async fn forget_revoked_since(
+        &self,
+        since: Micros,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let ids = self.inner.revoked_since(since).await?;
         if !ids.is_empty() {
             let ids: std::collections::HashSet<Uuid> = ids.iter().copied().collect();
@@ -179,7 +199,7 @@ impl TokenCache {
                 self.evict(|r| ids.contains(&r.id));
             }
         }
-        Ok(())
+        Ok(ids)
     }
 }
 

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::proto::identity::v1 as pb;
 use shared::violations::Violations;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
@@ -188,12 +187,12 @@ impl pb::audit_server::Audit for Api {
                 u64::try_from(a.req.after_sequence).map_err(|_| "must not be negative"),
             )
         })?;
-        let rx = self
+        let feed = self
             .core
             .watch(a.entry, a.handle, a.org, after)
             .await
             .map_err(to_status)?;
-        let events = ReceiverStream::new(rx).map(|item| match item {
+        let events = feed.map(|item| match item {
             Ok(e) => Ok(convert::event(&e)),
             Err(e) => Err(to_status(e)),
         });

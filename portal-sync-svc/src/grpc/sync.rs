@@ -12,7 +12,7 @@ use super::{DEFAULT_PAGE, MAX_PAGE};
 use crate::convert::{self, ts};
 use crate::domain::names;
 use crate::error::{Error, Violations};
-use crate::sync::StatusView;
+use crate::sync::{StatusView, SyncHealth};
 
 /// Cursor of `ListPortalEvents`: the last sequence returned.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +31,13 @@ fn status(company: Uuid, infrastructure: Uuid, view: StatusView) -> pb::SyncStat
         last_snapshot_time: view.last_snapshot_time.and_then(ts),
         last_error: view.last_error,
         last_sync_time: view.last_sync_time.and_then(ts),
+        health: match view.health {
+            SyncHealth::Unknown => pb::SyncHealth::Unspecified,
+            SyncHealth::Syncing => pb::SyncHealth::Syncing,
+            SyncHealth::Retrying => pb::SyncHealth::Retrying,
+            SyncHealth::Refused => pb::SyncHealth::Refused,
+        }
+        .into(),
     }
 }
 

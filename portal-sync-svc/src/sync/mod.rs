@@ -6,14 +6,17 @@
 //! mirror of the organization (users, roles, organization-scope assignments), re-derives the
 //! users it affects (a role edit re-derives every holder), and writes the changed records
 //! **and** the new cursor in one store transaction: a crash can never apply a change twice or
-//! skip one, and a restart resumes from the stored cursor. Failures back off with jitter; the
-//! lag and the last error are visible through [`Syncer::status`].
+//! skip one, and a restart resumes from the stored cursor. Failures back off (capped
+//! exponential, with jitter); the lag, the health and the last error (an operator's sentence,
+//! [`failure`]) are visible through [`Syncer::status`]. When identity refuses the token (a
+//! revoked or expired token ends the open change feed within a second) the status says so and
+//! [`REFUSALS_TOTAL`] counts it; the worker keeps retrying with back-off and takes a new token
+//! at once (`Companies.SetIdentityToken`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::RngExt as _;
 use shared::proto::identity::v1 as pb;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
@@ -23,9 +26,13 @@ use crate::domain::mapping::Mirror;
 use crate::domain::model::{Infrastructure, Micros};
 use crate::store::{PortalStore, StoreError, SyncCursor};
 
+mod failure;
 pub mod identity;
 pub mod reconcile;
 
+pub use failure::{REFUSALS_TOTAL, SyncHealth};
+
+use failure::{Backoff, Failure};
 use reconcile::Members;
 
 /// Sync settings.
@@ -36,7 +43,8 @@ pub struct SyncSettings {
     pub identity_url: String,
     /// How often the list of ODC infrastructures is re-read (milliseconds).
     pub discovery_interval_ms: u64,
-    /// First retry delay after a failure (milliseconds); doubles up to `backoff_max_ms`.
+    /// First retry delay after a failure (milliseconds); doubles up to `backoff_max_ms`. Each
+    /// wait is drawn between half the delay and the delay.
     pub backoff_min_ms: u64,
     /// Longest retry delay (milliseconds).
     pub backoff_max_ms: u64,
@@ -62,8 +70,10 @@ pub struct StatusView {
     pub identity_sequence: u64,
     /// Last full snapshot.
     pub last_snapshot_time: Option<Micros>,
-    /// Last error (empty when healthy).
+    /// Last error, as a sentence for the operator (empty when healthy).
     pub last_error: String,
+    /// How the sync is doing.
+    pub health: SyncHealth,
     /// Last time the worker applied something or confirmed it was current.
     pub last_sync_time: Option<Micros>,
 }
@@ -129,6 +139,11 @@ impl Syncer {
     pub fn spawn(store: Arc<dyn PortalStore>, settings: SyncSettings) -> Arc<Self> {
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let (wake, _) = tokio::sync::watch::channel(0);
+        ::metrics::describe_counter!(
+            REFUSALS_TOTAL,
+            "Refusals of an ODC infrastructure's identity token (a call or an open change feed \
+             answered UNAUTHENTICATED or PERMISSION_DENIED), by code."
+        );
         let s = Arc::new(Self {
             store,
             settings,
@@ -208,13 +223,10 @@ impl Syncer {
 
     /// One infrastructure's worker: runs until stopped, backing off with jitter on failure.
     async fn work(self: Arc<Self>, infra: Infrastructure, token: String) {
-        let min = Duration::from_millis(self.settings.backoff_min_ms.max(1));
-        let max = Duration::from_millis(
-            self.settings
-                .backoff_max_ms
-                .max(self.settings.backoff_min_ms.max(1)),
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.settings.backoff_min_ms),
+            Duration::from_millis(self.settings.backoff_max_ms),
         );
-        let mut delay = min;
         let mut stop = self.shutdown.subscribe();
         let mut wake = self.wake.subscribe();
         let mut token = token;
@@ -228,33 +240,53 @@ impl Syncer {
                 }
             }
             wake.mark_unchanged();
+            let synced = self.status(infra.id).and_then(|s| s.last_sync_time);
             let result = self.run(&infra, &token).await;
             if *stop.borrow() {
                 return;
             }
+            if self.status(infra.id).and_then(|s| s.last_sync_time) != synced {
+                // It made progress: a new failure is a new story.
+                backoff.reset();
+            }
             match result {
                 Err(RunError::Resync | RunError::TokenReplaced) => {
-                    delay = min;
+                    backoff.reset();
                     continue;
                 }
                 Err(RunError::Stopped) => return,
-                Err(e) => {
-                    let text = e.to_string();
-                    tracing::warn!(infrastructure = %infra.id, error = %text, "sync failed; retrying");
-                    self.update(infra.id, |s| s.last_error = text);
-                }
+                Err(e) => self.failed(infra.id, &e),
                 Ok(()) => {}
             }
-            // Full jitter: a random wait up to the current delay, then double it.
-            let wait = rand::rng().random_range(Duration::ZERO..=delay);
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(backoff.next_wait()) => {}
                 // A resync or a replaced token: try again now.
-                _ = wake.changed() => {}
+                _ = wake.changed() => backoff.reset(),
                 _ = stop.changed() => return,
             }
-            delay = (delay * 2).min(max);
         }
+    }
+
+    /// Reports a failed run: logged, and in the status as a sentence with the health.
+    fn failed(&self, infra: Uuid, error: &RunError) {
+        let f = match error {
+            RunError::Identity(status) => Failure::from_status(status),
+            RunError::Connect(e) => Failure::unreachable(&self.settings.identity_url, e),
+            RunError::Store(e) => Failure::store(e),
+            other => Failure::other_run(&other.to_string()),
+        };
+        tracing::warn!(infrastructure = %infra, error = %f.text, "sync failed; retrying");
+        self.update(infra, |s| {
+            // A refusal that does not say why keeps the cause an earlier one gave.
+            if !(f.vague && s.health == SyncHealth::Refused) {
+                s.last_error = f.text;
+            }
+            s.health = if f.refused {
+                SyncHealth::Refused
+            } else {
+                SyncHealth::Retrying
+            };
+        });
     }
 
     fn client(&self, token: &str) -> Result<AuditClient, RunError> {
@@ -333,6 +365,7 @@ impl Syncer {
             s.identity_sequence = seq;
             s.last_snapshot_time = Some(snapshot_time);
             s.last_error.clear();
+            s.health = SyncHealth::Syncing;
             s.last_sync_time = Some(now());
         });
 
@@ -399,6 +432,7 @@ impl Syncer {
                 s.cursor = cursor;
                 s.identity_sequence = s.identity_sequence.max(cursor);
                 s.last_error.clear();
+                s.health = SyncHealth::Syncing;
                 s.last_sync_time = Some(now());
             });
         }

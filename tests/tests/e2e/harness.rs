@@ -297,3 +297,22 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The value of a counter (`name{labels}` as Prometheus writes it) in this process's metrics,
+/// 0 when it was never incremented. The servers run in this process and record into its global
+/// recorder, installed here the first time; the tests run in parallel, so a counter only says
+/// "at least" what one test did.
+pub fn counter(series: &str) -> u64 {
+    static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    let text = METRICS
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other metrics recorder in the e2e tests")
+        })
+        .render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -14,7 +14,7 @@ crate::e2e_tests!(
     pending_until_a_community_account_and_the_sync_touches_only_odc_access,
     random_mutations_with_restarts_converge_to_a_fresh_derivation,
     with_identity_stopped_the_lag_is_reported_and_sync_recovers,
-    a_replaced_identity_token_takes_over_at_once,
+    a_revoked_identity_token_is_reported_and_a_replaced_one_takes_over,
 );
 
 /// The company admin acted for in portal calls.
@@ -852,6 +852,8 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
     })
     .await;
     assert!(st.cursor > 0 && st.lag >= 0, "{st:?}");
+    assert_eq!(st.health(), portal::SyncHealth::Retrying, "{st:?}");
+    assert!(st.last_error.contains("identity"), "{st:?}");
     w.start_identity().await;
     invite(&w, &s, "back@acme.example", Some("developer")).await;
     caught_up(&w, &s).await;
@@ -871,10 +873,13 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
     assert_eq!(st.lag, 0);
 }
 
-/// The sync's service-account token is revoked in identity: the worker fails (and says so in
-/// its status) until the operator gives it a new token with `Companies.SetIdentityToken`,
-/// which it uses at once; what changed meanwhile is synced.
-async fn a_replaced_identity_token_takes_over_at_once(b: Backend) {
+/// The sync's service-account token is revoked in identity: the open change feed ends, and
+/// the worker says so in its status (an operator's sentence, health REFUSED) and in the
+/// refusals metric, retrying with back-off, until the operator gives it a new token with
+/// `Companies.SetIdentityToken`, which it uses at once; what changed meanwhile is synced.
+async fn a_revoked_identity_token_is_reported_and_a_replaced_one_takes_over(b: Backend) {
+    const REFUSED: &str = r#"portal_sync_identity_refusals_total{code="UNAUTHENTICATED"}"#;
+    let refusals_before = counter(REFUSED);
     let w = World::start(b).await;
     let s = setup(&w).await;
     caught_up(&w, &s).await;
@@ -887,20 +892,32 @@ async fn a_replaced_identity_token_takes_over_at_once(b: Backend) {
             .unwrap()
             .into_inner()
     };
+    assert_eq!(status().await.health(), portal::SyncHealth::Syncing);
 
-    // Revoke the token; a resync makes the worker reconnect with it.
+    // Revoke the token: the open change feed ends, nothing else is needed.
     w.id_service_accounts(&s.org.admin_token)
         .revoke_service_account_token(id::RevokeServiceAccountTokenRequest {
             name: s.org.sync_token_name.clone(),
         })
         .await
         .unwrap();
-    resync(&w, &s).await;
-    eventually("the sync to report the refused token", || async {
+    let st = eventually("the sync to report the refused token", || async {
         let st = status().await;
-        (!st.last_error.is_empty()).then_some(())
+        (st.health() == portal::SyncHealth::Refused).then_some(st)
     })
     .await;
+    assert!(
+        st.last_error
+            .starts_with("identity refused the infrastructure's token: it was revoked")
+            && st.last_error.contains("Companies.SetIdentityToken"),
+        "{st:?}"
+    );
+    assert!(!st.last_error.contains("Status {"), "{st:?}");
+    let refused_at = counter(REFUSED);
+    assert!(
+        refused_at > refusals_before,
+        "{refused_at} refusals counted"
+    );
     invite(&w, &s, "late@acme.example", Some("developer")).await;
 
     // A token that is not a token: refused, nothing changes.
@@ -940,13 +957,22 @@ async fn a_replaced_identity_token_takes_over_at_once(b: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(infra.name, s.infra);
+    // Meanwhile the worker retried with back-off, not in a loop (a few tries a second at most,
+    // counting the tests running alongside).
+    let retried = counter(REFUSED) - refused_at;
+    assert!(
+        retried < 40,
+        "{retried} refusals while the token was revoked"
+    );
     caught_up(&w, &s).await;
     assert_eq!(
         records(&w, &s).await.get("late@acme.example"),
         Some(&MEMBER),
         "the change made while the token was revoked is synced"
     );
-    assert!(status().await.last_error.is_empty());
+    let st = status().await;
+    assert!(st.last_error.is_empty(), "{st:?}");
+    assert_eq!(st.health(), portal::SyncHealth::Syncing);
 
     // The replacement is in the company's audit trail, without the token.
     let events = portal_events(&w, &s).await;
