@@ -24,4 +24,5 @@ mod roles;
 mod rules;
 mod security;
 mod seed;
+mod smtp_relay;
 mod validation;
