@@ -6,11 +6,15 @@
 //!    that was asked for and silently ignored would run the service with the wrong settings);
 //! 3. environment variables prefixed `IDENTITY_`, with `__` for nesting, e.g.
 //!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`;
-//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--log-format`,
-//!    `--metrics-listen`).
+//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
+//!    `--log-format`, `--metrics-listen`);
 //!
-//! Secrets (the operator token, a password inside the database URL) never appear in the
-//! `Debug` output of [`Settings`], so the whole configuration can be logged at start-up.
+//! then each secret given as a file (`database_url_file`, `operator_token_file`,
+//! `smtp.password_file`) is read ([`Settings::read_secret_files`]).
+//!
+//! Secrets (the operator token, a password inside the database URL, the SMTP password) never
+//! appear in the `Debug` output of [`Settings`], so the whole configuration can be logged at
+//! start-up.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -6,8 +6,11 @@
 //! 3. environment variables prefixed `PORTAL_`, with `__` for nesting, e.g.
 //!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
 //!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
-//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--identity-url`,
-//!    `--log-format`, `--metrics-listen`).
+//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
+//!    `--identity-url`, `--log-format`, `--metrics-listen`);
+//!
+//! then each secret given as a file (`database_url_file`, `operator_token_file`,
+//! `service_tokens_file`) is read ([`Settings::read_secret_files`]).
 //!
 //! Secrets (the operator and service tokens, a password inside the database URL) never appear
 //! in the `Debug` output of [`Settings`], so the whole configuration can be logged at start-up.

@@ -153,9 +153,7 @@ impl PgCluster {
         if let Some(tls) = &options.tls {
             let cert = self.copy_in(&tls.cert, "server.crt")?;
             let key = self.copy_in(&tls.key, "server.key")?;
-            conf.push_str(&format!(
-                "ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
-            ));
+            conf = format!("{conf}ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n");
             let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
             write_file(&self.data.join("pg_hba.conf"), hba)?;
         }
