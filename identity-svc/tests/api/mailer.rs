@@ -136,7 +136,7 @@ async fn invitations_go_out_over_starttls_with_auth_and_a_wrong_password_deliver
     const PASSWORD_OF_RELAY: &str = "relay-pass-7f3a";
     let test =
         "mailer::invitations_go_out_over_starttls_with_auth_and_a_wrong_password_delivers_nothing";
-    let Some(relay) = Relay::start(test, PASSWORD_OF_RELAY).await else {
+    let Some(relay) = Relay::start(test, PASSWORD_OF_RELAY, false).await else {
         return;
     };
     let secrets = tempfile::tempdir().unwrap();
@@ -221,6 +221,27 @@ async fn invitations_go_out_over_starttls_with_auth_and_a_wrong_password_deliver
         "{error}"
     );
     assert_eq!(relay.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_delivers_with_auth() {
+    let test = "mailer::implicit_tls_delivers_with_auth";
+    let Some(relay) = Relay::start(test, "implicit-pass", true).await else {
+        return;
+    };
+    let settings = SmtpSettings {
+        tls: SmtpTls::Implicit,
+        password: Some(shared::auth::Secret::new("implicit-pass")),
+        password_file: None,
+        ..starttls_settings(&relay, std::path::Path::new("unused"))
+    };
+    Mailer::smtp(&settings)
+        .unwrap()
+        .send(mail("implicit@tls.example"))
+        .await
+        .unwrap();
+    let message = relay.wait_for(1).await.remove(0);
+    assert!(message.contains("implicit@tls.example"), "{message}");
 }
 
 fn mail(to: &str) -> Mail {

@@ -1,12 +1,13 @@
 """An SMTP relay for the API tests, built on aiosmtpd (PyPI).
 
 It listens on 127.0.0.1:<port>, offers STARTTLS with the given certificate and requires it
-before anything else, requires AUTH (PLAIN or LOGIN, only over TLS) for one user whose password
+before anything else (with --implicit: TLS from the first byte instead), requires AUTH (PLAIN
+or LOGIN, only over TLS) for one user whose password
 is in the SMTP_RELAY_PASSWORD environment variable, and writes each accepted message to
 <dir>/<n>.eml (written to a temporary name, then renamed). It prints "ready" once it accepts
 connections and runs until its standard input closes or it is killed.
 
-Usage: smtp_relay.py --port P --dir D --cert C --key K --user U
+Usage: smtp_relay.py --port P --dir D --cert C --key K --user U [--implicit]
 """
 
 import argparse
@@ -52,20 +53,24 @@ def main():
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--user", required=True)
+    parser.add_argument("--implicit", action="store_true")
     args = parser.parse_args()
     password = os.environ["SMTP_RELAY_PASSWORD"]
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)
+    if args.implicit:
+        # aiosmtpd's auth_require_tls looks for STARTTLS only; here every byte is over TLS.
+        tls = {"ssl_context": context, "auth_require_tls": False}
+    else:
+        tls = {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
     controller = Controller(
         Inbox(args.dir),
         hostname="127.0.0.1",
         port=args.port,
-        tls_context=context,
-        require_starttls=True,
         auth_required=True,
-        auth_require_tls=True,
         authenticator=authenticator(args.user, password),
+        **tls,
     )
     controller.start()
     print("ready", flush=True)

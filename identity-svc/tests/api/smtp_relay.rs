@@ -26,9 +26,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay on a free port of 127.0.0.1, accepting `USER` with `password`; `None`
-    /// (the test is skipped) when aiosmtpd is not installed outside CI.
-    pub async fn start(test: &str, password: &str) -> Option<Relay> {
+    /// Starts the relay on a free port of 127.0.0.1 (STARTTLS, or TLS from the first byte
+    /// when `implicit`), accepting `USER` with `password`; `None` (the test is skipped) when
+    /// aiosmtpd is not installed outside CI.
+    pub async fn start(test: &str, password: &str, implicit: bool) -> Option<Relay> {
         if !aiosmtpd_installed() {
             let ci = std::env::var("CI").is_ok_and(|v| matches!(v.as_str(), "true" | "1"));
             assert!(
@@ -59,6 +60,7 @@ impl Relay {
             .arg(&cert.cert)
             .arg("--key")
             .arg(&cert.key)
+            .args(implicit.then_some("--implicit"))
             .env("SMTP_RELAY_PASSWORD", password)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
