@@ -6,11 +6,15 @@
 //!    that was asked for and silently ignored would run the service with the wrong settings);
 //! 3. environment variables prefixed `IDENTITY_`, with `__` for nesting, e.g.
 //!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`;
-//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--log-format`,
-//!    `--metrics-listen`).
+//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
+//!    `--log-format`, `--metrics-listen`);
 //!
-//! Secrets (the operator token, a password inside the database URL) never appear in the
-//! `Debug` output of [`Settings`], so the whole configuration can be logged at start-up.
+//! then each secret given as a file (`database_url_file`, `operator_token_file`,
+//! `smtp.password_file`) is read ([`Settings::read_secret_files`]).
+//!
+//! Secrets (the operator token, a password inside the database URL, the SMTP password) never
+//! appear in the `Debug` output of [`Settings`], so the whole configuration can be logged at
+//! start-up.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,10 +22,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::auth::Secret;
 use shared::bootstrap::ServiceSettings;
 use shared::cli::CommonArgs;
+use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 
@@ -56,16 +61,45 @@ pub struct Args {
     pub common: CommonArgs,
 }
 
-/// An SMTP relay for invitation messages (plain SMTP, meant for a local relay).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An SMTP relay for invitation messages.
+#[derive(Debug, Clone, Deserialize)]
 pub struct SmtpSettings {
-    /// Relay host name or address.
+    /// Relay host name or address; with TLS, the name its certificate must carry.
     pub host: String,
     /// Relay port (default 25).
     #[serde(default = "default_smtp_port")]
     pub port: u16,
     /// Sender address, e.g. `ODC <no-reply@example.com>`.
     pub from: String,
+    /// Transport security (default `none`, for a local relay).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// PEM file of the CA certificate(s) the relay's certificate must chain to; unset: the
+    /// public web PKI roots (webpki-roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// AUTH user name (PLAIN or LOGIN); needs `tls` and a password.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// AUTH password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file holding the AUTH password (trimmed), instead of `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// How the connection to the SMTP relay is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP: only for a relay on the same host or a trusted network.
+    #[default]
+    None,
+    /// Plain connection upgraded with STARTTLS, which the relay must offer (usually port 587).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Implicit,
 }
 
 fn default_smtp_port() -> u16 {
@@ -85,9 +119,13 @@ pub struct Settings {
     /// A `postgres://` (or `postgresql://`) URL selects PostgreSQL; unset (or empty) means the
     /// SQLite file `<data_dir>/identity.db`.
     pub database_url: Option<String>,
+    /// A file holding the database URL (trimmed), instead of `database_url`.
+    pub database_url_file: Option<PathBuf>,
     /// The operator token. Unset: read from `<data_dir>/operator-token`, generated there
     /// (mode 0600) on first start.
     pub operator_token: Option<Secret>,
+    /// A file holding the operator token (trimmed), instead of `operator_token`.
+    pub operator_token_file: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Address of the Prometheus metrics endpoint; unset means no metrics endpoint.
@@ -120,7 +158,9 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
+            database_url_file: None,
             operator_token: None,
+            operator_token_file: None,
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
@@ -142,8 +182,10 @@ impl fmt::Debug for Settings {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_url_file", &self.database_url_file)
             // `Secret` prints `***`.
             .field("operator_token", &self.operator_token)
+            .field("operator_token_file", &self.operator_token_file)
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
@@ -165,9 +207,37 @@ impl Settings {
         Self::from_args(&Args::parse())
     }
 
-    /// Loads defaults → `args.config` → `IDENTITY_*` environment → `args` flags.
+    /// Loads defaults → `args.config` → `IDENTITY_*` environment → `args` flags, then reads
+    /// the `*_file` settings ([`Settings::read_secret_files`]).
     pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
-        Ok(Self::figment(args).extract()?)
+        let mut settings: Self = Self::figment(args).extract()?;
+        settings.read_secret_files()?;
+        Ok(settings)
+    }
+
+    /// Sets each secret setting given as a file (`database_url_file`, `operator_token_file`,
+    /// `smtp.password_file`) from that file's trimmed content; a secret given both ways is an
+    /// error naming it. [`Settings::from_args`] calls it once; the `*_file` paths stay (they are
+    /// logged, the secrets are not).
+    pub fn read_secret_files(&mut self) -> Result<(), SecretFileError> {
+        self.database_url = secret_file::resolve(
+            "database_url",
+            self.database_url.take(),
+            self.database_url_file.as_deref(),
+        )?;
+        self.operator_token = secret_file::resolve(
+            "operator_token",
+            self.operator_token.take(),
+            self.operator_token_file.as_deref(),
+        )?;
+        if let Some(smtp) = &mut self.smtp {
+            smtp.password = secret_file::resolve(
+                "smtp.password",
+                smtp.password.take(),
+                smtp.password_file.as_deref(),
+            )?;
+        }
+        Ok(())
     }
 
     /// The layered configuration sources, for callers that want to add their own layer.

@@ -67,8 +67,14 @@ pub async fn serve(
     tracing::info!(%database, "store opened and migrated");
 
     let mailer = if let Some(smtp) = &settings.smtp {
-        tracing::info!(host = %smtp.host, port = smtp.port, "invitations go through SMTP");
-        Mailer::smtp(&smtp.host, smtp.port, smtp.from.clone())
+        tracing::info!(
+            host = %smtp.host,
+            port = smtp.port,
+            tls = ?smtp.tls,
+            auth = smtp.username.is_some(),
+            "invitations go through SMTP"
+        );
+        Mailer::smtp(smtp).context("invalid SMTP settings")?
     } else {
         let dir = settings.mailbox();
         // The messages carry invitation secrets: keep the directory private.

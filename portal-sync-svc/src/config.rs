@@ -6,8 +6,11 @@
 //! 3. environment variables prefixed `PORTAL_`, with `__` for nesting, e.g.
 //!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
 //!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
-//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--identity-url`,
-//!    `--log-format`, `--metrics-listen`).
+//! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
+//!    `--identity-url`, `--log-format`, `--metrics-listen`);
+//!
+//! then each secret given as a file (`database_url_file`, `operator_token_file`,
+//! `service_tokens_file`) is read ([`Settings::read_secret_files`]).
 //!
 //! Secrets (the operator and service tokens, a password inside the database URL) never appear
 //! in the `Debug` output of [`Settings`], so the whole configuration can be logged at start-up.
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
 use shared::bootstrap::ServiceSettings;
 use shared::cli::{CommonArgs, CommonFlags};
+use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 
@@ -55,8 +59,8 @@ pub const SQLITE_FILE: &str = "portal.db";
     mut_arg("metrics_listen", |a| a.help(
         "Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465 [default: off]"
     )),
-    // Listed after `--database-url`, where it always was.
-    mut_arg("identity_url", |a| a.display_order(3)),
+    // Listed after `--database-url` and `--database-url-file`.
+    mut_arg("identity_url", |a| a.display_order(4)),
 )]
 pub struct Args {
     /// The flags every service has.
@@ -95,12 +99,18 @@ pub struct Settings {
     /// A `postgres://` (or `postgresql://`) URL selects PostgreSQL; unset (or empty) means the
     /// SQLite file `<data_dir>/portal.db`.
     pub database_url: Option<String>,
+    /// A file holding the database URL (trimmed), instead of `database_url`.
+    pub database_url_file: Option<PathBuf>,
     /// The operator token. Unset: read from `<data_dir>/operator-token`, generated there
     /// (mode 0600) on first start.
     pub operator_token: Option<Secret>,
+    /// A file holding the operator token (trimmed), instead of `operator_token`.
+    pub operator_token_file: Option<PathBuf>,
     /// The tokens of the internal services that call the API (acting for people named in
     /// `x-acting-for`). Empty: no service can call.
     pub service_tokens: Vec<Secret>,
+    /// A file holding the service tokens, one per line, instead of `service_tokens`.
+    pub service_tokens_file: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Address of the Prometheus metrics endpoint; unset means no metrics endpoint.
@@ -122,8 +132,11 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
+            database_url_file: None,
             operator_token: None,
+            operator_token_file: None,
             service_tokens: Vec::new(),
+            service_tokens_file: None,
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
@@ -142,9 +155,12 @@ impl fmt::Debug for Settings {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_url_file", &self.database_url_file)
             // `Secret` prints `***`.
             .field("operator_token", &self.operator_token)
+            .field("operator_token_file", &self.operator_token_file)
             .field("service_tokens", &self.service_tokens)
+            .field("service_tokens_file", &self.service_tokens_file)
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
@@ -175,9 +191,35 @@ impl Settings {
         Self::from_args(&Args::parse())
     }
 
-    /// Loads defaults → `args.config` → `PORTAL_*` environment → `args` flags.
+    /// Loads defaults → `args.config` → `PORTAL_*` environment → `args` flags, then reads
+    /// the `*_file` settings ([`Settings::read_secret_files`]).
     pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
-        Ok(Self::figment(args).extract()?)
+        let mut settings: Self = Self::figment(args).extract()?;
+        settings.read_secret_files()?;
+        Ok(settings)
+    }
+
+    /// Sets each secret setting given as a file (`database_url_file`, `operator_token_file`,
+    /// `service_tokens_file`: one token per line) from that file's trimmed content; a secret
+    /// given both ways is an error naming it. [`Settings::from_args`] calls it once; the
+    /// `*_file` paths stay (they are logged, the secrets are not).
+    pub fn read_secret_files(&mut self) -> Result<(), SecretFileError> {
+        self.database_url = secret_file::resolve(
+            "database_url",
+            self.database_url.take(),
+            self.database_url_file.as_deref(),
+        )?;
+        self.operator_token = secret_file::resolve(
+            "operator_token",
+            self.operator_token.take(),
+            self.operator_token_file.as_deref(),
+        )?;
+        self.service_tokens = secret_file::resolve_list(
+            "service_tokens",
+            std::mem::take(&mut self.service_tokens),
+            self.service_tokens_file.as_deref(),
+        )?;
+        Ok(())
     }
 
     /// The layered configuration sources, for callers that want to add their own layer.
@@ -250,6 +292,7 @@ mod tests {
                 "listen",
                 "data-dir",
                 "database-url",
+                "database-url-file",
                 "identity-url",
                 "log-format",
                 "metrics-listen"
@@ -341,6 +384,77 @@ mod tests {
         assert!(Settings::from_args(&args(&["--config", missing.to_str().unwrap()])).is_err());
         let file = toml_file("listen = \"not an address\"");
         assert!(Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_both_ways_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let url = write("url", "postgres://app:from-file@db/portal\n");
+        let operator = write("operator", " psync_op_file \n");
+        let services = write("services", "psync_svc_a\n\npsync_svc_b\n");
+        let config = toml_file(&format!(
+            "operator_token_file = \"{operator}\"\nservice_tokens_file = \"{services}\"\n"
+        ));
+        let path = config.path().to_str().unwrap();
+        let s =
+            Settings::from_args(&args(&["--config", path, "--database-url-file", &url])).unwrap();
+        assert_eq!(
+            s.database_url.as_deref(),
+            Some("postgres://app:from-file@db/portal")
+        );
+        assert_eq!(
+            s.operator_token.as_ref().map(Secret::expose),
+            Some("psync_op_file")
+        );
+        let tokens: Vec<&str> = s.service_tokens.iter().map(Secret::expose).collect();
+        assert_eq!(tokens, ["psync_svc_a", "psync_svc_b"]);
+        assert!(!format!("{s:?}").contains("psync_svc_a"));
+
+        let config = toml_file(&format!(
+            "service_tokens = [\"psync_svc_inline\"]\nservice_tokens_file = \"{services}\"\n"
+        ));
+        let err = Settings::from_args(&args(&["--config", config.path().to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("service_tokens and service_tokens_file are both set"),
+            "{err}"
+        );
+        assert!(!err.contains("psync_svc"), "{err}");
+    }
+
+    #[test]
+    fn secret_files_from_the_environment() {
+        if !in_child() {
+            let dir = tempfile::tempdir().unwrap();
+            let services = dir.path().join("services");
+            std::fs::write(&services, "psync_svc_env_file\n").unwrap();
+            let url = dir.path().join("url");
+            std::fs::write(&url, "postgres://p:pw@db/portal\n").unwrap();
+            run_in_child(
+                "config::tests::secret_files_from_the_environment",
+                &[
+                    ("PORTAL_SERVICE_TOKENS_FILE", services.to_str().unwrap()),
+                    ("PORTAL_DATABASE_URL_FILE", url.to_str().unwrap()),
+                    ("PORTAL_DATABASE_URL", "postgres://p@elsewhere/portal"),
+                ],
+            );
+            return;
+        }
+        // The URL is set both ways: an error naming it.
+        let err = Settings::from_args(&args(&[])).unwrap_err().to_string();
+        assert!(err.contains("database_url and database_url_file"), "{err}");
+        assert!(!err.contains("pw@"), "{err}");
+        let mut s: Settings = Settings::figment(&args(&[])).extract().unwrap();
+        s.database_url = None;
+        s.read_secret_files().unwrap();
+        assert_eq!(s.service_tokens[0].expose(), "psync_svc_env_file");
+        assert_eq!(s.database_url.as_deref(), Some("postgres://p:pw@db/portal"));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct CommonArgs {
     /// `postgres://user:password@host:port/database` to use PostgreSQL instead of SQLite.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// A file holding the database URL (trimmed), instead of `--database-url`.
+    #[arg(long, value_name = "PATH", conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
     /// Log format: `pretty` or `json` [default: pretty].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -54,6 +57,7 @@ impl CommonArgs {
             listen: self.listen,
             data_dir: self.data_dir.as_deref(),
             database_url: self.database_url.as_deref(),
+            database_url_file: self.database_url_file.as_deref(),
             log_format: self.log_format,
             metrics_listen: self.metrics_listen,
         }
@@ -70,6 +74,8 @@ pub struct CommonFlags<'a> {
     data_dir: Option<&'a Path>,
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url_file: Option<&'a Path>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,13 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
+impl From<crate::secret_file::SecretFileError> for ConfigError {
+    /// The message names the setting and the file, never the secret.
+    fn from(e: crate::secret_file::SecretFileError) -> Self {
+        Self(Box::new(figment::Error::from(e.to_string())))
+    }
+}
+
 /// The configuration sources of a service, least specific first: the TOML file `config_file`
 /// if given (a missing file is an error when extracting: a file that was asked for and silently
 /// ignored would run the service with the wrong settings), the environment variables prefixed

@@ -16,6 +16,8 @@
 //! * [`config`] — the layering of configuration sources, the SQLite/PostgreSQL choice, and
 //!   password redaction in database URLs.
 //! * [`email`] — the `Email` value type (normalized, validated) of both services.
+//! * [`secret_file`] — the `<name>_file` twin of every secret setting (the value read from a
+//!   file; both set is an error).
 //! * [`secrets`] — bearer tokens: generation, the stored SHA-256 form, constant-time compare.
 //! * [`violations`] — collecting every bad field of a request (`google.rpc.BadRequest`).
 //! * [`bootstrap`] and [`cli`] — what each `main.rs` does around `serve`, and the flags both
@@ -39,6 +41,7 @@ pub mod operator_token;
 pub mod page_token;
 pub mod proto;
 pub mod sealing;
+pub mod secret_file;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

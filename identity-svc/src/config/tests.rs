@@ -28,7 +28,7 @@ fn defaults_without_file_env_or_flags() {
     assert_eq!(s.log_format, LogFormat::Pretty);
     assert_eq!(s.metrics_listen, None);
     assert_eq!(s.grpc, GrpcSettings::default());
-    assert_eq!(s.smtp, None);
+    assert!(s.smtp.is_none());
     // An empty file is a complete configuration.
     let file = toml_file("");
     let path = file.path().to_str().unwrap();
@@ -165,5 +165,147 @@ fn debug_hides_the_operator_token_and_database_password() {
     assert!(
         text.contains("postgres://app:***@db:5432/identity"),
         "{text}"
+    );
+}
+
+fn secret_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[test]
+fn secrets_come_from_files_trimmed() {
+    let url = secret_file("postgres://app:from-file@db:5432/identity\n");
+    let token = secret_file("  odc_op_from_file\n");
+    let password = secret_file("smtp-pass-from-file\n");
+    let config = toml_file(&format!(
+        r#"
+        operator_token_file = "{}"
+        [smtp]
+        host = "relay.example"
+        from = "no-reply@example.com"
+        tls = "starttls"
+        username = "identity"
+        password_file = "{}"
+        "#,
+        token.path().display(),
+        password.path().display()
+    ));
+    let s = Settings::from_args(&args(&[
+        "--config",
+        config.path().to_str().unwrap(),
+        "--database-url-file",
+        url.path().to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.database_url.as_deref(),
+        Some("postgres://app:from-file@db:5432/identity")
+    );
+    assert!(matches!(s.database(), Database::Postgres(_)));
+    assert_eq!(
+        s.operator_token.as_ref().map(Secret::expose),
+        Some("odc_op_from_file")
+    );
+    let smtp = s.smtp.as_ref().unwrap();
+    assert_eq!(smtp.tls, SmtpTls::Starttls);
+    assert_eq!(smtp.username.as_deref(), Some("identity"));
+    assert_eq!(
+        smtp.password.as_ref().map(Secret::expose),
+        Some("smtp-pass-from-file")
+    );
+    // The log shows the files, not what is in them.
+    let text = format!("{s:?}");
+    assert!(text.contains(&token.path().display().to_string()), "{text}");
+    for secret in ["from-file@", "odc_op_from_file", "smtp-pass-from-file"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[test]
+fn a_secret_set_inline_and_as_a_file_is_an_error_naming_it() {
+    let token = secret_file("odc_op_from_file\n");
+    let config = toml_file(&format!(
+        "operator_token = \"odc_op_inline\"\noperator_token_file = \"{}\"\n",
+        token.path().display()
+    ));
+    let err = Settings::from_args(&args(&["--config", config.path().to_str().unwrap()]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("operator_token and operator_token_file are both set"),
+        "{err}"
+    );
+    assert!(!err.contains("odc_op_"), "{err}");
+
+    let password = secret_file("pw\n");
+    let config = toml_file(&format!(
+        "[smtp]\nhost = \"h\"\nfrom = \"a@b.example\"\npassword = \"pw\"\npassword_file = \"{}\"\n",
+        password.path().display()
+    ));
+    let err = Settings::from_args(&args(&["--config", config.path().to_str().unwrap()]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("smtp.password and smtp.password_file"),
+        "{err}"
+    );
+
+    // The flag and the inline flag exclude each other on the command line already.
+    assert!(
+        Args::try_parse_from([
+            "identity-svc",
+            "--database-url",
+            "postgres://h/db",
+            "--database-url-file",
+            "/run/secrets/db"
+        ])
+        .is_err()
+    );
+    let empty = secret_file("\n");
+    let err = Settings::from_args(&args(&[
+        "--database-url-file",
+        empty.path().to_str().unwrap(),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("database_url_file") && err.contains("empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secret_files_from_the_environment() {
+    if !in_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        let password = dir.path().join("password");
+        std::fs::write(&token, "odc_op_env_file\n").unwrap();
+        std::fs::write(&password, "env-file-pass\n").unwrap();
+        run_in_child(
+            "config::tests::secret_files_from_the_environment",
+            &[
+                ("IDENTITY_OPERATOR_TOKEN_FILE", token.to_str().unwrap()),
+                ("IDENTITY_SMTP__HOST", "relay.example"),
+                ("IDENTITY_SMTP__FROM", "no-reply@example.com"),
+                ("IDENTITY_SMTP__TLS", "implicit"),
+                ("IDENTITY_SMTP__USERNAME", "identity"),
+                ("IDENTITY_SMTP__PASSWORD_FILE", password.to_str().unwrap()),
+            ],
+        );
+        return;
+    }
+    let s = Settings::from_args(&args(&[])).unwrap();
+    assert_eq!(
+        s.operator_token.as_ref().map(Secret::expose),
+        Some("odc_op_env_file")
+    );
+    let smtp = s.smtp.unwrap();
+    assert_eq!(smtp.tls, SmtpTls::Implicit);
+    assert_eq!(
+        smtp.password.as_ref().map(Secret::expose),
+        Some("env-file-pass")
     );
 }

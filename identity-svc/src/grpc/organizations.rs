@@ -148,8 +148,9 @@ impl pb::organizations_server::Organizations for Api {
 }
 
 impl Api {
-    /// Sends an invitation message. Failures are logged (without the secret) and do not fail
-    /// the request: the invitation exists and can be resent.
+    /// Sends an invitation message. Failures are logged (without the secret) and counted
+    /// (`invitation_emails_total{outcome="failed"}`) and do not fail the request: the
+    /// invitation exists and can be resent.
     pub async fn send_invitation(&self, email: &Email, org_name: &str, secret: &str) {
         let mail = crate::core::mailer::Mail {
             to: email.to_string(),
@@ -160,8 +161,13 @@ impl Api {
                  invitation_token: {secret}\n"
             ),
         };
-        if let Err(e) = self.core.mailer.send(mail).await {
-            tracing::error!(to = %email, error = %e, "could not deliver an invitation");
-        }
+        let outcome = match self.core.mailer.send(mail).await {
+            Ok(()) => "delivered",
+            Err(e) => {
+                tracing::error!(to = %email, error = %e, "could not deliver an invitation");
+                "failed"
+            }
+        };
+        metrics::counter!("invitation_emails_total", "outcome" => outcome).increment(1);
     }
 }

@@ -1,4 +1,5 @@
-//! Invitations through SMTP when a relay is configured (a minimal relay run by the test).
+//! Invitations through SMTP when a relay is configured: plain SMTP to a minimal relay run by
+//! the test, and STARTTLS with AUTH to a real relay (aiosmtpd, see `smtp_relay.rs`).
 
 use std::sync::{Arc, Mutex};
 
@@ -6,7 +7,11 @@ use shared::proto::identity::v1 as pb;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use identity_svc::config::{SmtpSettings, SmtpTls};
+use identity_svc::core::mailer::{Mail, Mailer};
+
 use crate::helpers::*;
+use crate::smtp_relay::{self, Relay};
 
 crate::api_tests!(invitations_go_out_through_smtp_when_configured);
 
@@ -67,6 +72,11 @@ async fn invitations_go_out_through_smtp_when_configured(b: Backend) {
             host: "127.0.0.1".into(),
             port,
             from: "noreply@odc.example".into(),
+            tls: SmtpTls::None,
+            ca_file: None,
+            username: None,
+            password: None,
+            password_file: None,
         });
     }));
     app.start().await;
@@ -104,4 +114,140 @@ async fn invitations_go_out_through_smtp_when_configured(b: Backend) {
         .unwrap();
     assert_eq!(user.email, "first@mail.example");
     let _ = org;
+}
+
+/// The settings of identity for `relay`: STARTTLS verified against the relay's CA, AUTH with
+/// the password read from `password_file`.
+fn starttls_settings(relay: &Relay, password_file: &std::path::Path) -> SmtpSettings {
+    SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: relay.port(),
+        from: "noreply@odc.example".into(),
+        tls: SmtpTls::Starttls,
+        ca_file: Some(relay.ca_file.clone()),
+        username: Some(smtp_relay::USER.into()),
+        password: None,
+        password_file: Some(password_file.to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_go_out_over_starttls_with_auth_and_a_wrong_password_delivers_nothing() {
+    const PASSWORD_OF_RELAY: &str = "relay-pass-7f3a";
+    let test =
+        "mailer::invitations_go_out_over_starttls_with_auth_and_a_wrong_password_delivers_nothing";
+    let Some(relay) = Relay::start(test, PASSWORD_OF_RELAY, false).await else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let right = secrets.path().join("right");
+    std::fs::write(&right, format!("{PASSWORD_OF_RELAY}\n")).unwrap();
+    let wrong = secrets.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.stop().await;
+    let smtp = starttls_settings(&relay, &right);
+    app.tweak = Some(Box::new(move |s| {
+        s.smtp = Some(smtp.clone());
+        s.read_secret_files().unwrap();
+    }));
+    app.start().await;
+    app.create_org("Mail over TLS", "first@tls.example").await;
+    let message = relay.wait_for(1).await.remove(0);
+    assert!(message.contains("first@tls.example"), "{message}");
+    let token = message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("invitation_token: "))
+        .unwrap()
+        .to_owned();
+    assert!(!app.mailbox().exists() || std::fs::read_dir(app.mailbox()).unwrap().next().is_none());
+    let user = app
+        .users(None)
+        .accept_invitation(pb::AcceptInvitationRequest {
+            invitation_token: token,
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.email, "first@tls.example");
+
+    // A wrong password: the organization and its invitation are made (it can be resent), the
+    // relay refuses the AUTH and nothing is delivered. The call answers after the attempt.
+    app.stop().await;
+    let smtp = starttls_settings(&relay, &wrong);
+    app.tweak = Some(Box::new(move |s| {
+        s.smtp = Some(smtp.clone());
+        s.read_secret_files().unwrap();
+    }));
+    app.start().await;
+    app.create_org("Wrong password", "second@tls.example").await;
+    assert_eq!(
+        relay.messages().len(),
+        1,
+        "a message got through a refused AUTH"
+    );
+
+    // What the delivery says: the relay's refusal, never the password.
+    let mut settings = starttls_settings(&relay, &wrong);
+    settings.password = Some(shared::auth::Secret::new("not-the-password"));
+    let error = Mailer::smtp(&settings)
+        .unwrap()
+        .send(mail("third@tls.example"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("535") || error.contains("uthentication"),
+        "{error}"
+    );
+    assert!(!error.contains("not-the-password"), "{error}");
+    // A relay whose certificate does not chain to the configured CA is refused before AUTH.
+    let other_ca = shared::testkit::certs::TestCa::new("another CA");
+    settings.ca_file = Some(other_ca.write_cert(secrets.path(), "other-ca.pem"));
+    settings.password = Some(shared::auth::Secret::new(PASSWORD_OF_RELAY));
+    let error = Mailer::smtp(&settings)
+        .unwrap()
+        .send(mail("fourth@tls.example"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("certificate") || error.contains("UnknownIssuer"),
+        "{error}"
+    );
+    assert_eq!(relay.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_delivers_with_auth() {
+    let test = "mailer::implicit_tls_delivers_with_auth";
+    let Some(relay) = Relay::start(test, "implicit-pass", true).await else {
+        return;
+    };
+    let settings = SmtpSettings {
+        tls: SmtpTls::Implicit,
+        password: Some(shared::auth::Secret::new("implicit-pass")),
+        password_file: None,
+        ..starttls_settings(&relay, std::path::Path::new("unused"))
+    };
+    Mailer::smtp(&settings)
+        .unwrap()
+        .send(mail("implicit@tls.example"))
+        .await
+        .unwrap();
+    let message = relay.wait_for(1).await.remove(0);
+    assert!(message.contains("implicit@tls.example"), "{message}");
+}
+
+fn mail(to: &str) -> Mail {
+    Mail {
+        to: to.into(),
+        subject: "Test".into(),
+        body: "Hello".into(),
+    }
 }

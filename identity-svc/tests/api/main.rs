@@ -25,4 +25,5 @@ mod rules;
 mod security;
 mod seed;
 mod streams;
+mod smtp_relay;
 mod validation;

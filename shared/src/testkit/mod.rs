@@ -1,15 +1,18 @@
 //! Test support shared by every suite that starts a service for real (feature `testkit`,
 //! enabled from `[dev-dependencies]` only, and by the benchmark binary): the PostgreSQL
-//! switch and throw-away databases ([`pg`]), a service started in-process and stopped again
+//! switch and throw-away databases ([`pg`]), a PostgreSQL cluster of a test's own
+//! ([`pg_cluster`], e.g. with TLS) and certificates signed by a test CA ([`certs`]), a service started in-process and stopped again
 //! ([`server`]), what clients send and read ([`clients`]), and environment variables set for
 //! one test ([`env`](mod@env)).
 //!
 //! It knows no service: each suite's harness (`identity-svc/tests/api/helpers.rs`,
 //! `tests/tests/e2e/harness.rs`) passes its service's `serve` function and settings.
 
+pub mod certs;
 pub mod clients;
 pub mod env;
 pub mod pg;
+pub mod pg_cluster;
 pub mod server;
 
 /// Which store a test runs its services on.

@@ -12,5 +12,6 @@
 
 mod harness;
 
+mod pg_tls;
 mod portal_api;
 mod sync;
