@@ -24,6 +24,7 @@ use shared::bootstrap::ServiceSettings;
 use shared::cli::{CommonArgs, CommonFlags};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
+use shared::tls::TlsSettings;
 
 use crate::sync::SyncSettings;
 
@@ -107,6 +108,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Request timeout and concurrency limit of the gRPC server.
     pub grpc: GrpcSettings,
+    /// TLS of the gRPC server (certificate, key, client CA for mTLS); unset: plain text.
+    pub tls: TlsSettings,
     /// The sync with identity.
     pub sync: SyncSettings,
 }
@@ -122,6 +125,7 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
+            tls: TlsSettings::default(),
             sync: SyncSettings::default(),
         }
     }
@@ -142,6 +146,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
+            .field("tls", &self.tls)
             .field("sync", &self.sync)
             .finish()
     }

@@ -35,6 +35,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{Layer, Service};
 
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
+use crate::tls::{ServerTls, TlsError, TlsSettings, Transport};
 
 /// Tunables of the gRPC server, meant to be embedded in a service's configuration.
 ///
@@ -81,6 +82,9 @@ pub enum ServeError {
     /// A descriptor set could not be loaded into the reflection service (a build defect).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The TLS settings or files cannot be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The transport failed while serving.
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -92,6 +96,10 @@ pub enum ServeError {
 /// `service_names` are the fully qualified names of the services in `routes` (for example
 /// `UserServiceServer::<T>::NAME` via `tonic::server::NamedService`); each gets its own
 /// health status.
+///
+/// With a certificate in `tls` the server speaks TLS only (mTLS with a client CA; see
+/// [`crate::tls`]), reloading the files on SIGHUP and when they change; otherwise plain text.
+/// The start-up line `gRPC server listening` says which (`transport`).
 ///
 /// About the `code` label of `grpc_requests_total`: it is read from the response *headers*,
 /// which is exact for unary calls (tonic sends a handler's error as a trailers-only response,
@@ -105,8 +113,10 @@ pub async fn serve(
     routes: Routes,
     service_names: &[&'static str],
     settings: &GrpcSettings,
+    tls: &TlsSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let tls = ServerTls::load(tls)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     for name in service_names {
@@ -132,10 +142,51 @@ pub async fn serve(
         tracing::info!("shutdown requested: health is NOT_SERVING, draining in-flight calls");
         let _ = requested.send(());
     };
-    // A stream the client keeps open (a health Watch, a change feed whose reader stopped
-    // reading) would hold the graceful drain forever: it gets `drain_timeout`, then the
-    // remaining connections are closed.
+
+    let transport = tls
+        .as_ref()
+        .map_or(Transport::Plaintext, ServerTls::transport);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, %transport, services = ?service_names, "gRPC server listening");
+    }
+
+    let limit = match settings.concurrency_limit {
+        0 => tokio::sync::Semaphore::MAX_PERMITS,
+        n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+    };
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .timeout(settings.request_timeout())
+        .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
+        // Outermost first: metrics see every call, including time spent waiting for a slot.
+        .layer(MetricsLayer)
+        .layer(GlobalConcurrencyLimitLayer::new(limit))
+        .add_routes(routes);
     let drain_timeout = settings.drain_timeout();
+    match tls {
+        None => {
+            let server = router.serve_with_incoming_shutdown(nodelay_incoming(listener), signal);
+            drain(server, drain_started, drain_timeout).await?;
+        }
+        Some(tls) => {
+            let _watch = tls.watch();
+            let server = router.serve_with_incoming_shutdown(tls.incoming(listener), signal);
+            drain(server, drain_started, drain_timeout).await?;
+        }
+    }
+    tracing::info!("gRPC server stopped");
+    Ok(())
+}
+
+/// Runs `server` to its end, or until `drain_timeout` after `drain_started`: a stream the
+/// client keeps open (a health Watch, a change feed whose reader stopped reading) would hold
+/// the graceful drain forever, so it gets `drain_timeout`, then the remaining connections are
+/// closed.
+async fn drain(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    drain_started: tokio::sync::oneshot::Receiver<()>,
+    drain_timeout: Duration,
+) -> Result<(), tonic::transport::Error> {
     let drain_deadline = async move {
         if drain_started.await.is_ok() {
             tokio::time::sleep(drain_timeout).await;
@@ -143,26 +194,6 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
-
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, services = ?service_names, "gRPC server listening");
-    }
-    let incoming = nodelay_incoming(listener);
-
-    let limit = match settings.concurrency_limit {
-        0 => tokio::sync::Semaphore::MAX_PERMITS,
-        n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
-    };
-
-    let server = Server::builder()
-        .tcp_nodelay(true)
-        .timeout(settings.request_timeout())
-        .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
-        // Outermost first: metrics see every call, including time spent waiting for a slot.
-        .layer(MetricsLayer)
-        .layer(GlobalConcurrencyLimitLayer::new(limit))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, signal);
     tokio::select! {
         served = server => served?,
         () = drain_deadline => {
@@ -172,7 +203,6 @@ pub async fn serve(
             );
         }
     }
-    tracing::info!("gRPC server stopped");
     Ok(())
 }
 
@@ -378,6 +408,7 @@ mod tests {
                 Routes::default(),
                 &["test.v1.Dummy"],
                 &settings,
+                &crate::tls::TlsSettings::default(),
                 async {
                     let _ = stopped.await;
                 },
