@@ -1,8 +1,8 @@
 //! Test support shared by every suite that starts a service for real (feature `testkit`,
 //! enabled from `[dev-dependencies]` only, and by the benchmark binary): the PostgreSQL
 //! switch and throw-away databases ([`pg`]), a service started in-process and stopped again
-//! ([`server`]), what clients send and read ([`clients`]), and environment variables set for
-//! one test ([`env`](mod@env)).
+//! ([`server`]), what clients send and read ([`clients`]), environment variables set for
+//! one test ([`env`](mod@env)), and certificates ([`tls`]).
 //!
 //! It knows no service: each suite's harness (`identity-svc/tests/api/helpers.rs`,
 //! `tests/tests/e2e/harness.rs`) passes its service's `serve` function and settings.
@@ -11,6 +11,7 @@ pub mod clients;
 pub mod env;
 pub mod pg;
 pub mod server;
+pub mod tls;
 
 /// Which store a test runs its services on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
