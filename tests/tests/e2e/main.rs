@@ -14,3 +14,4 @@ mod harness;
 
 mod portal_api;
 mod sync;
+mod tls;
