@@ -87,7 +87,8 @@ async fn an_identity_certificate_of_another_ca_is_refused(b: Backend) {
     })
     .await;
     assert!(
-        st.last_error.contains("invalid peer certificate: UnknownIssuer"),
+        st.last_error
+            .contains("invalid peer certificate: UnknownIssuer"),
         "{st:?}"
     );
     assert_eq!(st.cursor, 0, "{st:?}");
