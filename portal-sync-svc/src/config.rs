@@ -81,6 +81,7 @@ pub struct Args {
 
 /// The `sync` part of the flags.
 #[derive(Serialize)]
+#[expect(clippy::struct_field_names, reason = "the keys of the settings")]
 struct SyncFlags<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     identity_url: Option<&'a str>,

@@ -94,6 +94,7 @@ pub struct CommonFlags<'a> {
 
 /// The given `--tls-*` flags under the keys of [`crate::tls::TlsSettings`] (the `tls` table).
 #[derive(Debug, Clone, Serialize)]
+#[expect(clippy::struct_field_names, reason = "the keys of the settings")]
 struct TlsFlags<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     cert_file: Option<&'a Path>,

@@ -14,10 +14,14 @@ use tonic_health::pb::health_client::HealthClient;
 use super::*;
 use crate::server::{GrpcSettings, ServeError, serve};
 
-// The test kit's certificate maker (feature `testkit`), compiled into these tests too.
+// The test kit's certificate maker (feature `testkit`), compiled into these tests when the
+// feature is off.
+#[cfg(not(feature = "testkit"))]
 #[allow(unreachable_pub, dead_code)]
 #[path = "../testkit/tls.rs"]
 mod certs;
+#[cfg(feature = "testkit")]
+use crate::testkit::tls as certs;
 
 use certs::{Leaf, PemDir, TestCa, client_config};
 
