@@ -60,13 +60,15 @@ async fn fresh_database(prefix: &str) -> TestDatabase {
     TestDatabase::create(&admin_url, prefix).await
 }
 
-/// TLS on identity: its server settings, how the tests' clients reach it, and what
-/// portal-sync trusts and presents.
+/// TLS on identity (and on portal-sync when `portal_server` is set): the servers' settings,
+/// how the tests' clients reach them, and what portal-sync trusts and presents to identity.
 #[derive(Debug, Clone)]
 pub struct IdentityTls {
     /// identity's `tls` settings.
     pub server: TlsSettings,
-    /// How the tests' own clients reach identity.
+    /// portal-sync's `tls` settings, if it serves TLS too (reached as identity is).
+    pub portal_server: Option<TlsSettings>,
+    /// How the tests' own clients reach identity (and portal-sync when it serves TLS).
     pub reach: Reach,
     /// portal-sync's `sync.identity_ca_file`.
     pub portal_ca_file: PathBuf,
@@ -168,7 +170,11 @@ impl World {
         s.sync.discovery_interval_ms = 100;
         s.sync.backoff_min_ms = 20;
         s.sync.backoff_max_ms = 300;
-        let server = TestServer::start(self.portal_addr, |listener, shutdown| {
+        if let Some(tls) = self.portal_tls() {
+            s.tls = tls;
+        }
+        let reach = self.portal_reach();
+        let server = TestServer::start_reached(self.portal_addr, reach, |listener, shutdown| {
             portal_sync_svc::serve(listener, s, shutdown)
         })
         .await;
@@ -192,6 +198,19 @@ impl World {
         self.identity_tls
             .as_ref()
             .map_or(Reach::Plain, |tls| tls.reach.clone())
+    }
+
+    /// portal-sync's server TLS settings, if it serves TLS.
+    fn portal_tls(&self) -> Option<TlsSettings> {
+        self.identity_tls.as_ref()?.portal_server.clone()
+    }
+
+    /// How the tests' clients reach portal-sync.
+    fn portal_reach(&self) -> Reach {
+        match (&self.identity_tls, self.portal_tls()) {
+            (Some(tls), Some(_)) => tls.reach.clone(),
+            _ => Reach::Plain,
+        }
     }
 
     /// A channel to identity (TLS when it serves TLS).
@@ -257,7 +276,12 @@ impl World {
 
     // ---- portal clients (token + the person acted for)
     fn portal_channel(&self) -> Channel {
-        Self::channel(self.portal_addr.unwrap())
+        server::channel_reached(self.portal_addr.unwrap(), &self.portal_reach())
+    }
+
+    /// portal-sync's address.
+    pub fn portal_addr(&self) -> SocketAddr {
+        self.portal_addr.unwrap()
     }
     pub fn companies(
         &self,

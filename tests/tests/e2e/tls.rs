@@ -31,6 +31,7 @@ fn identity_tls(
     let tests = clients.client("e2e tests");
     IdentityTls {
         server,
+        portal_server: None,
         reach: Reach::Tls(client_config(server_ca, Some(&tests))),
         portal_ca_file: dir.write("identity-ca.pem", &portal_trusts.pem()),
         portal_identity: Some(dir.write_leaf("portal", &clients.client("portal-sync"))),
