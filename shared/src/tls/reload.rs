@@ -94,10 +94,16 @@ impl ServerTls {
     }
 
     /// Reloads on SIGHUP and, if the interval is set, when the files change, until the
-    /// returned guard is dropped.
+    /// returned guard is dropped. The SIGHUP handler is in place when this returns.
     pub fn watch(&self) -> WatchGuard {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangup = signal(SignalKind::hangup())
+            .inspect_err(|error| {
+                tracing::error!(%error, "cannot listen for SIGHUP: TLS files reload only when they change");
+            })
+            .ok();
         let inner = Arc::clone(&self.inner);
-        WatchGuard(tokio::spawn(inner.watch()))
+        WatchGuard(tokio::spawn(inner.watch(hangup)))
     }
 }
 
@@ -120,13 +126,7 @@ impl Drop for WatchGuard {
 }
 
 impl Inner {
-    async fn watch(self: Arc<Self>) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = signal(SignalKind::hangup())
-            .inspect_err(|error| {
-                tracing::error!(%error, "cannot listen for SIGHUP: TLS files reload only when they change");
-            })
-            .ok();
+    async fn watch(self: Arc<Self>, mut hangup: Option<tokio::signal::unix::Signal>) {
         let mut tick = self.reload_interval.map(|every| {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
