@@ -54,6 +54,10 @@ cleanup() {
     if ((FAILED > 0)) && [[ -f "$LOG" ]]; then
         echo "--- last lines of the server log ($LOG) ---"
         tail -n 40 "$LOG" || true
+        if [[ -f "${TLS_LOG:-}" ]]; then
+            echo "--- last lines of the TLS server log ($TLS_LOG) ---"
+            tail -n 20 "$TLS_LOG" || true
+        fi
     fi
     rm -rf "$WORK"
 }
