@@ -7,9 +7,11 @@
 # README's main flow: create an organization → accept the invitation from the mailbox → log in
 # → create a custom role → invite a developer → assign the role → check a permission with its
 # explanation → watch the change feed. Finally it checks that no secret reached the log, that
-# metrics are served, and that SIGTERM shuts the server down cleanly.
+# metrics are served, and that SIGTERM shuts the server down cleanly. Then it starts the binary
+# again with mTLS (a CA, server and client certificates made with openssl) and calls it with
+# grpcurl's -cacert/-cert/-key; a client without a certificate is refused.
 #
-# Needs grpcurl (1.8.x) and python3 on PATH; `.ci/run` provides both.
+# Needs grpcurl (1.8.x), python3 and openssl on PATH; `.ci/run` provides grpcurl.
 # Prints `smoke: N passed, M failed` and exits non-zero if anything failed.
 set -euo pipefail
 
@@ -17,7 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${IDENTITY_SVC_BIN:-$ROOT/target/release/identity-svc}"
 START_DEADLINE_SECS=20
 
-for tool in grpcurl python3; do
+for tool in grpcurl python3 openssl; do
     if ! command -v "$tool" >/dev/null; then
         echo "smoke: $tool is not on PATH (.ci/run installs grpcurl)" >&2
         exit 2
@@ -52,6 +54,10 @@ cleanup() {
     if ((FAILED > 0)) && [[ -f "$LOG" ]]; then
         echo "--- last lines of the server log ($LOG) ---"
         tail -n 40 "$LOG" || true
+        if [[ -f "${TLS_LOG:-}" ]]; then
+            echo "--- last lines of the TLS server log ($TLS_LOG) ---"
+            tail -n 20 "$TLS_LOG" || true
+        fi
     fi
     rm -rf "$WORK"
 }
@@ -337,6 +343,63 @@ else
     SERVER_PID=""
 fi
 contains "shutdown reports NOT_SERVING before draining" "$(cat "$LOG")" "NOT_SERVING"
+
+# --- TLS: the README's openssl recipe, mTLS, grpcurl with -cacert/-cert/-key -------------------
+PKI="$WORK/pki"
+mkdir -p "$PKI"
+# make_cert NAME CN EXTENSIONS: NAME.key and NAME.pem signed by the CA.
+make_cert() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+        -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null
+    printf '%b' "$3" >"$PKI/$1.ext"
+    openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" \
+        -CAcreateserial -days 1 -extfile "$PKI/$1.ext" -out "$PKI/$1.pem" 2>/dev/null
+}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj "/CN=smoke CA" -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null
+make_cert server identity "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
+make_cert client smoke-client "extendedKeyUsage=clientAuth"
+
+TLS_PORT="$(free_port)"
+TLS_ADDR="127.0.0.1:$TLS_PORT"
+TLS_LOG="$WORK/server-tls.log"
+env "${inherited[@]/#/--unset=}" RUST_LOG=info "$BIN" \
+    --listen "$TLS_ADDR" \
+    --data-dir "$WORK/data-tls" \
+    --tls-cert-file "$PKI/server.pem" \
+    --tls-key-file "$PKI/server.key" \
+    --tls-client-ca-file "$PKI/ca.pem" \
+    --log-format json >"$TLS_LOG" 2>&1 &
+SERVER_PID=$!
+TLS_ARGS=(-cacert "$PKI/ca.pem" -cert "$PKI/client.pem" -key "$PKI/client.key" -max-time 5)
+deadline=$((SECONDS + START_DEADLINE_SECS))
+until OUT="$(grpcurl "${TLS_ARGS[@]}" "$TLS_ADDR" grpc.health.v1.Health/Check 2>&1)" &&
+    grep -q '"SERVING"' <<<"$OUT"; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+        break
+    fi
+    sleep 0.2
+done
+contains "grpcurl -cacert -cert -key: health over mTLS is SERVING" "$OUT" '"SERVING"'
+contains "the start-up line says mTLS" "$(cat "$TLS_LOG")" '"transport":"mtls"'
+if OUT="$(grpcurl "${TLS_ARGS[@]}" "$TLS_ADDR" list 2>&1)"; then
+    contains "reflection over mTLS lists identity.v1.Users" "$OUT" identity.v1.Users
+else
+    fail "reflection over mTLS" "$OUT"
+fi
+if OUT="$(grpcurl -cacert "$PKI/ca.pem" -max-time 5 "$TLS_ADDR" list 2>&1)"; then
+    fail "a client without a certificate is refused under mTLS" "$OUT"
+else
+    pass "a client without a certificate is refused under mTLS"
+fi
+if OUT="$(grpcurl -plaintext -max-time 5 "$TLS_ADDR" list 2>&1)"; then
+    fail "a plain-text client is refused by the TLS server" "$OUT"
+else
+    pass "a plain-text client is refused by the TLS server"
+fi
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=""
 
 echo "smoke: $PASSED passed, $FAILED failed"
 ((FAILED == 0))

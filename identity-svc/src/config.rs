@@ -7,7 +7,8 @@
 //! 3. environment variables prefixed `IDENTITY_`, with `__` for nesting, e.g.
 //!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--log-format`, `--metrics-listen`);
+//!    `--log-format`, `--metrics-listen`, `--tls-cert-file`, `--tls-key-file`,
+//!    `--tls-client-ca-file`).
 //!
 //! then each secret given as a file (`database_url_file`, `operator_token_file`,
 //! `smtp.password_file`) is read ([`Settings::read_secret_files`]).
@@ -29,6 +30,7 @@ use shared::cli::CommonArgs;
 use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
+use shared::tls::TlsSettings;
 
 // Shared with the other service; re-exported under their historical paths.
 pub use shared::config::{ConfigError, Database, redact_url};
@@ -132,6 +134,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Request timeout and concurrency limit of the gRPC server.
     pub grpc: GrpcSettings,
+    /// TLS of the gRPC server (certificate, key, client CA for mTLS); unset: plain text.
+    pub tls: TlsSettings,
     /// Deliver invitations through this SMTP relay; unset means the mailbox directory.
     pub smtp: Option<SmtpSettings>,
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
@@ -164,6 +168,7 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
+            tls: TlsSettings::default(),
             smtp: None,
             mailbox_dir: None,
             follow_interval_ms: 100,
@@ -189,6 +194,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
+            .field("tls", &self.tls)
             .field("smtp", &self.smtp)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)

@@ -118,6 +118,7 @@ pub async fn serve(
         routes(&api),
         &SERVICE_NAMES,
         &settings.grpc,
+        &settings.tls,
         shutdown,
     )
     .await?;

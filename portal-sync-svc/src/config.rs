@@ -7,7 +7,9 @@
 //!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
 //!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--identity-url`, `--log-format`, `--metrics-listen`);
+//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--tls-cert-file`, `--tls-key-file`,
+//!    `--tls-client-ca-file`, `--identity-ca-file`, `--identity-cert-file`,
+//!    `--identity-key-file`);
 //!
 //! then each secret given as a file (`database_url_file`, `operator_token_file`,
 //! `service_tokens_file`) is read ([`Settings::read_secret_files`]).
@@ -17,7 +19,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use figment::Figment;
@@ -28,6 +30,7 @@ use shared::cli::{CommonArgs, CommonFlags};
 use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
+use shared::tls::TlsSettings;
 
 use crate::sync::SyncSettings;
 
@@ -69,12 +72,38 @@ pub struct Args {
     /// The identity service [default: http://127.0.0.1:50051].
     #[arg(long, value_name = "URL")]
     pub identity_url: Option<String>,
+    /// CA certificates (PEM) identity's certificate must be signed by (https:// only).
+    #[arg(long, value_name = "PATH")]
+    pub identity_ca_file: Option<PathBuf>,
+    /// Certificate chain (PEM) presented to identity (mTLS); needs --identity-key-file.
+    #[arg(long, value_name = "PATH")]
+    pub identity_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --identity-cert-file.
+    #[arg(long, value_name = "PATH")]
+    pub identity_key_file: Option<PathBuf>,
 }
 
 /// The `sync` part of the flags.
 #[derive(Serialize)]
+#[expect(clippy::struct_field_names, reason = "the keys of the settings")]
 struct SyncFlags<'a> {
-    identity_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_ca_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_cert_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_key_file: Option<&'a Path>,
+}
+
+impl SyncFlags<'_> {
+    fn is_empty(&self) -> bool {
+        self.identity_url.is_none()
+            && self.identity_ca_file.is_none()
+            && self.identity_cert_file.is_none()
+            && self.identity_key_file.is_none()
+    }
 }
 
 /// The flags that were given, as a figment layer (absent flags leave lower layers alone).
@@ -82,8 +111,8 @@ struct SyncFlags<'a> {
 struct FlagLayer<'a> {
     #[serde(flatten)]
     common: CommonFlags<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sync: Option<SyncFlags<'a>>,
+    #[serde(skip_serializing_if = "SyncFlags::is_empty")]
+    sync: SyncFlags<'a>,
 }
 
 /// Everything portal-sync can be configured with. Every field has a default, so an empty file
@@ -117,6 +146,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Request timeout and concurrency limit of the gRPC server.
     pub grpc: GrpcSettings,
+    /// TLS of the gRPC server (certificate, key, client CA for mTLS); unset: plain text.
+    pub tls: TlsSettings,
     /// The sync with identity.
     pub sync: SyncSettings,
     /// The key file sealing the ODC identity tokens stored in the database (one
@@ -140,6 +171,7 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
+            tls: TlsSettings::default(),
             sync: SyncSettings::default(),
             token_keys_file: None,
         }
@@ -164,6 +196,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
+            .field("tls", &self.tls)
             .field("sync", &self.sync)
             .field("token_keys_file", &self.token_keys_file)
             .finish()
@@ -226,10 +259,12 @@ impl Settings {
     pub fn figment(args: &Args) -> Figment {
         let flags = FlagLayer {
             common: args.common.flags(),
-            sync: args
-                .identity_url
-                .as_deref()
-                .map(|identity_url| SyncFlags { identity_url }),
+            sync: SyncFlags {
+                identity_url: args.identity_url.as_deref(),
+                identity_ca_file: args.identity_ca_file.as_deref(),
+                identity_cert_file: args.identity_cert_file.as_deref(),
+                identity_key_file: args.identity_key_file.as_deref(),
+            },
         };
         shared::config::figment(args.common.config.as_deref(), ENV_PREFIX, flags)
     }
@@ -295,7 +330,13 @@ mod tests {
                 "database-url-file",
                 "identity-url",
                 "log-format",
-                "metrics-listen"
+                "metrics-listen",
+                "tls-cert-file",
+                "tls-key-file",
+                "tls-client-ca-file",
+                "identity-ca-file",
+                "identity-cert-file",
+                "identity-key-file",
             ],
             "{help}"
         );
@@ -375,6 +416,56 @@ mod tests {
         );
         let s = Settings::from_args(&args(&["--identity-url", "http://identity:4"])).unwrap();
         assert_eq!(s.sync.identity_url, "http://identity:4");
+    }
+
+    #[test]
+    fn tls_settings_from_the_environment_and_flags() {
+        if !in_child() {
+            run_in_child(
+                "config::tests::tls_settings_from_the_environment_and_flags",
+                &[
+                    ("PORTAL_TLS__CERT_FILE", "/etc/portal/cert.pem"),
+                    ("PORTAL_TLS__KEY_FILE", "/etc/portal/key.pem"),
+                    ("PORTAL_TLS__RELOAD_INTERVAL_MS", "500"),
+                    ("PORTAL_SYNC__IDENTITY_URL", "https://identity:50051"),
+                    (
+                        "PORTAL_SYNC__IDENTITY_CA_FILE",
+                        "/etc/portal/identity-ca.pem",
+                    ),
+                ],
+            );
+            return;
+        }
+        let s = Settings::from_args(&args(&[])).unwrap();
+        assert_eq!(s.tls.cert_file, Some(PathBuf::from("/etc/portal/cert.pem")));
+        assert_eq!(s.tls.key_file, Some(PathBuf::from("/etc/portal/key.pem")));
+        assert_eq!(s.tls.reload_interval_ms, 500);
+        assert_eq!(s.tls.transport().unwrap(), shared::tls::Transport::Tls);
+        assert!(s.sync.identity_uses_tls());
+        assert!(s.sync.check_tls().is_ok());
+        let s = Settings::from_args(&args(&[
+            "--tls-client-ca-file",
+            "/etc/portal/clients.pem",
+            "--identity-cert-file",
+            "/etc/portal/client.pem",
+            "--identity-key-file",
+            "/etc/portal/client.key",
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.tls.transport().unwrap(),
+            shared::tls::Transport::MutualTls
+        );
+        assert_eq!(
+            s.sync.identity_ca_file,
+            Some(PathBuf::from("/etc/portal/identity-ca.pem")),
+            "the environment stays where no flag is given"
+        );
+        assert_eq!(
+            s.sync.identity_key_file,
+            Some(PathBuf::from("/etc/portal/client.key"))
+        );
+        assert!(s.sync.check_tls().is_ok());
     }
 
     #[test]

@@ -76,8 +76,20 @@ pub async fn serve(
     }
     let tokens = Tokens::new(vec![operator_hash], service_hashes);
 
+    settings
+        .sync
+        .check_tls()
+        .context("invalid TLS settings for identity")?;
     let syncer = Syncer::spawn(Arc::clone(&store), settings.sync.clone());
-    tracing::info!(identity = %settings.sync.identity_url, "sync started");
+    tracing::info!(
+        identity = %settings.sync.identity_url,
+        transport = if settings.sync.identity_uses_tls() {
+            if settings.sync.identity_cert_file.is_some() { "mtls" } else { "tls" }
+        } else {
+            "plaintext"
+        },
+        "sync started"
+    );
     let api = Api::new(Rules::new(store, Arc::clone(&syncer)), tokens);
 
     let result = shared::server::serve(
@@ -85,6 +97,7 @@ pub async fn serve(
         routes(&api),
         &SERVICE_NAMES,
         &settings.grpc,
+        &settings.tls,
         shutdown,
     )
     .await;

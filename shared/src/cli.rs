@@ -48,6 +48,15 @@ pub struct CommonArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key-file [default: plain text].
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by these CA certificates (PEM): mTLS.
+    #[arg(long, value_name = "PATH")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -60,6 +69,11 @@ impl CommonArgs {
             database_url_file: self.database_url_file.as_deref(),
             log_format: self.log_format,
             metrics_listen: self.metrics_listen,
+            tls: TlsFlags {
+                cert_file: self.tls_cert_file.as_deref(),
+                key_file: self.tls_key_file.as_deref(),
+                client_ca_file: self.tls_client_ca_file.as_deref(),
+            },
         }
     }
 }
@@ -80,6 +94,26 @@ pub struct CommonFlags<'a> {
     log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "TlsFlags::is_empty")]
+    tls: TlsFlags<'a>,
+}
+
+/// The given `--tls-*` flags under the keys of [`crate::tls::TlsSettings`] (the `tls` table).
+#[derive(Debug, Clone, Serialize)]
+#[expect(clippy::struct_field_names, reason = "the keys of the settings")]
+struct TlsFlags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca_file: Option<&'a Path>,
+}
+
+impl TlsFlags<'_> {
+    fn is_empty(&self) -> bool {
+        self.cert_file.is_none() && self.key_file.is_none() && self.client_ca_file.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +147,7 @@ mod tests {
         data_dir: PathBuf,
         log_format: LogFormat,
         identity_url: String,
+        tls: crate::tls::TlsSettings,
     }
 
     impl Default for Settings {
@@ -122,6 +157,7 @@ mod tests {
                 data_dir: PathBuf::from("./data"),
                 log_format: LogFormat::Pretty,
                 identity_url: "http://default".into(),
+                tls: crate::tls::TlsSettings::default(),
             }
         }
     }
@@ -141,5 +177,32 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.listen, Settings::default().listen);
         assert_eq!(s.identity_url, "http://default");
+        assert_eq!(s.tls, crate::tls::TlsSettings::default());
+    }
+
+    #[test]
+    fn tls_flags_fill_the_tls_table() {
+        let args = Args::try_parse_from([
+            "svc",
+            "--tls-cert-file",
+            "/etc/svc/cert.pem",
+            "--tls-key-file",
+            "/etc/svc/key.pem",
+            "--tls-client-ca-file",
+            "/etc/svc/ca.pem",
+        ])
+        .unwrap();
+        let layer = Layer {
+            common: args.common.flags(),
+            identity_url: None,
+        };
+        let s: Settings = crate::config::figment(None, "SHARED_CLI_TEST_UNUSED_", layer)
+            .extract()
+            .unwrap();
+        assert_eq!(s.tls.cert_file, Some(PathBuf::from("/etc/svc/cert.pem")));
+        assert_eq!(s.tls.key_file, Some(PathBuf::from("/etc/svc/key.pem")));
+        assert_eq!(s.tls.client_ca_file, Some(PathBuf::from("/etc/svc/ca.pem")));
+        assert_eq!(s.tls.reload_interval_ms, 2000, "the default stays");
+        assert_eq!(s.tls.transport().unwrap(), crate::tls::Transport::MutualTls);
     }
 }

@@ -7,6 +7,8 @@
 //!   descriptor set served by reflection.
 //! * [`server`] — the server bootstrap: health, reflection (v1 and v1alpha), request timeout,
 //!   a server-wide concurrency limit, per-method metrics and graceful shutdown.
+//! * [`tls`] — TLS and mTLS of the servers (reloaded on SIGHUP and file changes) and the
+//!   client TLS configuration of portal-sync's identity client.
 //! * [`telemetry`] and [`metrics`] — logging setup and the Prometheus exporter.
 //! * [`errors`] — rich `google.rpc` error details (`BadRequest`, `ErrorInfo`) on `Status`.
 //! * [`page_token`] — opaque pagination tokens and page-size clamping (AIP-158).
@@ -47,4 +49,5 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod violations;

@@ -35,6 +35,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{Layer, Service};
 
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
+use crate::tls::{ServerTls, TlsError, TlsSettings, Transport};
 
 /// Tunables of the gRPC server, meant to be embedded in a service's configuration.
 ///
@@ -81,6 +82,9 @@ pub enum ServeError {
     /// A descriptor set could not be loaded into the reflection service (a build defect).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The TLS settings or files cannot be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The transport failed while serving.
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -92,6 +96,10 @@ pub enum ServeError {
 /// `service_names` are the fully qualified names of the services in `routes` (for example
 /// `UserServiceServer::<T>::NAME` via `tonic::server::NamedService`); each gets its own
 /// health status.
+///
+/// With a certificate in `tls` the server speaks TLS only (mTLS with a client CA; see
+/// [`crate::tls`]), reloading the files on SIGHUP and when they change; otherwise plain text.
+/// The start-up line `gRPC server listening` says which (`transport`).
 ///
 /// About the `code` label of `grpc_requests_total`: it is read from the response *headers*,
 /// which is exact for unary calls (tonic sends a handler's error as a trailers-only response,
@@ -105,8 +113,10 @@ pub async fn serve(
     routes: Routes,
     service_names: &[&'static str],
     settings: &GrpcSettings,
+    tls: &TlsSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let tls = ServerTls::load(tls)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     for name in service_names {
@@ -132,10 +142,51 @@ pub async fn serve(
         tracing::info!("shutdown requested: health is NOT_SERVING, draining in-flight calls");
         let _ = requested.send(());
     };
-    // A stream the client keeps open (a health Watch, a change feed whose reader stopped
-    // reading) would hold the graceful drain forever: it gets `drain_timeout`, then the
-    // remaining connections are closed.
+
+    let transport = tls
+        .as_ref()
+        .map_or(Transport::Plaintext, ServerTls::transport);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, %transport, services = ?service_names, "gRPC server listening");
+    }
+
+    let limit = match settings.concurrency_limit {
+        0 => tokio::sync::Semaphore::MAX_PERMITS,
+        n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+    };
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .timeout(settings.request_timeout())
+        .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
+        // Outermost first: metrics see every call, including time spent waiting for a slot.
+        .layer(MetricsLayer)
+        .layer(GlobalConcurrencyLimitLayer::new(limit))
+        .add_routes(routes);
     let drain_timeout = settings.drain_timeout();
+    match tls {
+        None => {
+            let server = router.serve_with_incoming_shutdown(nodelay_incoming(listener), signal);
+            drain(server, drain_started, drain_timeout).await?;
+        }
+        Some(tls) => {
+            let _watch = tls.watch();
+            let server = router.serve_with_incoming_shutdown(tls.incoming(listener), signal);
+            drain(server, drain_started, drain_timeout).await?;
+        }
+    }
+    tracing::info!("gRPC server stopped");
+    Ok(())
+}
+
+/// Runs `server` to its end, or until `drain_timeout` after `drain_started`: a stream the
+/// client keeps open (a health Watch, a change feed whose reader stopped reading) would hold
+/// the graceful drain forever, so it gets `drain_timeout`, then the remaining connections are
+/// closed.
+async fn drain(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    drain_started: tokio::sync::oneshot::Receiver<()>,
+    drain_timeout: Duration,
+) -> Result<(), tonic::transport::Error> {
     let drain_deadline = async move {
         if drain_started.await.is_ok() {
             tokio::time::sleep(drain_timeout).await;
@@ -143,26 +194,6 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
-
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, services = ?service_names, "gRPC server listening");
-    }
-    let incoming = nodelay_incoming(listener);
-
-    let limit = match settings.concurrency_limit {
-        0 => tokio::sync::Semaphore::MAX_PERMITS,
-        n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
-    };
-
-    let server = Server::builder()
-        .tcp_nodelay(true)
-        .timeout(settings.request_timeout())
-        .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
-        // Outermost first: metrics see every call, including time spent waiting for a slot.
-        .layer(MetricsLayer)
-        .layer(GlobalConcurrencyLimitLayer::new(limit))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, signal);
     tokio::select! {
         served = server => served?,
         () = drain_deadline => {
@@ -172,7 +203,6 @@ pub async fn serve(
             );
         }
     }
-    tracing::info!("gRPC server stopped");
     Ok(())
 }
 
@@ -313,221 +343,4 @@ fn code_label(code: Code) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus as Pb};
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-
-    #[test]
-    fn settings_defaults_apply_to_missing_fields() {
-        let s: GrpcSettings = serde_json::from_str(r#"{"concurrency_limit": 8}"#).unwrap();
-        assert_eq!(s.request_timeout(), Duration::from_secs(30));
-        assert_eq!(s.concurrency_limit, 8);
-        assert_eq!(GrpcSettings::default().concurrency_limit, 1024);
-    }
-
-    #[test]
-    fn status_codes_from_headers() {
-        let mut headers = http::HeaderMap::new();
-        assert_eq!(grpc_status(&headers), Code::Ok);
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
-        assert_eq!(grpc_status(&headers), Code::InvalidArgument);
-        assert_eq!(code_label(Code::InvalidArgument), "3");
-        assert_eq!(code_label(Code::Unauthenticated), "16");
-    }
-
-    #[test]
-    fn call_records_label_codes_cancellations_and_unknown_methods() {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        ::metrics::with_local_recorder(&recorder, || {
-            CallRecord::start("/a.v1.A/Get").finish(Code::NotFound);
-            drop(CallRecord::start("/a.v1.A/Slow"));
-            CallRecord::start("/random/path").finish(Code::Unimplemented);
-        });
-        let text = handle.render();
-        for line in [
-            r#"grpc_requests_total{method="/a.v1.A/Get",code="5"} 1"#,
-            r#"grpc_requests_total{method="/a.v1.A/Slow",code="1"} 1"#,
-            r#"grpc_requests_total{method="unknown",code="12"} 1"#,
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-        assert!(!text.contains("/random/path"), "{text}");
-    }
-
-    /// Serves nothing but health and reflection with `settings`; returns the address, the
-    /// shutdown trigger and the server task.
-    async fn start(
-        settings: GrpcSettings,
-    ) -> (
-        std::net::SocketAddr,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), ServeError>>,
-    ) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            serve(
-                listener,
-                Routes::default(),
-                &["test.v1.Dummy"],
-                &settings,
-                async {
-                    let _ = stopped.await;
-                },
-            )
-            .await
-        });
-        (addr, stop, server)
-    }
-
-    #[tokio::test]
-    async fn a_stream_left_open_does_not_hold_shutdown_past_the_drain_timeout() {
-        let settings = GrpcSettings {
-            drain_timeout_secs: 1,
-            ..GrpcSettings::default()
-        };
-        let (addr, stop, server) = start(settings).await;
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        // A health Watch never ends on its own: the client keeps it open and reads it.
-        let mut watch = HealthClient::new(channel)
-            .watch(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let first = watch.message().await.unwrap().unwrap();
-        assert_eq!(first.status, Pb::Serving as i32);
-        let reader = tokio::spawn(async move { while let Ok(Some(_)) = watch.message().await {} });
-
-        stop.send(()).unwrap();
-        let stopped = tokio::time::timeout(Duration::from_secs(30), server).await;
-        assert!(
-            stopped.is_ok(),
-            "the server still waits for the open stream long after the drain timeout"
-        );
-        stopped.unwrap().unwrap().unwrap();
-        reader.abort();
-    }
-
-    #[tokio::test]
-    async fn serves_health_and_reflection_and_reports_not_serving_on_shutdown() {
-        let (addr, stop, server) = start(GrpcSettings::default()).await;
-
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut health = HealthClient::new(channel.clone());
-        let mut statuses = std::collections::HashMap::<&str, i32>::new();
-        for service in ["", "test.v1.Dummy"] {
-            let response = health
-                .check(HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .unwrap();
-            statuses.insert(service, response.into_inner().status);
-        }
-        assert!(
-            statuses.values().all(|s| *s == Pb::Serving as i32),
-            "{statuses:?}"
-        );
-
-        // grpcurl 1.8.6 path: v1alpha reflection lists health and both reflection services.
-        let mut reflection = ServerReflectionClient::new(channel.clone());
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = reflection
-            .server_reflection_info(tokio_stream::once(request))
-            .await
-            .unwrap()
-            .into_inner();
-        let response = responses.message().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("unexpected reflection response: {response:?}");
-        };
-        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.contains(&"grpc.health.v1.Health".to_owned()),
-            "{names:?}"
-        );
-        drop(responses);
-
-        // google.rpc descriptors are served so grpcurl can print error details.
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::FileContainingSymbol(
-                "google.rpc.BadRequest".into(),
-            )),
-        };
-        let mut responses = reflection
-            .server_reflection_info(tokio_stream::once(request))
-            .await
-            .unwrap()
-            .into_inner();
-        let response = responses.message().await.unwrap().unwrap();
-        assert!(
-            matches!(
-                response.message_response,
-                Some(MessageResponse::FileDescriptorResponse(_))
-            ),
-            "{response:?}"
-        );
-        drop(responses);
-
-        // Unknown methods are answered UNIMPLEMENTED (and counted under method="unknown").
-        let mut grpc = tonic::client::Grpc::new(channel.clone());
-        grpc.ready().await.unwrap();
-        let err = grpc
-            .unary::<(), (), _>(
-                tonic::Request::new(()),
-                http::uri::PathAndQuery::from_static("/nope.v1.Nope/Nothing"),
-                tonic_prost::ProstCodec::<(), ()>::default(),
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::Unimplemented);
-
-        let mut watch = health
-            .watch(HealthCheckRequest {
-                service: "test.v1.Dummy".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            watch.message().await.unwrap().unwrap().status,
-            Pb::Serving as i32
-        );
-        stop.send(()).unwrap();
-        assert_eq!(
-            watch.message().await.unwrap().unwrap().status,
-            Pb::NotServing as i32
-        );
-        drop(watch);
-        drop(health);
-        drop(reflection);
-        drop(grpc);
-        drop(channel);
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
+mod tests;

@@ -309,3 +309,59 @@ fn secret_files_from_the_environment() {
         Some("env-file-pass")
     );
 }
+
+#[test]
+fn tls_settings_from_the_file_the_environment_and_flags() {
+    if !in_child() {
+        run_in_child(
+            "config::tests::tls_settings_from_the_file_the_environment_and_flags",
+            &[
+                ("IDENTITY_TLS__CERT_FILE", "/etc/identity/env-cert.pem"),
+                ("IDENTITY_TLS__KEY_FILE", "/etc/identity/env-key.pem"),
+            ],
+        );
+        return;
+    }
+    let file = toml_file(
+        r#"
+        [tls]
+        cert_file = "/etc/identity/file-cert.pem"
+        client_ca_file = "/etc/identity/clients.pem"
+        reload_interval_ms = 0
+        "#,
+    );
+    let path = file.path().to_str().unwrap();
+    let s = Settings::from_args(&args(&["--config", path])).unwrap();
+    assert_eq!(
+        s.tls.cert_file,
+        Some(PathBuf::from("/etc/identity/env-cert.pem"))
+    );
+    assert_eq!(
+        s.tls.key_file,
+        Some(PathBuf::from("/etc/identity/env-key.pem"))
+    );
+    assert_eq!(
+        s.tls.client_ca_file,
+        Some(PathBuf::from("/etc/identity/clients.pem"))
+    );
+    assert_eq!(s.tls.reload_interval(), None);
+    assert_eq!(
+        s.tls.transport().unwrap(),
+        shared::tls::Transport::MutualTls
+    );
+    let s = Settings::from_args(&args(&[
+        "--config",
+        path,
+        "--tls-cert-file",
+        "/etc/identity/flag-cert.pem",
+    ]))
+    .unwrap();
+    assert_eq!(
+        s.tls.cert_file,
+        Some(PathBuf::from("/etc/identity/flag-cert.pem"))
+    );
+    assert_eq!(
+        s.tls.key_file,
+        Some(PathBuf::from("/etc/identity/env-key.pem"))
+    );
+}

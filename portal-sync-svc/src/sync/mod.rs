@@ -14,18 +14,20 @@
 //! at once (`Companies.SetIdentityToken`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::proto::identity::v1 as pb;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::domain::mapping::Mirror;
 use crate::domain::model::{Infrastructure, Micros};
 use crate::store::{PortalStore, StoreError, SyncCursor};
 
+mod endpoint;
 mod failure;
 pub mod identity;
 pub mod reconcile;
@@ -39,8 +41,17 @@ use reconcile::Members;
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct SyncSettings {
-    /// The identity service, e.g. `http://127.0.0.1:50051`.
+    /// The identity service, e.g. `http://127.0.0.1:50051`, or `https://…` for TLS (which
+    /// needs `identity_ca_file`).
     pub identity_url: String,
+    /// CA certificates (PEM) that identity's certificate must be signed by (`https://` only;
+    /// nothing else is trusted). Re-read at each connection.
+    pub identity_ca_file: Option<PathBuf>,
+    /// The certificate chain (PEM) portal-sync presents to identity (mTLS), with
+    /// `identity_key_file`.
+    pub identity_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `identity_cert_file`.
+    pub identity_key_file: Option<PathBuf>,
     /// How often the list of ODC infrastructures is re-read (milliseconds).
     pub discovery_interval_ms: u64,
     /// First retry delay after a failure (milliseconds); doubles up to `backoff_max_ms`. Each
@@ -54,6 +65,9 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             identity_url: "http://127.0.0.1:50051".into(),
+            identity_ca_file: None,
+            identity_cert_file: None,
+            identity_key_file: None,
             discovery_interval_ms: 1000,
             backoff_min_ms: 50,
             backoff_max_ms: 5000,
@@ -102,6 +116,8 @@ enum RunError {
     Identity(#[from] tonic::Status),
     #[error("identity unreachable: {0}")]
     Connect(#[from] tonic::transport::Error),
+    #[error("identity TLS: {0}")]
+    Tls(#[from] shared::tls::TlsError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("the change feed ended")]
@@ -290,9 +306,7 @@ impl Syncer {
     }
 
     fn client(&self, token: &str) -> Result<AuditClient, RunError> {
-        let endpoint = Endpoint::from_shared(self.settings.identity_url.clone())?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
+        let endpoint = endpoint::identity(&self.settings)?;
         let value = format!("Bearer {token}").parse().map_err(|_| {
             RunError::Identity(tonic::Status::invalid_argument(
                 "identity token is not valid metadata",

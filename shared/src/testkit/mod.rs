@@ -1,9 +1,9 @@
 //! Test support shared by every suite that starts a service for real (feature `testkit`,
 //! enabled from `[dev-dependencies]` only, and by the benchmark binary): the PostgreSQL
 //! switch and throw-away databases ([`pg`]), a PostgreSQL cluster of a test's own
-//! ([`pg_cluster`], e.g. with TLS) and certificates signed by a test CA ([`certs`]), a service started in-process and stopped again
-//! ([`server`]), what clients send and read ([`clients`]), and environment variables set for
-//! one test ([`env`](mod@env)).
+//! ([`pg_cluster`], e.g. with TLS), a service started in-process and stopped again
+//! ([`server`]), what clients send and read ([`clients`]), environment variables set for
+//! one test ([`env`](mod@env)), and certificates signed by a test CA ([`certs`]).
 //!
 //! It knows no service: each suite's harness (`identity-svc/tests/api/helpers.rs`,
 //! `tests/tests/e2e/harness.rs`) passes its service's `serve` function and settings.

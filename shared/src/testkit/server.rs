@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
@@ -19,10 +19,21 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 /// The future a service's `serve` gets: it completes when the test stops the server.
 pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// How a test reaches a server: plain text, or TLS with this client configuration.
+#[derive(Debug, Clone, Default)]
+pub enum Reach {
+    /// `http://`.
+    #[default]
+    Plain,
+    /// `https://` with this configuration (trusted CAs, the client's certificate).
+    Tls(ClientTlsConfig),
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    reach: Reach,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -35,6 +46,20 @@ impl TestServer {
     /// When the port cannot be bound or the server does not serve within 20 seconds; when
     /// `serve` returns an error (on its task, so the test fails).
     pub async fn start<F, Fut, E>(addr: Option<SocketAddr>, serve: F) -> Self
+    where
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        Self::start_reached(addr, Reach::Plain, serve).await
+    }
+
+    /// [`start`](Self::start) for a server reached as `reach` says (its health is checked
+    /// that way; [`channel`](Self::channel) connects that way).
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub async fn start_reached<F, Fut, E>(addr: Option<SocketAddr>, reach: Reach, serve: F) -> Self
     where
         F: FnOnce(TcpListener, Shutdown) -> Fut,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
@@ -56,9 +81,10 @@ impl TestServer {
                 panic!("server at {addr} failed: {e:#}");
             }
         });
-        wait_serving(addr).await;
+        wait_serving_reached(addr, &reach).await;
         Self {
             addr,
+            reach,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -69,9 +95,9 @@ impl TestServer {
         self.addr
     }
 
-    /// A lazily connecting channel to it.
+    /// A lazily connecting channel to it (TLS if it was started so).
     pub fn channel(&self) -> Channel {
-        channel(self.addr)
+        channel_reached(self.addr, &self.reach)
     }
 
     /// Asks for a graceful shutdown and waits until the server has exited.
@@ -112,6 +138,21 @@ pub fn channel(addr: SocketAddr) -> Channel {
         .connect_lazy()
 }
 
+/// A lazily connecting channel to `addr`, reached as `reach` says (`https://` for TLS; the
+/// server's certificate must name `127.0.0.1`).
+///
+/// # Panics
+/// When the TLS configuration is refused.
+pub fn channel_reached(addr: SocketAddr, reach: &Reach) -> Channel {
+    match reach {
+        Reach::Plain => channel(addr),
+        Reach::Tls(config) => Endpoint::from_shared(format!("https://{addr}"))
+            .and_then(|e| e.tls_config(config.clone()))
+            .unwrap_or_else(|e| panic!("bad TLS endpoint {addr}: {e}"))
+            .connect_lazy(),
+    }
+}
+
 /// Binds `addr`, retrying briefly while a just-stopped server lets the port go.
 async fn bind(addr: SocketAddr) -> TcpListener {
     let deadline = tokio::time::Instant::now() + START_DEADLINE;
@@ -130,8 +171,16 @@ async fn bind(addr: SocketAddr) -> TcpListener {
 /// # Panics
 /// When it does not within 20 seconds.
 pub async fn wait_serving(addr: SocketAddr) {
+    wait_serving_reached(addr, &Reach::Plain).await;
+}
+
+/// [`wait_serving`] for a server reached as `reach` says.
+///
+/// # Panics
+/// When it does not serve within 20 seconds.
+pub async fn wait_serving_reached(addr: SocketAddr, reach: &Reach) {
     let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    let mut health = HealthClient::new(channel(addr));
+    let mut health = HealthClient::new(channel_reached(addr, reach));
     loop {
         let serving = health
             .check(HealthCheckRequest {

@@ -5,13 +5,15 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::proto::identity::v1 as id;
 use shared::proto::portal::v1 as portal;
 use shared::testkit::clients::{Credentials, invitation_token};
 use shared::testkit::pg::{self, TestDatabase};
-use shared::testkit::server::{self, TestServer};
+use shared::testkit::server::{self, Reach, TestServer};
+use shared::tls::TlsSettings;
 use tonic::transport::Channel;
 
 /// Which store both services run on.
@@ -58,6 +60,22 @@ async fn fresh_database(prefix: &str) -> TestDatabase {
     TestDatabase::create(&admin_url, prefix).await
 }
 
+/// TLS on identity (and on portal-sync when `portal_server` is set): the servers' settings,
+/// how the tests' clients reach them, and what portal-sync trusts and presents to identity.
+#[derive(Debug, Clone)]
+pub struct IdentityTls {
+    /// identity's `tls` settings.
+    pub server: TlsSettings,
+    /// portal-sync's `tls` settings, if it serves TLS too (reached as identity is).
+    pub portal_server: Option<TlsSettings>,
+    /// How the tests' own clients reach identity (and portal-sync when it serves TLS).
+    pub reach: Reach,
+    /// portal-sync's `sync.identity_ca_file`.
+    pub portal_ca_file: PathBuf,
+    /// portal-sync's `sync.identity_cert_file` and `identity_key_file`.
+    pub portal_identity: Option<(PathBuf, PathBuf)>,
+}
+
 /// Both services. The servers come first: fields drop in order, so they stop before their
 /// data directories and databases go away.
 pub struct World {
@@ -71,12 +89,18 @@ pub struct World {
     portal_db: Option<String>,
     identity_addr: SocketAddr,
     portal_addr: Option<SocketAddr>,
+    identity_tls: Option<IdentityTls>,
     _pg: Vec<TestDatabase>,
 }
 
 impl World {
     /// Starts identity, then portal-sync pointed at it.
     pub async fn start(backend: Backend) -> World {
+        Self::start_with(backend, None).await
+    }
+
+    /// Starts identity (serving TLS per `identity_tls`), then portal-sync pointed at it.
+    pub async fn start_with(backend: Backend, identity_tls: Option<IdentityTls>) -> World {
         let pg = match backend {
             Backend::Sqlite => Vec::new(),
             Backend::Postgres => vec![
@@ -95,6 +119,7 @@ impl World {
             portal_db: pg.get(1).map(|db| db.url().to_owned()),
             identity_addr: "127.0.0.1:0".parse().unwrap(),
             portal_addr: None,
+            identity_tls,
             _pg: pg,
         };
         w.start_identity().await;
@@ -108,10 +133,15 @@ impl World {
         s.data_dir = self.identity_dir.path().to_path_buf();
         s.database_url = self.identity_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
-        let server = TestServer::start(Some(self.identity_addr), |listener, shutdown| {
-            identity_svc::serve(listener, s, identity_svc::Dependencies::default(), shutdown)
-        })
-        .await;
+        let reach = self.identity_reach();
+        if let Some(tls) = &self.identity_tls {
+            s.tls = tls.server.clone();
+        }
+        let server =
+            TestServer::start_reached(Some(self.identity_addr), reach, |listener, shutdown| {
+                identity_svc::serve(listener, s, identity_svc::Dependencies::default(), shutdown)
+            })
+            .await;
         self.identity_addr = server.addr();
         self.identity = Some(server);
     }
@@ -131,10 +161,20 @@ impl World {
         s.operator_token = Some(shared::auth::Secret::new(self.portal_operator.clone()));
         s.service_tokens = vec![shared::auth::Secret::new(SERVICE_TOKEN.to_owned())];
         s.sync.identity_url = format!("http://{}", self.identity_addr);
+        if let Some(tls) = &self.identity_tls {
+            s.sync.identity_url = format!("https://{}", self.identity_addr);
+            s.sync.identity_ca_file = Some(tls.portal_ca_file.clone());
+            s.sync.identity_cert_file = tls.portal_identity.as_ref().map(|(c, _)| c.clone());
+            s.sync.identity_key_file = tls.portal_identity.as_ref().map(|(_, k)| k.clone());
+        }
         s.sync.discovery_interval_ms = 100;
         s.sync.backoff_min_ms = 20;
         s.sync.backoff_max_ms = 300;
-        let server = TestServer::start(self.portal_addr, |listener, shutdown| {
+        if let Some(tls) = self.portal_tls() {
+            s.tls = tls;
+        }
+        let reach = self.portal_reach();
+        let server = TestServer::start_reached(self.portal_addr, reach, |listener, shutdown| {
             portal_sync_svc::serve(listener, s, shutdown)
         })
         .await;
@@ -153,6 +193,36 @@ impl World {
         server::channel(addr)
     }
 
+    /// How the tests' clients reach identity.
+    fn identity_reach(&self) -> Reach {
+        self.identity_tls
+            .as_ref()
+            .map_or(Reach::Plain, |tls| tls.reach.clone())
+    }
+
+    /// portal-sync's server TLS settings, if it serves TLS.
+    fn portal_tls(&self) -> Option<TlsSettings> {
+        self.identity_tls.as_ref()?.portal_server.clone()
+    }
+
+    /// How the tests' clients reach portal-sync.
+    fn portal_reach(&self) -> Reach {
+        match (&self.identity_tls, self.portal_tls()) {
+            (Some(tls), Some(_)) => tls.reach.clone(),
+            _ => Reach::Plain,
+        }
+    }
+
+    /// A channel to identity (TLS when it serves TLS).
+    pub fn identity_channel(&self) -> Channel {
+        server::channel_reached(self.identity_addr, &self.identity_reach())
+    }
+
+    /// identity's address.
+    pub fn identity_addr(&self) -> SocketAddr {
+        self.identity_addr
+    }
+
     fn auth(token: Option<&str>, acting_for: Option<&str>) -> Credentials {
         Credentials::new(token, acting_for)
     }
@@ -160,31 +230,31 @@ impl World {
     // ---- identity clients
     pub fn id_orgs(&self, token: &str) -> id::organizations_client::OrganizationsClient<Authed> {
         id::organizations_client::OrganizationsClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(Some(token), None),
         )
     }
     pub fn id_users(&self, token: Option<&str>) -> id::users_client::UsersClient<Authed> {
         id::users_client::UsersClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(token, None),
         )
     }
     pub fn id_roles(&self, token: &str) -> id::roles_client::RolesClient<Authed> {
         id::roles_client::RolesClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(Some(token), None),
         )
     }
     pub fn id_access(&self, token: &str) -> id::access_client::AccessClient<Authed> {
         id::access_client::AccessClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(Some(token), None),
         )
     }
     pub fn id_apps(&self, token: &str) -> id::apps_client::AppsClient<Authed> {
         id::apps_client::AppsClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(Some(token), None),
         )
     }
@@ -193,20 +263,25 @@ impl World {
         token: &str,
     ) -> id::service_accounts_client::ServiceAccountsClient<Authed> {
         id::service_accounts_client::ServiceAccountsClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(Some(token), None),
         )
     }
     pub fn id_audit(&self, token: &str) -> id::audit_client::AuditClient<Authed> {
         id::audit_client::AuditClient::with_interceptor(
-            Self::channel(self.identity_addr),
+            self.identity_channel(),
             Self::auth(Some(token), None),
         )
     }
 
     // ---- portal clients (token + the person acted for)
     fn portal_channel(&self) -> Channel {
-        Self::channel(self.portal_addr.unwrap())
+        server::channel_reached(self.portal_addr.unwrap(), &self.portal_reach())
+    }
+
+    /// portal-sync's address.
+    pub fn portal_addr(&self) -> SocketAddr {
+        self.portal_addr.unwrap()
     }
     pub fn companies(
         &self,

@@ -15,3 +15,4 @@ mod harness;
 mod pg_tls;
 mod portal_api;
 mod sync;
+mod tls;

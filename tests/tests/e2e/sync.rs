@@ -20,10 +20,10 @@ crate::e2e_tests!(
 /// The company admin acted for in portal calls.
 const COMPANY_ADMIN: &str = "ca@acme.example";
 
-struct Setup {
-    org: Org,
-    company: String,
-    infra: String,
+pub(crate) struct Setup {
+    pub(crate) org: Org,
+    pub(crate) company: String,
+    pub(crate) infra: String,
 }
 
 fn org_scope() -> Option<id::Scope> {
@@ -33,7 +33,7 @@ fn org_scope() -> Option<id::Scope> {
 }
 
 /// An identity organization, its portal company and an ODC infrastructure linked to it.
-async fn setup(w: &World) -> Setup {
+pub(crate) async fn setup(w: &World) -> Setup {
     let org = w
         .id_orgs(&w.identity_operator)
         .create_organization(id::CreateOrganizationRequest {
@@ -167,7 +167,10 @@ async fn setup(w: &World) -> Setup {
 }
 
 /// The ODC records of the infrastructure: email → permission.
-async fn records(w: &World, s: &Setup) -> BTreeMap<String, portal::InfrastructurePermission> {
+pub(crate) async fn records(
+    w: &World,
+    s: &Setup,
+) -> BTreeMap<String, portal::InfrastructurePermission> {
     let mut out = BTreeMap::new();
     let mut token = String::new();
     loop {
@@ -215,7 +218,7 @@ async fn identity_seq(w: &World, s: &Setup) -> i64 {
 }
 
 /// Waits until portal-sync has applied everything identity has committed.
-async fn caught_up(w: &World, s: &Setup) {
+pub(crate) async fn caught_up(w: &World, s: &Setup) {
     let target = identity_seq(w, s).await;
     eventually("portal-sync to catch up", || async {
         let st = w
@@ -334,7 +337,7 @@ async fn synced_names(w: &World, s: &Setup) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn invite(w: &World, s: &Setup, email: &str, role: Option<&str>) -> String {
+pub(crate) async fn invite(w: &World, s: &Setup, email: &str, role: Option<&str>) -> String {
     w.id_users(Some(&s.org.admin_token))
         .invite_user(id::InviteUserRequest {
             parent: s.org.name.clone(),

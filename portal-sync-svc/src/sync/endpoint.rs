@@ -1,0 +1,132 @@
+//! The connection to identity: plain text for `http://`, TLS for `https://`, verifying
+//! identity's certificate against `identity_ca_file` only and presenting portal-sync's own
+//! certificate when one is configured (mTLS).
+
+use std::time::Duration;
+
+use shared::tls::TlsError;
+use tonic::transport::Endpoint;
+
+use super::{RunError, SyncSettings};
+
+impl SyncSettings {
+    /// Whether identity is reached over TLS (`https://`, in any case).
+    pub fn identity_uses_tls(&self) -> bool {
+        self.identity_url
+            .trim()
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
+
+    /// Checks that the TLS settings fit the URL: `https://` needs `identity_ca_file`; TLS
+    /// files with an `http://` URL are refused (they would silently go unused); the client
+    /// certificate and key go together.
+    pub fn check_tls(&self) -> Result<(), TlsError> {
+        let files = self.identity_ca_file.is_some()
+            || self.identity_cert_file.is_some()
+            || self.identity_key_file.is_some();
+        if self.identity_uses_tls() && self.identity_ca_file.is_none() {
+            return Err(TlsError::Incomplete(
+                "an https:// sync.identity_url needs sync.identity_ca_file",
+            ));
+        }
+        if !self.identity_uses_tls() && files {
+            return Err(TlsError::Incomplete(
+                "sync.identity_ca_file, identity_cert_file and identity_key_file need an https:// sync.identity_url",
+            ));
+        }
+        if self.identity_cert_file.is_some() != self.identity_key_file.is_some() {
+            return Err(TlsError::Incomplete(
+                "sync.identity_cert_file and sync.identity_key_file go together",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The endpoint of identity per `settings`; the TLS files are read now, so each connection
+/// attempt picks up renewed ones.
+pub(super) fn identity(settings: &SyncSettings) -> Result<Endpoint, RunError> {
+    let endpoint = Endpoint::from_shared(settings.identity_url.trim().to_owned())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if !settings.identity_uses_tls() {
+        return Ok(endpoint);
+    }
+    settings.check_tls()?;
+    let ca_file = settings
+        .identity_ca_file
+        .as_deref()
+        .ok_or(TlsError::Incomplete("https:// needs sync.identity_ca_file"))?;
+    let client = settings
+        .identity_cert_file
+        .as_deref()
+        .zip(settings.identity_key_file.as_deref());
+    let tls = shared::tls::client_config(ca_file, client, None)?;
+    Ok(endpoint.tls_config(tls)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn settings(url: &str, ca: bool, cert: bool, key: bool) -> SyncSettings {
+        let file = |on: bool, name: &str| on.then(|| PathBuf::from(name));
+        SyncSettings {
+            identity_url: url.into(),
+            identity_ca_file: file(ca, "/ca.pem"),
+            identity_cert_file: file(cert, "/cert.pem"),
+            identity_key_file: file(key, "/key.pem"),
+            ..SyncSettings::default()
+        }
+    }
+
+    #[test]
+    fn tls_settings_must_fit_the_url() {
+        assert!(
+            settings("http://identity:1", false, false, false)
+                .check_tls()
+                .is_ok()
+        );
+        assert!(
+            settings("HTTPS://identity:1", true, false, false)
+                .check_tls()
+                .is_ok()
+        );
+        assert!(
+            settings("https://identity:1", true, true, true)
+                .check_tls()
+                .is_ok()
+        );
+        for (s, why) in [
+            (
+                settings("https://identity:1", false, false, false),
+                "needs sync.identity_ca_file",
+            ),
+            (
+                settings("http://identity:1", true, false, false),
+                "need an https://",
+            ),
+            (
+                settings("https://identity:1", true, true, false),
+                "go together",
+            ),
+            (
+                settings("https://identity:1", true, false, true),
+                "go together",
+            ),
+        ] {
+            let err = s.check_tls().unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_an_error_naming_it() {
+        let s = settings("https://127.0.0.1:1", true, false, false);
+        let err = identity(&s).unwrap_err().to_string();
+        assert!(err.contains("/ca.pem"), "{err}");
+    }
+}
