@@ -17,6 +17,9 @@
 //!   password redaction in database URLs.
 //! * [`email`] — the `Email` value type (normalized, validated) of both services.
 //! * [`secrets`] — bearer tokens: generation, the stored SHA-256 form, constant-time compare.
+//! * [`codec`] — the codec of both services: undecodable requests and control characters in
+//!   any string field answered `INVALID_ARGUMENT` (never `INTERNAL`).
+//! * [`text`] — the one policy for request texts (no control characters; multi-line fields).
 //! * [`violations`] — collecting every bad field of a request (`google.rpc.BadRequest`).
 //! * [`bootstrap`] and [`cli`] — what each `main.rs` does around `serve`, and the flags both
 //!   services have.
@@ -29,6 +32,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod email;
 pub mod errors;
@@ -41,6 +45,7 @@ pub mod proto;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
+pub mod text;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod violations;
