@@ -159,7 +159,10 @@ impl<U: Message + Name + Default> Decoder for RequestDecoder<U> {
     }
 }
 
-/// Checks the string fields of the encoded request, then decodes it.
+/// Decodes the request, then holds its string fields to the text policy. An undecodable
+/// request is refused as such (`MALFORMED_REQUEST`, naming the string fields that are not
+/// UTF-8) before any field is judged; then the control characters are ordinary bad fields
+/// (`INVALID_ARGUMENT`).
 fn decode_request<U: Message + Name + Default>(
     descriptor: &MessageDescriptor,
     bytes: &[u8],
@@ -168,22 +171,22 @@ fn decode_request<U: Message + Name + Default>(
         Ok(problems) => problems,
         Err(wire::Malformed(why)) => return Err(malformed(U::PACKAGE, why, Vec::new())),
     };
-    if !problems.is_empty() {
-        return Err(refuse::<U>(problems));
-    }
-    U::decode(bytes).map_err(|e| malformed(U::PACKAGE, &e.to_string(), Vec::new()))
-}
-
-/// Invalid UTF-8 anywhere makes the request undecodable (`MALFORMED_REQUEST`); otherwise the
-/// control characters are ordinary bad fields (`INVALID_ARGUMENT`).
-fn refuse<U: Name>(problems: Vec<(String, wire::Problem)>) -> Status {
     let not_utf8: Vec<FieldViolation> = problems
         .iter()
         .filter(|(_, p)| *p == wire::Problem::NotUtf8)
         .map(|(field, _)| FieldViolation::new(field, "must be valid UTF-8"))
         .collect();
     if !not_utf8.is_empty() {
-        return malformed(U::PACKAGE, "a string field is not valid UTF-8", not_utf8);
+        return Err(malformed(
+            U::PACKAGE,
+            "a string field is not valid UTF-8",
+            not_utf8,
+        ));
+    }
+    let decoded =
+        U::decode(bytes).map_err(|e| malformed(U::PACKAGE, &e.to_string(), Vec::new()))?;
+    if problems.is_empty() {
+        return Ok(decoded);
     }
     let mut violations = FieldViolations::new(error_domain(U::PACKAGE));
     for (field, problem) in problems {
@@ -191,7 +194,7 @@ fn refuse<U: Name>(problems: Vec<(String, wire::Problem)>) -> Status {
             violations.add(field, c.to_string());
         }
     }
-    violations.into_status()
+    Err(violations.into_status())
 }
 
 #[cfg(test)]

@@ -13,4 +13,5 @@
 mod harness;
 
 mod portal_api;
+mod properties;
 mod sync;
