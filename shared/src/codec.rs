@@ -76,7 +76,10 @@ static REQUESTS: LazyLock<Requests> = LazyLock::new(|| {
         // The set is built by build.rs; `requests_are_known` fails the build's tests otherwise.
         return out;
     };
-    for method in pool.services().flat_map(|s| s.methods().collect::<Vec<_>>()) {
+    for method in pool
+        .services()
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+    {
         let input = method.input();
         let package = input.package_name().to_owned();
         let name = input

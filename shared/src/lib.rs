@@ -45,7 +45,7 @@ pub mod proto;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
-pub mod text;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod text;
 pub mod violations;

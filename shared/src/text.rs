@@ -22,7 +22,10 @@ use std::fmt;
 
 /// Fully qualified proto fields (`package.Message.field`) that may span lines. Each one says so
 /// in its proto comment.
-pub const MULTI_LINE_FIELDS: &[&str] = &["identity.v1.Group.description", "identity.v1.Role.description"];
+pub const MULTI_LINE_FIELDS: &[&str] = &[
+    "identity.v1.Group.description",
+    "identity.v1.Role.description",
+];
 
 /// Whether a text may span lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +125,14 @@ mod tests {
 
     #[test]
     fn other_unicode_is_text() {
-        for ok in ["", "Zoë", "日本語", "emoji 🦀", "\u{a0}no-break", "\u{200b}"] {
+        for ok in [
+            "",
+            "Zoë",
+            "日本語",
+            "emoji 🦀",
+            "\u{a0}no-break",
+            "\u{200b}",
+        ] {
             assert!(check(ok, Lines::Single).is_ok(), "{ok:?}");
         }
     }
@@ -138,7 +148,13 @@ mod tests {
 
     #[test]
     fn multi_line_fields_are_known() {
-        assert_eq!(Lines::of_field("identity.v1.Role.description"), Lines::Multi);
-        assert_eq!(Lines::of_field("identity.v1.Role.display_name"), Lines::Single);
+        assert_eq!(
+            Lines::of_field("identity.v1.Role.description"),
+            Lines::Multi
+        );
+        assert_eq!(
+            Lines::of_field("identity.v1.Role.display_name"),
+            Lines::Single
+        );
     }
 }

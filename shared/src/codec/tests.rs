@@ -121,14 +121,14 @@ fn invalid_utf8_is_a_malformed_request_naming_the_field() {
 fn broken_wire_format_is_a_malformed_request() {
     let valid = create_user("Ada");
     let cases: Vec<Vec<u8>> = vec![
-        valid[..valid.len() - 1].to_vec(),        // truncated
-        vec![0x08 | 0x02, 0x05, b'a'],             // length past the end
-        vec![0x0a | 0x07],                         // wire type 7
-        vec![0x08, 0xff],                          // truncated varint
-        vec![0x00, 0x00],                          // field number 0
-        vec![0x0d, 0x01, 0x02, 0x03, 0x04],        // `parent` as fixed32
-        vec![0x0b, 0x08, 0x01],                    // unterminated group
-        [0xffu8; 11].to_vec(),                     // varint over 64 bits
+        valid[..valid.len() - 1].to_vec(),  // truncated
+        vec![0x08 | 0x02, 0x05, b'a'],      // length past the end
+        vec![0x0a | 0x07],                  // wire type 7
+        vec![0x08, 0xff],                   // truncated varint
+        vec![0x00, 0x00],                   // field number 0
+        vec![0x0d, 0x01, 0x02, 0x03, 0x04], // `parent` as fixed32
+        vec![0x0b, 0x08, 0x01],             // unterminated group
+        [0xffu8; 11].to_vec(),              // varint over 64 bits
     ];
     for bytes in cases {
         let err = decode::<id::CreateUserRequest>(&bytes).unwrap_err();
@@ -179,7 +179,10 @@ fn multi_line_fields_exist_and_are_strings() {
             .get_message_by_name(message)
             .and_then(|m| m.get_field_by_name(field))
             .unwrap_or_else(|| panic!("{full} is not a field"));
-        assert!(matches!(field.kind(), prost_reflect::Kind::String), "{full}");
+        assert!(
+            matches!(field.kind(), prost_reflect::Kind::String),
+            "{full}"
+        );
     }
 }
 

@@ -73,8 +73,8 @@ pub(crate) fn rewrite(package: &str, headers: &mut http::HeaderMap) {
     let Some(status) = Status::from_header_map(headers) else {
         return;
     };
-    let transport = matches!(status.code(), Code::OutOfRange | Code::Internal)
-        && status.details().is_empty();
+    let transport =
+        matches!(status.code(), Code::OutOfRange | Code::Internal) && status.details().is_empty();
     if !transport {
         return;
     }
@@ -107,7 +107,11 @@ mod tests {
         rewrite("portal.v1", &mut headers);
         let status = Status::from_header_map(&headers).unwrap();
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("too large"), "{}", status.message());
+        assert!(
+            status.message().contains("too large"),
+            "{}",
+            status.message()
+        );
         let info = status.get_error_details().error_info().cloned().unwrap();
         assert_eq!(info.reason, "MALFORMED_REQUEST");
         assert_eq!(info.domain, "portal.odc");

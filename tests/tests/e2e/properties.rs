@@ -16,6 +16,7 @@
 //! `PROPERTY_CASES=5000` for a deeper run.
 
 mod generate;
+mod regressions;
 mod targets;
 
 use std::str::FromStr as _;
@@ -23,9 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use prost::bytes::{Buf as _, BufMut as _};
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http;
 use tonic::metadata::MetadataValue;
@@ -40,7 +41,17 @@ crate::e2e_tests!(
     every_identity_rpc_refuses_bad_input_cleanly,
     every_portal_rpc_refuses_bad_input_cleanly,
     oversized_requests_are_invalid_argument,
+    identity_refuses_control_characters_and_invalid_utf8,
+    portal_refuses_control_characters_and_invalid_utf8,
 );
+
+async fn identity_refuses_control_characters_and_invalid_utf8(b: Backend) {
+    regressions::identity(b).await;
+}
+
+async fn portal_refuses_control_characters_and_invalid_utf8(b: Backend) {
+    regressions::portal(b).await;
+}
 
 /// Cases per RPC unless `PROPERTY_CASES` says otherwise.
 const DEFAULT_CASES: u32 = 120;
@@ -142,7 +153,11 @@ async fn one_case(t: &Target, method: &MethodDescriptor, case: Case) -> Result<(
     let answer = call(t, method, bytes, t.caller(case.caller.clone())).await;
     proptest::prop_assert_eq!(PANICS.load(Ordering::SeqCst), panics, "a service panicked");
     let code = answer.as_ref().err().map_or(Code::Ok, Status::code);
-    *t.codes.lock().unwrap().entry(format!("{code:?}")).or_default() += 1;
+    *t.codes
+        .lock()
+        .unwrap()
+        .entry(format!("{code:?}"))
+        .or_default() += 1;
     let after = t.fingerprint().await;
     t.set_baseline(after.clone());
     let Err(status) = answer else {
@@ -165,7 +180,10 @@ async fn one_case(t: &Target, method: &MethodDescriptor, case: Case) -> Result<(
 
 fn judge(t: &Target, status: &Status, expect: &Expect) -> Result<(), TestCaseError> {
     proptest::prop_assert!(
-        !matches!(status.code(), Code::Internal | Code::Unknown | Code::DataLoss),
+        !matches!(
+            status.code(),
+            Code::Internal | Code::Unknown | Code::DataLoss
+        ),
         "server fault: {:?}",
         status
     );

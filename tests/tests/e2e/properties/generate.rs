@@ -3,10 +3,12 @@
 //! and then so that requests get past name parsing into validation and writes; and byte-level
 //! mutations of their encoding.
 
-use prost::Message as _;
-use prost_reflect::{DynamicMessage, ReflectMessage as _, FieldDescriptor, Kind, MessageDescriptor, Value};
 use proptest::prelude::*;
 use proptest::sample::Index;
+use prost::Message as _;
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage as _, Value,
+};
 
 /// A string the generator plants in some string fields, which the invalid-UTF-8 mutation
 /// replaces (same length) in the encoding.
@@ -149,7 +151,11 @@ pub fn cases(input: &MessageDescriptor, real: &[String]) -> BoxedStrategy<Case> 
 
 /// Arbitrary messages of `desc`: each field set or not, nested messages down to
 /// [`MAX_DEPTH`].
-fn message(desc: &MessageDescriptor, real: &[String], depth: usize) -> BoxedStrategy<DynamicMessage> {
+fn message(
+    desc: &MessageDescriptor,
+    real: &[String],
+    depth: usize,
+) -> BoxedStrategy<DynamicMessage> {
     let mut fields = Vec::new();
     for field in desc.fields() {
         if field.is_map() || (depth >= MAX_DEPTH && matches!(field.kind(), Kind::Message(_))) {
@@ -189,9 +195,9 @@ fn single(field: &FieldDescriptor, real: &[String], depth: usize) -> BoxedStrate
             .prop_map(|b| Value::Bytes(b.into()))
             .boxed(),
         Kind::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            prop_oneof![-3..1_200i32, any::<i32>()].prop_map(Value::I32).boxed()
-        }
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => prop_oneof![-3..1_200i32, any::<i32>()]
+            .prop_map(Value::I32)
+            .boxed(),
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => prop_oneof![
             -3..2_000i64,
             any::<i64>(),

@@ -80,6 +80,8 @@ pub struct Target {
     pub callers: Mutex<Vec<Caller>>,
     /// Real resource names and values of the fixture.
     pub real: Vec<String>,
+    /// Some of them by role (`org`, `company`, `admin_email`, ...), for the explicit tests.
+    pub named: std::collections::BTreeMap<&'static str, String>,
     /// How many cases got each answer (reported with the timing).
     pub codes: Mutex<std::collections::BTreeMap<String, u32>>,
     baseline: Mutex<Option<Vec<i64>>>,
@@ -141,10 +143,16 @@ pub async fn portal(backend: Backend) -> Target {
     let bare = Bare::start(backend).await;
     let t = bare.fixture("props.example").await;
     let callers = vec![
-        (Some(crate::harness::SERVICE_TOKEN.to_owned()), Some(t.admin_email.clone())),
+        (
+            Some(crate::harness::SERVICE_TOKEN.to_owned()),
+            Some(t.admin_email.clone()),
+        ),
         (Some(bare.operator.clone()), None),
         (None, None),
-        (Some(crate::harness::SERVICE_TOKEN.to_owned()), Some(t.member_email.clone())),
+        (
+            Some(crate::harness::SERVICE_TOKEN.to_owned()),
+            Some(t.member_email.clone()),
+        ),
         (Some(crate::harness::SERVICE_TOKEN.to_owned()), None),
     ];
     let mut real = vec![
@@ -166,11 +174,19 @@ pub async fn portal(backend: Backend) -> Target {
         bare.pg.as_ref(),
     )
     .await;
+    let named = [
+        ("company", t.company.clone()),
+        ("cloud", t.cloud.clone()),
+        ("admin_email", t.admin_email.clone()),
+        ("operator", bare.operator.clone()),
+    ]
+    .into();
     Target {
         package: "portal.v1",
         channel: bare.channel.clone(),
         callers: Mutex::new(callers),
         real,
+        named,
         codes: Mutex::default(),
         baseline: Mutex::default(),
         db,
@@ -209,9 +225,13 @@ pub async fn identity(backend: Backend) -> Target {
     })
     .await;
     let channel = server.channel();
-    let (real, keeper_login, keeper_token) =
+    let (real, named, keeper_login, keeper_token) =
         identity_fixture(&channel, &operator, &dir.path().join("mailbox")).await;
-    let db = Db::open(&dir.path().join(identity_svc::config::SQLITE_FILE), pg.as_ref()).await;
+    let db = Db::open(
+        &dir.path().join(identity_svc::config::SQLITE_FILE),
+        pg.as_ref(),
+    )
+    .await;
     Target {
         package: "identity.v1",
         channel,
@@ -221,6 +241,7 @@ pub async fn identity(backend: Backend) -> Target {
             (None, None),
         ]),
         real,
+        named,
         codes: Mutex::default(),
         baseline: Mutex::default(),
         db,
@@ -239,20 +260,26 @@ async fn identity_fixture(
     channel: &Channel,
     operator: &str,
     mailbox: &std::path::Path,
-) -> (Vec<String>, id::LoginRequest, String) {
+) -> (
+    Vec<String>,
+    std::collections::BTreeMap<&'static str, String>,
+    id::LoginRequest,
+    String,
+) {
     let op = || Creds::bearer(Some(operator));
-    let org = id::organizations_client::OrganizationsClient::with_interceptor(channel.clone(), op())
-        .create_organization(id::CreateOrganizationRequest {
-            organization: Some(id::Organization {
-                display_name: "Props".into(),
-                ..Default::default()
-            }),
-            first_administrator_email: "first@props.example".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .name;
+    let org =
+        id::organizations_client::OrganizationsClient::with_interceptor(channel.clone(), op())
+            .create_organization(id::CreateOrganizationRequest {
+                organization: Some(id::Organization {
+                    display_name: "Props".into(),
+                    ..Default::default()
+                }),
+                first_administrator_email: "first@props.example".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .name;
     let first = users(channel.clone(), None)
         .accept_invitation(id::AcceptInvitationRequest {
             invitation_token: shared::testkit::clients::invitation_token(
@@ -403,6 +430,12 @@ async fn identity_fixture(
         .token
         .unwrap()
         .name;
+    let named = [
+        ("org", org.clone()),
+        ("member", member.clone()),
+        ("stage", stage.clone()),
+    ]
+    .into();
     let mut real = vec![
         org.clone(),
         first,
@@ -429,7 +462,7 @@ async fn identity_fixture(
         format!("organizations/{}", uuid::Uuid::new_v4()),
     ];
     real.extend(field_names("identity.v1"));
-    (real, keeper_login, keeper_token)
+    (real, named, keeper_login, keeper_token)
 }
 
 async fn create_user(channel: &Channel, token: &str, org: &str, email: &str, pw: &str) -> String {
