@@ -101,6 +101,21 @@ pub fn check(text: &str, lines: Lines) -> Result<(), ControlCharacter> {
     }
 }
 
+/// `text` without the control characters `lines` does not allow: for text another service
+/// stored before this policy (portal-sync mirrors identity's display names), which is kept
+/// rather than refused.
+///
+/// ```
+/// use shared::text::{without_control, Lines};
+/// assert_eq!(without_control("A\u{0}da", Lines::Single), "Ada");
+/// ```
+pub fn without_control(text: &str, lines: Lines) -> std::borrow::Cow<'_, str> {
+    if check(text, lines).is_ok() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.chars().filter(|c| lines.allows(*c)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +159,15 @@ mod tests {
             err.to_string(),
             "must not contain control characters (found U+0000)"
         );
+    }
+
+    #[test]
+    fn without_control_drops_only_what_the_policy_refuses() {
+        assert_eq!(without_control("a\0b\nc\u{85}", Lines::Multi), "ab\nc");
+        assert!(matches!(
+            without_control("clean", Lines::Single),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
