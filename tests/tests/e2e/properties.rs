@@ -150,7 +150,7 @@ async fn one_case(t: &Target, method: &MethodDescriptor, case: Case) -> Result<(
     let expect = expectation(method, &case, &bytes);
     let before = t.baseline().await;
     let panics = PANICS.load(Ordering::SeqCst);
-    let answer = call(t, method, bytes, t.caller(case.caller.clone())).await;
+    let answer = call(t, method, bytes, t.caller(case.caller)).await;
     proptest::prop_assert_eq!(PANICS.load(Ordering::SeqCst), panics, "a service panicked");
     let code = answer.as_ref().err().map_or(Code::Ok, Status::code);
     *t.codes
