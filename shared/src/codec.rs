@@ -92,6 +92,11 @@ static REQUESTS: LazyLock<Requests> = LazyLock::new(|| {
     out
 });
 
+/// Whether `package` holds RPCs of ours.
+fn is_our_package(package: &str) -> bool {
+    REQUESTS.contains_key(package)
+}
+
 /// The descriptor of `package.name` when it is the input of one of our RPCs.
 fn request_descriptor(package: &str, name: &str) -> Option<&'static MessageDescriptor> {
     REQUESTS.get(package)?.get(name)

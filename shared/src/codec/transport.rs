@@ -61,11 +61,12 @@ where
     }
 }
 
-/// `identity.v1` of `/identity.v1.Users/Login` (`None` for anything else).
+/// `identity.v1` of `/identity.v1.Users/Login` (`None` for anything else, and for the
+/// packages that are not ours: health, reflection).
 fn package_of(path: &str) -> Option<String> {
     let service = path.strip_prefix('/')?.split('/').next()?;
     let (package, _) = service.rsplit_once('.')?;
-    Some(package.to_owned())
+    super::is_our_package(package).then(|| package.to_owned())
 }
 
 /// Rewrites a trailers-only transport refusal in `headers` (see the module documentation).
@@ -139,5 +140,6 @@ mod tests {
             Some("identity.v1")
         );
         assert_eq!(package_of("/nothing"), None);
+        assert_eq!(package_of("/grpc.health.v1.Health/Check"), None);
     }
 }

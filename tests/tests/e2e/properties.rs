@@ -54,7 +54,7 @@ async fn portal_refuses_control_characters_and_invalid_utf8(b: Backend) {
 }
 
 /// Cases per RPC unless `PROPERTY_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 120;
+const DEFAULT_CASES: u32 = 200;
 
 fn cases_per_rpc() -> u32 {
     std::env::var("PROPERTY_CASES")
