@@ -95,10 +95,16 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // `file_descriptor_set_path` is not set: prost-build only writes it when it runs `protoc`
     // itself, never from `compile_fds`, so `descriptor.bin` is written above instead.
+    // Every message implements `prost::Name`, so the codec can find a request's descriptor;
+    // the codec (shared/src/codec.rs) refuses undecodable requests and control characters
+    // cleanly where prost's answers INTERNAL.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .codec_path("crate::codec::ProtoCodec")
+        .compile_fds_with_config(fds, config)?;
 
     fs::write(out_dir.join("mods.rs"), render_mods(&packages))?;
     Ok(())

@@ -85,3 +85,15 @@ impl ServiceKinds for Own {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The codec answers undecodable requests in the domain of the package; it must be ours.
+    #[test]
+    fn the_codec_reports_in_this_domain() {
+        assert_eq!(
+            shared::codec::error_domain("identity.v1"),
+            super::ERROR_DOMAIN
+        );
+    }
+}

@@ -95,3 +95,15 @@ impl From<StoreError> for Status {
         to_status(e.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The codec answers undecodable requests in the domain of the package; it must be ours.
+    #[test]
+    fn the_codec_reports_in_this_domain() {
+        assert_eq!(
+            shared::codec::error_domain("portal.v1"),
+            super::ERROR_DOMAIN
+        );
+    }
+}

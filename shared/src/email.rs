@@ -27,7 +27,10 @@ impl Email {
         if s.len() > 254 {
             return Err("must be at most 254 characters");
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if crate::text::check(&s, crate::text::Lines::Single).is_err() {
+            return Err("must not contain control characters");
+        }
+        if s.chars().any(char::is_whitespace) {
             return Err("must not contain white space");
         }
         let Some((local, domain)) = s.split_once('@') else {
@@ -106,6 +109,10 @@ mod tests {
         assert_eq!(
             Email::parse("a b@x.com"),
             Err("must not contain white space")
+        );
+        assert_eq!(
+            Email::parse("a\u{0}@x.com"),
+            Err("must not contain control characters")
         );
         assert_eq!(
             Email::parse("a@x"),

@@ -21,6 +21,9 @@
 //! * [`secret_file`] — the `<name>_file` twin of every secret setting (the value read from a
 //!   file; both set is an error).
 //! * [`secrets`] — bearer tokens: generation, the stored SHA-256 form, constant-time compare.
+//! * [`codec`] — the codec of both services: undecodable requests and control characters in
+//!   any string field answered `INVALID_ARGUMENT` (never `INTERNAL`).
+//! * [`text`] — the one policy for request texts (no control characters; multi-line fields).
 //! * [`violations`] — collecting every bad field of a request (`google.rpc.BadRequest`).
 //! * [`bootstrap`] and [`cli`] — what each `main.rs` does around `serve`, and the flags both
 //!   services have.
@@ -33,6 +36,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod email;
 pub mod errors;
@@ -49,5 +53,6 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod text;
 pub mod tls;
 pub mod violations;

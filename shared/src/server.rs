@@ -161,6 +161,8 @@ pub async fn serve(
         // Outermost first: metrics see every call, including time spent waiting for a slot.
         .layer(MetricsLayer)
         .layer(GlobalConcurrencyLimitLayer::new(limit))
+        // Innermost: what the transport refuses of a request becomes INVALID_ARGUMENT.
+        .layer(crate::codec::transport::RequestErrorsLayer)
         .add_routes(routes);
     let drain_timeout = settings.drain_timeout();
     match tls {

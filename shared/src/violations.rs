@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+use crate::text::Lines;
+
 /// The bad fields of a request, in the order they were found.
 ///
 /// ```
@@ -60,25 +62,41 @@ impl Violations {
     }
 
     /// Checks the text is 1..=`max` characters after trimming (else records `is required` or
-    /// `must be at most {max} characters` against `field`); returns the trimmed text.
+    /// `must be at most {max} characters` against `field`) and holds no control character
+    /// ([`crate::text`]); returns the trimmed text.
     pub fn required_text(&mut self, field: &str, text: &str, max: usize) -> String {
         let t = text.trim();
         if t.is_empty() {
             self.add(field, "is required");
-        } else if t.chars().count() > max {
-            self.add(field, format!("must be at most {max} characters"));
+        } else {
+            self.text_policy(field, t, max, Lines::Single);
         }
         t.to_owned()
     }
 
-    /// Checks optional text is at most `max` characters after trimming; returns the trimmed
-    /// text (empty when not given).
+    /// Checks optional text is at most `max` characters after trimming and holds no control
+    /// character ([`crate::text`]); returns the trimmed text (empty when not given).
     pub fn optional_text(&mut self, field: &str, text: &str, max: usize) -> String {
         let t = text.trim();
-        if t.chars().count() > max {
+        self.text_policy(field, t, max, Lines::Single);
+        t.to_owned()
+    }
+
+    /// [`optional_text`](Self::optional_text) of a field documented as multi-line: line feeds
+    /// and tabs are kept, every other control character is refused.
+    pub fn optional_multi_line_text(&mut self, field: &str, text: &str, max: usize) -> String {
+        let t = text.trim();
+        self.text_policy(field, t, max, Lines::Multi);
+        t.to_owned()
+    }
+
+    /// Records against `field` a text longer than `max` characters, or one breaking the
+    /// control-character policy.
+    fn text_policy(&mut self, field: &str, text: &str, max: usize, lines: Lines) {
+        if text.chars().count() > max {
             self.add(field, format!("must be at most {max} characters"));
         }
-        t.to_owned()
+        self.check(field, crate::text::check(text, lines));
     }
 
     /// The update-mask paths, checked against the `allowed` ones (each other path is recorded

@@ -56,12 +56,17 @@ fn time_filter(
     field: &str,
     t: Option<&prost_types::Timestamp>,
 ) -> Option<Micros> {
+    // The range of `google.protobuf.Timestamp`: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+    const SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
     let t = t?;
-    if (0..1_000_000_000).contains(&t.nanos) {
-        Some(micros(t))
-    } else {
+    if !(0..1_000_000_000).contains(&t.nanos) {
         v.add(field, "is not a valid timestamp (nanos out of range)");
         None
+    } else if !SECONDS.contains(&t.seconds) {
+        v.add(field, "is not a valid timestamp (outside years 1 to 9999)");
+        None
+    } else {
+        Some(micros(t))
     }
 }
 

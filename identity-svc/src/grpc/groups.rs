@@ -137,7 +137,8 @@ impl pb::groups_server::Groups for Api {
                 v.add("parent", "must be organizations/{organization}");
             }
             let name = v.required_text("group.display_name", &g.display_name, NAME_MAX);
-            let description = v.optional_text("group.description", &g.description, DESCRIPTION_MAX);
+            let description =
+                v.optional_multi_line_text("group.description", &g.description, DESCRIPTION_MAX);
             let stage = if g.stage.is_empty() {
                 v.add("group.stage", "is required");
                 None
@@ -290,8 +291,9 @@ impl pb::groups_server::Groups for Api {
             let has = |p: &str| paths.iter().any(|x| x == p);
             let name = has("display_name")
                 .then(|| v.required_text("group.display_name", &g.display_name, NAME_MAX));
-            let description = has("description")
-                .then(|| v.optional_text("group.description", &g.description, DESCRIPTION_MAX));
+            let description = has("description").then(|| {
+                v.optional_multi_line_text("group.description", &g.description, DESCRIPTION_MAX)
+            });
             Some((id?, name, description))
         })?;
         self.change_group(&a, id, Foreign::default(), |d| {

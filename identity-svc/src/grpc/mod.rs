@@ -232,7 +232,9 @@ pub fn ts(m: Micros) -> Option<prost_types::Timestamp> {
 
 /// A protobuf timestamp to microseconds.
 pub fn micros(t: &prost_types::Timestamp) -> Micros {
-    t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos) / 1000
+    t.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(t.nanos) / 1000)
 }
 
 /// Parses a principal name of organization `org`.

@@ -177,7 +177,7 @@ impl pb::roles_server::Roles for Api {
         let r = a.req.role.clone().unwrap_or_default();
         let (name, description, grants) = command(|v| {
             let name = v.required_text("role.display_name", &r.display_name, 50);
-            let description = v.optional_text("role.description", &r.description, 500);
+            let description = v.optional_multi_line_text("role.description", &r.description, 500);
             Some((name, description, grants(v, a.org, &r.grants)))
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;
@@ -225,7 +225,7 @@ impl pb::roles_server::Roles for Api {
             let name = has("display_name")
                 .then(|| v.required_text("role.display_name", &r.display_name, 50));
             let description = has("description")
-                .then(|| v.optional_text("role.description", &r.description, 500));
+                .then(|| v.optional_multi_line_text("role.description", &r.description, 500));
             let grants = has("grants").then(|| grants(v, a.org, &r.grants));
             Some((id?, name, description, grants))
         })?;

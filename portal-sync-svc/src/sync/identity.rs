@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use shared::proto::identity::v1 as pb;
 use shared::proto::identity::v1::resource::Kind;
+use shared::text::Lines;
 use uuid::Uuid;
 
 use crate::domain::mapping::{Mirror, MirrorUser, RoleKind, UserState};
@@ -50,7 +51,10 @@ fn mirror_user(u: &pb::User) -> Option<(Uuid, MirrorUser)> {
         MirrorUser {
             email,
             state,
-            display_name: u.display_name.clone(),
+            // Identity may hold names stored before the text policy: NUL must not reach
+            // this service's database (PostgreSQL refuses it and the sync would stop).
+            display_name: shared::text::without_control(&u.display_name, Lines::Single)
+                .into_owned(),
         },
     ))
 }

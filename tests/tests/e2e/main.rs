@@ -14,5 +14,6 @@ mod harness;
 
 mod pg_tls;
 mod portal_api;
+mod properties;
 mod sync;
 mod tls;

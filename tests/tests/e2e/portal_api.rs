@@ -1432,34 +1432,34 @@ async fn check_in(
 
 /// portal-sync started alone on `backend`, reached through raw channels. The server comes
 /// first: fields drop in order, so it stops before its data directory and database go away.
-struct Bare {
+pub(crate) struct Bare {
     _server: TestServer,
-    channel: Channel,
-    operator: String,
-    _dir: tempfile::TempDir,
-    _pg: Option<TestDatabase>,
+    pub(crate) channel: Channel,
+    pub(crate) operator: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) pg: Option<TestDatabase>,
 }
 
 /// The service token acting for `who`.
-fn person(who: &str) -> Creds {
+pub(crate) fn person(who: &str) -> Creds {
     Creds::new(Some(SERVICE_TOKEN), Some(who))
 }
 
 /// Names of existing resources of one company, the targets of the tables' requests.
-struct Targets {
-    company: String,
-    cloud: String,
-    odc: String,
+pub(crate) struct Targets {
+    pub(crate) company: String,
+    pub(crate) cloud: String,
+    pub(crate) odc: String,
     /// The company admin: member name and email.
-    admin: String,
-    admin_email: String,
+    pub(crate) admin: String,
+    pub(crate) admin_email: String,
     /// A plain member with member access to `cloud`.
-    member: String,
-    member_email: String,
+    pub(crate) member: String,
+    pub(crate) member_email: String,
     /// A case of an outside requester, awaiting approval.
-    case: String,
+    pub(crate) case: String,
     /// A support contact (CC on `case`).
-    contact: String,
+    pub(crate) contact: String,
 }
 
 /// A snapshot of everything a company has, to check that refused calls changed nothing.
@@ -1473,7 +1473,7 @@ struct State {
 }
 
 impl Bare {
-    async fn start(backend: Backend) -> Bare {
+    pub(crate) async fn start(backend: Backend) -> Bare {
         let dir = tempfile::tempdir().unwrap();
         let pg = match backend {
             Backend::Sqlite => None,
@@ -1499,8 +1499,8 @@ impl Bare {
             channel: server.channel(),
             _server: server,
             operator,
-            _dir: dir,
-            _pg: pg,
+            dir,
+            pg,
         }
     }
 
@@ -1534,7 +1534,7 @@ impl Bare {
 
     /// A company `admin@{domain}` administers, with an O11 cloud and an ODC infrastructure, a
     /// member, a held case of an outside requester and a support contact.
-    async fn fixture(&self, domain: &str) -> Targets {
+    pub(crate) async fn fixture(&self, domain: &str) -> Targets {
         let admin_email = format!("admin@{domain}");
         let member_email = format!("member@{domain}");
         let contact = format!("cc.{domain}@partner.example");

@@ -198,3 +198,15 @@ fn kinds_and_scopes_the_mapping_does_not_read_change_nothing() {
     }
     same(&m, &mirror_from_snapshot(&s));
 }
+
+#[test]
+fn control_characters_of_identity_names_are_dropped_from_the_mirror() {
+    let id = Uuid::new_v4();
+    let mut u = user(id, "ada@x.example", pb::UserState::Active);
+    u.display_name = "A\u{0}da\u{1b}".into();
+    let m = mirror_from_snapshot(&pb::Snapshot {
+        users: vec![u],
+        ..Default::default()
+    });
+    assert_eq!(m.users[&id].display_name, "Ada");
+}
