@@ -834,26 +834,86 @@ async fn mutate(
     }
 }
 
+/// The sync status of the setup's infrastructure.
+async fn sync_status(w: &World, s: &Setup) -> Option<portal::SyncStatus> {
+    w.sync(&w.portal_operator)
+        .get_sync_status(portal::GetSyncStatusRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+fn secs(d: Option<&prost_types::Duration>) -> f64 {
+    d.map_or(-1.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
+}
+
+/// Identity stops for a while: the status and the metrics say the sync is blind (staleness
+/// growing, lag unknown) rather than caught up; once identity is back the sync resumes from its
+/// cursor with the mirror it has (no new snapshot) and what changed arrives. Resync still takes
+/// a snapshot.
 async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend) {
+    // Installs the metrics recorder before the servers record into it.
+    let _ = gauge("portal_sync_lag_events{infrastructure=\"none\"}");
     let mut w = World::start(b).await;
     let s = setup(&w).await;
     caught_up(&w, &s).await;
-    w.stop_identity().await;
-    let st = eventually("the error to show", || async {
-        let st = w
-            .sync(&w.portal_operator)
-            .get_sync_status(portal::GetSyncStatusRequest {
-                infrastructure: s.infra.clone(),
-            })
-            .await
-            .ok()?
-            .into_inner();
-        (!st.last_error.is_empty()).then_some(st)
+    // The feed tells identity's last sequence when it opens.
+    let head = identity_seq(&w, &s).await;
+    let feed = w
+        .id_audit(&s.org.admin_token)
+        .watch_changes(id::WatchChangesRequest {
+            parent: s.org.name.clone(),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap();
+    let told = feed.metadata().get("x-consistency-token").unwrap();
+    assert_eq!(told.to_str().unwrap(), head.to_string());
+    drop(feed);
+    let before = eventually("the feed to be open", || async {
+        let st = sync_status(&w, &s).await?;
+        (st.lag_known && st.lag == 0).then_some(st)
     })
     .await;
-    assert!(st.cursor > 0 && st.lag >= 0, "{st:?}");
+    assert_eq!(secs(before.staleness.as_ref()), 0.0, "{before:?}");
+    let staleness = format!(
+        "portal_sync_staleness_seconds{{infrastructure=\"{}\"}}",
+        s.infra
+    );
+    let lag = format!("portal_sync_lag_events{{infrastructure=\"{}\"}}", s.infra);
+
+    w.stop_identity().await;
+    // First the feed ends (identity says it is shutting down), then identity is unreachable.
+    let st = eventually("the error to show", || async {
+        let st = sync_status(&w, &s).await?;
+        st.last_error.contains("unreachable").then_some(st)
+    })
+    .await;
+    assert!(st.cursor > 0, "{st:?}");
+    assert!(!st.lag_known, "blind, not caught up: {st:?}");
     assert_eq!(st.health(), portal::SyncHealth::Retrying, "{st:?}");
-    assert!(st.last_error.contains("identity"), "{st:?}");
+    assert!(
+        st.last_error.starts_with("identity at http://") && st.last_error.contains("unreachable"),
+        "{st:?}"
+    );
+    assert!(
+        !st.last_error.contains("Status {") && !st.last_error.contains("Error("),
+        "{st:?}"
+    );
+    let first = secs(st.staleness.as_ref());
+    assert!(first >= 0.0, "{st:?}");
+    eventually("the staleness to grow", || async {
+        let st = sync_status(&w, &s).await?;
+        (secs(st.staleness.as_ref()) > first && !st.lag_known).then_some(())
+    })
+    .await;
+    eventually("the gauges to say blind", || async {
+        (gauge(&staleness)? > 0.0 && gauge(&lag)?.is_nan()).then_some(())
+    })
+    .await;
+
     w.start_identity().await;
     invite(&w, &s, "back@acme.example", Some("developer")).await;
     caught_up(&w, &s).await;
@@ -861,16 +921,32 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
         records(&w, &s).await.get("back@acme.example"),
         Some(&MEMBER)
     );
-    let st = w
-        .sync(&w.portal_operator)
-        .get_sync_status(portal::GetSyncStatusRequest {
-            infrastructure: s.infra.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(st.last_error.is_empty(), "{st:?}");
-    assert_eq!(st.lag, 0);
+    let st = eventually("the sync to follow again", || async {
+        let st = sync_status(&w, &s).await?;
+        (st.lag_known && st.last_error.is_empty()).then_some(st)
+    })
+    .await;
+    assert_eq!(st.lag, 0, "{st:?}");
+    assert_eq!(secs(st.staleness.as_ref()), 0.0, "{st:?}");
+    assert_eq!(st.health(), portal::SyncHealth::Syncing);
+    assert_eq!(
+        st.last_snapshot_time, before.last_snapshot_time,
+        "resumed from the cursor, no new snapshot"
+    );
+    eventually("the gauges to recover", || async {
+        (gauge(&staleness)? == 0.0 && gauge(&lag)? == 0.0).then_some(())
+    })
+    .await;
+
+    // Resync takes a snapshot.
+    resync(&w, &s).await;
+    let snapshot = |st: &portal::SyncStatus| st.last_snapshot_time.map(|t| (t.seconds, t.nanos));
+    eventually("the resync snapshot", || async {
+        let st = sync_status(&w, &s).await?;
+        (st.cursor > 0 && snapshot(&st) > snapshot(&before)).then_some(())
+    })
+    .await;
+    caught_up(&w, &s).await;
 }
 
 /// The sync's service-account token is revoked in identity: the open change feed ends, and
