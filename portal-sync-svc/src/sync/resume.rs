@@ -80,3 +80,33 @@ pub(super) fn cursor_gone(status: &tonic::Status) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt as _;
+
+    #[test]
+    fn only_a_cursor_identity_no_longer_holds_asks_for_a_snapshot() {
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_error_info(
+            "CURSOR_EXPIRED",
+            "identity.odc",
+            std::collections::HashMap::new(),
+        );
+        let expired = tonic::Status::with_error_details(
+            tonic::Code::FailedPrecondition,
+            "no longer retained",
+            details,
+        );
+        assert!(cursor_gone(&expired));
+        assert!(cursor_gone(&tonic::Status::out_of_range("ahead")));
+        assert!(!cursor_gone(&tonic::Status::failed_precondition("other")));
+        assert!(!cursor_gone(&tonic::Status::unavailable("down")));
+        assert!(!cursor_gone(&tonic::Status::unauthenticated("revoked")));
+        let mut md = tonic::metadata::MetadataMap::new();
+        assert_eq!(head_of(&md), None);
+        md.insert("x-consistency-token", 42.into());
+        assert_eq!(head_of(&md), Some(42));
+    }
+}

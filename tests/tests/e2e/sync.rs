@@ -15,6 +15,7 @@ crate::e2e_tests!(
     random_mutations_with_restarts_converge_to_a_fresh_derivation,
     with_identity_stopped_the_lag_is_reported_and_sync_recovers,
     a_revoked_identity_token_is_reported_and_a_replaced_one_takes_over,
+    an_odc_security_contact_whose_user_is_deleted_stops_receiving_security_communications,
 );
 
 /// The company admin acted for in portal calls.
@@ -1059,4 +1060,95 @@ async fn a_revoked_identity_token_is_reported_and_a_replaced_one_takes_over(b: B
     assert_eq!(replaced.len(), 1, "{events:?}");
     assert_eq!(replaced[0].target, s.infra);
     assert!(events.iter().all(|e| !format!("{e:?}").contains(&fresh)));
+}
+
+/// Team role and security contact are the portal's own attributes, also on a member the sync
+/// created (only the ODC-derived permission is read-only); when that member's identity user is
+/// deleted the record goes, security contact or not, and security communications stop.
+async fn an_odc_security_contact_whose_user_is_deleted_stops_receiving_security_communications(
+    b: Backend,
+) {
+    const SEC: &str = "sec@acme.example";
+    let w = World::start(b).await;
+    let s = setup(&w).await;
+    let user = invite(&w, &s, SEC, Some("developer")).await;
+    caught_up(&w, &s).await;
+    let member = |email: &'static str| {
+        let w = &w;
+        let company = s.company.clone();
+        async move {
+            w.members(Some(COMPANY_ADMIN))
+                .list_team_members(portal::ListTeamMembersRequest {
+                    parent: company,
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .members
+                .into_iter()
+                .find(|m| m.email == email)
+        }
+    };
+    let synced = member(SEC).await.expect("the sync created the member");
+    let recipients = || async {
+        w.capabilities()
+            .list_notification_recipients(portal::ListNotificationRecipientsRequest {
+                parent: s.company.clone(),
+                kind: portal::NotificationKind::SecurityCommunications.into(),
+                infrastructure: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .emails
+    };
+
+    // The team role of an ODC member is the portal's: an admin may change it.
+    let updated = w
+        .members(Some(COMPANY_ADMIN))
+        .update_team_member(portal::UpdateTeamMemberRequest {
+            member: Some(portal::TeamMember {
+                name: synced.name.clone(),
+                team_role: portal::TeamRole::Manager.into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["team_role".into()],
+            }),
+            grant_development_permissions: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.team_role(), portal::TeamRole::Manager);
+    assert_eq!(updated.infrastructure_access, synced.infrastructure_access);
+    w.members(Some(COMPANY_ADMIN))
+        .set_security_contact(portal::SetSecurityContactRequest {
+            name: synced.name.clone(),
+            phone: "+351 210 000 001".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(recipients().await, vec![SEC.to_owned()]);
+
+    // The identity user is deleted: the record goes, and with it the security contact.
+    w.id_users(Some(&s.org.admin_token))
+        .delete_user(id::DeleteUserRequest {
+            name: user,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    caught_up(&w, &s).await;
+    assert!(member(SEC).await.is_none(), "the record is removed");
+    assert!(recipients().await.is_empty());
+    let events = portal_events(&w, &s).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "security_contact.removed_by_sync" && e.target == synced.name),
+        "{events:?}"
+    );
 }
