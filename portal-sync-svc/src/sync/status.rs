@@ -69,7 +69,7 @@ impl StatusView {
         }
         let label = ("infrastructure", self.infrastructure.clone());
         if let Some(s) = self.staleness(now) {
-            ::metrics::gauge!(STALENESS_SECONDS, &[label.clone()]).set(s.as_secs_f64());
+            ::metrics::gauge!(STALENESS_SECONDS, std::slice::from_ref(&label)).set(s.as_secs_f64());
         }
         #[allow(clippy::cast_precision_loss)] // a lag beyond 2^53 events is not a concern
         let lag = self.lag().map_or(f64::NAN, |l| l as f64);

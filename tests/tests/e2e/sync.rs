@@ -846,8 +846,13 @@ async fn sync_status(w: &World, s: &Setup) -> Option<portal::SyncStatus> {
         .map(tonic::Response::into_inner)
 }
 
-fn secs(d: Option<&prost_types::Duration>) -> f64 {
-    d.map_or(-1.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
+/// A status's staleness (None when unset).
+fn secs(d: Option<&prost_types::Duration>) -> Option<std::time::Duration> {
+    let d = d?;
+    Some(
+        std::time::Duration::from_secs(u64::try_from(d.seconds).ok()?)
+            + std::time::Duration::from_nanos(u64::try_from(d.nanos).ok()?),
+    )
 }
 
 /// Identity stops for a while: the status and the metrics say the sync is blind (staleness
@@ -878,7 +883,11 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
         (st.lag_known && st.lag == 0).then_some(st)
     })
     .await;
-    assert_eq!(secs(before.staleness.as_ref()), 0.0, "{before:?}");
+    assert_eq!(
+        secs(before.staleness.as_ref()),
+        Some(std::time::Duration::ZERO),
+        "{before:?}"
+    );
     let staleness = format!(
         "portal_sync_staleness_seconds{{infrastructure=\"{}\"}}",
         s.infra
@@ -903,11 +912,10 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
         !st.last_error.contains("Status {") && !st.last_error.contains("Error("),
         "{st:?}"
     );
-    let first = secs(st.staleness.as_ref());
-    assert!(first >= 0.0, "{st:?}");
+    let first = secs(st.staleness.as_ref()).expect("a staleness");
     eventually("the staleness to grow", || async {
         let st = sync_status(&w, &s).await?;
-        (secs(st.staleness.as_ref()) > first && !st.lag_known).then_some(())
+        (secs(st.staleness.as_ref())? > first && !st.lag_known).then_some(())
     })
     .await;
     eventually("the gauges to say blind", || async {
@@ -928,7 +936,11 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
     })
     .await;
     assert_eq!(st.lag, 0, "{st:?}");
-    assert_eq!(secs(st.staleness.as_ref()), 0.0, "{st:?}");
+    assert_eq!(
+        secs(st.staleness.as_ref()),
+        Some(std::time::Duration::ZERO),
+        "{st:?}"
+    );
     assert_eq!(st.health(), portal::SyncHealth::Syncing);
     assert_eq!(
         st.last_snapshot_time, before.last_snapshot_time,
