@@ -5,17 +5,16 @@
 //! `identity.v1.Audit/WatchChanges` from the cursor. The worker keeps its mirror between runs:
 //! after a failure (identity unreachable, a refused token, a database error) it resumes the
 //! feed from its cursor; a snapshot is taken again only when the process starts, when identity
-//! says the cursor is gone, or on [`Syncer::resync`]. Each event updates a
-//! mirror of the organization (users, roles, organization-scope assignments), re-derives the
-//! users it affects (a role edit re-derives every holder), and writes the changed records
-//! **and** the new cursor in one store transaction: a crash can never apply a change twice or
-//! skip one, and a restart resumes from the stored cursor. Failures back off (capped
-//! exponential, with jitter); the lag, the staleness, the health and the last error (an
-//! operator's sentence, [`failure`]) are visible through [`Syncer::status`] and as metrics
-//! ([`status`]). When identity refuses the token (a
-//! revoked or expired token ends the open change feed within a second) the status says so and
-//! [`REFUSALS_TOTAL`] counts it; the worker keeps retrying with back-off and takes a new token
-//! at once (`Companies.SetIdentityToken`).
+//! says the cursor is gone, or on [`Syncer::resync`] ([`resume`]). Each event updates a mirror
+//! of the organization (users, roles, organization-scope assignments), re-derives the users it
+//! affects (a role edit re-derives every holder), and writes the changed records **and** the
+//! new cursor in one store transaction: a crash can never apply a change twice or skip one.
+//! Failures back off (capped exponential, with jitter); the lag, the staleness, the health and
+//! the last error (an operator's sentence, [`failure`]) are visible through [`Syncer::status`]
+//! and as metrics ([`status`]). When identity refuses the token (a revoked or expired token
+//! ends the open change feed within a second) the status says so and [`REFUSALS_TOTAL`] counts
+//! it; the worker keeps retrying with back-off and takes a new token at once
+//! (`Companies.SetIdentityToken`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
