@@ -192,6 +192,9 @@ impl pb::audit_server::Audit for Api {
                 u64::try_from(a.req.after_sequence).map_err(|_| "must not be negative"),
             )
         })?;
+        // The organization's last sequence as the watch starts, in the response headers: the
+        // watcher can tell how far behind its cursor is before the replay ends.
+        let head = a.handle.read().seq;
         let feed = self
             .core
             .watch(a.entry, a.handle, a.org, after)
@@ -201,6 +204,6 @@ impl pb::audit_server::Audit for Api {
             Ok(e) => Ok(convert::event(&e)),
             Err(e) => Err(to_status(e)),
         });
-        Ok(Response::new(Box::pin(events)))
+        Ok(respond(Box::pin(events), head))
     }
 }

@@ -23,11 +23,19 @@ struct EventCursor {
 /// The sync status of an infrastructure, as answered.
 fn status(company: Uuid, infrastructure: Uuid, view: StatusView) -> pb::SyncStatus {
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let staleness = view
+        .staleness(crate::sync::now())
+        .map(|d| prost_types::Duration {
+            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        });
     pb::SyncStatus {
         infrastructure: names::fmt::infrastructure(company, infrastructure),
         cursor: as_i64(view.cursor),
         identity_sequence: as_i64(view.identity_sequence),
-        lag: as_i64(view.identity_sequence.saturating_sub(view.cursor)),
+        lag: as_i64(view.lag().unwrap_or_else(|| view.last_lag())),
+        lag_known: view.lag().is_some(),
+        staleness,
         last_snapshot_time: view.last_snapshot_time.and_then(ts),
         last_error: view.last_error,
         last_sync_time: view.last_sync_time.and_then(ts),

@@ -49,6 +49,11 @@ impl SyncSettings {
 pub(super) fn identity(settings: &SyncSettings) -> Result<Endpoint, RunError> {
     let endpoint = Endpoint::from_shared(settings.identity_url.trim().to_owned())?
         .connect_timeout(Duration::from_secs(5))
+        // An open feed that goes silent (identity's host gone) breaks within 15 s, so the
+        // status stops counting it as answering.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     if !settings.identity_uses_tls() {
         return Ok(endpoint);

@@ -1,17 +1,20 @@
 //! The sync engine: keeps the ODC infrastructures' team records in step with identity.
 //!
-//! One worker per ODC infrastructure: load the stored cursor → if none, take a consistent
-//! snapshot of the identity organization (`identity.v1.Audit/GetSnapshot`) and derive every
-//! record → then follow `identity.v1.Audit/WatchChanges` from the cursor. Each event updates a
-//! mirror of the organization (users, roles, organization-scope assignments), re-derives the
-//! users it affects (a role edit re-derives every holder), and writes the changed records
-//! **and** the new cursor in one store transaction: a crash can never apply a change twice or
-//! skip one, and a restart resumes from the stored cursor. Failures back off (capped
-//! exponential, with jitter); the lag, the health and the last error (an operator's sentence,
-//! [`failure`]) are visible through [`Syncer::status`]. When identity refuses the token (a
-//! revoked or expired token ends the open change feed within a second) the status says so and
-//! [`REFUSALS_TOTAL`] counts it; the worker keeps retrying with back-off and takes a new token
-//! at once (`Companies.SetIdentityToken`).
+//! One worker per ODC infrastructure: take a consistent snapshot of the identity organization
+//! (`identity.v1.Audit/GetSnapshot`) and derive every record → then follow
+//! `identity.v1.Audit/WatchChanges` from the cursor. The worker keeps its mirror between runs:
+//! after a failure (identity unreachable, a refused token, a database error) it resumes the
+//! feed from its cursor; a snapshot is taken again only when the process starts, when identity
+//! says the cursor is gone, or on [`Syncer::resync`] ([`resume`]). Each event updates a mirror
+//! of the organization (users, roles, organization-scope assignments), re-derives the users it
+//! affects (a role edit re-derives every holder), and writes the changed records **and** the
+//! new cursor in one store transaction: a crash can never apply a change twice or skip one.
+//! Failures back off (capped exponential, with jitter); the lag, the staleness, the health and
+//! the last error (an operator's sentence, [`failure`]) are visible through [`Syncer::status`]
+//! and as metrics ([`status`]). When identity refuses the token (a revoked or expired token
+//! ends the open change feed within a second) the status says so and [`REFUSALS_TOTAL`] counts
+//! it; the worker keeps retrying with back-off and takes a new token at once
+//! (`Companies.SetIdentityToken`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -25,17 +28,22 @@ use uuid::Uuid;
 
 use crate::domain::mapping::Mirror;
 use crate::domain::model::{Infrastructure, Micros};
+use crate::domain::names;
 use crate::store::{PortalStore, StoreError, SyncCursor};
 
 mod endpoint;
 mod failure;
 pub mod identity;
 pub mod reconcile;
+mod resume;
+mod status;
 
 pub use failure::{REFUSALS_TOTAL, SyncHealth};
+pub use status::{LAG_EVENTS, STALENESS_SECONDS, StatusView};
 
 use failure::{Backoff, Failure};
 use reconcile::Members;
+use resume::{Followed, cursor_gone, head_of};
 
 /// Sync settings.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -75,23 +83,6 @@ impl Default for SyncSettings {
     }
 }
 
-/// What the sync of one infrastructure looks like now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusView {
-    /// Identity sequence the records reflect.
-    pub cursor: u64,
-    /// Identity's latest sequence as last seen.
-    pub identity_sequence: u64,
-    /// Last full snapshot.
-    pub last_snapshot_time: Option<Micros>,
-    /// Last error, as a sentence for the operator (empty when healthy).
-    pub last_error: String,
-    /// How the sync is doing.
-    pub health: SyncHealth,
-    /// Last time the worker applied something or confirmed it was current.
-    pub last_sync_time: Option<Micros>,
-}
-
 /// The running sync: discovery plus one worker per ODC infrastructure.
 #[derive(Debug)]
 pub struct Syncer {
@@ -103,7 +94,8 @@ pub struct Syncer {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
-fn now() -> Micros {
+/// Now, in microseconds since the Unix epoch.
+pub fn now() -> Micros {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -128,6 +120,11 @@ enum RunError {
     TokenReplaced,
     #[error("stopped")]
     Stopped,
+    #[error(
+        "identity no longer holds the change events after the sync's cursor ({0}); taking a new \
+         snapshot"
+    )]
+    CursorGone(u64),
 }
 
 /// Adds the infrastructure's identity token.
@@ -160,6 +157,7 @@ impl Syncer {
             "Refusals of an ODC infrastructure's identity token (a call or an open change feed \
              answered UNAUTHENTICATED or PERMISSION_DENIED), by code."
         );
+        status::describe();
         let s = Arc::new(Self {
             store,
             settings,
@@ -168,6 +166,7 @@ impl Syncer {
             shutdown,
         });
         tokio::spawn(Arc::clone(&s).discover());
+        tokio::spawn(Arc::clone(&s).publish());
         s
     }
 
@@ -205,7 +204,25 @@ impl Syncer {
 
     fn update(&self, infra: Uuid, f: impl FnOnce(&mut StatusView)) {
         if let Ok(mut m) = self.status.lock() {
-            f(m.entry(infra).or_default());
+            let s = m.entry(infra).or_default();
+            f(s);
+            s.publish(now());
+        }
+    }
+
+    /// Keeps the staleness gauges current (they grow while identity does not answer).
+    async fn publish(self: Arc<Self>) {
+        let mut stop = self.shutdown.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Ok(m) = self.status.lock() {
+                let t = now();
+                m.values().for_each(|s| s.publish(t));
+            }
         }
     }
 
@@ -219,7 +236,12 @@ impl Syncer {
                 Ok(list) => {
                     for (infra, token) in list {
                         if running.insert(infra.id) {
-                            self.update(infra.id, |_| {});
+                            let name = names::fmt::infrastructure(infra.company, infra.id);
+                            self.update(infra.id, |s| {
+                                s.infrastructure = name;
+                                // Counted from now until identity answers.
+                                s.last_answered.get_or_insert_with(now);
+                            });
                             tokio::spawn(Arc::clone(&self).work(infra, token));
                         }
                     }
@@ -246,6 +268,7 @@ impl Syncer {
         let mut stop = self.shutdown.subscribe();
         let mut wake = self.wake.subscribe();
         let mut token = token;
+        let mut kept = None;
         loop {
             // The operator may have replaced the token (Companies.SetIdentityToken).
             match self.store.identity_token(infra.id).await {
@@ -257,7 +280,7 @@ impl Syncer {
             }
             wake.mark_unchanged();
             let synced = self.status(infra.id).and_then(|s| s.last_sync_time);
-            let result = self.run(&infra, &token).await;
+            let result = self.run(&infra, &token, &mut kept).await;
             if *stop.borrow() {
                 return;
             }
@@ -286,7 +309,13 @@ impl Syncer {
     /// Reports a failed run: logged, and in the status as a sentence with the health.
     fn failed(&self, infra: Uuid, error: &RunError) {
         let f = match error {
-            RunError::Identity(status) => Failure::from_status(status),
+            RunError::Identity(status) => match std::error::Error::source(status) {
+                // The channel could not reach identity: no answer from it at all.
+                Some(cause) if status.code() == tonic::Code::Unavailable => {
+                    Failure::unreachable(&self.settings.identity_url, cause)
+                }
+                _ => Failure::from_status(status),
+            },
             RunError::Connect(e) => Failure::unreachable(&self.settings.identity_url, e),
             RunError::Store(e) => Failure::store(e),
             other => Failure::other_run(&other.to_string()),
@@ -318,8 +347,15 @@ impl Syncer {
         )
     }
 
-    /// One run: snapshot and reconcile everything, then follow the feed.
-    async fn run(&self, infra: &Infrastructure, token: &str) -> Result<(), RunError> {
+    /// One run: resume with what the worker kept, or take a snapshot and reconcile everything;
+    /// then follow the feed. What the worker keeps is dropped on a resync and when identity
+    /// says the cursor is gone.
+    async fn run(
+        &self,
+        infra: &Infrastructure,
+        token: &str,
+        kept: &mut Option<Followed>,
+    ) -> Result<(), RunError> {
         let org = infra
             .identity_org
             .map(|o| format!("organizations/{o}"))
@@ -329,33 +365,49 @@ impl Syncer {
                 ))
             })?;
         let mut client = self.client(token)?;
-        let (mut mirror, mut members, seq) = self.snapshot(infra, &mut client, &org).await?;
-        self.follow(
-            infra,
-            token,
-            &mut client,
-            org,
-            &mut mirror,
-            &mut members,
-            seq,
-        )
-        .await
+        if kept.is_some() && self.store.sync_state(infra.id).await?.cursor == 0 {
+            // Resync: the stored cursor was dropped.
+            *kept = None;
+        }
+        let followed = match kept {
+            Some(f) => {
+                self.settle(infra, f).await?;
+                f
+            }
+            None => kept.insert(self.snapshot(infra, &mut client, &org).await?),
+        };
+        let result = self.follow(infra, token, &mut client, org, followed).await;
+        self.update(infra.id, |s| {
+            if s.following {
+                // The feed was open until now.
+                s.following = false;
+                s.last_answered = Some(now());
+            }
+        });
+        match result {
+            Err(RunError::Identity(status)) if cursor_gone(&status) => {
+                let cursor = followed.cursor;
+                *kept = None;
+                Err(RunError::CursorGone(cursor))
+            }
+            other => other,
+        }
     }
 
-    /// Takes identity's snapshot of the organization and reconciles every record with it;
-    /// returns the mirror, the members and the snapshot's sequence.
+    /// Takes identity's snapshot of the organization and reconciles every record with it.
     async fn snapshot(
         &self,
         infra: &Infrastructure,
         client: &mut AuditClient,
         org: &str,
-    ) -> Result<(Mirror, Members, u64), RunError> {
+    ) -> Result<Followed, RunError> {
         let snapshot = client
             .get_snapshot(pb::GetSnapshotRequest {
                 parent: org.to_owned(),
             })
             .await?
             .into_inner();
+        let answered = now();
         let seq = u64::try_from(snapshot.sequence).unwrap_or(0);
         let mirror = identity::mirror_from_snapshot(&snapshot);
         let stored = self.store.sync_state(infra.id).await?;
@@ -381,34 +433,37 @@ impl Syncer {
             s.last_error.clear();
             s.health = SyncHealth::Syncing;
             s.last_sync_time = Some(now());
+            s.last_answered = Some(answered);
         });
-
-        Ok((mirror, members, seq))
+        Ok(Followed {
+            mirror,
+            members,
+            cursor: seq,
+            pending: BTreeSet::new(),
+            reload: false,
+        })
     }
 
-    /// Follows the feed after `seq`, applying what arrives in batches, until an error, a
-    /// resync, a replaced token or shutdown ends the run.
-    #[allow(clippy::too_many_arguments)]
+    /// Follows the feed after the kept cursor, applying what arrives in batches, until an
+    /// error, a resync, a replaced token or shutdown ends the run.
     async fn follow(
         &self,
         infra: &Infrastructure,
         token: &str,
         client: &mut AuditClient,
         org: String,
-        mirror: &mut Mirror,
-        members: &mut Members,
-        seq: u64,
+        f: &mut Followed,
     ) -> Result<(), RunError> {
         let mut wake = self.wake.subscribe();
         let mut stop = self.shutdown.subscribe();
-        let mut stream = client
+        let response = client
             .watch_changes(pb::WatchChangesRequest {
                 parent: org,
-                after_sequence: i64::try_from(seq).unwrap_or_default(),
+                after_sequence: i64::try_from(f.cursor).unwrap_or_default(),
             })
-            .await?
-            .into_inner();
-        let mut cursor = seq;
+            .await?;
+        self.feed_opened(infra.id, f.cursor, head_of(response.metadata()));
+        let mut stream = response.into_inner();
         loop {
             let first = tokio::select! {
                 m = stream.message() => m?,
@@ -435,21 +490,54 @@ impl Syncer {
                     Ok(Err(e)) => return Err(e.into()),
                 }
             }
-            let mut affected = BTreeSet::new();
+            let answered = now();
             for e in &batch {
-                affected.extend(identity::apply_event(mirror, e));
-                cursor = u64::try_from(e.sequence).unwrap_or(cursor);
+                f.pending.extend(identity::apply_event(&mut f.mirror, e));
+                f.cursor = u64::try_from(e.sequence).unwrap_or(f.cursor);
             }
-            self.reconcile(infra, mirror, members, &affected, cursor, u64::MAX, None)
-                .await?;
+            let pending = std::mem::take(&mut f.pending);
+            let written = self
+                .reconcile(
+                    infra,
+                    &f.mirror,
+                    &mut f.members,
+                    &pending,
+                    f.cursor,
+                    u64::MAX,
+                    None,
+                )
+                .await;
+            if written.is_err() {
+                f.pending = pending;
+                f.reload = true;
+            }
+            written?;
+            let cursor = f.cursor;
             self.update(infra.id, |s| {
                 s.cursor = cursor;
                 s.identity_sequence = s.identity_sequence.max(cursor);
                 s.last_error.clear();
                 s.health = SyncHealth::Syncing;
                 s.last_sync_time = Some(now());
+                s.last_answered = Some(answered);
             });
         }
+    }
+
+    /// The change feed is open after `cursor`, and identity's last sequence is `head` (when
+    /// it said): identity answers, the lag is known.
+    fn feed_opened(&self, infra: Uuid, cursor: u64, head: Option<u64>) {
+        self.update(infra, |s| {
+            s.following = true;
+            s.last_answered = Some(now());
+            s.cursor = cursor;
+            s.identity_sequence = head.unwrap_or(cursor).max(cursor);
+            s.last_error.clear();
+            s.health = SyncHealth::Syncing;
+            if s.identity_sequence == cursor {
+                s.last_sync_time = Some(now());
+            }
+        });
     }
 
     /// Writes the records of `users` and the cursor in one transaction. On a concurrent

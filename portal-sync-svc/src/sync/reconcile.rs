@@ -103,6 +103,13 @@ impl Members {
 
     /// `user` lost its record on `infra`: the access entry `i` of member `id` goes, and the
     /// member too when the sync created it and nothing else holds it.
+    ///
+    /// Security contact (decision): a member the sync created exists only because of its ODC
+    /// access, so it goes with its last ODC access (deleted or deactivated identity user, role
+    /// lost) also when it was made the security contact: a person without any access to the
+    /// company's infrastructures must not keep receiving its security communications. The
+    /// audit trail says so (`security_contact.removed_by_sync`), for an admin to name a new
+    /// one. A member the portal created, or a company admin, stays as they are.
     fn remove_access(&mut self, infra: Uuid, user: Uuid, id: Uuid, i: usize, now: Micros) {
         let Some((m, _)) = self.by_id.get_mut(&id) else {
             return;
@@ -111,8 +118,8 @@ impl Members {
         self.by_odc.remove(&(infra, user));
         let remove_member = m.created_by_sync
             && m.access.is_empty()
-            && m.company_permission == CompanyPermission::Member
-            && m.phone.is_none();
+            && m.company_permission == CompanyPermission::Member;
+        let was_security_contact = m.team_role == TeamRole::Security || m.phone.is_some();
         let name = member_name(self.company, id);
         if remove_member {
             if let Some((gone, rev)) = self.by_id.remove(&id) {
@@ -122,6 +129,16 @@ impl Members {
                 }
             }
             self.touched.remove(&id);
+            if was_security_contact {
+                self.event(
+                    "security_contact.removed_by_sync",
+                    name.clone(),
+                    format!(
+                        "identity user {user}, the security contact, no longer has a Customer \
+                         Portal record: set a new security contact"
+                    ),
+                );
+            }
             self.event(
                 "member.removed_by_sync",
                 name,
@@ -320,6 +337,40 @@ mod tests {
     /// Stored members as the store would return them after `changes` (revisions advanced).
     fn stored(changes: &[MemberChange]) -> Vec<TeamMember> {
         upserted(changes).into_iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_synced_security_contact_goes_with_its_last_odc_access() {
+        let (company, infra, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut members = Members::new(company, Vec::new());
+        members.set(infra, user, Some(desired("sec@x.com", "Sec")), 1);
+        let (changes, _) = members.take_changes();
+        let mut contact = stored(&changes);
+        contact[0].team_role = TeamRole::Security;
+        contact[0].phone = Some("+351210000000".into());
+
+        // The identity user is deleted: the record, and with it the security contact, goes.
+        let mut members = Members::new(company, contact.clone());
+        members.set(infra, user, None, 2);
+        let (changes, events) = members.take_changes();
+        assert!(
+            matches!(changes.as_slice(), [MemberChange::Delete { id, .. }] if *id == contact[0].id),
+            "{changes:?}"
+        );
+        let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["security_contact.removed_by_sync", "member.removed_by_sync"]
+        );
+
+        // A company admin who is the security contact stays, without the ODC access.
+        contact[0].company_permission = CompanyPermission::Admin;
+        let mut members = Members::new(company, contact);
+        members.set(infra, user, None, 3);
+        let (changes, events) = members.take_changes();
+        let kept = upserted(&changes);
+        assert!(kept.len() == 1 && kept[0].access.is_empty() && kept[0].phone.is_some());
+        assert_eq!(events[0].action, "odc_access.removed");
     }
 
     #[test]

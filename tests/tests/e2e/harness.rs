@@ -378,16 +378,28 @@ where
 /// recorder, installed here the first time; the tests run in parallel, so a counter only says
 /// "at least" what one test did.
 pub fn counter(series: &str) -> u64 {
+    metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The value of a gauge (`name{labels}`) in this process's metrics; None when never set.
+pub fn gauge(series: &str) -> Option<f64> {
+    metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// This process's metrics as Prometheus text (the recorder is installed on the first call).
+fn metrics_text() -> String {
     static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
-    let text = METRICS
+    METRICS
         .get_or_init(|| {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .install_recorder()
                 .expect("no other metrics recorder in the e2e tests")
         })
-        .render();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
+        .render()
 }

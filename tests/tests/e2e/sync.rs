@@ -15,6 +15,7 @@ crate::e2e_tests!(
     random_mutations_with_restarts_converge_to_a_fresh_derivation,
     with_identity_stopped_the_lag_is_reported_and_sync_recovers,
     a_revoked_identity_token_is_reported_and_a_replaced_one_takes_over,
+    an_odc_security_contact_whose_user_is_deleted_stops_receiving_security_communications,
 );
 
 /// The company admin acted for in portal calls.
@@ -837,26 +838,94 @@ async fn mutate(
     }
 }
 
+/// The sync status of the setup's infrastructure.
+async fn sync_status(w: &World, s: &Setup) -> Option<portal::SyncStatus> {
+    w.sync(&w.portal_operator)
+        .get_sync_status(portal::GetSyncStatusRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// A status's staleness (None when unset).
+fn secs(d: Option<&prost_types::Duration>) -> Option<std::time::Duration> {
+    let d = d?;
+    Some(
+        std::time::Duration::from_secs(u64::try_from(d.seconds).ok()?)
+            + std::time::Duration::from_nanos(u64::try_from(d.nanos).ok()?),
+    )
+}
+
+/// Identity stops for a while: the status and the metrics say the sync is blind (staleness
+/// growing, lag unknown) rather than caught up; once identity is back the sync resumes from its
+/// cursor with the mirror it has (no new snapshot) and what changed arrives. Resync still takes
+/// a snapshot.
 async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend) {
+    // Installs the metrics recorder before the servers record into it.
+    let _ = gauge("portal_sync_lag_events{infrastructure=\"none\"}");
     let mut w = World::start(b).await;
     let s = setup(&w).await;
     caught_up(&w, &s).await;
-    w.stop_identity().await;
-    let st = eventually("the error to show", || async {
-        let st = w
-            .sync(&w.portal_operator)
-            .get_sync_status(portal::GetSyncStatusRequest {
-                infrastructure: s.infra.clone(),
-            })
-            .await
-            .ok()?
-            .into_inner();
-        (!st.last_error.is_empty()).then_some(st)
+    // The feed tells identity's last sequence when it opens.
+    let head = identity_seq(&w, &s).await;
+    let feed = w
+        .id_audit(&s.org.admin_token)
+        .watch_changes(id::WatchChangesRequest {
+            parent: s.org.name.clone(),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap();
+    let told = feed.metadata().get("x-consistency-token").unwrap();
+    assert_eq!(told.to_str().unwrap(), head.to_string());
+    drop(feed);
+    let before = eventually("the feed to be open", || async {
+        let st = sync_status(&w, &s).await?;
+        (st.lag_known && st.lag == 0).then_some(st)
     })
     .await;
-    assert!(st.cursor > 0 && st.lag >= 0, "{st:?}");
+    assert_eq!(
+        secs(before.staleness.as_ref()),
+        Some(std::time::Duration::ZERO),
+        "{before:?}"
+    );
+    let staleness = format!(
+        "portal_sync_staleness_seconds{{infrastructure=\"{}\"}}",
+        s.infra
+    );
+    let lag = format!("portal_sync_lag_events{{infrastructure=\"{}\"}}", s.infra);
+
+    w.stop_identity().await;
+    // First the feed ends (identity says it is shutting down), then identity is unreachable.
+    let st = eventually("the error to show", || async {
+        let st = sync_status(&w, &s).await?;
+        st.last_error.contains("unreachable").then_some(st)
+    })
+    .await;
+    assert!(st.cursor > 0, "{st:?}");
+    assert!(!st.lag_known, "blind, not caught up: {st:?}");
     assert_eq!(st.health(), portal::SyncHealth::Retrying, "{st:?}");
-    assert!(st.last_error.contains("identity"), "{st:?}");
+    assert!(
+        st.last_error.starts_with("identity at http://") && st.last_error.contains("unreachable"),
+        "{st:?}"
+    );
+    assert!(
+        !st.last_error.contains("Status {") && !st.last_error.contains("Error("),
+        "{st:?}"
+    );
+    let first = secs(st.staleness.as_ref()).expect("a staleness");
+    eventually("the staleness to grow", || async {
+        let st = sync_status(&w, &s).await?;
+        (secs(st.staleness.as_ref())? > first && !st.lag_known).then_some(())
+    })
+    .await;
+    eventually("the gauges to say blind", || async {
+        (gauge(&staleness)? > 0.0 && gauge(&lag)?.is_nan()).then_some(())
+    })
+    .await;
+
     w.start_identity().await;
     invite(&w, &s, "back@acme.example", Some("developer")).await;
     caught_up(&w, &s).await;
@@ -864,16 +933,36 @@ async fn with_identity_stopped_the_lag_is_reported_and_sync_recovers(b: Backend)
         records(&w, &s).await.get("back@acme.example"),
         Some(&MEMBER)
     );
-    let st = w
-        .sync(&w.portal_operator)
-        .get_sync_status(portal::GetSyncStatusRequest {
-            infrastructure: s.infra.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(st.last_error.is_empty(), "{st:?}");
-    assert_eq!(st.lag, 0);
+    let st = eventually("the sync to follow again", || async {
+        let st = sync_status(&w, &s).await?;
+        (st.lag_known && st.last_error.is_empty()).then_some(st)
+    })
+    .await;
+    assert_eq!(st.lag, 0, "{st:?}");
+    assert_eq!(
+        secs(st.staleness.as_ref()),
+        Some(std::time::Duration::ZERO),
+        "{st:?}"
+    );
+    assert_eq!(st.health(), portal::SyncHealth::Syncing);
+    assert_eq!(
+        st.last_snapshot_time, before.last_snapshot_time,
+        "resumed from the cursor, no new snapshot"
+    );
+    eventually("the gauges to recover", || async {
+        (gauge(&staleness)? == 0.0 && gauge(&lag)? == 0.0).then_some(())
+    })
+    .await;
+
+    // Resync takes a snapshot.
+    resync(&w, &s).await;
+    let snapshot = |st: &portal::SyncStatus| st.last_snapshot_time.map(|t| (t.seconds, t.nanos));
+    eventually("the resync snapshot", || async {
+        let st = sync_status(&w, &s).await?;
+        (st.cursor > 0 && snapshot(&st) > snapshot(&before)).then_some(())
+    })
+    .await;
+    caught_up(&w, &s).await;
 }
 
 /// The sync's service-account token is revoked in identity: the open change feed ends, and
@@ -986,4 +1075,95 @@ async fn a_revoked_identity_token_is_reported_and_a_replaced_one_takes_over(b: B
     assert_eq!(replaced.len(), 1, "{events:?}");
     assert_eq!(replaced[0].target, s.infra);
     assert!(events.iter().all(|e| !format!("{e:?}").contains(&fresh)));
+}
+
+/// Team role and security contact are the portal's own attributes, also on a member the sync
+/// created (only the ODC-derived permission is read-only); when that member's identity user is
+/// deleted the record goes, security contact or not, and security communications stop.
+async fn an_odc_security_contact_whose_user_is_deleted_stops_receiving_security_communications(
+    b: Backend,
+) {
+    const SEC: &str = "sec@acme.example";
+    let w = World::start(b).await;
+    let s = setup(&w).await;
+    let user = invite(&w, &s, SEC, Some("developer")).await;
+    caught_up(&w, &s).await;
+    let member = |email: &'static str| {
+        let w = &w;
+        let company = s.company.clone();
+        async move {
+            w.members(Some(COMPANY_ADMIN))
+                .list_team_members(portal::ListTeamMembersRequest {
+                    parent: company,
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .members
+                .into_iter()
+                .find(|m| m.email == email)
+        }
+    };
+    let synced = member(SEC).await.expect("the sync created the member");
+    let recipients = || async {
+        w.capabilities()
+            .list_notification_recipients(portal::ListNotificationRecipientsRequest {
+                parent: s.company.clone(),
+                kind: portal::NotificationKind::SecurityCommunications.into(),
+                infrastructure: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .emails
+    };
+
+    // The team role of an ODC member is the portal's: an admin may change it.
+    let updated = w
+        .members(Some(COMPANY_ADMIN))
+        .update_team_member(portal::UpdateTeamMemberRequest {
+            member: Some(portal::TeamMember {
+                name: synced.name.clone(),
+                team_role: portal::TeamRole::Manager.into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["team_role".into()],
+            }),
+            grant_development_permissions: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.team_role(), portal::TeamRole::Manager);
+    assert_eq!(updated.infrastructure_access, synced.infrastructure_access);
+    w.members(Some(COMPANY_ADMIN))
+        .set_security_contact(portal::SetSecurityContactRequest {
+            name: synced.name.clone(),
+            phone: "+351 210 000 001".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(recipients().await, vec![SEC.to_owned()]);
+
+    // The identity user is deleted: the record goes, and with it the security contact.
+    w.id_users(Some(&s.org.admin_token))
+        .delete_user(id::DeleteUserRequest {
+            name: user,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    caught_up(&w, &s).await;
+    assert!(member(SEC).await.is_none(), "the record is removed");
+    assert!(recipients().await.is_empty());
+    let events = portal_events(&w, &s).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "security_contact.removed_by_sync" && e.target == synced.name),
+        "{events:?}"
+    );
 }
