@@ -26,6 +26,7 @@ use serde::Deserialize;
 use shared::auth::Secret;
 use shared::bootstrap::ServiceSettings;
 use shared::cli::CommonArgs;
+use shared::health::HealthSettings;
 use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
@@ -132,6 +133,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Request timeout and concurrency limit of the gRPC server.
     pub grpc: GrpcSettings,
+    /// How often, and with what timeout, health probes the service's dependencies.
+    pub health: HealthSettings,
     /// Deliver invitations through this SMTP relay; unset means the mailbox directory.
     pub smtp: Option<SmtpSettings>,
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
@@ -164,6 +167,7 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
+            health: HealthSettings::default(),
             smtp: None,
             mailbox_dir: None,
             follow_interval_ms: 100,
@@ -189,6 +193,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
+            .field("health", &self.health)
             .field("smtp", &self.smtp)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shared::health::{Gate, Health, HealthSettings};
 use shared::operator_token::{self, create_private_dir};
 use shared::proto::identity::v1 as pb;
 use shared::secrets::TokenEncoding;
@@ -116,12 +117,22 @@ pub async fn serve(
     shared::server::serve(
         listener,
         routes(&api),
-        &SERVICE_NAMES,
+        health(&api.core, &settings.health),
         &settings.grpc,
         shutdown,
     )
     .await?;
     Ok(())
+}
+
+/// Readiness: every service and `""` answer `NOT_SERVING` while the database does not answer
+/// (the in-memory reads would still work, but no write, login or new organization would).
+fn health(core: &Arc<Core>, settings: &HealthSettings) -> Health {
+    let core = Arc::clone(core);
+    Health::new(&SERVICE_NAMES, settings).probe("database", Gate::Everything, move || {
+        let core = Arc::clone(&core);
+        async move { core.database_reachable().await }
+    })
 }
 
 /// The follower: every `every`, applies what other replicas committed to the same database

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
 use shared::bootstrap::ServiceSettings;
 use shared::cli::{CommonArgs, CommonFlags};
+use shared::health::HealthSettings;
 use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
@@ -117,6 +118,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Request timeout and concurrency limit of the gRPC server.
     pub grpc: GrpcSettings,
+    /// How often, and with what timeout, health probes the service's dependencies.
+    pub health: HealthSettings,
     /// The sync with identity.
     pub sync: SyncSettings,
     /// The key file sealing the ODC identity tokens stored in the database (one
@@ -140,6 +143,7 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             metrics_listen: None,
             grpc: GrpcSettings::default(),
+            health: HealthSettings::default(),
             sync: SyncSettings::default(),
             token_keys_file: None,
         }
@@ -164,6 +168,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
+            .field("health", &self.health)
             .field("sync", &self.sync)
             .field("token_keys_file", &self.token_keys_file)
             .finish()

@@ -7,6 +7,8 @@
 //!   descriptor set served by reflection.
 //! * [`server`] — the server bootstrap: health, reflection (v1 and v1alpha), request timeout,
 //!   a server-wide concurrency limit, per-method metrics and graceful shutdown.
+//! * [`health`] — health that tells the truth: readiness from probes of each service's
+//!   dependencies (its database, an upstream), and a `liveness` service for orchestrators.
 //! * [`telemetry`] and [`metrics`] — logging setup and the Prometheus exporter.
 //! * [`errors`] — rich `google.rpc` error details (`BadRequest`, `ErrorInfo`) on `Status`.
 //! * [`page_token`] — opaque pagination tokens and page-size clamping (AIP-158).
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod email;
 pub mod errors;
+pub mod health;
 pub mod metrics;
 #[cfg(feature = "migrations")]
 pub mod migrations;

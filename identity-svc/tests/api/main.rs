@@ -24,6 +24,6 @@ mod roles;
 mod rules;
 mod security;
 mod seed;
-mod streams;
 mod smtp_relay;
+mod streams;
 mod validation;

@@ -26,12 +26,14 @@ use crate::domain::mapping::Mirror;
 use crate::domain::model::{Infrastructure, Micros};
 use crate::store::{PortalStore, StoreError, SyncCursor};
 
+mod contact;
 mod failure;
 pub mod identity;
 pub mod reconcile;
 
 pub use failure::{REFUSALS_TOTAL, SyncHealth};
 
+use contact::IdentityContact;
 use failure::{Backoff, Failure};
 use reconcile::Members;
 
@@ -87,6 +89,8 @@ pub struct Syncer {
     /// Wakes discovery (new infrastructure) and workers (resync).
     wake: tokio::sync::watch::Sender<u64>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Whether identity answers (the health of `portal.v1.Sync`).
+    contact: IdentityContact,
 }
 
 fn now() -> Micros {
@@ -150,6 +154,7 @@ impl Syncer {
             status: Mutex::new(HashMap::new()),
             wake,
             shutdown,
+            contact: IdentityContact::default(),
         });
         tokio::spawn(Arc::clone(&s).discover());
         s
@@ -161,6 +166,11 @@ impl Syncer {
             .lock()
             .ok()
             .and_then(|m| m.get(&infrastructure).cloned())
+    }
+
+    /// `Err` (why) while the sync's latest call to identity found it unreachable.
+    pub fn identity_reachable(&self) -> Result<(), String> {
+        self.contact.check()
     }
 
     /// Drops the stored cursor of an infrastructure: its worker takes a fresh snapshot and
@@ -276,6 +286,7 @@ impl Syncer {
             other => Failure::other_run(&other.to_string()),
         };
         tracing::warn!(infrastructure = %infra, error = %f.text, "sync failed; retrying");
+        self.contact.ended(error, &f.text);
         self.update(infra, |s| {
             // A refusal that does not say why keeps the cause an earlier one gave.
             if !(f.vague && s.health == SyncHealth::Refused) {
@@ -342,6 +353,7 @@ impl Syncer {
             })
             .await?
             .into_inner();
+        self.contact.answered();
         let seq = u64::try_from(snapshot.sequence).unwrap_or(0);
         let mirror = identity::mirror_from_snapshot(&snapshot);
         let stored = self.store.sync_state(infra.id).await?;
@@ -394,6 +406,7 @@ impl Syncer {
             })
             .await?
             .into_inner();
+        self.contact.answered();
         let mut cursor = seq;
         loop {
             let first = tokio::select! {
