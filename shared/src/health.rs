@@ -326,15 +326,18 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(crate::server::serve(
-            listener,
-            tonic::service::Routes::default(),
-            health,
-            &crate::server::GrpcSettings::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        tokio::spawn(async move {
+            crate::server::serve(
+                listener,
+                tonic::service::Routes::default(),
+                health,
+                &crate::server::GrpcSettings::default(),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect_lazy();

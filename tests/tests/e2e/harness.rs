@@ -205,7 +205,7 @@ impl World {
     }
 
     // ---- portal clients (token + the person acted for)
-    fn portal_channel(&self) -> Channel {
+    pub fn portal_channel(&self) -> Channel {
         Self::channel(self.portal_addr.unwrap())
     }
     pub fn companies(

@@ -20,7 +20,7 @@ crate::e2e_tests!(
 /// The company admin acted for in portal calls.
 const COMPANY_ADMIN: &str = "ca@acme.example";
 
-struct Setup {
+pub(crate) struct Setup {
     org: Org,
     company: String,
     infra: String,
@@ -33,7 +33,7 @@ fn org_scope() -> Option<id::Scope> {
 }
 
 /// An identity organization, its portal company and an ODC infrastructure linked to it.
-async fn setup(w: &World) -> Setup {
+pub(crate) async fn setup(w: &World) -> Setup {
     let org = w
         .id_orgs(&w.identity_operator)
         .create_organization(id::CreateOrganizationRequest {
@@ -215,7 +215,7 @@ async fn identity_seq(w: &World, s: &Setup) -> i64 {
 }
 
 /// Waits until portal-sync has applied everything identity has committed.
-async fn caught_up(w: &World, s: &Setup) {
+pub(crate) async fn caught_up(w: &World, s: &Setup) {
     let target = identity_seq(w, s).await;
     eventually("portal-sync to catch up", || async {
         let st = w
