@@ -362,15 +362,22 @@ mod tests {
                     ("PORTAL_DATA_DIR", "/srv/env"),
                     ("PORTAL_SERVICE_TOKENS", "[psync_svc_env]"),
                     ("PORTAL_SYNC__IDENTITY_URL", "http://identity:3"),
+                    ("PORTAL_HEALTH__PROBE_TIMEOUT_MS", "300"),
                     ("PORTAL_OPERATOR_TOKEN", "psync_op_env"),
                 ],
             );
             return;
         }
-        let file = toml_file("data_dir = \"/srv/file\"\n");
+        let file = toml_file(
+            "data_dir = \"/srv/file\"\n[health]\nprobe_interval_ms = 400\nprobe_timeout_ms = 900\n",
+        );
         let path = file.path().to_str().unwrap();
         let s = Settings::from_args(&args(&["--config", path])).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/env"));
+        assert_eq!(
+            (s.health.probe_interval_ms, s.health.probe_timeout_ms),
+            (400, 300)
+        );
         assert_eq!(s.service_tokens.len(), 1);
         assert_eq!(s.service_tokens[0].expose(), "psync_svc_env");
         assert_eq!(s.sync.identity_url, "http://identity:3");

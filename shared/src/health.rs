@@ -153,6 +153,11 @@ impl Health {
     /// Probes once and reports the statuses on `reporter`, then keeps probing on a task until
     /// [`Monitor::not_serving`].
     pub(crate) async fn start(self, reporter: HealthReporter) -> Monitor {
+        ::metrics::describe_gauge!(
+            DEPENDENCY_UP,
+            "Whether a dependency of the service answers its health probe (1) or not (0), by \
+             dependency."
+        );
         reporter
             .set_service_status(LIVENESS, ServingStatus::Serving)
             .await;
