@@ -192,6 +192,8 @@ fi
 
 rpc "" grpc.health.v1.Health/Check '{"service": "identity.v1.Users"}'
 contains "health of identity.v1.Users is SERVING" "$OUT" '"status": "SERVING"'
+rpc "" grpc.health.v1.Health/Check '{"service": "liveness"}'
+contains "liveness is SERVING" "$OUT" '"status": "SERVING"'
 
 TOKEN_FILE="$DATA/operator-token"
 if [[ -f "$TOKEN_FILE" ]] && [[ "$(stat -c %a "$TOKEN_FILE")" == 600 ]]; then

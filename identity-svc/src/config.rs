@@ -27,6 +27,7 @@ use serde::Deserialize;
 use shared::auth::Secret;
 use shared::bootstrap::ServiceSettings;
 use shared::cli::CommonArgs;
+use shared::health::HealthSettings;
 use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
@@ -136,6 +137,8 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     /// TLS of the gRPC server (certificate, key, client CA for mTLS); unset: plain text.
     pub tls: TlsSettings,
+    /// How often, and with what timeout, health probes the service's dependencies.
+    pub health: HealthSettings,
     /// Deliver invitations through this SMTP relay; unset means the mailbox directory.
     pub smtp: Option<SmtpSettings>,
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
@@ -169,6 +172,7 @@ impl Default for Settings {
             metrics_listen: None,
             grpc: GrpcSettings::default(),
             tls: TlsSettings::default(),
+            health: HealthSettings::default(),
             smtp: None,
             mailbox_dir: None,
             follow_interval_ms: 100,
@@ -195,6 +199,7 @@ impl fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
             .field("tls", &self.tls)
+            .field("health", &self.health)
             .field("smtp", &self.smtp)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)

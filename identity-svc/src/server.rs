@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shared::health::{Gate, Health, HealthSettings};
 use shared::operator_token::{self, create_private_dir};
 use shared::proto::identity::v1 as pb;
 use shared::secrets::TokenEncoding;
@@ -48,6 +49,17 @@ impl Default for Dependencies {
 /// (SQLite in the data directory, or PostgreSQL for a `postgres://` URL), loads every
 /// organization into memory, and settles the operator token (see [`operator_token_hash`]).
 pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    deps: Dependencies,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Boxed: the whole service's state machine is large (clippy's `large_futures`), and every
+    // caller (the binary, the tests, the bench) would otherwise carry it inline.
+    Box::pin(serve_boxed(listener, settings, deps, shutdown)).await
+}
+
+async fn serve_boxed(
     listener: TcpListener,
     settings: Settings,
     deps: Dependencies,
@@ -116,13 +128,23 @@ pub async fn serve(
     shared::server::serve(
         listener,
         routes(&api),
-        &SERVICE_NAMES,
+        health(&api.core, &settings.health),
         &settings.grpc,
         &settings.tls,
         shutdown,
     )
     .await?;
     Ok(())
+}
+
+/// Readiness: every service and `""` answer `NOT_SERVING` while the database does not answer
+/// (the in-memory reads would still work, but no write, login or new organization would).
+fn health(core: &Arc<Core>, settings: &HealthSettings) -> Health {
+    let core = Arc::clone(core);
+    Health::new(&SERVICE_NAMES, settings).probe("database", Gate::Everything, move || {
+        let core = Arc::clone(&core);
+        async move { core.database_reachable().await }
+    })
 }
 
 /// The follower: every `every`, applies what other replicas committed to the same database

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use shared::auth::Secret;
 use shared::bootstrap::ServiceSettings;
 use shared::cli::{CommonArgs, CommonFlags};
+use shared::health::HealthSettings;
 use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
@@ -148,6 +149,8 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     /// TLS of the gRPC server (certificate, key, client CA for mTLS); unset: plain text.
     pub tls: TlsSettings,
+    /// How often, and with what timeout, health probes the service's dependencies.
+    pub health: HealthSettings,
     /// The sync with identity.
     pub sync: SyncSettings,
     /// The key file sealing the ODC identity tokens stored in the database (one
@@ -172,6 +175,7 @@ impl Default for Settings {
             metrics_listen: None,
             grpc: GrpcSettings::default(),
             tls: TlsSettings::default(),
+            health: HealthSettings::default(),
             sync: SyncSettings::default(),
             token_keys_file: None,
         }
@@ -197,6 +201,7 @@ impl fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("grpc", &self.grpc)
             .field("tls", &self.tls)
+            .field("health", &self.health)
             .field("sync", &self.sync)
             .field("token_keys_file", &self.token_keys_file)
             .finish()
@@ -398,15 +403,22 @@ mod tests {
                     ("PORTAL_DATA_DIR", "/srv/env"),
                     ("PORTAL_SERVICE_TOKENS", "[psync_svc_env]"),
                     ("PORTAL_SYNC__IDENTITY_URL", "http://identity:3"),
+                    ("PORTAL_HEALTH__PROBE_TIMEOUT_MS", "300"),
                     ("PORTAL_OPERATOR_TOKEN", "psync_op_env"),
                 ],
             );
             return;
         }
-        let file = toml_file("data_dir = \"/srv/file\"\n");
+        let file = toml_file(
+            "data_dir = \"/srv/file\"\n[health]\nprobe_interval_ms = 400\nprobe_timeout_ms = 900\n",
+        );
         let path = file.path().to_str().unwrap();
         let s = Settings::from_args(&args(&["--config", path])).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/env"));
+        assert_eq!(
+            (s.health.probe_interval_ms, s.health.probe_timeout_ms),
+            (400, 300)
+        );
         assert_eq!(s.service_tokens.len(), 1);
         assert_eq!(s.service_tokens[0].expose(), "psync_svc_env");
         assert_eq!(s.sync.identity_url, "http://identity:3");

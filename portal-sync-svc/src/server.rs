@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use shared::health::{Gate, Health, HealthSettings, with_causes};
 use shared::operator_token::{self, create_private_dir};
 use shared::proto::portal::v1 as pb;
 use tokio::net::TcpListener;
@@ -90,12 +91,13 @@ pub async fn serve(
         },
         "sync started"
     );
+    let health = health(&store, &syncer, &settings.health);
     let api = Api::new(Rules::new(store, Arc::clone(&syncer)), tokens);
 
     let result = shared::server::serve(
         listener,
         routes(&api),
-        &SERVICE_NAMES,
+        health,
         &settings.grpc,
         &settings.tls,
         shutdown,
@@ -105,6 +107,23 @@ pub async fn serve(
     tracing::info!("sync stopped");
     result?;
     Ok(())
+}
+
+/// Readiness: every service and `""` answer `NOT_SERVING` while the database does not answer;
+/// `portal.v1.Sync` also while the sync finds identity unreachable (the rest of the API works
+/// without identity).
+fn health(store: &Arc<dyn PortalStore>, syncer: &Arc<Syncer>, settings: &HealthSettings) -> Health {
+    let (store, syncer) = (Arc::clone(store), Arc::clone(syncer));
+    Health::new(&SERVICE_NAMES, settings)
+        .probe("database", Gate::Everything, move || {
+            let store = Arc::clone(&store);
+            async move { store.ping().await.map_err(|e| with_causes(&e)) }
+        })
+        .probe(
+            "identity",
+            Gate::Services(vec![pb::sync_server::SERVICE_NAME]),
+            move || std::future::ready(syncer.identity_reachable()),
+        )
 }
 
 /// The fully qualified name of every `portal.v1` service, as reported by health.

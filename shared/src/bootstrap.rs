@@ -49,7 +49,7 @@ where
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "gRPC listener bound; starting up");
 
-    // Boxed: a service's whole serve future is large, and would make this one as large.
+    // Boxed: a service's whole serve future is large (clippy's `large_futures`).
     let result = Box::pin(serve(listener, settings, Box::pin(shutdown_signal()))).await;
     if let Err(error) = &result {
         tracing::error!(error = format!("{error:#}"), "{name} stopped with an error");

@@ -7,6 +7,8 @@
 //!   descriptor set served by reflection.
 //! * [`server`] — the server bootstrap: health, reflection (v1 and v1alpha), request timeout,
 //!   a server-wide concurrency limit, per-method metrics and graceful shutdown.
+//! * [`health`] — health that tells the truth: readiness from probes of each service's
+//!   dependencies (its database, an upstream), and a `liveness` service for orchestrators.
 //! * [`tls`] — TLS and mTLS of the servers (reloaded on SIGHUP and file changes) and the
 //!   client TLS configuration of portal-sync's identity client.
 //! * [`telemetry`] and [`metrics`] — logging setup and the Prometheus exporter.
@@ -40,6 +42,7 @@ pub mod codec;
 pub mod config;
 pub mod email;
 pub mod errors;
+pub mod health;
 pub mod metrics;
 #[cfg(feature = "migrations")]
 pub mod migrations;

@@ -3,10 +3,11 @@
 //! [`serve`] takes a bound listener and the service's own [`Routes`] and adds what every
 //! service needs:
 //!
-//! * `grpc.health.v1.Health` — every named service and the whole server (`""`) report
-//!   `SERVING`; when the shutdown future completes they switch to `NOT_SERVING` *before* the
-//!   server stops accepting and drains in-flight calls, so load balancers and watchers stop
-//!   routing traffic here first.
+//! * `grpc.health.v1.Health` — the statuses of the service's [`Health`]: each named service
+//!   and the whole server (`""`) follow the probes of what they depend on, `liveness` answers
+//!   for the process (see [`crate::health`]); when the shutdown future completes they switch to
+//!   `NOT_SERVING` *before* the server stops accepting and drains in-flight calls, so load
+//!   balancers and watchers stop routing traffic here first.
 //! * `grpc.reflection.v1` **and** `v1alpha` — grpcurl 1.8.6, Postman and evans only speak
 //!   v1alpha. Besides our own descriptors they serve the health and `google.rpc` descriptors,
 //!   which grpcurl needs to print `BadRequest`/`ErrorInfo` error details.
@@ -30,10 +31,10 @@ use tonic::Code;
 use tonic::codegen::http;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic_health::ServingStatus;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{Layer, Service};
 
+use crate::health::Health;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
 use crate::tls::{ServerTls, TlsError, TlsSettings, Transport};
 
@@ -93,9 +94,9 @@ pub enum ServeError {
 /// Serves `routes` plus health and reflection on `listener` until `shutdown` completes, then
 /// reports `NOT_SERVING`, stops accepting and waits for in-flight calls to finish.
 ///
-/// `service_names` are the fully qualified names of the services in `routes` (for example
-/// `UserServiceServer::<T>::NAME` via `tonic::server::NamedService`); each gets its own
-/// health status.
+/// `health` names the services in `routes` (their fully qualified names, for example
+/// `UserServiceServer::<T>::NAME` via `tonic::server::NamedService`), each with its own
+/// health status, and the probes that drive those statuses.
 ///
 /// With a certificate in `tls` the server speaks TLS only (mTLS with a client CA; see
 /// [`crate::tls`]), reloading the files on SIGHUP and when they change; otherwise plain text.
@@ -111,34 +112,25 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
-    service_names: &[&'static str],
+    health: Health,
     settings: &GrpcSettings,
     tls: &TlsSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let tls = ServerTls::load(tls)?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::Serving).await;
-    for name in service_names {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    let service_names = health.service_names().to_vec();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = health.start(reporter).await;
 
     let routes = routes
         .add_service(health_service)
-        .add_service(reflection(service_names).build_v1()?)
-        .add_service(reflection(service_names).build_v1alpha()?);
+        .add_service(reflection(&service_names).build_v1()?)
+        .add_service(reflection(&service_names).build_v1alpha()?);
 
-    let names = service_names.to_vec();
     let (requested, drain_started) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        for name in names.iter().copied().chain([""]) {
-            health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
+        health.not_serving().await;
         tracing::info!("shutdown requested: health is NOT_SERVING, draining in-flight calls");
         let _ = requested.send(());
     };

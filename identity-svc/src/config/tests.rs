@@ -102,6 +102,7 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
                 ("IDENTITY_DATA_DIR", "/srv/env"),
                 ("IDENTITY_LISTEN", "127.0.0.1:7002"),
                 ("IDENTITY_GRPC__REQUEST_TIMEOUT_SECS", "5"),
+                ("IDENTITY_HEALTH__PROBE_INTERVAL_MS", "250"),
                 ("IDENTITY_SMTP__PORT", "2525"),
                 ("IDENTITY_OPERATOR_TOKEN", "odc_op_from_env"),
                 // A variable with the prefix that is no setting is ignored, not an error.
@@ -116,6 +117,9 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
         [grpc]
         concurrency_limit = 8
         request_timeout_secs = 60
+        [health]
+        probe_interval_ms = 500
+        probe_timeout_ms = 700
         [smtp]
         host = "relay.local"
         from = "no-reply@example.com"
@@ -127,6 +131,10 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
     assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
     assert_eq!(s.grpc.request_timeout_secs, 5);
     assert_eq!(s.grpc.concurrency_limit, 8);
+    assert_eq!(
+        (s.health.probe_interval_ms, s.health.probe_timeout_ms),
+        (250, 700)
+    );
     assert_eq!(s.smtp.map(|m| m.port), Some(2525));
     assert_eq!(
         s.operator_token.as_ref().map(Secret::expose),

@@ -231,6 +231,16 @@ impl Core {
         Self::from_store(store.0, clock, mailer, token_cache_ttl).await
     }
 
+    /// Whether the database answers a trivial query now (the health probe): `Err` says why
+    /// not, the causes included, as a sentence for the operator's log.
+    pub async fn database_reachable(&self) -> Result<(), String> {
+        self.storage
+            .store
+            .ping()
+            .await
+            .map_err(|e| shared::health::with_causes(&e))
+    }
+
     /// Tells long-lived streams (WatchChanges) that the server is shutting down.
     pub fn begin_shutdown(&self) {
         let _ = self.closing.send(true);

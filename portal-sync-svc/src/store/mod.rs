@@ -1,7 +1,7 @@
 //! Storage of the Customer Portal records: one trait per concern in domain types
 //! ([`CompanyStore`], [`InfrastructureStore`], [`MemberStore`], [`CursorStore`],
-//! [`CommunityStore`], [`CaseStore`], [`EventStore`], in `traits.rs`), gathered by
-//! [`PortalStore`]; implemented once in SQL (`sql/`, one file per concern) for SQLite
+//! [`CommunityStore`], [`CaseStore`], [`EventStore`], [`DatabaseStore`], in `traits.rs`),
+//! gathered by [`PortalStore`]; implemented once in SQL (`sql/`, one file per concern) for SQLite
 //! ([`sqlite`]) and PostgreSQL ([`postgres`]), and pinned by one contract suite run on both
 //! (`contract_tests/`, one file per concern).
 //!
@@ -25,8 +25,8 @@ mod traits;
 
 pub use sql::SqlStore;
 pub use traits::{
-    CaseStore, CommunityStore, CompanyStore, CursorStore, EventStore, InfrastructureStore,
-    MemberStore,
+    CaseStore, CommunityStore, CompanyStore, CursorStore, DatabaseStore, EventStore,
+    InfrastructureStore, MemberStore,
 };
 
 #[cfg(test)]
@@ -117,6 +117,7 @@ pub trait PortalStore:
     + CommunityStore
     + CaseStore
     + EventStore
+    + DatabaseStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -132,6 +133,7 @@ impl<S> PortalStore for S where
         + CommunityStore
         + CaseStore
         + EventStore
+        + DatabaseStore
         + Send
         + Sync
         + std::fmt::Debug

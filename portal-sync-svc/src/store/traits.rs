@@ -161,3 +161,10 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<PortalEvent>, StoreError>;
 }
+
+/// The database itself: whether it answers now (the health probe).
+#[async_trait]
+pub trait DatabaseStore: Send + Sync {
+    /// One trivial round trip (`SELECT 1`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

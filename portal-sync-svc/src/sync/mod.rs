@@ -31,6 +31,7 @@ use crate::domain::model::{Infrastructure, Micros};
 use crate::domain::names;
 use crate::store::{PortalStore, StoreError, SyncCursor};
 
+mod contact;
 mod endpoint;
 mod failure;
 pub mod identity;
@@ -41,6 +42,7 @@ mod status;
 pub use failure::{REFUSALS_TOTAL, SyncHealth};
 pub use status::{LAG_EVENTS, STALENESS_SECONDS, StatusView};
 
+use contact::IdentityContact;
 use failure::{Backoff, Failure};
 use reconcile::Members;
 use resume::{Followed, cursor_gone, head_of};
@@ -92,6 +94,8 @@ pub struct Syncer {
     /// Wakes discovery (new infrastructure) and workers (resync).
     wake: tokio::sync::watch::Sender<u64>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Whether identity answers (the health of `portal.v1.Sync`).
+    contact: IdentityContact,
 }
 
 /// Now, in microseconds since the Unix epoch.
@@ -164,6 +168,7 @@ impl Syncer {
             status: Mutex::new(HashMap::new()),
             wake,
             shutdown,
+            contact: IdentityContact::default(),
         });
         tokio::spawn(Arc::clone(&s).discover());
         tokio::spawn(Arc::clone(&s).publish());
@@ -176,6 +181,11 @@ impl Syncer {
             .lock()
             .ok()
             .and_then(|m| m.get(&infrastructure).cloned())
+    }
+
+    /// `Err` (why) while the sync's latest call to identity found it unreachable.
+    pub fn identity_reachable(&self) -> Result<(), String> {
+        self.contact.check()
     }
 
     /// Drops the stored cursor of an infrastructure: its worker takes a fresh snapshot and
@@ -321,6 +331,7 @@ impl Syncer {
             other => Failure::other_run(&other.to_string()),
         };
         tracing::warn!(infrastructure = %infra, error = %f.text, "sync failed; retrying");
+        self.contact.ended(error, &f.text);
         self.update(infra, |s| {
             // A refusal that does not say why keeps the cause an earlier one gave.
             if !(f.vague && s.health == SyncHealth::Refused) {
@@ -408,6 +419,7 @@ impl Syncer {
             .await?
             .into_inner();
         let answered = now();
+        self.contact.answered();
         let seq = u64::try_from(snapshot.sequence).unwrap_or(0);
         let mirror = identity::mirror_from_snapshot(&snapshot);
         let stored = self.store.sync_state(infra.id).await?;
@@ -462,6 +474,7 @@ impl Syncer {
                 after_sequence: i64::try_from(f.cursor).unwrap_or_default(),
             })
             .await?;
+        self.contact.answered();
         self.feed_opened(infra.id, f.cursor, head_of(response.metadata()));
         let mut stream = response.into_inner();
         loop {

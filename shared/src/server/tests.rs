@@ -62,7 +62,10 @@ async fn start(
         serve(
             listener,
             Routes::default(),
-            &["test.v1.Dummy"],
+            Health::new(
+                &["test.v1.Dummy"],
+                &crate::health::HealthSettings::default(),
+            ),
             &settings,
             &crate::tls::TlsSettings::default(),
             async {

@@ -76,19 +76,31 @@ impl PgCluster {
         };
         cluster.initdb()?;
         cluster.configure(options)?;
-        let log = cluster.dir.path().join("server.log");
-        let (data, log) = (path_str(&cluster.data)?, path_str(&log)?);
-        cluster
-            .run(
-                "pg_ctl",
-                &["-D", &data, "-l", &log, "-w", "-t", "30", "start"],
-            )
-            .map_err(|e| {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                format!("{e}\nserver log:\n{log}")
-            })?;
-        cluster.running = true;
+        cluster.restart()?;
         Ok(cluster)
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same port with the same
+    /// data (what a test of a database outage needs). Does nothing when it runs.
+    ///
+    /// # Errors
+    /// What failed (the command, its output and the server log).
+    pub fn restart(&mut self) -> Result<(), String> {
+        if self.running {
+            return Ok(());
+        }
+        let log = self.dir.path().join("server.log");
+        let (data, log) = (path_str(&self.data)?, path_str(&log)?);
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-w", "-t", "30", "start"],
+        )
+        .map_err(|e| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{e}\nserver log:\n{log}")
+        })?;
+        self.running = true;
+        Ok(())
     }
 
     /// The port it listens on (127.0.0.1).

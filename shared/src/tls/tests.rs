@@ -88,7 +88,7 @@ async fn start(tls: TlsSettings) -> Running {
         serve(
             listener,
             routes,
-            &names,
+            crate::health::Health::new(&names, &crate::health::HealthSettings::default()),
             &GrpcSettings::default(),
             &tls,
             async {

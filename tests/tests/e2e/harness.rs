@@ -275,7 +275,7 @@ impl World {
     }
 
     // ---- portal clients (token + the person acted for)
-    fn portal_channel(&self) -> Channel {
+    pub fn portal_channel(&self) -> Channel {
         server::channel_reached(self.portal_addr.unwrap(), &self.portal_reach())
     }
 

@@ -96,6 +96,9 @@ impl EventLog for Gated {
     async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
         self.inner.sequences().await
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
 }
 
 #[async_trait]

@@ -124,6 +124,8 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Every organization with its last committed event sequence, in one statement: what a
     /// replica compares with its own state to know which organizations to catch up.
     async fn sequences(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
+    /// One trivial round trip (`SELECT 1`): whether the database answers now (health).
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Bearer tokens (their hashes): sessions and service-account tokens. Tokens written or

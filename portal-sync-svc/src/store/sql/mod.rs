@@ -46,6 +46,7 @@ mod member_writes;
 mod members;
 #[cfg(test)]
 mod migrations;
+mod ping;
 mod rows;
 pub(super) mod runs;
 

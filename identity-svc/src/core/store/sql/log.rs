@@ -72,6 +72,11 @@ where
     Option<i64>: Column<DB>,
     usize: ColumnIndex<DB::Row>,
 {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn organization_ids(&self) -> Result<Vec<Uuid>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(ORGANIZATION_IDS)
             .fetch_all(&self.pool)
