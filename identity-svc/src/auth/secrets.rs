@@ -19,7 +19,8 @@ pub const SERVICE_ACCOUNT_PREFIX: &str = "odc_sa_";
 /// Prefix of invitation tokens.
 pub const INVITATION_PREFIX: &str = "odc_inv_";
 
-/// Hashes a password with argon2id and a random salt.
+/// Hashes a password with argon2id and a random salt. Slow and ≈19 MiB on purpose: the core
+/// runs it (and [`verify_password`]) only on its bounded hashing pool.
 pub fn hash_password(password: &str) -> Result<String, Error> {
     let salt: [u8; 16] = rand::rng().random();
     Argon2::default()
@@ -47,13 +48,6 @@ pub fn check_password_policy(password: &str) -> Result<(), &'static str> {
         return Err("must contain an upper-case letter");
     }
     Ok(())
-}
-
-/// [`hash_password`] off the async runtime (argon2 is deliberately slow).
-pub async fn hash_password_blocking(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| Error::Internal(format!("hash task: {e}")))?
 }
 
 #[cfg(test)]
