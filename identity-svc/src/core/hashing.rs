@@ -4,7 +4,7 @@
 //! `RetryInfo`), so a burst of unauthenticated calls costs at most `workers` × argon2's memory
 //! (≈19 MiB each) and `workers` cores, however many calls arrive.
 //!
-//! The permits travel with the blocking task: a caller that hangs up does not free its worker
+//! The admission permit travels with the job: a caller that hangs up does not free its slot
 //! before the hash it started has finished.
 
 use std::sync::Arc;
@@ -23,27 +23,52 @@ pub const DEFAULT_QUEUE: usize = 32;
 /// What a caller refused by a full pool is told to wait before retrying.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
 
-/// A bounded pool for password hashing (see the module documentation).
+/// A job of the pool: it carries its admission permit, released when it has run.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A bounded pool for password hashing (see the module documentation): `workers` threads of
+/// its own (so argon2's memory is held by at most that many threads' allocators, not by every
+/// thread of the runtime's blocking pool), fed through a channel whose length the admission
+/// permits bound.
 #[derive(Debug)]
 pub struct HashPool {
-    /// One permit per hash running.
-    workers: Arc<Semaphore>,
     /// One permit per hash running or waiting: `workers + queue`.
     admitted: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     size: usize,
 }
 
 impl HashPool {
-    /// A pool of `workers` threads' worth of hashing (0: one per available core) and a queue of
-    /// `queue` waiting hashes.
+    /// A pool of `workers` threads (0: one per available core) and a queue of `queue` waiting
+    /// hashes. The threads end when the pool is dropped.
     pub fn new(workers: usize, queue: usize) -> Self {
         let workers = match workers {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
         };
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = next else { return };
+                        job();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
         Self {
-            workers: Arc::new(Semaphore::new(workers)),
             admitted: Arc::new(Semaphore::new(workers.saturating_add(queue))),
+            jobs,
             size: workers,
         }
     }
@@ -53,30 +78,31 @@ impl HashPool {
         self.size
     }
 
-    /// Runs `work` on a blocking thread once a worker is free; RESOURCE_EXHAUSTED at once when
-    /// `workers + queue` hashes are already running or waiting.
+    /// Runs `work` on a worker of the pool; RESOURCE_EXHAUSTED at once when `workers + queue`
+    /// hashes are already running or waiting.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
         let Ok(admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
-            metrics::counter!(super::lockout::THROTTLED_TOTAL, "reason" => POOL_FULL).increment(1);
+            metrics::counter!(super::lockout::THROTTLED_TOTAL, "reason" => POOL_FULL)
+                .increment(1);
             return Err(Error::Own(Own::Throttled {
                 reason: HASHING_BUSY,
                 message: "the server is busy checking passwords; retry shortly".into(),
                 retry_after: BUSY_RETRY,
             }));
         };
-        let worker = Arc::clone(&self.workers)
-            .acquire_owned()
-            .await
-            .map_err(|e| Error::Internal(format!("hash pool closed: {e}")))?;
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, worker);
-            work()
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("hash task: {e}")))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(work());
+            drop(admitted);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Internal("the hashing pool has no thread".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("a hashing job ended without an answer".into()))
     }
 }
 
