@@ -85,8 +85,7 @@ impl HashPool {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
         let Ok(admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
-            metrics::counter!(super::lockout::THROTTLED_TOTAL, "reason" => POOL_FULL)
-                .increment(1);
+            metrics::counter!(super::lockout::THROTTLED_TOTAL, "reason" => POOL_FULL).increment(1);
             return Err(Error::Own(Own::Throttled {
                 reason: HASHING_BUSY,
                 message: "the server is busy checking passwords; retry shortly".into(),

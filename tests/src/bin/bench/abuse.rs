@@ -38,6 +38,7 @@ pub(crate) async fn suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
     let (backend, data) = seeded(cli, out, cli.users.min(1000)).await?;
     let server = Server::spawn(&backend, &data).await?;
     let addr: std::net::SocketAddr = server.addr.parse()?;
+    let loaded_rss = server.rss_mb().0;
     let bearer = Bearer(format!("Bearer {}", data.token).parse()?);
     let mut admin: Users = pb::users_client::UsersClient::with_interceptor(
         channel_from(addr, IpAddr::from(LEGIT)),
@@ -64,6 +65,8 @@ pub(crate) async fn suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
     // The user has logged in from their address before the attack.
     let mut legit = Anonymous::new(channel_from(addr, IpAddr::from(LEGIT)));
     legit.login(login(PASSWORD)).await?;
+    let before_rss = server.rss_mb().0;
+    eprintln!("bench: identity RSS {loaded_rss:.1} MB loaded, {before_rss:.1} MB before the flood");
 
     let secs = Duration::from_secs_f64(cli.abuse_secs);
     let attack = tokio::spawn(flood(addr, login("Wrong-Password-1"), cli.abuse_rate, secs));
@@ -72,7 +75,15 @@ pub(crate) async fn suite(cli: &Cli, out: &Output) -> anyhow::Result<()> {
     let (answers, sent) = attack.await?;
     let peak_rss = rss.await?;
     let (_, hwm) = server.rss_mb();
-    report(out, cli, &latencies, &failures, &answers, sent, (peak_rss, hwm));
+    report(
+        out,
+        cli,
+        &latencies,
+        &failures,
+        &answers,
+        sent,
+        (peak_rss, hwm),
+    );
     Ok(())
 }
 
