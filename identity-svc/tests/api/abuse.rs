@@ -52,11 +52,11 @@ async fn wrong_passwords_make_an_unfamiliar_address_wait_longer_each_time_until_
     fail(&app, &admin, "127.0.0.2", 5).await;
     assert_eq!(
         locked(&app, &admin, "127.0.0.2").await,
-        Duration::from_secs(60)
+        Duration::from_mins(1)
     );
     // Any other unfamiliar address waits too: the count is the account's.
     let waited = locked(&app, &admin, "127.0.0.3").await;
-    assert!(waited <= Duration::from_secs(60), "{waited:?}");
+    assert!(waited <= Duration::from_mins(1), "{waited:?}");
     app.clock.advance(Duration::from_secs(59));
     assert_eq!(
         locked(&app, &admin, "127.0.0.2").await,
@@ -67,13 +67,13 @@ async fn wrong_passwords_make_an_unfamiliar_address_wait_longer_each_time_until_
     fail(&app, &admin, "127.0.0.2", 1).await;
     assert_eq!(
         locked(&app, &admin, "127.0.0.2").await,
-        Duration::from_secs(120)
+        Duration::from_mins(2)
     );
     app.clock.advance(Duration::from_secs(121));
     fail(&app, &admin, "127.0.0.2", 1).await;
     assert_eq!(
         locked(&app, &admin, "127.0.0.2").await,
-        Duration::from_secs(240)
+        Duration::from_mins(4)
     );
     // The right password after the wait opens a session and resets the count: four wrong
     // passwords from a new address begin no wait.
@@ -125,7 +125,7 @@ async fn a_familiar_address_keeps_logging_in_and_has_a_wait_of_its_own(b: Backen
     fail(&app, &admin, "127.0.0.1", 5).await;
     assert_eq!(
         locked(&app, &admin, "127.0.0.1").await,
-        Duration::from_secs(60)
+        Duration::from_mins(1)
     );
     assert_eq!(
         locked(&app, &admin, "127.0.0.2").await,
@@ -153,7 +153,7 @@ async fn failures_are_forgotten_after_a_quiet_period(b: Backend) {
     // Twelve hours without a failure after the wait ended: the count starts over, so one
     // wrong password begins no wait.
     app.clock
-        .advance(Duration::from_secs(60) + Duration::from_hours(12));
+        .advance(Duration::from_mins(1) + Duration::from_hours(12));
     fail(&app, &admin, "127.0.0.2", 1).await;
     app.users_from("127.0.0.2")
         .login(login(&admin, PASSWORD))
@@ -187,7 +187,7 @@ async fn the_address_limit_refuses_with_retry_info_while_another_address_logs_in
     let status = assert_code(refused, Code::ResourceExhausted, Some("TOO_MANY_REQUESTS"));
     let wait = retry_delay(&status);
     assert!(
-        wait > Duration::from_secs(30) && wait <= Duration::from_secs(60),
+        wait > Duration::from_secs(30) && wait <= Duration::from_mins(1),
         "{wait:?}"
     );
     // AcceptInvitation shares the address's budget: refused before the token is even read.
