@@ -5,7 +5,8 @@
 //! 2. an optional TOML file named with `--config <path>` (a missing file is an error: a file
 //!    that was asked for and silently ignored would run the service with the wrong settings);
 //! 3. environment variables prefixed `IDENTITY_`, with `__` for nesting, e.g.
-//!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`;
+//!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`,
+//!    `IDENTITY_LOGIN__HASH_WORKERS`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
 //!    `--log-format`, `--metrics-listen`, `--tls-cert-file`, `--tls-key-file`,
 //!    `--tls-client-ca-file`).
@@ -32,6 +33,9 @@ use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 use shared::tls::TlsSettings;
+
+mod login;
+pub use login::LoginSettings;
 
 // Shared with the other service; re-exported under their historical paths.
 pub use shared::config::{ConfigError, Database, redact_url};
@@ -157,6 +161,9 @@ pub struct Settings {
     /// the follower evicts what other replicas revoke; this bounds staleness when the follower
     /// is off.
     pub token_cache_ttl_ms: u64,
+    /// What bounds the unauthenticated work of Login and AcceptInvitation: the hashing pool,
+    /// the per-address rate limit, the waits after wrong passwords (`[login]`).
+    pub login: LoginSettings,
 }
 
 impl Default for Settings {
@@ -178,6 +185,7 @@ impl Default for Settings {
             follow_interval_ms: 100,
             consistency_wait_ms: 5000,
             token_cache_ttl_ms: 5000,
+            login: LoginSettings::default(),
         }
     }
 }
@@ -205,6 +213,7 @@ impl fmt::Debug for Settings {
             .field("follow_interval_ms", &self.follow_interval_ms)
             .field("consistency_wait_ms", &self.consistency_wait_ms)
             .field("token_cache_ttl_ms", &self.token_cache_ttl_ms)
+            .field("login", &self.login)
             .finish()
     }
 }

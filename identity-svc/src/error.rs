@@ -7,12 +7,19 @@
 //! Imports nothing of ours but the domain: the core converts its store's errors into
 //! [`Error::Store`](shared::errors::ServiceError::Store).
 
-use shared::errors::{ServiceKinds, status};
+use shared::errors::{ServiceKinds, status, status_with_retry};
 pub use shared::violations::Violations;
 use tonic::{Code, Status};
 
 /// `google.rpc.ErrorInfo` domain of this service.
 pub const ERROR_DOMAIN: &str = "identity.odc";
+
+/// `ErrorInfo.reason` of a call refused by the per-address rate limit.
+pub const ADDRESS_RATE: &str = "TOO_MANY_REQUESTS";
+/// `ErrorInfo.reason` of a call refused because the password-hashing pool is full.
+pub const HASHING_BUSY: &str = "SERVER_BUSY";
+/// `ErrorInfo.reason` of a login refused because the account waits after wrong passwords.
+pub const LOCKED_OUT: &str = "LOCKED_OUT";
 
 /// Why a request failed.
 pub type Error = shared::errors::ServiceError<Own>;
@@ -25,9 +32,19 @@ pub enum Own {
     /// result (`Api::replayed`, which also brings the state up to that commit).
     #[error("a request with this request_id was just applied; retry to get its result")]
     DuplicateRequest,
-    /// Too many attempts.
-    #[error("{0}")]
-    ResourceExhausted(String),
+    /// Refused for now, before doing the work: too many calls from one client address
+    /// ([`ADDRESS_RATE`]), the password-hashing pool full ([`HASHING_BUSY`]), or an account
+    /// waiting after repeated wrong passwords ([`LOCKED_OUT`]). Answered as RESOURCE_EXHAUSTED
+    /// with `ErrorInfo { reason }` and `RetryInfo { retry_delay: retry_after }`.
+    #[error("{message}")]
+    Throttled {
+        /// Stable reason code: one of the three above.
+        reason: &'static str,
+        /// Why, for humans.
+        message: String,
+        /// When a retry may succeed.
+        retry_after: std::time::Duration,
+    },
     /// A cursor beyond the end.
     #[error("{0}")]
     OutOfRange(String),
@@ -64,9 +81,17 @@ impl ServiceKinds for Own {
                 "DUPLICATE_REQUEST_ID",
                 e.to_string(),
             ),
-            Own::ResourceExhausted(m) => {
-                status(ERROR_DOMAIN, Code::ResourceExhausted, "LOCKED_OUT", m)
-            }
+            Own::Throttled {
+                reason,
+                message,
+                retry_after,
+            } => status_with_retry(
+                ERROR_DOMAIN,
+                Code::ResourceExhausted,
+                reason,
+                message,
+                retry_after,
+            ),
             Own::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
             Own::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
             Own::Interrupted(m) => Status::unavailable(m),

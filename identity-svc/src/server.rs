@@ -21,6 +21,7 @@ use crate::auth::OPERATOR_PREFIX;
 use crate::config::Settings;
 use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
+use crate::grpc::throttle::AddressLimits;
 
 // Shared with the other service; re-exported under their historical names.
 pub use shared::operator_token::{
@@ -103,7 +104,8 @@ async fn serve_boxed(
         Duration::from_millis(settings.token_cache_ttl_ms),
     )
     .await
-    .context("cannot load the organizations from the store")?;
+    .context("cannot load the organizations from the store")?
+    .with_login_limits(settings.login.hash_pool(), settings.login.lockout());
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
     let operator_hash = operator_token_hash(&settings)?;
@@ -111,7 +113,12 @@ async fn serve_boxed(
         core: Arc::new(core),
         operator_hashes: Arc::new(vec![operator_hash]),
         consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
+        address_limits: Arc::new(settings.login.address_limits()),
     };
+    tokio::spawn(sweep_address_limits(
+        Arc::clone(&api.address_limits),
+        api.core.closing(),
+    ));
     if settings.follow_interval_ms > 0 {
         tokio::spawn(follow(
             Arc::clone(&api.core),
@@ -162,6 +169,24 @@ async fn follow(core: Arc<Core>, every: Duration) {
             Ok(0) => {}
             Ok(moved) => tracing::debug!(organizations = moved, "applied other replicas' events"),
             Err(e) => tracing::warn!(error = %e, "cannot follow the change events"),
+        }
+    }
+}
+
+/// How often the per-address rate limit forgets the addresses whose budget is full again.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps the per-address rate limit's memory bounded (see [`AddressLimits::sweep`]) until the
+/// server shuts down.
+async fn sweep_address_limits(
+    limits: Arc<AddressLimits>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => limits.sweep(),
+            _ = closing.wait_for(|c| *c) => return,
         }
     }
 }

@@ -39,6 +39,22 @@ pub fn status(domain: &str, code: Code, reason: &str, message: impl Into<String>
     Status::with_error_details(code, message, details)
 }
 
+/// Like [`status`], with a `google.rpc.RetryInfo { retry_delay }` as well: the call was refused
+/// for now (too many calls, a full queue) and may be retried after `retry_delay`.
+pub fn status_with_retry(
+    domain: &str,
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    retry_delay: std::time::Duration,
+) -> Status {
+    let mut details = ErrorDetails::new();
+    details
+        .set_error_info(reason, domain, HashMap::new())
+        .set_retry_info(Some(retry_delay));
+    Status::with_error_details(code, message, details)
+}
+
 /// Logs `error` with its whole `source()` chain and returns an opaque `INTERNAL` status
 /// (message `internal error`, `ErrorInfo.reason` [`INTERNAL_REASON`]).
 pub fn internal(domain: &str, error: &(dyn Error + 'static)) -> Status {

@@ -13,5 +13,5 @@ pub use proof::{Authorized, Caller, Entry, principal_name};
 pub use rules::{Need, RULES, Rule, rule};
 pub use secrets::{
     INVITATION_PREFIX, OPERATOR_PREFIX, SERVICE_ACCOUNT_PREFIX, SESSION_PREFIX,
-    check_password_policy, hash_password, hash_password_blocking, verify_password,
+    check_password_policy, hash_password, verify_password,
 };

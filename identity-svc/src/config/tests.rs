@@ -373,3 +373,55 @@ fn tls_settings_from_the_file_the_environment_and_flags() {
         Some(PathBuf::from("/etc/identity/env-key.pem"))
     );
 }
+
+#[test]
+fn login_limits_come_from_the_file_and_the_environment() {
+    if !in_child() {
+        run_in_child(
+            "config::tests::login_limits_come_from_the_file_and_the_environment",
+            &[
+                ("IDENTITY_LOGIN__HASH_WORKERS", "3"),
+                ("IDENTITY_LOGIN__TRUSTED_PROXIES", "[\"10.0.0.1\"]"),
+            ],
+        );
+        return;
+    }
+    assert_eq!(Settings::default().login, LoginSettings::default());
+    assert_eq!(
+        LoginSettings::default().lockout(),
+        crate::core::lockout::LockoutPolicy::default()
+    );
+    let file = toml_file(
+        r"
+        [login]
+        hash_workers = 1
+        hash_queue = 4
+        address_rate_per_minute = 30
+        address_burst = 5
+        lockout_threshold = 3
+        lockout_base_wait_secs = 10
+        lockout_max_wait_secs = 600
+        lockout_reset_secs = 3600
+        familiar_address_days = 7
+        familiar_addresses_max = 50
+        ",
+    );
+    let s = Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).unwrap();
+    assert_eq!(s.login.hash_workers, 3, "the environment wins");
+    assert_eq!(
+        s.login.trusted_proxies,
+        vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!((s.login.hash_queue, s.login.hash_pool().workers()), (4, 3));
+    assert_eq!(
+        (s.login.address_rate_per_minute, s.login.address_burst),
+        (30, 5)
+    );
+    let p = s.login.lockout();
+    assert_eq!(p.threshold, 3);
+    assert_eq!(p.wait(3), 10_000_000);
+    assert_eq!(p.max_wait, 600_000_000);
+    assert_eq!(p.reset_after, 3_600_000_000);
+    assert_eq!(p.familiar_for, 7 * 86_400_000_000);
+    assert_eq!(p.familiar_max, 50);
+}

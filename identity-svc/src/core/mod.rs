@@ -67,6 +67,8 @@ use crate::error::Error;
 pub mod clock;
 pub mod commit;
 pub mod feed;
+pub mod hashing;
+pub mod lockout;
 pub mod mailer;
 mod queue;
 mod replicas;
@@ -199,6 +201,12 @@ pub struct Core {
     closing: tokio::sync::watch::Sender<bool>,
     /// The time of the follower's last scan for tokens other replicas revoked.
     revocations_scanned: std::sync::Mutex<Micros>,
+    /// Where every password is hashed and verified: bounded.
+    hashing: hashing::HashPool,
+    /// The waits after wrong passwords.
+    lockout: lockout::LockoutPolicy,
+    /// The addresses each account logged in from (this replica's memory).
+    familiar: lockout::FamiliarAddresses,
 }
 
 /// An opened and migrated store, to load a [`Core`] from. Opaque: only the core uses it.
@@ -277,7 +285,23 @@ impl Core {
             orgs: RwLock::new(orgs),
             closing,
             revocations_scanned: std::sync::Mutex::new(started),
+            hashing: hashing::HashPool::new(0, hashing::DEFAULT_QUEUE),
+            lockout: lockout::LockoutPolicy::default(),
+            familiar: lockout::FamiliarAddresses::default(),
         })
+    }
+
+    /// Replaces the password-hashing pool and the lockout policy (the defaults: one worker per
+    /// core, [`hashing::DEFAULT_QUEUE`], [`lockout::LockoutPolicy::default`]).
+    #[must_use]
+    pub fn with_login_limits(
+        mut self,
+        hashing: hashing::HashPool,
+        lockout: lockout::LockoutPolicy,
+    ) -> Self {
+        self.hashing = hashing;
+        self.lockout = lockout;
+        self
     }
 
     /// The current time.

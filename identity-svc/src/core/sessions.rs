@@ -1,10 +1,13 @@
-//! Sessions: authenticating a bearer token, Login (with the lockout after repeated wrong
-//! passwords), Logout, and the entry of AcceptInvitation.
+//! Sessions: authenticating a bearer token, Login (with the waits after repeated wrong
+//! passwords of [`super::lockout`], its hashing on the bounded [`super::hashing`] pool),
+//! Logout, and the entry of AcceptInvitation.
 //!
 //! Login and AcceptInvitation are public RPCs: no [`Authorized`] exists for them. Their writes
 //! take proofs only this module makes instead: a `NewSession` (the only way to store a token
 //! outside of a commit), a `LoginAttempt` (the failure counters of a known user) and an
 //! `Invitee` (the [`Proof`] the invitation's acceptance is committed with).
+
+use std::net::IpAddr;
 
 use shared::email::Email;
 use shared::secrets::{TokenEncoding, constant_time_eq, hash_token, new_token};
@@ -12,19 +15,16 @@ use uuid::Uuid;
 
 use super::Core;
 use super::commit::{Committed, Draft, Proof};
+use super::lockout::{self, Failures};
 use super::sealed::Sealed;
 use super::store::{Credentials, InvitationToken, TokenKind, TokenRecord};
 use crate::auth::{self, Authorized, Caller};
 use crate::domain::model::{Micros, Principal, UserState};
 use crate::domain::names;
-use crate::error::{Error, Own};
+use crate::error::{Error, LOCKED_OUT, Own};
 
 /// A session lasts 12 hours.
 pub const SESSION_TTL: Micros = 12 * 3_600_000_000;
-/// Consecutive wrong passwords before a lockout.
-pub const MAX_FAILED_LOGINS: u32 = 5;
-/// How long a lockout lasts: 15 minutes.
-pub const LOCKOUT: Micros = 15 * 60 * 1_000_000;
 
 /// A real argon2id hash, verified against for unknown emails so they cost the same time.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -80,24 +80,65 @@ impl Proof for Invitee {
     }
 }
 
-/// Checks a password off the async runtime. Unknown users (`hash` is `None`) cost the same
-/// time, so timing does not reveal which emails exist.
-async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        if let Some(h) = hash {
-            auth::verify_password(&password, &h)
-        } else {
-            let dummy = DUMMY_HASH
-                .get_or_init(|| auth::hash_password("not a real password").unwrap_or_default());
-            let _ = auth::verify_password(&password, dummy);
-            false
+/// Which failure counters a login is held by (see [`super::lockout`]).
+#[derive(Debug, Clone, Copy)]
+enum Gate {
+    /// An address the account logged in from: its own counters.
+    Familiar(IpAddr, Failures),
+    /// Any other address: the account's counters (from the store).
+    Account(Option<IpAddr>, Failures),
+}
+
+impl Gate {
+    fn failures(self) -> Failures {
+        match self {
+            Gate::Familiar(_, f) | Gate::Account(_, f) => f,
         }
+    }
+}
+
+/// The refusal of a login during a wait of `micros`.
+fn locked_out(micros: Micros) -> Error {
+    let wait = std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    metrics::counter!(lockout::THROTTLED_TOTAL, "reason" => lockout::ACCOUNT_WAIT).increment(1);
+    Error::Own(Own::Throttled {
+        reason: LOCKED_OUT,
+        message: format!(
+            "too many wrong passwords; the account waits {} more seconds before the next try \
+             from this address",
+            wait.as_secs().max(1)
+        ),
+        retry_after: wait,
     })
-    .await
-    .unwrap_or(false)
 }
 
 impl Core {
+    /// Checks a password on the hashing pool. Unknown users (`hash` is `None`) cost the same
+    /// time, so timing does not reveal which emails exist. RESOURCE_EXHAUSTED when the pool is
+    /// full.
+    async fn verify_password(&self, password: String, hash: Option<String>) -> Result<bool, Error> {
+        self.hashing
+            .run(move || {
+                if let Some(h) = hash {
+                    auth::verify_password(&password, &h)
+                } else {
+                    let dummy = DUMMY_HASH.get_or_init(|| {
+                        auth::hash_password("not a real password").unwrap_or_default()
+                    });
+                    let _ = auth::verify_password(&password, dummy);
+                    false
+                }
+            })
+            .await
+    }
+
+    /// Hashes a password (argon2id) on the hashing pool; RESOURCE_EXHAUSTED when it is full.
+    pub async fn hash_password(&self, password: String) -> Result<String, Error> {
+        self.hashing
+            .run(move || auth::hash_password(&password))
+            .await?
+    }
+
     /// Resolves a bearer token to a caller. `operator_hashes` are the hashes of the configured
     /// operator tokens. Expired, revoked or unknown tokens, and tokens of principals that are
     /// no longer ACTIVE, are UNAUTHENTICATED.
@@ -133,29 +174,32 @@ impl Core {
         })
     }
 
-    /// Users.Login: checks the password of `email` in `org` and opens a session. Wrong
-    /// passwords are counted; [`MAX_FAILED_LOGINS`] in a row lock the account for
-    /// [`LOCKOUT`]. Unknown emails, wrong passwords and users that are not ACTIVE get the same
-    /// answer.
+    /// Users.Login: checks the password of `email` in `org` and opens a session. `client` is
+    /// the caller's address. Wrong passwords are counted, and past the policy's threshold make
+    /// the account wait before the next check ([`super::lockout`]): per account for unfamiliar
+    /// addresses, per address for the ones the user logged in from. Unknown emails, wrong
+    /// passwords and users that are not ACTIVE get the same answer.
     pub async fn login(
         &self,
         org: Uuid,
         email: &Email,
         password: String,
+        client: Option<IpAddr>,
     ) -> Result<Session, Error> {
         let refused = || Error::Unauthenticated("wrong email or password".into());
         let Some(attempt) = self.login_attempt(org, email).await else {
-            verify_password(password, None).await;
+            self.verify_password(password, None).await?;
             return Err(refused());
         };
         let creds = self.storage.store.credentials(org, attempt.user).await?;
-        if creds.locked_until.is_some_and(|t| t > attempt.now) {
-            return Err(Error::Own(Own::ResourceExhausted(
-                "too many failed logins; the account is locked for 15 minutes".into(),
-            )));
+        let gate = self.gate(&attempt, &creds, client);
+        if let Some(wait) = self.lockout.remaining(gate.failures(), attempt.now) {
+            return Err(locked_out(wait));
         }
-        let ok = verify_password(password, creds.password_hash.clone()).await;
-        self.count_login(&attempt, &creds, ok).await?;
+        let ok = self
+            .verify_password(password, creds.password_hash.clone())
+            .await?;
+        self.count_login(&attempt, gate, ok).await?;
         if !ok || attempt.state != UserState::Active {
             return Err(refused());
         }
@@ -180,6 +224,23 @@ impl Core {
         })
     }
 
+    /// The counters a login from `client` is held by: its own if the address is familiar to
+    /// the account, else the account's.
+    fn gate(&self, attempt: &LoginAttempt, creds: &Credentials, client: Option<IpAddr>) -> Gate {
+        if let Some(ip) = client
+            && let Some(f) = self
+                .familiar
+                .get(&self.lockout, attempt.user, ip, attempt.now)
+        {
+            return Gate::Familiar(ip, f);
+        }
+        let stored = Failures {
+            count: creds.failed_logins,
+            until: creds.locked_until,
+        };
+        Gate::Account(client, self.lockout.current(stored, attempt.now))
+    }
+
     /// The user of `email` in `org`, if both exist.
     async fn login_attempt(&self, org: Uuid, email: &Email) -> Option<LoginAttempt> {
         let handle = self.org(org).await.ok()?;
@@ -196,27 +257,48 @@ impl Core {
         })
     }
 
-    /// Records the outcome of a password check in the failure counters: one more failure
-    /// (locking the account at [`MAX_FAILED_LOGINS`]), or back to none after a success.
-    async fn count_login(
-        &self,
-        attempt: &LoginAttempt,
-        creds: &Credentials,
-        ok: bool,
-    ) -> Result<(), Error> {
-        let (failed, locked) = if ok {
-            if creds.failed_logins == 0 && creds.locked_until.is_none() {
-                return Ok(());
+    /// Records the outcome of a password check in the counters of `gate`: a success resets
+    /// them (and makes the address familiar), a failure adds one and may begin a wait.
+    async fn count_login(&self, attempt: &LoginAttempt, gate: Gate, ok: bool) -> Result<(), Error> {
+        let policy = &self.lockout;
+        match (gate, ok) {
+            (Gate::Familiar(ip, _), true) => {
+                self.familiar
+                    .succeeded(policy, attempt.user, ip, attempt.now);
             }
-            (0, None)
-        } else if creds.failed_logins + 1 >= MAX_FAILED_LOGINS {
-            (0, Some(attempt.now + LOCKOUT))
-        } else {
-            (creds.failed_logins + 1, None)
-        };
+            (Gate::Familiar(ip, f), false) => {
+                let (after, waits) = policy.failed(f, attempt.now);
+                self.familiar.set_failures(attempt.user, ip, after);
+                if waits {
+                    metrics::counter!(lockout::LOCKOUTS_TOTAL, "scope" => "familiar_address")
+                        .increment(1);
+                }
+            }
+            (Gate::Account(client, f), true) => {
+                if f != Failures::default() {
+                    self.set_failures(attempt, Failures::default()).await?;
+                }
+                if let Some(ip) = client {
+                    self.familiar
+                        .succeeded(policy, attempt.user, ip, attempt.now);
+                }
+            }
+            (Gate::Account(_, f), false) => {
+                let (after, waits) = policy.failed(f, attempt.now);
+                self.set_failures(attempt, after).await?;
+                if waits {
+                    metrics::counter!(lockout::LOCKOUTS_TOTAL, "scope" => "account").increment(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the account's failure counters.
+    async fn set_failures(&self, attempt: &LoginAttempt, f: Failures) -> Result<(), Error> {
         self.storage
             .store
-            .set_login_failures(attempt.org, attempt.user, failed, locked)
+            .set_login_failures(attempt.org, attempt.user, f.count, f.until)
             .await?;
         Ok(())
     }
@@ -256,7 +338,7 @@ impl Core {
         if token.expire_time <= self.now() {
             return Err(invalid());
         }
-        let hash = auth::hash_password_blocking(password).await?;
+        let hash = self.hash_password(password).await?;
         let invitee = Invitee {
             actor: names::fmt::user(token.org, token.user),
         };

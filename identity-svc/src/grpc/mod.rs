@@ -30,6 +30,7 @@ pub mod organizations;
 pub mod roles;
 pub mod service_accounts;
 pub mod stages;
+pub mod throttle;
 pub mod users;
 
 pub use crate::error::ERROR_DOMAIN;
@@ -49,6 +50,8 @@ pub struct Api {
     pub operator_hashes: Arc<Vec<String>>,
     /// How long a request carrying a consistency token may wait for this replica to apply it.
     pub consistency_wait: std::time::Duration,
+    /// The per-address rate limit of Login and AcceptInvitation.
+    pub address_limits: Arc<throttle::AddressLimits>,
 }
 
 /// What a handler gets once the caller is admitted to an organization.

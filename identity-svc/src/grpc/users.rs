@@ -112,6 +112,7 @@ impl pb::users_server::Users for Api {
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        self.admit_unauthenticated(&request)?;
         let r = request.into_inner();
         let display_name = command(|v| {
             if r.invitation_token.is_empty() {
@@ -169,7 +170,8 @@ impl pb::users_server::Users for Api {
             None
         } else {
             Some(
-                auth::hash_password_blocking(r.initial_password.clone())
+                self.core
+                    .hash_password(r.initial_password.clone())
                     .await
                     .map_err(to_status)?,
             )
@@ -330,6 +332,7 @@ impl pb::users_server::Users for Api {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
+        let client = self.admit_unauthenticated(&request)?;
         let r = request.into_inner();
         let (org, email) = command(|v| {
             let org = v.check(
@@ -344,7 +347,7 @@ impl pb::users_server::Users for Api {
         })?;
         let session = self
             .core
-            .login(org, &email, r.password)
+            .login(org, &email, r.password, client)
             .await
             .map_err(to_status)?;
         let handle = self.core.org(org).await.map_err(to_status)?;
@@ -386,6 +389,18 @@ fn see_user(st: &crate::domain::state::OrgState, id: Uuid) -> Need {
 }
 
 impl Api {
+    /// The client address of a public, password-checking call (Login, AcceptInvitation), once
+    /// the per-address rate limit admitted it.
+    fn admit_unauthenticated<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<std::net::IpAddr>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let client = self.address_limits.client(peer, request.metadata());
+        self.address_limits.check(client)?;
+        Ok(client)
+    }
+
     /// A create that failed with `error`: if a concurrent request with the same `request_id`
     /// was first (the failure is then a duplicate key, or the email that request took), the
     /// user that request created, as a retry would get it (AIP-155); else the error.

@@ -195,6 +195,12 @@ impl TestApp {
     pub fn users(&self, token: Option<&str>) -> UsersClient<Authed> {
         UsersClient::with_interceptor(self.channel.clone(), self.bearer(token))
     }
+    /// An anonymous Users client whose connections come from `source` (e.g. `127.0.0.2`).
+    pub fn users_from(&self, source: &str) -> UsersClient<Authed> {
+        let addr = self.server.as_ref().expect("the server is running").addr();
+        let channel = shared::testkit::server::channel_from(addr, source.parse().unwrap());
+        UsersClient::with_interceptor(channel, self.bearer(None))
+    }
     pub fn roles(&self, token: Option<&str>) -> RolesClient<Authed> {
         RolesClient::with_interceptor(self.channel.clone(), self.bearer(token))
     }
@@ -445,6 +451,16 @@ pub fn assert_code<T: std::fmt::Debug>(
         assert_eq!(info.reason, reason, "{status:?}");
     }
     status
+}
+
+/// The `google.rpc.RetryInfo` delay of `status`.
+#[track_caller]
+pub fn retry_delay(status: &Status) -> std::time::Duration {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .unwrap_or_else(|| panic!("no RetryInfo in {status:?}"))
 }
 
 /// Asserts INVALID_ARGUMENT naming `field` in a `google.rpc.BadRequest`.

@@ -1,4 +1,5 @@
-//! The user lifecycle: invitations, acceptance, login, lockout, activation, deletion, restart.
+//! The user lifecycle: invitations, acceptance, login, activation, deletion, restart (the waits
+//! after wrong passwords are in `abuse`).
 
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ crate::api_tests!(
     an_invitation_expires_after_seven_days_and_the_user_stays_invited,
     resending_invalidates_the_old_token_and_a_token_works_once,
     acceptance_enforces_the_password_policy,
-    five_wrong_passwords_lock_the_account_for_fifteen_minutes,
     a_deactivated_users_session_stops_at_once_and_activation_restores_access,
     nobody_can_deactivate_or_delete_themselves,
     the_last_active_administrator_is_protected,
@@ -169,47 +169,6 @@ async fn acceptance_enforces_the_password_policy(b: Backend) {
         .accept_invitation(accept(token))
         .await
         .unwrap();
-}
-
-async fn five_wrong_passwords_lock_the_account_for_fifteen_minutes(b: Backend) {
-    let app = spawn_app(b).await;
-    let admin = app.admin("Acme").await;
-    let login = |pw: &str| pb::LoginRequest {
-        organization: admin.org.clone(),
-        email: "admin@acme.example".into(),
-        password: pw.into(),
-    };
-    for _ in 0..5 {
-        assert_code(
-            app.users(None).login(login("Wrong-Password-1")).await,
-            Code::Unauthenticated,
-            None,
-        );
-    }
-    assert_code(
-        app.users(None).login(login(PASSWORD)).await,
-        Code::ResourceExhausted,
-        Some("LOCKED_OUT"),
-    );
-    app.clock.advance(Duration::from_mins(14));
-    assert_code(
-        app.users(None).login(login(PASSWORD)).await,
-        Code::ResourceExhausted,
-        Some("LOCKED_OUT"),
-    );
-    app.clock.advance(Duration::from_secs(61));
-    app.users(None).login(login(PASSWORD)).await.unwrap();
-    // An unknown email is refused the same way as a wrong password.
-    let unknown = pb::LoginRequest {
-        organization: admin.org.clone(),
-        email: "nobody@acme.example".into(),
-        password: PASSWORD.into(),
-    };
-    assert_code(
-        app.users(None).login(unknown).await,
-        Code::Unauthenticated,
-        None,
-    );
 }
 
 async fn a_deactivated_users_session_stops_at_once_and_activation_restores_access(b: Backend) {

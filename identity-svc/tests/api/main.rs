@@ -14,6 +14,7 @@
 
 mod helpers;
 
+mod abuse;
 mod access;
 mod feed;
 mod groups;

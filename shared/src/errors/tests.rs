@@ -182,3 +182,21 @@ fn command_without_value_or_violation_is_internal() {
     let err = TestError::command::<u8>(Violations::new(), None).unwrap_err();
     assert_eq!(err.into_status().code(), Code::Internal);
 }
+
+#[test]
+fn status_with_retry_carries_error_info_and_retry_info() {
+    let s = status_with_retry(
+        DOMAIN,
+        Code::ResourceExhausted,
+        "TOO_FAST",
+        "slow down",
+        std::time::Duration::from_millis(1500),
+    );
+    assert_eq!(s.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&s), ("TOO_FAST".to_owned(), DOMAIN.to_owned()));
+    let retry = s.get_details_retry_info().unwrap();
+    assert_eq!(
+        retry.retry_delay,
+        Some(std::time::Duration::from_millis(1500))
+    );
+}

@@ -153,6 +153,28 @@ pub fn channel_reached(addr: SocketAddr, reach: &Reach) -> Channel {
     }
 }
 
+/// A lazily connecting channel to `addr` whose connections leave from `source` (e.g.
+/// `127.0.0.2`: the loopback interface answers every address of 127.0.0.0/8), so a test or the
+/// benchmark can call one server as several client addresses.
+///
+/// # Panics
+/// Never for a socket address.
+pub fn channel_from(addr: SocketAddr, source: std::net::IpAddr) -> Channel {
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| async move {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    });
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("bad address {addr}: {e}"))
+        .connect_with_connector_lazy(connector)
+}
+
 /// Binds `addr`, retrying briefly while a just-stopped server lets the port go.
 async fn bind(addr: SocketAddr) -> TcpListener {
     let deadline = tokio::time::Instant::now() + START_DEADLINE;

@@ -5,6 +5,7 @@
 //! cargo run --release -p tests --bin bench -- identity --users 100000 # Noop vs Check, holders, RSS, writes
 //! cargo run --release -p tests --bin bench -- rss --sizes 1000,10000,100000
 //! cargo run --release -p tests --bin bench -- portal --users 100000
+//! cargo run --release -p tests --bin bench -- abuse --abuse-secs 30 # login flood vs one user
 //! cargo run --release -p tests --bin bench -- all --pg postgres://postgres@127.0.0.1:5432/postgres
 //! ```
 //!
@@ -35,6 +36,7 @@
     clippy::cast_sign_loss
 )]
 
+mod abuse;
 mod backend;
 mod commit_rates;
 mod dataset;
@@ -79,6 +81,10 @@ enum Suite {
     /// sequential and 16 in flight), on a dataset of `--users`, then a SIGKILL of the server
     /// and a restart that must come back at the last acknowledged sequence.
     Durable,
+    /// A password-guessing flood (`--abuse-rate` wrong-password logins a second from
+    /// 127.0.0.2 for `--abuse-secs`) while a user logs in correctly once a second from
+    /// 127.0.0.1: identity's peak RSS, the user's successes and latency, the attacker's answers.
+    Abuse,
     /// Everything but `instructions`.
     All,
 }
@@ -119,6 +125,12 @@ struct Cli {
     /// Sequential calls of each RPC counted by `instructions`.
     #[arg(long, default_value_t = 2000)]
     ir_calls: usize,
+    /// Seconds of the `abuse` flood.
+    #[arg(long, default_value_t = 30.0)]
+    abuse_secs: f64,
+    /// Wrong-password logins a second of the `abuse` attacker.
+    #[arg(long, default_value_t = 1000)]
+    abuse_rate: u32,
     /// Small data, short runs, answers checked; exits non-zero if the harness breaks.
     #[arg(long)]
     smoke: bool,
@@ -152,9 +164,10 @@ fn main() {
         cli.pairs = 1;
         cli.conns = 2;
         cli.streams = 4;
+        cli.abuse_secs = cli.abuse_secs.min(3.0);
     }
     if cli.suites.is_empty() || cli.suites.contains(&Suite::All) {
-        cli.suites = vec![Suite::Identity, Suite::Rss, Suite::Portal];
+        cli.suites = vec![Suite::Identity, Suite::Rss, Suite::Portal, Suite::Abuse];
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -188,6 +201,7 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<()> {
             }
             Suite::Instructions => instructions::suite(cli, out).await?,
             Suite::Durable => durable::suite(cli, out).await?,
+            Suite::Abuse => abuse::suite(cli, out).await?,
             Suite::All => {}
         }
     }
