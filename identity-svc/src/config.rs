@@ -34,7 +34,7 @@ use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 use shared::tls::TlsSettings;
 
-mod login;
+pub mod login;
 pub use login::LoginSettings;
 
 // Shared with the other service; re-exported under their historical paths.

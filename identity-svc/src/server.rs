@@ -19,6 +19,8 @@ use tonic::service::Routes;
 
 use crate::auth::OPERATOR_PREFIX;
 use crate::config::Settings;
+use crate::core::hashing::HashPool;
+use crate::core::lockout::LockoutPolicy;
 use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
 use crate::grpc::throttle::AddressLimits;
@@ -79,23 +81,7 @@ async fn serve_boxed(
         .with_context(|| format!("cannot open the store {database}"))?;
     tracing::info!(%database, "store opened and migrated");
 
-    let mailer = if let Some(smtp) = &settings.smtp {
-        tracing::info!(
-            host = %smtp.host,
-            port = smtp.port,
-            tls = ?smtp.tls,
-            auth = smtp.username.is_some(),
-            "invitations go through SMTP"
-        );
-        Mailer::smtp(smtp).context("invalid SMTP settings")?
-    } else {
-        let dir = settings.mailbox();
-        // The messages carry invitation secrets: keep the directory private.
-        create_private_dir(&dir)
-            .with_context(|| format!("cannot create the mailbox directory {}", dir.display()))?;
-        tracing::info!(dir = %dir.display(), "invitations are written to the mailbox directory");
-        Mailer::Mailbox(dir)
-    };
+    let mailer = mailer(&settings)?;
 
     let core = Core::load(
         store,
@@ -105,7 +91,10 @@ async fn serve_boxed(
     )
     .await
     .context("cannot load the organizations from the store")?
-    .with_login_limits(settings.login.hash_pool(), settings.login.lockout());
+    .with_login_limits(
+        HashPool::from_settings(&settings.login),
+        LockoutPolicy::from(&settings.login),
+    );
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
     let operator_hash = operator_token_hash(&settings)?;
@@ -113,7 +102,7 @@ async fn serve_boxed(
         core: Arc::new(core),
         operator_hashes: Arc::new(vec![operator_hash]),
         consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
-        address_limits: Arc::new(settings.login.address_limits()),
+        address_limits: Arc::new(AddressLimits::from_settings(&settings.login)),
     };
     tokio::spawn(sweep_address_limits(
         Arc::clone(&api.address_limits),
@@ -142,6 +131,27 @@ async fn serve_boxed(
     )
     .await?;
     Ok(())
+}
+
+/// Where invitations go: the SMTP relay if one is set, otherwise the (private) mailbox directory.
+fn mailer(settings: &Settings) -> anyhow::Result<Mailer> {
+    Ok(if let Some(smtp) = &settings.smtp {
+        tracing::info!(
+            host = %smtp.host,
+            port = smtp.port,
+            tls = ?smtp.tls,
+            auth = smtp.username.is_some(),
+            "invitations go through SMTP"
+        );
+        Mailer::smtp(smtp).context("invalid SMTP settings")?
+    } else {
+        let dir = settings.mailbox();
+        // The messages carry invitation secrets: keep the directory private.
+        create_private_dir(&dir)
+            .with_context(|| format!("cannot create the mailbox directory {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), "invitations are written to the mailbox directory");
+        Mailer::Mailbox(dir)
+    })
 }
 
 /// Readiness: every service and `""` answer `NOT_SERVING` while the database does not answer

@@ -6,11 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::hashing::{DEFAULT_QUEUE, HashPool};
-use crate::core::lockout::LockoutPolicy;
-use crate::grpc::throttle::AddressLimits;
-
-const SEC: i64 = 1_000_000;
+/// Password hashes that may wait for a worker by default.
+pub const DEFAULT_HASH_QUEUE: usize = 32;
 
 /// See the module documentation; README's configuration section lists the defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,49 +39,21 @@ pub struct LoginSettings {
 }
 
 impl Default for LoginSettings {
+    /// The defaults the service runs with (`core::lockout::LockoutPolicy::default` and the
+    /// core's hashing pool are these).
     fn default() -> Self {
-        let lockout = LockoutPolicy::default();
-        let secs = |m: i64| u32::try_from(m / SEC).unwrap_or(u32::MAX);
         Self {
             hash_workers: 0,
-            hash_queue: DEFAULT_QUEUE,
+            hash_queue: DEFAULT_HASH_QUEUE,
             address_rate_per_minute: 120,
             address_burst: 20,
             trusted_proxies: Vec::new(),
-            lockout_threshold: lockout.threshold,
-            lockout_base_wait_secs: secs(lockout.base_wait),
-            lockout_max_wait_secs: secs(lockout.max_wait),
-            lockout_reset_secs: secs(lockout.reset_after),
-            familiar_address_days: secs(lockout.familiar_for) / 86_400,
-            familiar_addresses_max: lockout.familiar_max,
+            lockout_threshold: 5,
+            lockout_base_wait_secs: 60,
+            lockout_max_wait_secs: 15 * 60,
+            lockout_reset_secs: 12 * 3600,
+            familiar_address_days: 30,
+            familiar_addresses_max: 100_000,
         }
-    }
-}
-
-impl LoginSettings {
-    /// The hashing pool.
-    pub fn hash_pool(&self) -> HashPool {
-        HashPool::new(self.hash_workers, self.hash_queue)
-    }
-
-    /// The waits after wrong passwords.
-    pub fn lockout(&self) -> LockoutPolicy {
-        LockoutPolicy {
-            threshold: self.lockout_threshold.max(1),
-            base_wait: i64::from(self.lockout_base_wait_secs) * SEC,
-            max_wait: i64::from(self.lockout_max_wait_secs) * SEC,
-            reset_after: i64::from(self.lockout_reset_secs) * SEC,
-            familiar_for: i64::from(self.familiar_address_days) * 86_400 * SEC,
-            familiar_max: self.familiar_addresses_max,
-        }
-    }
-
-    /// The per-address rate limit.
-    pub fn address_limits(&self) -> AddressLimits {
-        AddressLimits::new(
-            self.address_rate_per_minute,
-            self.address_burst,
-            self.trusted_proxies.clone(),
-        )
     }
 }

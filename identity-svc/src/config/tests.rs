@@ -388,7 +388,7 @@ fn login_limits_come_from_the_file_and_the_environment() {
     }
     assert_eq!(Settings::default().login, LoginSettings::default());
     assert_eq!(
-        LoginSettings::default().lockout(),
+        crate::core::lockout::LockoutPolicy::from(&LoginSettings::default()),
         crate::core::lockout::LockoutPolicy::default()
     );
     let file = toml_file(
@@ -412,12 +412,18 @@ fn login_limits_come_from_the_file_and_the_environment() {
         s.login.trusted_proxies,
         vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
     );
-    assert_eq!((s.login.hash_queue, s.login.hash_pool().workers()), (4, 3));
+    assert_eq!(
+        (
+            s.login.hash_queue,
+            crate::core::hashing::HashPool::from_settings(&s.login).workers()
+        ),
+        (4, 3)
+    );
     assert_eq!(
         (s.login.address_rate_per_minute, s.login.address_burst),
         (30, 5)
     );
-    let p = s.login.lockout();
+    let p = crate::core::lockout::LockoutPolicy::from(&s.login);
     assert_eq!(p.threshold, 3);
     assert_eq!(p.wait(3), 10_000_000);
     assert_eq!(p.max_wait, 600_000_000);

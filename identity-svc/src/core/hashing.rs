@@ -18,7 +18,7 @@ use crate::error::{Error, HASHING_BUSY, Own};
 pub const POOL_FULL: &str = "pool_full";
 
 /// The default number of hashes that may wait for a worker.
-pub const DEFAULT_QUEUE: usize = 32;
+pub const DEFAULT_QUEUE: usize = crate::config::login::DEFAULT_HASH_QUEUE;
 
 /// What a caller refused by a full pool is told to wait before retrying.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -39,6 +39,11 @@ pub struct HashPool {
 }
 
 impl HashPool {
+    /// The pool `[login]` asks for (`hash_workers`, `hash_queue`).
+    pub fn from_settings(settings: &crate::config::LoginSettings) -> Self {
+        Self::new(settings.hash_workers, settings.hash_queue)
+    }
+
     /// A pool of `workers` threads (0: one per available core) and a queue of `queue` waiting
     /// hashes. The threads end when the pool is dropped.
     pub fn new(workers: usize, queue: usize) -> Self {

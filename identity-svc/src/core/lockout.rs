@@ -26,6 +26,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
+use crate::config::LoginSettings;
 use crate::domain::model::Micros;
 
 /// Counter of logins and invitation acceptances refused before their password was checked,
@@ -56,15 +57,22 @@ pub struct LockoutPolicy {
 }
 
 impl Default for LockoutPolicy {
+    /// The `[login]` defaults.
     fn default() -> Self {
+        Self::from(&LoginSettings::default())
+    }
+}
+
+impl From<&LoginSettings> for LockoutPolicy {
+    fn from(s: &LoginSettings) -> Self {
         const SEC: Micros = 1_000_000;
         Self {
-            threshold: 5,
-            base_wait: 60 * SEC,
-            max_wait: 15 * 60 * SEC,
-            reset_after: 12 * 3600 * SEC,
-            familiar_for: 30 * 24 * 3600 * SEC,
-            familiar_max: 100_000,
+            threshold: s.lockout_threshold.max(1),
+            base_wait: Micros::from(s.lockout_base_wait_secs) * SEC,
+            max_wait: Micros::from(s.lockout_max_wait_secs) * SEC,
+            reset_after: Micros::from(s.lockout_reset_secs) * SEC,
+            familiar_for: Micros::from(s.familiar_address_days) * 86_400 * SEC,
+            familiar_max: s.familiar_addresses_max,
         }
     }
 }

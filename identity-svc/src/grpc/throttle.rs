@@ -37,6 +37,15 @@ pub struct AddressLimits {
 }
 
 impl AddressLimits {
+    /// The limits `[login]` asks for.
+    pub fn from_settings(settings: &crate::config::LoginSettings) -> Self {
+        Self::new(
+            settings.address_rate_per_minute,
+            settings.address_burst,
+            settings.trusted_proxies.clone(),
+        )
+    }
+
     /// `per_minute` calls a minute per address, up to `burst` at once; `per_minute` 0 turns
     /// the limit off. `trusted_proxies`: peers whose `x-forwarded-for` is believed.
     pub fn new(per_minute: u32, burst: u32, trusted_proxies: Vec<IpAddr>) -> Self {
