@@ -48,6 +48,8 @@ pub mod metrics;
 pub mod migrations;
 pub mod operator_token;
 pub mod page_token;
+#[cfg(feature = "migrations")]
+pub mod pool_metrics;
 pub mod proto;
 pub mod sealing;
 pub mod secret_file;

@@ -13,11 +13,16 @@ pub(crate) const REQUESTS_TOTAL: &str = "grpc_requests_total";
 /// Histogram of gRPC call latency in seconds, labelled `method`.
 pub(crate) const REQUEST_DURATION_SECONDS: &str = "grpc_request_duration_seconds";
 
-/// Latency buckets (seconds) for [`REQUEST_DURATION_SECONDS`]: real histograms rather than
-/// the exporter's default summaries, so that they can be aggregated across instances.
+/// Latency buckets (seconds) for every histogram named `*_seconds` ([`REQUEST_DURATION_SECONDS`],
+/// identity's commit latency): real histograms rather than the exporter's default summaries, so
+/// that they can be aggregated across instances.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Buckets for every histogram named `*_batch_size` (identity's group-commit batches, at most
+/// 256 drafts).
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Why [`install_prometheus`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +47,8 @@ pub fn install_prometheus(addr: SocketAddr) -> Result<(), MetricsError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| MetricsError::NoRuntime)?;
     let builder = PrometheusBuilder::new()
         .with_http_listener(addr)
-        .set_buckets_for_metric(
-            Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
-            LATENCY_BUCKETS,
-        )?;
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_batch_size".to_owned()), SIZE_BUCKETS)?;
     // `build` binds the socket; the recorder is installed before the exporter task is spawned,
     // so a failed installation drops (and closes) the listener again.
     let (recorder, exporter) = {

@@ -348,14 +348,17 @@ impl Core {
                 return Ok(());
             }
             let mut st = handle.write();
+            let mut applied = 0u64;
             for e in events {
                 if e.seq == st.seq + 1 {
                     st.apply(&e.change());
                     st.seq = e.seq;
+                    applied += 1;
                     // Published under the state lock: watchers get every event once, in order.
                     let _ = handle.feed.send(Arc::new(e));
                 }
             }
+            metrics::counter!(super::replicas::FOLLOWER_EVENTS_APPLIED_TOTAL).increment(applied);
         }
     }
 }

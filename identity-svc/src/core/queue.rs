@@ -15,6 +15,11 @@ use crate::error::{Error, Own};
 /// At most this many queued drafts are committed in one transaction.
 const MAX_BATCH: usize = 256;
 
+/// Histogram of the drafts committed per store transaction (1 on the sequential path).
+pub(crate) const COMMIT_BATCH_SIZE: &str = "identity_commit_batch_size";
+/// Histogram of a batch's store transaction, in seconds, labelled `outcome` (`ok`, `error`).
+pub(crate) const COMMIT_DURATION_SECONDS: &str = "identity_commit_duration_seconds";
+
 /// Scheduler turns the group committer waits for callers of its previous batch to queue again.
 const GATHER_TURNS: usize = 64;
 
@@ -155,7 +160,12 @@ pub(super) async fn commit_batch(
     batch: &[Arc<Pending>],
 ) -> Vec<Outcome> {
     let commits: Vec<Commit<'_>> = batch.iter().map(|p| p.commit(org)).collect();
+    let started = std::time::Instant::now();
     let result = storage.commit_batch(&commits).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!(COMMIT_BATCH_SIZE).record(batch.len() as f64);
+    metrics::histogram!(COMMIT_DURATION_SECONDS, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
     let Err(error) = result else {
         applied(handle, org, batch);
         return batch.iter().map(|p| Outcome::Committed(p.end())).collect();

@@ -8,6 +8,14 @@ use super::{Core, OrgHandle};
 use crate::domain::model::Micros;
 use crate::error::{Error, Own};
 
+/// Gauge of the events this replica was behind the store at the start of its last follower
+/// pass (summed over organizations; an organization it has not loaded counts all its events).
+pub(crate) const FOLLOWER_LAG_EVENTS: &str = "identity_follower_lag_events";
+/// Gauge of the Unix time (seconds) of the last follower pass that succeeded.
+pub(crate) const FOLLOWER_LAST_SUCCESS: &str = "identity_follower_last_success_timestamp_seconds";
+/// Counter of the events this replica applied from the store (committed by other replicas).
+pub(crate) const FOLLOWER_EVENTS_APPLIED_TOTAL: &str = "identity_follower_events_applied_total";
+
 /// The read path across replicas: several identity replicas on one database each keep their
 /// own in-memory state, and apply the events the others commit.
 impl Core {
@@ -44,6 +52,12 @@ impl Core {
         // ended by the state change, with that reason; the tokens revoked alone end theirs
         // now.
         self.storage.tokens.held().revoked(revoked);
+        if moved.is_ok() {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics::gauge!(FOLLOWER_LAST_SUCCESS).set(unix.as_secs_f64());
+        }
         moved
     }
 
@@ -51,7 +65,16 @@ impl Core {
     /// elsewhere; returns how many moved.
     async fn follow_orgs(&self) -> Result<usize, Error> {
         let mut moved = 0;
-        for (org, seq) in self.storage.store.sequences().await? {
+        let sequences = self.storage.store.sequences().await?;
+        let behind: u64 = sequences
+            .iter()
+            .map(|&(org, seq)| {
+                let applied = self.org_cached(org).map_or(0, |h| h.read().seq);
+                seq.saturating_sub(applied)
+            })
+            .sum();
+        metrics::gauge!(FOLLOWER_LAG_EVENTS).set(behind as f64);
+        for (org, seq) in sequences {
             if let Some(handle) = self.org_cached(org) {
                 if handle.read().seq < seq {
                     self.refresh(&handle, org).await?;

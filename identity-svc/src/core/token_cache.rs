@@ -30,6 +30,10 @@ use crate::domain::model::{Micros, Principal};
 /// which follows the change events.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// Counter of bearer-token lookups, labelled `result`: `hit` (answered from memory) or `miss`
+/// (read from the store).
+pub(crate) const TOKEN_CACHE_LOOKUPS_TOTAL: &str = "identity_token_cache_lookups_total";
+
 /// At most this many token records are cached; beyond it, stale ones are dropped first, then all.
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
 
@@ -134,10 +138,12 @@ impl TokenCache {
             if let Some((record, at)) = map.records.get(hash)
                 && at.elapsed() < self.ttl
             {
+                metrics::counter!(TOKEN_CACHE_LOOKUPS_TOTAL, "result" => "hit").increment(1);
                 return Ok(Some(record.clone()));
             }
             map.generation
         };
+        metrics::counter!(TOKEN_CACHE_LOOKUPS_TOTAL, "result" => "miss").increment(1);
         let found = self.inner.find_token(hash).await?;
         if let Some(record) = &found {
             self.remember(hash, generation, record);

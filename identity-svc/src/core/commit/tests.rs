@@ -542,6 +542,40 @@ async fn a_twin_request_waits_for_the_first_and_commits_nothing(store: Arc<dyn S
     assert!(!handle.read().stages.contains_key("b"));
 }
 
+/// Every group commit records its batch size and its store transaction's latency. On one
+/// thread, so that the test's local recorder sees the committer task too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_group_commit_records_its_batch_size_and_latency() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    on_sqlite(|store| async move {
+        let gated = Gated::new(store);
+        let (core, org, auth) = core_with_org(&gated).await;
+        let first = spawn_create(&core, &auth, org, "a", None);
+        gated.arrived(2).await;
+        let b = spawn_create(&core, &auth, org, "b", None);
+        until_waiting(&core, org, 1).await;
+        let c = spawn_create(&core, &auth, org, "c", None);
+        until_waiting(&core, org, 2).await;
+        gated.allow(2);
+        for call in [first, b, c] {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(gated.arrived(3).await, [1, 1, 2]);
+    })
+    .await;
+    let text = metrics.render();
+    // Two batches (the organization's creation is not a group commit): 1 draft, then 2.
+    for line in [
+        "identity_commit_batch_size_count 2",
+        "identity_commit_batch_size_sum 3",
+        r#"identity_commit_duration_seconds_count{outcome="ok"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_twin_request_waits_for_the_first_and_commits_nothing_on_sqlite() {
     on_sqlite(a_twin_request_waits_for_the_first_and_commits_nothing).await;

@@ -157,3 +157,28 @@ async fn a_lookup_that_raced_with_a_revocation_does_not_cache_the_old_record() {
         Some(3)
     );
 }
+
+/// Lookups count as hits (from memory) and misses (read from the store, unknown hashes too).
+#[tokio::test(flavor = "current_thread")]
+async fn lookups_are_counted_as_hits_and_misses() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let dir = tempfile::tempdir().unwrap();
+    let org = Uuid::new_v4();
+    let inner = store_with_org(dir.path(), org).await;
+    let cache = TokenCache::with_ttl(inner.clone(), TOKEN_CACHE_TTL);
+    let t = token(org, Principal::User(Uuid::new_v4()));
+    inner.insert_token(&t).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(cache.find(&t.hash).await.unwrap().as_ref(), Some(&t));
+    }
+    assert_eq!(cache.find("unknown").await.unwrap(), None);
+    let text = metrics.render();
+    for line in [
+        r#"identity_token_cache_lookups_total{result="hit"} 2"#,
+        r#"identity_token_cache_lookups_total{result="miss"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

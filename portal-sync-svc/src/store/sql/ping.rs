@@ -11,6 +11,7 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
+        shared::pool_metrics::record_pool_use(&self.pool);
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }

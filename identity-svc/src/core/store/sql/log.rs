@@ -73,6 +73,7 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
+        shared::pool_metrics::record_pool_use(&self.pool);
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
