@@ -121,3 +121,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
