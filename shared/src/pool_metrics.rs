@@ -8,10 +8,10 @@ pub const POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
 
 /// Records how many of `pool`'s connections are in use and idle, and its maximum.
 pub fn record_pool_use<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
-    let (open, idle) = (pool.size(), pool.num_idle());
-    let in_use = (open as usize).saturating_sub(idle);
-    ::metrics::gauge!(POOL_CONNECTIONS, "state" => "in_use").set(in_use as f64);
-    ::metrics::gauge!(POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
+    let open = pool.size();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(open).min(open);
+    ::metrics::gauge!(POOL_CONNECTIONS, "state" => "in_use").set(f64::from(open - idle));
+    ::metrics::gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
     ::metrics::gauge!(POOL_MAX_CONNECTIONS).set(f64::from(pool.options().get_max_connections()));
 }
 

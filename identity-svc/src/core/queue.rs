@@ -163,7 +163,9 @@ pub(super) async fn commit_batch(
     let started = std::time::Instant::now();
     let result = storage.commit_batch(&commits).await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::histogram!(COMMIT_BATCH_SIZE).record(batch.len() as f64);
+    #[allow(clippy::cast_precision_loss)] // at most MAX_BATCH drafts
+    let size = batch.len() as f64;
+    metrics::histogram!(COMMIT_BATCH_SIZE).record(size);
     metrics::histogram!(COMMIT_DURATION_SECONDS, "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
     let Err(error) = result else {

@@ -73,7 +73,9 @@ impl Core {
                 seq.saturating_sub(applied)
             })
             .sum();
-        metrics::gauge!(FOLLOWER_LAG_EVENTS).set(behind as f64);
+        #[allow(clippy::cast_precision_loss)] // a lag beyond 2^53 events is not a concern
+        let behind = behind as f64;
+        metrics::gauge!(FOLLOWER_LAG_EVENTS).set(behind);
         for (org, seq) in sequences {
             if let Some(handle) = self.org_cached(org) {
                 if handle.read().seq < seq {
