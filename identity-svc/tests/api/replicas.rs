@@ -274,10 +274,19 @@ async fn a_token_revoked_on_one_replica_stops_on_the_other(b: Backend) {
         }
     };
     // Both the service-account token and a second session of the admin are now cached by
-    // the replica.
+    // the replica, once its follower has applied the service account's creation (a poll
+    // with a deadline: the replica knows of it within a few follower passes).
     let session = a.login(&admin.org, "admin@acme.example", &admin.user).await;
-    ask(&replica, &token.secret, &admin.org).await.unwrap();
-    ask(&replica, &session.token, &admin.org).await.unwrap();
+    for bearer in [&token.secret, &session.token] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Err(status) = ask(&replica, bearer, &admin.org).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replica never accepted a new token: {status:?}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
 
     a.service_accounts(Some(&admin.token))
         .revoke_service_account_token(pb::RevokeServiceAccountTokenRequest {
