@@ -508,23 +508,7 @@ impl Syncer {
                 f.pending.extend(identity::apply_event(&mut f.mirror, e));
                 f.cursor = u64::try_from(e.sequence).unwrap_or(f.cursor);
             }
-            let pending = std::mem::take(&mut f.pending);
-            let written = self
-                .reconcile(
-                    infra,
-                    &f.mirror,
-                    &mut f.members,
-                    &pending,
-                    f.cursor,
-                    u64::MAX,
-                    None,
-                )
-                .await;
-            if written.is_err() {
-                f.pending = pending;
-                f.reload = true;
-            }
-            written?;
+            self.write_pending(infra, f).await?;
             let cursor = f.cursor;
             self.update(infra.id, |s| {
                 s.cursor = cursor;

@@ -41,25 +41,36 @@ impl Syncer {
             f.reload = false;
         }
         if !f.pending.is_empty() {
-            let pending = std::mem::take(&mut f.pending);
-            let written = self
-                .reconcile(
-                    infra,
-                    &f.mirror,
-                    &mut f.members,
-                    &pending,
-                    f.cursor,
-                    u64::MAX,
-                    None,
-                )
-                .await;
-            if written.is_err() {
-                f.pending = pending;
-                f.reload = true;
-            }
-            written?;
+            self.write_pending(infra, f).await?;
         }
         Ok(())
+    }
+
+    /// Writes the records of the pending users and the cursor `f` has reached, in one batch.
+    /// If that fails the users stay pending and the members are read again before the next
+    /// attempt (the batch may have been half-applied to `f.members`).
+    pub(super) async fn write_pending(
+        &self,
+        infra: &Infrastructure,
+        f: &mut Followed,
+    ) -> Result<(), RunError> {
+        let pending = std::mem::take(&mut f.pending);
+        let written = self
+            .reconcile(
+                infra,
+                &f.mirror,
+                &mut f.members,
+                &pending,
+                f.cursor,
+                u64::MAX,
+                None,
+            )
+            .await;
+        if written.is_err() {
+            f.pending = pending;
+            f.reload = true;
+        }
+        written
     }
 }
 
