@@ -8,7 +8,7 @@
 //!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`,
 //!    `IDENTITY_LOGIN__HASH_WORKERS`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--log-format`, `--metrics-listen`, `--tls-cert-file`, `--tls-key-file`,
+//!    `--log-format`, `--metrics-listen`, `--otlp-endpoint`, `--tls-cert-file`, `--tls-key-file`,
 //!    `--tls-client-ca-file`).
 //!
 //! then each secret given as a file (`database_url_file`, `operator_token_file`,
@@ -33,6 +33,7 @@ use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 use shared::tls::TlsSettings;
+use shared::traces::TelemetrySettings;
 
 pub mod login;
 pub use login::LoginSettings;
@@ -143,6 +144,9 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// How often, and with what timeout, health probes the service's dependencies.
     pub health: HealthSettings,
+    /// OpenTelemetry traces (`[telemetry]`: the OTLP endpoint, off by default; the service
+    /// name and resource attributes).
+    pub telemetry: TelemetrySettings,
     /// Deliver invitations through this SMTP relay; unset means the mailbox directory.
     pub smtp: Option<SmtpSettings>,
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
@@ -180,6 +184,7 @@ impl Default for Settings {
             grpc: GrpcSettings::default(),
             tls: TlsSettings::default(),
             health: HealthSettings::default(),
+            telemetry: TelemetrySettings::default(),
             smtp: None,
             mailbox_dir: None,
             follow_interval_ms: 100,
@@ -208,6 +213,7 @@ impl fmt::Debug for Settings {
             .field("grpc", &self.grpc)
             .field("tls", &self.tls)
             .field("health", &self.health)
+            .field("telemetry", &self.telemetry)
             .field("smtp", &self.smtp)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)
@@ -292,6 +298,9 @@ impl ServiceSettings for Settings {
     }
     fn metrics_listen(&self) -> Option<SocketAddr> {
         self.metrics_listen
+    }
+    fn traces_enabled(&self) -> bool {
+        self.telemetry.enabled()
     }
 }
 

@@ -14,6 +14,7 @@ use shared::health::{Gate, Health, HealthSettings};
 use shared::operator_token::{self, create_private_dir};
 use shared::proto::identity::v1 as pb;
 use shared::secrets::TokenEncoding;
+use shared::traces::Traces;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -121,15 +122,19 @@ async fn serve_boxed(
         // End the change-feed streams first, or the graceful drain would wait for them.
         core.begin_shutdown();
     };
-    shared::server::serve(
+    let traces = Traces::start(&settings.telemetry, "identity-svc")?;
+    let served = shared::server::serve_traced(
         listener,
         routes(&api),
         health(&api.core, &settings.health),
         &settings.grpc,
         &settings.tls,
+        &traces,
         shutdown,
     )
-    .await?;
+    .await;
+    traces.shutdown().await;
+    served?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
 //!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--tls-cert-file`, `--tls-key-file`,
+//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--otlp-endpoint`, `--tls-cert-file`, `--tls-key-file`,
 //!    `--tls-client-ca-file`, `--identity-ca-file`, `--identity-cert-file`,
 //!    `--identity-key-file`);
 //!
@@ -32,6 +32,7 @@ use shared::secret_file::{self, SecretFileError};
 use shared::server::GrpcSettings;
 use shared::telemetry::LogFormat;
 use shared::tls::TlsSettings;
+use shared::traces::TelemetrySettings;
 
 use crate::sync::SyncSettings;
 
@@ -151,6 +152,9 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// How often, and with what timeout, health probes the service's dependencies.
     pub health: HealthSettings,
+    /// OpenTelemetry traces (`[telemetry]`: the OTLP endpoint, off by default; the service
+    /// name and resource attributes).
+    pub telemetry: TelemetrySettings,
     /// The sync with identity.
     pub sync: SyncSettings,
     /// The key file sealing the ODC identity tokens stored in the database (one
@@ -176,6 +180,7 @@ impl Default for Settings {
             grpc: GrpcSettings::default(),
             tls: TlsSettings::default(),
             health: HealthSettings::default(),
+            telemetry: TelemetrySettings::default(),
             sync: SyncSettings::default(),
             token_keys_file: None,
         }
@@ -202,6 +207,7 @@ impl fmt::Debug for Settings {
             .field("grpc", &self.grpc)
             .field("tls", &self.tls)
             .field("health", &self.health)
+            .field("telemetry", &self.telemetry)
             .field("sync", &self.sync)
             .field("token_keys_file", &self.token_keys_file)
             .finish()
@@ -217,6 +223,9 @@ impl ServiceSettings for Settings {
     }
     fn metrics_listen(&self) -> Option<SocketAddr> {
         self.metrics_listen
+    }
+    fn traces_enabled(&self) -> bool {
+        self.telemetry.enabled()
     }
 }
 

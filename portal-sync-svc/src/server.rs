@@ -17,6 +17,7 @@ use tonic::service::Routes;
 
 use shared::sealing::Keyring;
 use shared::secrets::{TokenEncoding, hash_token};
+use shared::traces::Traces;
 
 use crate::auth::tokens::{OPERATOR_PREFIX, Tokens};
 use crate::config::{Database, Settings};
@@ -81,7 +82,8 @@ pub async fn serve(
         .sync
         .check_tls()
         .context("invalid TLS settings for identity")?;
-    let syncer = Syncer::spawn(Arc::clone(&store), settings.sync.clone());
+    let traces = Traces::start(&settings.telemetry, "portal-sync-svc")?;
+    let syncer = Syncer::spawn_traced(Arc::clone(&store), settings.sync.clone(), traces.clone());
     tracing::info!(
         identity = %settings.sync.identity_url,
         transport = if settings.sync.identity_uses_tls() {
@@ -94,17 +96,19 @@ pub async fn serve(
     let health = health(&store, &syncer, &settings.health);
     let api = Api::new(Rules::new(store, Arc::clone(&syncer)), tokens);
 
-    let result = shared::server::serve(
+    let result = shared::server::serve_traced(
         listener,
         routes(&api),
         health,
         &settings.grpc,
         &settings.tls,
+        &traces,
         shutdown,
     )
     .await;
     syncer.stop();
     tracing::info!("sync stopped");
+    traces.shutdown().await;
     result?;
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! What every service binary does around its own `serve`: set up logging and metrics from the
-//! settings, bind the listener, serve until Ctrl-C or SIGTERM, and log how it stopped. A
-//! service's `main.rs` is then three lines: load its settings, call [`run`] with its `serve`.
+//! What every service binary does around its own `serve`: set up logging (with the traces
+//! layer when traces are on) and metrics from the settings, bind the listener, serve until
+//! Ctrl-C or SIGTERM, and log how it stopped. A service's `main.rs` is then three lines: load
+//! its settings, call [`run`] with its `serve`.
 
 use std::fmt;
 use std::future::Future;
@@ -21,6 +22,11 @@ pub trait ServiceSettings: fmt::Debug {
     fn log_format(&self) -> LogFormat;
     /// The Prometheus endpoint, if any.
     fn metrics_listen(&self) -> Option<SocketAddr>;
+    /// Whether spans are exported (`[telemetry] otlp_endpoint`): the OpenTelemetry layer is
+    /// installed only then.
+    fn traces_enabled(&self) -> bool {
+        false
+    }
 }
 
 /// Completes when the process is asked to stop: what a service's `serve` gets to shut down.
@@ -36,7 +42,11 @@ where
     F: FnOnce(TcpListener, S, ShutdownSignal) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    crate::telemetry::init(settings.log_format());
+    if settings.traces_enabled() {
+        crate::telemetry::init_with_traces(settings.log_format());
+    } else {
+        crate::telemetry::init(settings.log_format());
+    }
     tracing::info!(?settings, "starting {name}");
 
     if let Some(addr) = settings.metrics_listen() {

@@ -48,6 +48,9 @@ pub struct CommonArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Export traces over OTLP/gRPC to this endpoint, e.g. http://127.0.0.1:4317 [default: off].
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key-file [default: plain text].
     #[arg(long, value_name = "PATH")]
     pub tls_cert_file: Option<PathBuf>,
@@ -69,6 +72,9 @@ impl CommonArgs {
             database_url_file: self.database_url_file.as_deref(),
             log_format: self.log_format,
             metrics_listen: self.metrics_listen,
+            telemetry: TelemetryFlags {
+                otlp_endpoint: self.otlp_endpoint.as_deref(),
+            },
             tls: TlsFlags {
                 cert_file: self.tls_cert_file.as_deref(),
                 key_file: self.tls_key_file.as_deref(),
@@ -94,8 +100,23 @@ pub struct CommonFlags<'a> {
     log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "TelemetryFlags::is_empty")]
+    telemetry: TelemetryFlags<'a>,
     #[serde(skip_serializing_if = "TlsFlags::is_empty")]
     tls: TlsFlags<'a>,
+}
+
+/// The given `--otlp-endpoint` under its key of [`crate::traces::TelemetrySettings`].
+#[derive(Debug, Clone, Serialize)]
+struct TelemetryFlags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_endpoint: Option<&'a str>,
+}
+
+impl TelemetryFlags<'_> {
+    fn is_empty(&self) -> bool {
+        self.otlp_endpoint.is_none()
+    }
 }
 
 /// The given `--tls-*` flags under the keys of [`crate::tls::TlsSettings`] (the `tls` table).
@@ -148,6 +169,7 @@ mod tests {
         log_format: LogFormat,
         identity_url: String,
         tls: crate::tls::TlsSettings,
+        telemetry: crate::traces::TelemetrySettings,
     }
 
     impl Default for Settings {
@@ -158,6 +180,7 @@ mod tests {
                 log_format: LogFormat::Pretty,
                 identity_url: "http://default".into(),
                 tls: crate::tls::TlsSettings::default(),
+                telemetry: crate::traces::TelemetrySettings::default(),
             }
         }
     }
@@ -178,6 +201,26 @@ mod tests {
         assert_eq!(s.listen, Settings::default().listen);
         assert_eq!(s.identity_url, "http://default");
         assert_eq!(s.tls, crate::tls::TlsSettings::default());
+        assert_eq!(s.telemetry, crate::traces::TelemetrySettings::default());
+    }
+
+    #[test]
+    fn the_otlp_endpoint_flag_fills_the_telemetry_table() {
+        let args = Args::try_parse_from(["svc", "--otlp-endpoint", "http://collector:4317"])
+            .unwrap();
+        let layer = Layer {
+            common: args.common.flags(),
+            identity_url: None,
+        };
+        let s: Settings = crate::config::figment(None, "SHARED_CLI_TEST_UNUSED_", layer)
+            .extract()
+            .unwrap();
+        assert_eq!(
+            s.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(s.telemetry.export_delay_ms, 5000, "the default stays");
+        assert!(s.telemetry.enabled());
     }
 
     #[test]

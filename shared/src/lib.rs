@@ -12,6 +12,8 @@
 //! * [`tls`] — TLS and mTLS of the servers (reloaded on SIGHUP and file changes) and the
 //!   client TLS configuration of portal-sync's identity client.
 //! * [`telemetry`] and [`metrics`] — logging setup and the Prometheus exporter.
+//! * [`traces`] — OpenTelemetry traces over OTLP (off by default): the `[telemetry]` settings,
+//!   each service's tracer, W3C `traceparent` in and out of gRPC calls.
 //! * [`errors`] — rich `google.rpc` error details (`BadRequest`, `ErrorInfo`) on `Status`.
 //! * [`page_token`] — opaque pagination tokens and page-size clamping (AIP-158).
 //! * [`auth`] — bearer-token extraction and a `Secret` that never prints itself.
@@ -60,4 +62,5 @@ pub mod telemetry;
 pub mod testkit;
 pub mod text;
 pub mod tls;
+pub mod traces;
 pub mod violations;

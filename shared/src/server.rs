@@ -16,7 +16,8 @@
 //!   client opening many connections would bypass it).
 //! * per-method metrics: `grpc_requests_total{method, code}` and
 //!   `grpc_request_duration_seconds{method}` (see [`serve`] for what `code` can and cannot see).
-//! * a `grpc_request` tracing span per call carrying the method path.
+//! * a `grpc_request` tracing span per call carrying the method path, exported as an
+//!   OpenTelemetry span named after the method when traces are on ([`serve_traced`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +38,8 @@ use tower::{Layer, Service};
 use crate::health::Health;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
 use crate::tls::{ServerTls, TlsError, TlsSettings, Transport};
+use crate::traces::Traces;
+use crate::traces::grpc::TraceLayer;
 
 /// Tunables of the gRPC server, meant to be embedded in a service's configuration.
 ///
@@ -117,6 +120,29 @@ pub async fn serve(
     tls: &TlsSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_traced(
+        listener,
+        routes,
+        health,
+        settings,
+        tls,
+        &Traces::off(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], with each call's span (`grpc_request`, see [`crate::traces`]) recorded by
+/// `traces`: named after the method, child of the caller's `traceparent`.
+pub async fn serve_traced(
+    listener: TcpListener,
+    routes: Routes,
+    health: Health,
+    settings: &GrpcSettings,
+    tls: &TlsSettings,
+    traces: &Traces,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let tls = ServerTls::load(tls)?;
     let service_names = health.service_names().to_vec();
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -149,8 +175,9 @@ pub async fn serve(
     let router = Server::builder()
         .tcp_nodelay(true)
         .timeout(settings.request_timeout())
-        .trace_fn(|req| tracing::info_span!("grpc_request", method = %req.uri().path()))
-        // Outermost first: metrics see every call, including time spent waiting for a slot.
+        // Outermost first: the call's span, then metrics see every call, including time
+        // spent waiting for a slot.
+        .layer(TraceLayer::new(traces.clone()))
         .layer(MetricsLayer)
         .layer(GlobalConcurrencyLimitLayer::new(limit))
         // Innermost: what the transport refuses of a request becomes INVALID_ARGUMENT.
@@ -280,7 +307,7 @@ where
 
 /// The `grpc-status` of a response as far as the headers tell: present for trailers-only
 /// (error) responses, otherwise `OK` (the real status follows in the trailers).
-fn grpc_status(headers: &http::HeaderMap) -> Code {
+pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Code {
     headers
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())

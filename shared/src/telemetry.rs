@@ -1,4 +1,5 @@
-//! Logging setup: `tracing` events to stdout, human-readable or as JSON lines.
+//! Logging setup: `tracing` events to stdout, human-readable or as JSON lines (and, with
+//! traces on, the OpenTelemetry layer of [`crate::traces`]).
 //!
 //! Pretty output is for development; JSON is for production log pipelines. Verbosity comes
 //! from `RUST_LOG` (standard `EnvFilter` directives such as `info,identity_svc=debug`) and
@@ -56,12 +57,41 @@ impl fmt::Display for LogFormat {
 /// Only the first call in a process has an effect; later calls (e.g. from several tests) are
 /// silently ignored.
 pub fn init(format: LogFormat) {
+    install(format, false);
+}
+
+/// [`init`], plus the OpenTelemetry layer that turns the services' spans into the traces of
+/// [`crate::traces`] (what a service adopted is exported; see there). Its own filter: the
+/// workspace's crates at `info`, whatever `RUST_LOG` says of the log lines.
+pub fn init_with_traces(format: LogFormat) {
+    install(format, true);
+}
+
+fn install(format: LogFormat, traces: bool) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let otel = traces.then(|| {
+        let ours = tracing_subscriber::filter::Targets::new()
+            .with_target("identity_svc", tracing::Level::INFO)
+            .with_target("portal_sync_svc", tracing::Level::INFO)
+            .with_target("shared", tracing::Level::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(crate::traces::ServiceRouter::new())
+            .with_tracked_inactivity(false)
+            .with_filter(ours)
+    });
+    let registry = tracing_subscriber::registry().with(otel);
     // An error only means a global subscriber is already set, which is fine.
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_filter(filter))
+            .try_init(),
     };
 }
 

@@ -124,6 +124,7 @@ pub struct Committed<T> {
 
 impl Core {
     /// Creates an organization: `seed` makes its initial entities on an empty state.
+    #[tracing::instrument(name = "commit", skip_all, fields(organization = %org.id))]
     pub async fn create_org<T>(
         &self,
         auth: &Authorized,
@@ -175,6 +176,7 @@ impl Core {
     /// Runs a mutation of one organization (see the module docs). `f` may run more than once
     /// (after a conflict with another replica, or when a draft queued before it failed), each
     /// time on fresh state.
+    #[tracing::instrument(name = "commit", skip_all, fields(organization = %org))]
     pub async fn mutate<T>(
         &self,
         auth: &impl Proof,
@@ -282,6 +284,7 @@ impl Core {
             time: now,
             changes,
             secrets,
+            span: tracing::Span::current(),
         });
         if !queue.active {
             // No committer: nothing is queued either (a committer stops only when the queue

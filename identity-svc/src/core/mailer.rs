@@ -107,6 +107,7 @@ impl Mailer {
     }
 
     /// Delivers one message.
+    #[tracing::instrument(name = "mail_send", skip_all)]
     pub async fn send(&self, mail: Mail) -> Result<(), Error> {
         match self {
             Mailer::Mailbox(dir) => {

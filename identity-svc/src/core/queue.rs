@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::store::{Commit, EventRecord, SecretOp, StoreError};
@@ -33,6 +34,9 @@ pub(super) struct Pending {
     pub(super) time: Micros,
     pub(super) changes: Vec<Change>,
     pub(super) secrets: Vec<SecretOp>,
+    /// The span of the caller's commit: the batch's span is its child (the first draft's) or
+    /// follows from it.
+    pub(super) span: tracing::Span,
 }
 
 impl Pending {
@@ -153,7 +157,31 @@ pub(super) async fn commit_queued(storage: Arc<Storage>, handle: Arc<OrgHandle>,
 
 /// Commits `batch` (the queue's `committing`) and says what each of its drafts gets. Applies
 /// and publishes what was committed; on failure, the drafts queued behind run again.
+///
+/// Its span `commit_batch` is a child of the first draft's commit and follows from the others'
+/// (the committer task has no request of its own).
 pub(super) async fn commit_batch(
+    storage: &Storage,
+    handle: &OrgHandle,
+    org: Uuid,
+    batch: &[Arc<Pending>],
+) -> Vec<Outcome> {
+    let parent = batch.first().and_then(|p| p.span.id());
+    let span = tracing::info_span!(
+        parent: parent,
+        "commit_batch",
+        organization = %org,
+        drafts = batch.len()
+    );
+    for pending in batch.iter().skip(1) {
+        span.follows_from(&pending.span);
+    }
+    write_batch(storage, handle, org, batch)
+        .instrument(span)
+        .await
+}
+
+async fn write_batch(
     storage: &Storage,
     handle: &OrgHandle,
     org: Uuid,

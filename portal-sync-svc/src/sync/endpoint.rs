@@ -1,13 +1,53 @@
 //! The connection to identity: plain text for `http://`, TLS for `https://`, verifying
 //! identity's certificate against `identity_ca_file` only and presenting portal-sync's own
-//! certificate when one is configured (mTLS).
+//! certificate when one is configured (mTLS). Every call carries the infrastructure's token
+//! and the current span's trace context (`traceparent`), so identity's spans join the sync's
+//! trace.
 
 use std::time::Duration;
 
+use shared::proto::identity::v1 as pb;
 use shared::tls::TlsError;
-use tonic::transport::Endpoint;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
 
 use super::{RunError, SyncSettings};
+
+/// Adds the infrastructure's identity token and the current span's trace context.
+#[derive(Clone)]
+pub(super) struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        shared::traces::inject(req.metadata_mut());
+        Ok(req)
+    }
+}
+
+/// Largest identity message the sync accepts. A snapshot holds every user, role and role
+/// assignment of the organization (at 100k users, some 210k messages of 100–200 bytes: tens
+/// of MB), and a change event of a role lists its holders: tonic's default limit of 4 MiB
+/// would make the sync of a large organization fail for good, retrying forever.
+const MAX_IDENTITY_MESSAGE: usize = 1 << 30;
+
+/// The client of identity's change feed the workers use.
+pub(super) type AuditClient =
+    pb::audit_client::AuditClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+/// A client of identity per `settings`, calling with `token` (connected on first use).
+pub(super) fn client(settings: &SyncSettings, token: &str) -> Result<AuditClient, RunError> {
+    let endpoint = identity(settings)?;
+    let value = format!("Bearer {token}").parse().map_err(|_| {
+        RunError::Identity(tonic::Status::invalid_argument(
+            "identity token is not valid metadata",
+        ))
+    })?;
+    Ok(
+        pb::audit_client::AuditClient::with_interceptor(endpoint.connect_lazy(), Bearer(value))
+            .max_decoding_message_size(MAX_IDENTITY_MESSAGE),
+    )
+}
 
 impl SyncSettings {
     /// Whether identity is reached over TLS (`https://`, in any case).

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::proto::identity::v1 as pb;
-use tonic::service::Interceptor;
-use tonic::transport::Channel;
+use shared::traces::Traces;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::domain::mapping::Mirror;
@@ -38,11 +38,14 @@ pub mod identity;
 pub mod reconcile;
 mod resume;
 mod status;
+mod traced;
 
 pub use failure::{REFUSALS_TOTAL, SyncHealth};
 pub use status::{LAG_EVENTS, STALENESS_SECONDS, StatusView};
 
 use contact::IdentityContact;
+use endpoint::AuditClient;
+use traced::SyncTraces;
 use failure::{Backoff, Failure};
 use reconcile::Members;
 use resume::{Followed, cursor_gone, head_of};
@@ -96,6 +99,8 @@ pub struct Syncer {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Whether identity answers (the health of `portal.v1.Sync`).
     contact: IdentityContact,
+    /// The spans of the sync's work ([`traced`]).
+    traces: SyncTraces,
 }
 
 /// Now, in microseconds since the Unix epoch.
@@ -131,29 +136,20 @@ enum RunError {
     CursorGone(u64),
 }
 
-/// Adds the infrastructure's identity token.
-#[derive(Clone)]
-struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
-/// Largest identity message the sync accepts. A snapshot holds every user, role and role
-/// assignment of the organization (at 100k users, some 210k messages of 100–200 bytes: tens
-/// of MB), and a change event of a role lists its holders: tonic's default limit of 4 MiB
-/// would make the sync of a large organization fail for good, retrying forever.
-const MAX_IDENTITY_MESSAGE: usize = 1 << 30;
-
-type AuditClient =
-    pb::audit_client::AuditClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
-
 impl Syncer {
     /// Starts discovery and the workers (on the current tokio runtime).
     pub fn spawn(store: Arc<dyn PortalStore>, settings: SyncSettings) -> Arc<Self> {
+        Self::spawn_traced(store, settings, Traces::off())
+    }
+
+    /// [`Syncer::spawn`], the work recorded in `traces`: a span per snapshot (a child of the
+    /// Resync call that asked for it), per opening of the feed and per batch of events; the
+    /// calls to identity carry their context.
+    pub fn spawn_traced(
+        store: Arc<dyn PortalStore>,
+        settings: SyncSettings,
+        traces: Traces,
+    ) -> Arc<Self> {
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let (wake, _) = tokio::sync::watch::channel(0);
         ::metrics::describe_counter!(
@@ -169,6 +165,7 @@ impl Syncer {
             wake,
             shutdown,
             contact: IdentityContact::default(),
+            traces: SyncTraces::new(traces),
         });
         tokio::spawn(Arc::clone(&s).discover());
         tokio::spawn(Arc::clone(&s).publish());
@@ -192,6 +189,7 @@ impl Syncer {
     /// derives every record again.
     pub async fn resync(&self, infrastructure: Uuid) -> Result<(), StoreError> {
         self.store.reset_sync(infrastructure).await?;
+        self.traces.resync_asked(infrastructure);
         self.wake.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -345,19 +343,6 @@ impl Syncer {
         });
     }
 
-    fn client(&self, token: &str) -> Result<AuditClient, RunError> {
-        let endpoint = endpoint::identity(&self.settings)?;
-        let value = format!("Bearer {token}").parse().map_err(|_| {
-            RunError::Identity(tonic::Status::invalid_argument(
-                "identity token is not valid metadata",
-            ))
-        })?;
-        Ok(
-            pb::audit_client::AuditClient::with_interceptor(endpoint.connect_lazy(), Bearer(value))
-                .max_decoding_message_size(MAX_IDENTITY_MESSAGE),
-        )
-    }
-
     /// One run: resume with what the worker kept, or take a snapshot and reconcile everything;
     /// then follow the feed. What the worker keeps is dropped on a resync and when identity
     /// says the cursor is gone.
@@ -375,7 +360,7 @@ impl Syncer {
                     "ODC infrastructure without an organization",
                 ))
             })?;
-        let mut client = self.client(token)?;
+        let mut client = endpoint::client(&self.settings, token)?;
         if kept.is_some() && self.store.sync_state(infra.id).await?.cursor == 0 {
             // Resync: the stored cursor was dropped.
             *kept = None;
@@ -385,7 +370,10 @@ impl Syncer {
                 self.settle(infra, f).await?;
                 f
             }
-            None => kept.insert(self.snapshot(infra, &mut client, &org).await?),
+            None => {
+                let span = self.traces.snapshot(infra.id);
+                kept.insert(self.snapshot(infra, &mut client, &org).instrument(span).await?)
+            }
         };
         let result = self.follow(infra, token, &mut client, org, followed).await;
         self.update(infra.id, |s| {
@@ -468,11 +456,13 @@ impl Syncer {
     ) -> Result<(), RunError> {
         let mut wake = self.wake.subscribe();
         let mut stop = self.shutdown.subscribe();
+        let span = tracing::info_span!("sync_watch", infrastructure = %infra.id, after = f.cursor);
         let response = client
             .watch_changes(pb::WatchChangesRequest {
                 parent: org,
                 after_sequence: i64::try_from(f.cursor).unwrap_or_default(),
             })
+            .instrument(self.traces.root(span))
             .await?;
         self.contact.answered();
         self.feed_opened(infra.id, f.cursor, head_of(response.metadata()));
@@ -504,11 +494,20 @@ impl Syncer {
                 }
             }
             let answered = now();
-            for e in &batch {
-                f.pending.extend(identity::apply_event(&mut f.mirror, e));
-                f.cursor = u64::try_from(e.sequence).unwrap_or(f.cursor);
+            let span = tracing::info_span!(
+                "sync_batch",
+                infrastructure = %infra.id,
+                events = batch.len()
+            );
+            async {
+                for e in &batch {
+                    f.pending.extend(identity::apply_event(&mut f.mirror, e));
+                    f.cursor = u64::try_from(e.sequence).unwrap_or(f.cursor);
+                }
+                self.write_pending(infra, f).await
             }
-            self.write_pending(infra, f).await?;
+            .instrument(self.traces.root(span))
+            .await?;
             let cursor = f.cursor;
             self.update(infra.id, |s| {
                 s.cursor = cursor;
