@@ -206,8 +206,8 @@ mod tests {
 
     #[test]
     fn the_otlp_endpoint_flag_fills_the_telemetry_table() {
-        let args = Args::try_parse_from(["svc", "--otlp-endpoint", "http://collector:4317"])
-            .unwrap();
+        let args =
+            Args::try_parse_from(["svc", "--otlp-endpoint", "http://collector:4317"]).unwrap();
         let layer = Layer {
             common: args.common.flags(),
             identity_url: None,

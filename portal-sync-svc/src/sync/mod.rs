@@ -45,10 +45,10 @@ pub use status::{LAG_EVENTS, STALENESS_SECONDS, StatusView};
 
 use contact::IdentityContact;
 use endpoint::AuditClient;
-use traced::SyncTraces;
 use failure::{Backoff, Failure};
 use reconcile::Members;
 use resume::{Followed, cursor_gone, head_of};
+use traced::SyncTraces;
 
 /// Sync settings.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -188,8 +188,9 @@ impl Syncer {
     /// Drops the stored cursor of an infrastructure: its worker takes a fresh snapshot and
     /// derives every record again.
     pub async fn resync(&self, infrastructure: Uuid) -> Result<(), StoreError> {
-        self.store.reset_sync(infrastructure).await?;
+        // Before the cursor is dropped: a worker that sees it gone takes the parent.
         self.traces.resync_asked(infrastructure);
+        self.store.reset_sync(infrastructure).await?;
         self.wake.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -372,7 +373,11 @@ impl Syncer {
             }
             None => {
                 let span = self.traces.snapshot(infra.id);
-                kept.insert(self.snapshot(infra, &mut client, &org).instrument(span).await?)
+                kept.insert(
+                    self.snapshot(infra, &mut client, &org)
+                        .instrument(span)
+                        .await?,
+                )
             }
         };
         let result = self.follow(infra, token, &mut client, org, followed).await;

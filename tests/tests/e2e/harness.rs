@@ -14,6 +14,7 @@ use shared::testkit::clients::{Credentials, invitation_token};
 use shared::testkit::pg::{self, TestDatabase};
 use shared::testkit::server::{self, Reach, TestServer};
 use shared::tls::TlsSettings;
+use shared::traces::TelemetrySettings;
 use tonic::transport::Channel;
 
 /// Which store both services run on.
@@ -90,6 +91,8 @@ pub struct World {
     identity_addr: SocketAddr,
     portal_addr: Option<SocketAddr>,
     identity_tls: Option<IdentityTls>,
+    /// Both services' `[telemetry]` (traces off unless [`World::start_traced`]).
+    telemetry: TelemetrySettings,
     _pg: Vec<TestDatabase>,
 }
 
@@ -101,6 +104,27 @@ impl World {
 
     /// Starts identity (serving TLS per `identity_tls`), then portal-sync pointed at it.
     pub async fn start_with(backend: Backend, identity_tls: Option<IdentityTls>) -> World {
+        let mut w = Self::prepare(backend, identity_tls).await;
+        w.start_identity().await;
+        w.start_portal().await;
+        w
+    }
+
+    /// Starts both services exporting their traces to `otlp_endpoint` (in batches every 50 ms).
+    pub async fn start_traced(backend: Backend, otlp_endpoint: String) -> World {
+        let mut w = Self::prepare(backend, None).await;
+        w.telemetry = TelemetrySettings {
+            otlp_endpoint: Some(otlp_endpoint),
+            export_delay_ms: 50,
+            ..TelemetrySettings::default()
+        };
+        w.start_identity().await;
+        w.start_portal().await;
+        w
+    }
+
+    /// The databases, directories and tokens of both services, neither started.
+    async fn prepare(backend: Backend, identity_tls: Option<IdentityTls>) -> World {
         let pg = match backend {
             Backend::Sqlite => Vec::new(),
             Backend::Postgres => vec![
@@ -108,7 +132,7 @@ impl World {
                 fresh_database("e2e_portal").await,
             ],
         };
-        let mut w = World {
+        World {
             identity: None,
             portal: None,
             identity_operator: format!("odc_op_{}", uuid::Uuid::new_v4().simple()),
@@ -120,11 +144,9 @@ impl World {
             identity_addr: "127.0.0.1:0".parse().unwrap(),
             portal_addr: None,
             identity_tls,
+            telemetry: TelemetrySettings::default(),
             _pg: pg,
-        };
-        w.start_identity().await;
-        w.start_portal().await;
-        w
+        }
     }
 
     /// (Re)starts identity on its address (a fresh port the first time).
@@ -133,6 +155,7 @@ impl World {
         s.data_dir = self.identity_dir.path().to_path_buf();
         s.database_url = self.identity_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
+        s.telemetry = self.telemetry.clone();
         let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
@@ -160,6 +183,7 @@ impl World {
         s.database_url = self.portal_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.portal_operator.clone()));
         s.service_tokens = vec![shared::auth::Secret::new(SERVICE_TOKEN.to_owned())];
+        s.telemetry = self.telemetry.clone();
         s.sync.identity_url = format!("http://{}", self.identity_addr);
         if let Some(tls) = &self.identity_tls {
             s.sync.identity_url = format!("https://{}", self.identity_addr);

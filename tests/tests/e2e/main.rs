@@ -18,3 +18,4 @@ mod portal_api;
 mod properties;
 mod sync;
 mod tls;
+mod traces;
