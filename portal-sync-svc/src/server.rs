@@ -44,6 +44,16 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Boxed: the whole service's state machine is large (clippy's `large_futures`), and every
+    // caller (the binary, the tests, the bench) would otherwise carry it inline.
+    Box::pin(serve_boxed(listener, settings, shutdown)).await
+}
+
+async fn serve_boxed(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",

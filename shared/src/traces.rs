@@ -164,11 +164,11 @@ impl Traces {
 
     /// Makes `span` (just created, not yet entered) a root span of this service's traces.
     pub fn root(&self, span: &tracing::Span) {
-        self.adopt(span, Context::new());
+        self.adopt(span, &Context::new());
     }
 
     /// Makes `span` a span of this service under `parent` (a remote caller's context).
-    fn adopt(&self, span: &tracing::Span, parent: Context) {
+    fn adopt(&self, span: &tracing::Span, parent: &Context) {
         if let Some(service) = &self.service {
             // Fails only when the span is disabled or the layer is not installed: no trace.
             let _ = span.set_parent(parent.with_value(service.clone()));
@@ -180,7 +180,7 @@ impl Traces {
     pub(crate) fn adopt_remote(&self, span: &tracing::Span, headers: &http::HeaderMap) {
         if self.service.is_some() {
             let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-            self.adopt(span, parent);
+            self.adopt(span, &parent);
         }
     }
 

@@ -371,14 +371,11 @@ impl Syncer {
                 self.settle(infra, f).await?;
                 f
             }
-            None => {
-                let span = self.traces.snapshot(infra.id);
-                kept.insert(
-                    self.snapshot(infra, &mut client, &org)
-                        .instrument(span)
-                        .await?,
-                )
-            }
+            None => kept.insert(
+                self.snapshot(infra, &mut client, &org)
+                    .instrument(self.traces.snapshot(infra.id))
+                    .await?,
+            ),
         };
         let result = self.follow(infra, token, &mut client, org, followed).await;
         self.update(infra.id, |s| {
