@@ -39,7 +39,7 @@ use crate::health::Health;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
 use crate::tls::{ServerTls, TlsError, TlsSettings, Transport};
 use crate::traces::Traces;
-use crate::traces::grpc::TraceLayer;
+use trace::TraceLayer;
 
 /// Tunables of the gRPC server, meant to be embedded in a service's configuration.
 ///
@@ -307,7 +307,7 @@ where
 
 /// The `grpc-status` of a response as far as the headers tell: present for trailers-only
 /// (error) responses, otherwise `OK` (the real status follows in the trailers).
-pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Code {
+fn grpc_status(headers: &http::HeaderMap) -> Code {
     headers
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())
@@ -362,6 +362,8 @@ fn code_label(code: Code) -> &'static str {
         .and_then(|i| LABELS.get(i).copied())
         .unwrap_or("2")
 }
+
+mod trace;
 
 #[cfg(test)]
 mod tests;

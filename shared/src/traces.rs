@@ -5,7 +5,7 @@
 //! (installed by [`crate::telemetry::init_with_traces`]) turns them into OpenTelemetry spans.
 //! Which exporter a span goes to is decided by its trace context, not by the process: every
 //! root span of a service is *adopted* by that service's [`Traces`] (its gRPC handler spans by
-//! the server layer in [`grpc`], background work such as a sync batch with [`Traces::root`]),
+//! the server layer of [`crate::server`], background work such as a sync batch with [`Traces::root`]),
 //! which puts the service's tracer into the span's OpenTelemetry context; children inherit it.
 //! So two services in one process (the end-to-end tests) each export their own spans under
 //! their own `service.name`, and a span that no [`Traces`] adopted is not recorded at all.
@@ -31,8 +31,6 @@ use opentelemetry_sdk::trace::{
 use serde::{Deserialize, Serialize};
 use tonic::codegen::http;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-pub(crate) mod grpc;
 
 /// The `[telemetry]` table of both services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
-use super::Traces;
+use crate::traces::Traces;
 
 /// Tower layer opening the call's span (see the module docs); outermost in the server.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ where
             async move {
                 let result = response.await;
                 if let Ok(response) = &result {
-                    record_status(&recorded, crate::server::grpc_status(response.headers()));
+                    record_status(&recorded, super::grpc_status(response.headers()));
                 }
                 result
             }
