@@ -7,9 +7,9 @@
 //!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
 //!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--otlp-endpoint`, `--tls-cert-file`, `--tls-key-file`,
-//!    `--tls-client-ca-file`, `--identity-ca-file`, `--identity-cert-file`,
-//!    `--identity-key-file`);
+//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--otlp-endpoint`,
+//!    `--tls-cert-file`, `--tls-key-file`, `--tls-client-ca-file`, `--identity-ca-file`,
+//!    `--identity-cert-file`, `--identity-key-file`);
 //!
 //! then each secret given as a file (`database_url_file`, `operator_token_file`,
 //! `service_tokens_file`) is read ([`Settings::read_secret_files`]).
@@ -345,6 +345,7 @@ mod tests {
                 "identity-url",
                 "log-format",
                 "metrics-listen",
+                "otlp-endpoint",
                 "tls-cert-file",
                 "tls-key-file",
                 "tls-client-ca-file",

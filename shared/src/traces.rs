@@ -315,6 +315,33 @@ mod tests {
     }
 
     #[test]
+    fn the_telemetry_table_reads_from_toml() {
+        use figment::providers::{Format as _, Toml};
+        #[derive(Deserialize)]
+        struct Settings {
+            telemetry: TelemetrySettings,
+        }
+        let s: Settings = figment::Figment::new()
+            .merge(Toml::string(
+                r#"
+                [telemetry]
+                otlp_endpoint = "http://collector:4317"
+                service_name = "identity-eu"
+                resource_attributes = { "deployment.environment" = "production" }
+                "#,
+            ))
+            .extract()
+            .unwrap();
+        assert!(s.telemetry.enabled());
+        assert_eq!(s.telemetry.service_name.as_deref(), Some("identity-eu"));
+        assert_eq!(
+            s.telemetry.resource_attributes["deployment.environment"],
+            "production"
+        );
+        assert_eq!(s.telemetry.export_delay_ms, 5000);
+    }
+
+    #[test]
     fn an_untraced_call_carries_no_traceparent() {
         let mut metadata = tonic::metadata::MetadataMap::new();
         inject(&mut metadata);
