@@ -12,6 +12,7 @@
 
 mod harness;
 
+mod faults;
 mod health;
 mod pg_tls;
 mod portal_api;
