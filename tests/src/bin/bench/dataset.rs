@@ -109,7 +109,7 @@ struct Population {
 /// Builds the dataset of `n` users: n/10 groups, clamp(n/100, 10, 1000) custom roles and apps
 /// (1k each at 100k), 3 stages, organization-scope, app-scope and group access; and writes it
 /// to the backend's identity store (see [`write_seed`]).
-async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
+pub(crate) async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
     let t0 = Instant::now();
     let mut rng = Rng(0x0DC0_BE4C_0000_0000 ^ n as u64);
     let org = rng.uuid();

@@ -33,7 +33,7 @@ pub(crate) fn serve_child(args: &[String]) {
         .expect("runtime");
     rt.block_on(async {
         shared::telemetry::init(shared::telemetry::LogFormat::Json);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(crate::listen_addr())
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
