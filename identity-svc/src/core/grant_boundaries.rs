@@ -128,6 +128,10 @@ impl Core {
         let done = self
             .mutate(&Clockwork, org, None, |d| Ok(pass_due_boundaries(d)))
             .await?;
+        if done.value == 0 {
+            // The draft ran again after catching up (or the follower was quicker).
+            tracing::debug!(%org, "another replica committed these grant boundaries first");
+        }
         Ok(done.value)
     }
 }
