@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::Core;
 use super::commit::{Draft, Proof};
 use super::sealed::Sealed;
-use super::Core;
 use crate::domain::model::{Assignment, Entity, GrantPhase, Principal};
 use crate::error::Error;
 
@@ -51,13 +51,7 @@ fn advanced(a: &Assignment) -> Option<(&'static str, Assignment)> {
         GrantPhase::Expired => return None,
     };
     a.next_boundary()?;
-    Some((
-        action,
-        Assignment {
-            phase,
-            ..a.clone()
-        },
-    ))
+    Some((action, Assignment { phase, ..a.clone() }))
 }
 
 /// Records every boundary due at the draft's time, earliest first: a grant whose start and end

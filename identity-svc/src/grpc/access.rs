@@ -86,7 +86,8 @@ fn grant_period(v: &mut Violations, p: Option<&pb::GrantPeriod>) -> Option<Optio
     };
     let start = time_filter(v, "grant_period.start_time", p.start_time.as_ref());
     let end = time_filter(v, "grant_period.end_time", p.end_time.as_ref());
-    let bad = |t: &Option<prost_types::Timestamp>, parsed: Option<_>| t.is_some() && parsed.is_none();
+    let bad =
+        |t: &Option<prost_types::Timestamp>, parsed: Option<_>| t.is_some() && parsed.is_none();
     if bad(&p.start_time, start) || bad(&p.end_time, end) {
         return None;
     }

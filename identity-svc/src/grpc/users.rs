@@ -222,7 +222,8 @@ impl pb::users_server::Users for Api {
             .await?;
         let query = command(|v| Some(listing::parse_query(v, a.org, &a.req)))?;
         let st = a.handle.read();
-        let (need, visible_stages) = listing::visibility(&query, &st, a.entry.principal(), a.entry.now());
+        let (need, visible_stages) =
+            listing::visibility(&query, &st, a.entry.principal(), a.entry.now());
         a.entry.require(&st, &need).map_err(to_status)?;
         Ok(respond(listing::page(&query, &st, &visible_stages), st.seq))
     }

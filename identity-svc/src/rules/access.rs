@@ -121,7 +121,10 @@ fn validate_period(period: &GrantPeriod, now: Micros) -> Result<(), Error> {
     if let (Some(s), Some(e)) = (period.start, period.end)
         && e <= s
     {
-        v.add("grant_period.end_time", "must be after grant_period.start_time");
+        v.add(
+            "grant_period.end_time",
+            "must be after grant_period.start_time",
+        );
     } else if period.end.is_some_and(|e| e <= now) {
         v.add("grant_period.end_time", "must be in the future");
     }
@@ -157,10 +160,14 @@ pub fn assign_role(
             return Ok(e.clone());
         }
         // The last Administrator for good may not be replaced by a grant that ends.
-        let stays_admin = role_id == ADMINISTRATOR && phase.is_active() && period.is_none_or(|x| x.end.is_none());
-        if let (Principal::User(u), ScopeKey::Organization, true, false) =
-            (p, scope, e.is_permanent() && e.role == ADMINISTRATOR, stays_admin)
-        {
+        let stays_admin =
+            role_id == ADMINISTRATOR && phase.is_active() && period.is_none_or(|x| x.end.is_none());
+        if let (Principal::User(u), ScopeKey::Organization, true, false) = (
+            p,
+            scope,
+            e.is_permanent() && e.role == ADMINISTRATOR,
+            stays_admin,
+        ) {
             protect_last_admin(st, u)?;
         }
     }

@@ -195,10 +195,7 @@ async fn a_grant_counts_only_inside_its_period(b: Backend) {
         pb::GrantState::Expired
     );
     let e = next_with_action(&mut feed, INEFFECTIVE).await;
-    assert_eq!(
-        moved(&e),
-        (pb::GrantState::Active, pb::GrantState::Expired)
-    );
+    assert_eq!(moved(&e), (pb::GrantState::Active, pb::GrantState::Expired));
     assert_eq!(access(&app, &admin, &dev.user).await, (false, false, false));
     let expired = listed(&app, &admin, &dev.user).await;
     assert_eq!(expired.state(), pb::GrantState::Expired);
@@ -242,7 +239,10 @@ async fn grant_periods_are_validated_and_answered_with_their_state(b: Backend) {
         .await
         .unwrap();
     assert_eq!(a.state(), pb::GrantState::Active);
-    assert!(app.check(&admin, &dev.user, "asset.open", "production", "").await);
+    assert!(
+        app.check(&admin, &dev.user, "asset.open", "production", "")
+            .await
+    );
     let a = try_period(period(None, None)).await.unwrap();
     assert_eq!((a.state(), a.grant_period), (pb::GrantState::Active, None));
 
@@ -340,8 +340,14 @@ async fn two_replicas_commit_each_boundary_event_once(b: Backend) {
     ];
 
     for (action, states) in [
-        (EFFECTIVE, (pb::GrantState::Scheduled, pb::GrantState::Active)),
-        (INEFFECTIVE, (pb::GrantState::Active, pb::GrantState::Expired)),
+        (
+            EFFECTIVE,
+            (pb::GrantState::Scheduled, pb::GrantState::Active),
+        ),
+        (
+            INEFFECTIVE,
+            (pb::GrantState::Active, pb::GrantState::Expired),
+        ),
     ] {
         first.clock.advance(Duration::from_secs(3600));
         // Both replicas' feeds carry the event, with the same sequence.

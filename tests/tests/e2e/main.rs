@@ -12,6 +12,7 @@
 
 mod harness;
 
+mod grant_periods;
 mod health;
 mod pg_tls;
 mod portal_api;

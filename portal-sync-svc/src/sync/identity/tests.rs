@@ -225,7 +225,11 @@ fn a_time_bound_grant_counts_between_its_boundary_events_only() {
     let mut u = s.users[2].clone();
     u.set_state(pb::UserState::Active);
     apply_event(&mut m, &event("user.activated", None, Some(Kind::User(u))));
-    let e = event("role_assignment.created", None, Some(at(pb::GrantState::Scheduled)));
+    let e = event(
+        "role_assignment.created",
+        None,
+        Some(at(pb::GrantState::Scheduled)),
+    );
     assert_eq!(apply_event(&mut m, &e), BTreeSet::new());
     assert_eq!(m.derive(dev), None);
     // The start's event makes the record, the end's removes it.

@@ -452,7 +452,13 @@ fn a_time_bound_grant_counts_only_while_active_and_before_its_end() {
     assert!(holds(&st, 150));
     assert!(has_in_any_stage(&st, u, "asset.debug", 199));
     assert!(!holds(&st, 200));
-    assert!(!has_anywhere_in_stage(&st, u, "asset.debug", "development", 200));
+    assert!(!has_anywhere_in_stage(
+        &st,
+        u,
+        "asset.debug",
+        "development",
+        200
+    ));
     // EXPIRED: nothing.
     st.insert(grant(GrantPhase::Expired));
     assert!(!holds(&st, 150));
