@@ -78,20 +78,14 @@ fn query<'a>(
     })
 }
 
-/// The grant period of AssignRole: `Some(None)` when not given, `None` when a timestamp is bad
-/// (recorded). Whether the end is after the start and ahead is for the rules to say.
-fn grant_period(v: &mut Violations, p: Option<&pb::GrantPeriod>) -> Option<Option<GrantPeriod>> {
-    let Some(p) = p else {
-        return Some(None);
-    };
-    let start = time_filter(v, "grant_period.start_time", p.start_time.as_ref());
-    let end = time_filter(v, "grant_period.end_time", p.end_time.as_ref());
-    let bad =
-        |t: &Option<prost_types::Timestamp>, parsed: Option<_>| t.is_some() && parsed.is_none();
-    if bad(&p.start_time, start) || bad(&p.end_time, end) {
-        return None;
-    }
-    Some(Some(GrantPeriod { start, end }))
+/// The grant period of AssignRole (`None` when not given). A bad timestamp is recorded in `v`,
+/// which refuses the request; whether the end is after the start and ahead is for the rules.
+fn grant_period(v: &mut Violations, p: Option<&pb::GrantPeriod>) -> Option<GrantPeriod> {
+    let p = p?;
+    Some(GrantPeriod {
+        start: time_filter(v, "grant_period.start_time", p.start_time.as_ref()),
+        end: time_filter(v, "grant_period.end_time", p.end_time.as_ref()),
+    })
 }
 
 /// Checks that the stage and app of a query exist.
@@ -161,7 +155,7 @@ impl pb::access_server::Access for Api {
             );
             let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
             let period = grant_period(v, a.req.grant_period.as_ref());
-            Some((p?, role?, scope?, period?))
+            Some((p?, role?, scope?, period))
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self

@@ -172,10 +172,10 @@ async fn a_grant_counts_only_inside_its_period(b: Backend) {
     );
 
     // The start: the service commits the event, then the grant counts everywhere.
-    app.clock.advance(Duration::from_secs(3600));
+    app.clock.advance(Duration::from_hours(1));
     let e = next_with_action(&mut feed, EFFECTIVE).await;
     assert_eq!(e.actor, "system");
-    assert_eq!(e.affected_users, [dev.user.clone()]);
+    assert_eq!(e.affected_users, std::slice::from_ref(&dev.user));
     assert_eq!(
         moved(&e),
         (pb::GrantState::Scheduled, pb::GrantState::Active)
@@ -188,7 +188,7 @@ async fn a_grant_counts_only_inside_its_period(b: Backend) {
 
     // The end: nothing at once, whether or not the event is committed yet (the clock is
     // compared too), and the grant is listed as expired.
-    app.clock.advance(Duration::from_secs(3600));
+    app.clock.advance(Duration::from_hours(1));
     assert_eq!(access(&app, &admin, &dev.user).await, (false, false, false));
     assert_eq!(
         listed(&app, &admin, &dev.user).await.state(),
@@ -349,7 +349,7 @@ async fn two_replicas_commit_each_boundary_event_once(b: Backend) {
             (pb::GrantState::Active, pb::GrantState::Expired),
         ),
     ] {
-        first.clock.advance(Duration::from_secs(3600));
+        first.clock.advance(Duration::from_hours(1));
         // Both replicas' feeds carry the event, with the same sequence.
         let mut seen = Vec::new();
         for feed in &mut feeds {

@@ -88,7 +88,7 @@ async fn portal_records_appear_and_disappear_at_the_grant_boundaries(b: Backend)
     );
 
     // One hour on: one grant ends, the other starts.
-    w.identity_clock().advance(Duration::from_secs(3600));
+    w.identity_clock().advance(Duration::from_hours(1));
     records_become(
         &w,
         &s,
@@ -100,7 +100,7 @@ async fn portal_records_appear_and_disappear_at_the_grant_boundaries(b: Backend)
     .await;
 
     // Two hours on: the second one ends too.
-    w.identity_clock().advance(Duration::from_secs(3600));
+    w.identity_clock().advance(Duration::from_hours(1));
     records_become(&w, &s, &[("admin@acme.example", ADMIN)]).await;
     caught_up(&w, &s).await;
     assert_eq!(records(&w, &s).await.len(), 1);
