@@ -13,6 +13,7 @@
 mod harness;
 
 mod faults;
+mod grant_periods;
 mod health;
 mod pg_tls;
 mod portal_api;

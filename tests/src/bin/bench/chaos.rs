@@ -334,6 +334,7 @@ async fn reader_token(identity: &Channel, bearer: &Bearer, parent: &str) -> anyh
             scope: Some(pb::Scope {
                 kind: Some(pb::scope::Kind::Organization(true)),
             }),
+            grant_period: None,
         })
         .await?;
     Ok(accounts

@@ -9,9 +9,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use identity_svc::auth::SERVICE_ACCOUNT_PREFIX;
 use identity_svc::domain::model::{
-    App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, Group, GroupMember,
-    GroupRole, Organization, Principal, Role, ScopeKey, ServiceAccount, Stage, StagePurpose, User,
-    UserState,
+    App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, GrantPhase, Group,
+    GroupMember, GroupRole, Organization, Principal, Role, ScopeKey, ServiceAccount, Stage,
+    StagePurpose, User, UserState,
 };
 use identity_svc::domain::names::fmt;
 use identity_svc::domain::permissions::catalog::{self, PermissionDef};
@@ -485,6 +485,8 @@ fn assignment(org: Uuid, p: Principal, scope: ScopeKey, role: String, now: i64) 
             scope,
             role,
             create_time: now,
+            period: None,
+            phase: GrantPhase::Active,
         }),
     )
 }

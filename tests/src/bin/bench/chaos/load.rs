@@ -164,6 +164,7 @@ impl Load {
                 scope: Some(pb::Scope {
                     kind: Some(pb::scope::Kind::Organization(true)),
                 }),
+                grant_period: None,
             };
             match access.assign_role(request).await {
                 Ok(_) => {
