@@ -63,4 +63,6 @@ pub mod testkit;
 pub mod text;
 pub mod tls;
 pub mod traces;
+#[cfg(feature = "migrations")]
+pub mod unavailable;
 pub mod violations;

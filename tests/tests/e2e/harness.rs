@@ -91,6 +91,9 @@ pub struct World {
     identity_addr: SocketAddr,
     portal_addr: Option<SocketAddr>,
     identity_tls: Option<IdentityTls>,
+    /// identity's clock when the test moves it (`start_with_manual_clock`); the system clock
+    /// otherwise.
+    identity_clock: Option<identity_svc::core::ManualClock>,
     /// Both services' `[telemetry]` (traces off unless [`World::start_traced`]).
     telemetry: TelemetrySettings,
     _pg: Vec<TestDatabase>,
@@ -102,9 +105,28 @@ impl World {
         Self::start_with(backend, None).await
     }
 
+    /// Starts identity on a manual clock that only [`World::identity_clock`] moves, then
+    /// portal-sync pointed at it.
+    pub async fn start_with_manual_clock(backend: Backend) -> World {
+        Self::start_full(
+            backend,
+            None,
+            Some(identity_svc::core::ManualClock::default()),
+        )
+        .await
+    }
+
     /// Starts identity (serving TLS per `identity_tls`), then portal-sync pointed at it.
     pub async fn start_with(backend: Backend, identity_tls: Option<IdentityTls>) -> World {
-        let mut w = Self::prepare(backend, identity_tls).await;
+        Self::start_full(backend, identity_tls, None).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        identity_tls: Option<IdentityTls>,
+        identity_clock: Option<identity_svc::core::ManualClock>,
+    ) -> World {
+        let mut w = Self::prepare(backend, identity_tls, identity_clock).await;
         w.start_identity().await;
         w.start_portal().await;
         w
@@ -112,7 +134,7 @@ impl World {
 
     /// Starts both services exporting their traces to `otlp_endpoint` (in batches every 50 ms).
     pub async fn start_traced(backend: Backend, otlp_endpoint: String) -> World {
-        let mut w = Self::prepare(backend, None).await;
+        let mut w = Self::prepare(backend, None, None).await;
         w.telemetry = TelemetrySettings {
             otlp_endpoint: Some(otlp_endpoint),
             export_delay_ms: 50,
@@ -124,7 +146,11 @@ impl World {
     }
 
     /// The databases, directories and tokens of both services, neither started.
-    async fn prepare(backend: Backend, identity_tls: Option<IdentityTls>) -> World {
+    async fn prepare(
+        backend: Backend,
+        identity_tls: Option<IdentityTls>,
+        identity_clock: Option<identity_svc::core::ManualClock>,
+    ) -> World {
         let pg = match backend {
             Backend::Sqlite => Vec::new(),
             Backend::Postgres => vec![
@@ -144,6 +170,7 @@ impl World {
             identity_addr: "127.0.0.1:0".parse().unwrap(),
             portal_addr: None,
             identity_tls,
+            identity_clock,
             telemetry: TelemetrySettings::default(),
             _pg: pg,
         }
@@ -160,13 +187,24 @@ impl World {
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
         }
+        let mut deps = identity_svc::Dependencies::default();
+        if let Some(clock) = &self.identity_clock {
+            deps.clock = std::sync::Arc::new(clock.clone());
+        }
         let server =
             TestServer::start_reached(Some(self.identity_addr), reach, |listener, shutdown| {
-                identity_svc::serve(listener, s, identity_svc::Dependencies::default(), shutdown)
+                identity_svc::serve(listener, s, deps, shutdown)
             })
             .await;
         self.identity_addr = server.addr();
         self.identity = Some(server);
+    }
+
+    /// identity's manual clock (only for a world started with `start_with_manual_clock`).
+    pub fn identity_clock(&self) -> &identity_svc::core::ManualClock {
+        self.identity_clock
+            .as_ref()
+            .expect("the world was started with start_with_manual_clock")
     }
 
     /// Stops identity (graceful) and waits for it to exit.
