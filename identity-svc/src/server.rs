@@ -21,6 +21,7 @@ use crate::auth::OPERATOR_PREFIX;
 use crate::config::Settings;
 use crate::core::hashing::HashPool;
 use crate::core::lockout::LockoutPolicy;
+use crate::core::oidc::Verifier;
 use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
 use crate::grpc::throttle::AddressLimits;
@@ -94,6 +95,9 @@ async fn serve_boxed(
     .with_login_limits(
         HashPool::from_settings(&settings.login),
         LockoutPolicy::from(&settings.login),
+    )
+    .with_oidc(
+        Verifier::new(&settings.oidc).context("cannot build the OpenID Connect HTTP client")?,
     );
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
@@ -227,6 +231,9 @@ fn routes(api: &Api) -> Routes {
         .add_service(pb::access_server::AccessServer::new(api.clone()))
         .add_service(pb::groups_server::GroupsServer::new(api.clone()))
         .add_service(pb::service_accounts_server::ServiceAccountsServer::new(
+            api.clone(),
+        ))
+        .add_service(pb::identity_providers_server::IdentityProvidersServer::new(
             api.clone(),
         ))
         .add_service(pb::audit_server::AuditServer::new(api.clone()))

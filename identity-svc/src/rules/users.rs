@@ -213,6 +213,7 @@ pub fn delete_user(
             vec![id],
         );
     }
+    crate::rules::identity_providers::delete_profiles_of(d, id);
     d.change(
         "user.deleted",
         fmt::user(o, id),

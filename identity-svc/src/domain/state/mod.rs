@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 use super::model::{
-    App, Change, EndUserRole, Entity, Group, Invitation, Organization, Principal, Role, ScopeKey,
-    ServiceAccount, Stage, User,
+    App, Change, EndUserRole, Entity, Group, IdentityProvider, Invitation, Organization, Principal,
+    ProviderProfile, Role, ScopeKey, ServiceAccount, Stage, User,
 };
 
 mod collections;
@@ -56,6 +56,12 @@ pub struct OrgState {
     pub group_roles: HashMap<Uuid, SortedSet<Uuid>>,
     /// Service accounts by id.
     pub service_accounts: HashMap<Uuid, ServiceAccount>,
+    /// External identity providers by id.
+    pub identity_providers: HashMap<Uuid, IdentityProvider>,
+    /// Provider profiles by (provider, subject).
+    pub provider_profiles: HashMap<(Uuid, String), ProviderProfile>,
+    /// The (provider, subject) of each user's provider profiles.
+    pub user_provider_profiles: HashMap<Uuid, SortedSet<(Uuid, String)>>,
 }
 
 impl OrgState {
@@ -79,6 +85,9 @@ impl OrgState {
             user_groups: HashMap::new(),
             group_roles: HashMap::new(),
             service_accounts: HashMap::new(),
+            identity_providers: HashMap::new(),
+            provider_profiles: HashMap::new(),
+            user_provider_profiles: HashMap::new(),
         }
     }
 
@@ -147,6 +156,17 @@ impl OrgState {
             }
             Entity::ServiceAccount(s) => {
                 self.service_accounts.insert(s.id, s);
+            }
+            Entity::IdentityProvider(p) => {
+                self.identity_providers.insert(p.id, p);
+            }
+            Entity::ProviderProfile(p) => {
+                let key = (p.provider, p.subject.clone());
+                self.user_provider_profiles
+                    .entry(p.user)
+                    .or_default()
+                    .insert(key.clone());
+                self.provider_profiles.insert(key, p);
             }
         }
     }
@@ -218,6 +238,14 @@ impl OrgState {
             }
             Entity::ServiceAccount(s) => {
                 self.service_accounts.remove(&s.id);
+            }
+            Entity::IdentityProvider(p) => {
+                self.identity_providers.remove(&p.id);
+            }
+            Entity::ProviderProfile(p) => {
+                let key = (p.provider, p.subject.clone());
+                drop_from(&mut self.user_provider_profiles, &p.user, &key);
+                self.provider_profiles.remove(&key);
             }
         }
     }

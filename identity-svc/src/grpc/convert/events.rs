@@ -52,6 +52,8 @@ fn resource(org: Uuid, e: &Entity) -> pb::Resource {
         Entity::GroupMember(m) => Kind::GroupMember(group_member(org, m)),
         Entity::GroupRole(r) => Kind::GroupRole(group_role(org, r)),
         Entity::ServiceAccount(s) => Kind::ServiceAccount(super::service_account(org, s)),
+        Entity::IdentityProvider(p) => Kind::IdentityProvider(super::identity_provider(org, p)),
+        Entity::ProviderProfile(p) => Kind::ProviderProfile(super::provider_profile(org, p)),
     };
     pb::Resource { kind: Some(kind) }
 }
