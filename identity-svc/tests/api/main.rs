@@ -20,6 +20,8 @@ mod feed;
 mod groups;
 mod lifecycle;
 mod mailer;
+mod oidc;
+mod oidc_provider;
 mod replicas;
 mod roles;
 mod rules;
