@@ -206,7 +206,7 @@ async fn sweep_address_limits(
 }
 
 /// The fully qualified name of every `identity.v1` service, as reported by health.
-pub const SERVICE_NAMES: [&str; 9] = [
+pub const SERVICE_NAMES: [&str; 10] = [
     pb::organizations_server::SERVICE_NAME,
     pb::stages_server::SERVICE_NAME,
     pb::apps_server::SERVICE_NAME,
@@ -215,6 +215,7 @@ pub const SERVICE_NAMES: [&str; 9] = [
     pb::access_server::SERVICE_NAME,
     pb::groups_server::SERVICE_NAME,
     pb::service_accounts_server::SERVICE_NAME,
+    pb::identity_providers_server::SERVICE_NAME,
     pb::audit_server::SERVICE_NAME,
 ];
 

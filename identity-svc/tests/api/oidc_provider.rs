@@ -140,8 +140,7 @@ impl Provider {
             .unwrap()
             .query_pairs()
             .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_else(|| panic!("no code in {location}"));
+            .map_or_else(|| panic!("no code in {location}"), |(_, v)| v.into_owned());
         let body: serde_json::Value = self
             .http
             .post(format!("{}/oauth2/token", self.issuer()))

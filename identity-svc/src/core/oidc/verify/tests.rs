@@ -86,7 +86,10 @@ fn foreign_issuers_and_other_algorithms_are_refused_before_any_key_is_needed() {
         &EncodingKey::from_secret(b"shared"),
     )
     .unwrap();
-    assert_eq!(inspect(&hs, ISS).unwrap_err().reason(), "UNSUPPORTED_ALGORITHM");
+    assert_eq!(
+        inspect(&hs, ISS).unwrap_err().reason(),
+        "UNSUPPORTED_ALGORITHM"
+    );
     assert_eq!(inspect("x.y", ISS).unwrap_err().reason(), "MALFORMED_TOKEN");
 }
 
