@@ -213,6 +213,9 @@ pub struct Group {
     pub description: String,
     /// Stage key, never changes.
     pub stage: String,
+    /// What makes people of external identity providers members (R48).
+    #[serde(default)]
+    pub claim_mappings: Vec<ClaimMapping>,
     /// Creation time.
     pub create_time: Micros,
     /// Last change.
@@ -221,13 +224,49 @@ pub struct Group {
     pub rev: u64,
 }
 
-/// Membership of a user in a group.
+/// A claim of an identity provider's ID tokens that makes people members of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimMapping {
+    /// The identity provider.
+    pub provider: Uuid,
+    /// Claim name, 1 to 50 characters.
+    pub claim: String,
+    /// Value, 1 to 256 characters.
+    pub value: String,
+    /// Separator of a multi-valued string claim (empty: none), at most 3 characters.
+    pub delimiter: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Membership of a user in a group: ASSIGNED (through the API), MAPPED (by a claim mapping),
+/// or both; never neither.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMember {
     /// The group.
     pub group: Uuid,
     /// The user.
     pub user: Uuid,
+    /// Added through the API (memberships stored before the types existed were).
+    #[serde(default = "yes")]
+    pub assigned: bool,
+    /// Added by a claim mapping.
+    #[serde(default)]
+    pub mapped: bool,
+}
+
+impl GroupMember {
+    /// An ASSIGNED membership.
+    pub fn assigned(group: Uuid, user: Uuid) -> Self {
+        Self {
+            group,
+            user,
+            assigned: true,
+            mapped: false,
+        }
+    }
 }
 
 /// An end-user role held by a group.

@@ -316,6 +316,16 @@ pub fn group_fields(org: Uuid, g: &Group) -> pb::Group {
         create_time: ts(g.create_time),
         update_time: ts(g.update_time),
         etag: g.rev.to_string(),
+        claim_mappings: g
+            .claim_mappings
+            .iter()
+            .map(|m| pb::ClaimMapping {
+                identity_provider: fmt::identity_provider(org, m.provider),
+                claim: m.claim.clone(),
+                value: m.value.clone(),
+                value_delimiter: m.delimiter.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! the user an existing provider profile links to; else an existing user linked by the
 //! provider's linking field when the token's email is trusted; else a new end-user profile when
 //! the provider auto-creates. A sign-in never grants access; a user holding organization roles
-//! is let in only with a trusted email that is theirs; an INVITED user becomes ACTIVE.
+//! is let in only with a trusted email that is theirs; an INVITED user becomes ACTIVE; the
+//! person's MAPPED group memberships follow the token's claims (`group_mappings`).
 
 use shared::email::Email;
 use uuid::Uuid;
@@ -236,5 +237,6 @@ pub fn sign_in(d: &mut Draft<'_>, provider: Uuid, t: &IdTokenClaims) -> Result<S
     };
     let user = admit(d, user, trusted.as_ref())?;
     record_profile(d, provider, user.id, t, existing);
+    crate::rules::group_mappings::remap(d, provider, user.id, &t.claims);
     Ok(SignedIn { user, created })
 }

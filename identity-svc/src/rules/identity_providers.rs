@@ -1,6 +1,6 @@
 //! The rules of external identity providers: unique names, one provider per (issuer, client
 //! id), a stage assignment that names a stage of the organization, deletion with the provider
-//! profiles that link people to it.
+//! profiles that link people to it and the group claim mappings that name it.
 
 use uuid::Uuid;
 
@@ -169,6 +169,7 @@ pub fn delete_identity_provider(
     for x in profiles {
         delete_profile(d, x);
     }
+    crate::rules::group_mappings::forget_provider(d, id);
     d.change(
         "identity_provider.deleted",
         fmt::identity_provider(org_id(d), id),

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod apps;
 pub mod external_sign_in;
+pub mod group_mappings;
 pub mod groups;
 pub mod identity_providers;
 pub mod invitations;

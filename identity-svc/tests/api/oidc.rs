@@ -14,7 +14,7 @@ use crate::helpers::*;
 use crate::oidc_provider::Provider;
 
 /// The client id the organization is registered with.
-const CLIENT: &str = "odc-portal";
+pub(crate) const CLIENT: &str = "odc-portal";
 
 api_tests!(
     identity_providers_have_crud_with_etags_masks_and_events,
@@ -27,7 +27,7 @@ api_tests!(
 );
 
 /// The app with the settings a local http provider needs.
-async fn app_for_oidc(backend: Backend) -> TestApp {
+pub(crate) async fn app_for_oidc(backend: Backend) -> TestApp {
     let mut app = spawn_app(backend).await;
     app.stop().await;
     app.tweak = Some(Box::new(|s| {
@@ -38,7 +38,7 @@ async fn app_for_oidc(backend: Backend) -> TestApp {
     app
 }
 
-fn provider_req(
+pub(crate) fn provider_req(
     org: &str,
     issuer: &str,
     trust: pb::EmailTrust,
@@ -63,7 +63,7 @@ fn provider_req(
     }
 }
 
-async fn create_provider(
+pub(crate) async fn create_provider(
     app: &TestApp,
     admin: &Session,
     req: pb::CreateIdentityProviderRequest,
@@ -75,7 +75,7 @@ async fn create_provider(
         .into_inner()
 }
 
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     provider: &str,
     id_token: String,

@@ -60,6 +60,9 @@ pub struct OrgState {
     pub identity_providers: HashMap<Uuid, IdentityProvider>,
     /// Provider profiles by (provider, subject).
     pub provider_profiles: HashMap<(Uuid, String), ProviderProfile>,
+    /// The memberships that are MAPPED, by (group, user): whether they are also ASSIGNED.
+    /// Every other membership of `group_members` is ASSIGNED only.
+    pub mapped_members: HashMap<(Uuid, Uuid), bool>,
     /// The (provider, subject) of each user's provider profiles.
     pub user_provider_profiles: HashMap<Uuid, SortedSet<(Uuid, String)>>,
 }
@@ -88,6 +91,7 @@ impl OrgState {
             identity_providers: HashMap::new(),
             provider_profiles: HashMap::new(),
             user_provider_profiles: HashMap::new(),
+            mapped_members: HashMap::new(),
         }
     }
 
@@ -147,6 +151,9 @@ impl OrgState {
                     .or_default()
                     .insert(m.user);
                 self.user_groups.entry(m.user).or_default().insert(m.group);
+                if m.mapped {
+                    self.mapped_members.insert((m.group, m.user), m.assigned);
+                }
             }
             Entity::GroupRole(r) => {
                 self.group_roles
@@ -232,6 +239,7 @@ impl OrgState {
             Entity::GroupMember(m) => {
                 drop_from(&mut self.group_members, &m.group, &m.user);
                 drop_from(&mut self.user_groups, &m.user, &m.group);
+                self.mapped_members.remove(&(m.group, m.user));
             }
             Entity::GroupRole(r) => {
                 drop_from(&mut self.group_roles, &r.group, &r.end_user_role);
@@ -248,6 +256,23 @@ impl OrgState {
                 self.provider_profiles.remove(&key);
             }
         }
+    }
+}
+
+impl OrgState {
+    /// The membership of `user` in `group`, with its types.
+    pub fn membership(&self, group: Uuid, user: Uuid) -> Option<super::model::GroupMember> {
+        let member = self.group_members.get(&group)?.contains(&user);
+        member.then(|| super::model::GroupMember {
+            group,
+            user,
+            assigned: self
+                .mapped_members
+                .get(&(group, user))
+                .copied()
+                .unwrap_or(true),
+            mapped: self.mapped_members.contains_key(&(group, user)),
+        })
     }
 }
 

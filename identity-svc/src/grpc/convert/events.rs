@@ -69,9 +69,17 @@ fn invitation(org: Uuid, i: &Invitation) -> pb::Invitation {
 
 /// Group membership.
 fn group_member(org: Uuid, m: &GroupMember) -> pb::GroupMember {
+    let mut types = Vec::new();
+    if m.assigned {
+        types.push(pb::MembershipType::Assigned.into());
+    }
+    if m.mapped {
+        types.push(pb::MembershipType::Mapped.into());
+    }
     pb::GroupMember {
         group: fmt::group(org, m.group),
         user: fmt::user(org, m.user),
+        types,
     }
 }
 

@@ -430,7 +430,7 @@ impl Seed {
         for g in mine {
             self.changes.push(created(
                 fmt::group(org, g),
-                Entity::GroupMember(GroupMember { group: g, user: id }),
+                Entity::GroupMember(GroupMember::assigned(g, id)),
             ));
             people.memberships += 1;
         }
