@@ -10,21 +10,7 @@ use uuid::Uuid;
 use crate::core::Draft;
 use crate::domain::model::{ClaimMapping, GroupMember, Principal};
 use crate::domain::names::fmt;
-use crate::domain::state::OrgState;
-use crate::error::Error;
 use crate::rules::groups::set_membership;
-
-/// NOT_FOUND for a mapping whose identity provider the organization does not have.
-pub fn check_mappings(st: &OrgState, mappings: &[ClaimMapping]) -> Result<(), Error> {
-    for m in mappings {
-        if !st.identity_providers.contains_key(&m.provider) {
-            return Err(Error::NotFound(fmt::identity_provider(
-                st.org.id, m.provider,
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// Whether `claims` satisfy mapping `m`: the claim is the value, holds it as a list item, or,
 /// with a delimiter, holds it among its separated (trimmed) parts.

@@ -9,8 +9,19 @@ use crate::domain::model::{ClaimMapping, Entity, Group, GroupMember, GroupRole};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
 use crate::error::Error;
-use crate::rules::group_mappings::check_mappings;
 use crate::rules::lookups::{check_etag, end_user_role, group, group_members, org_id, stage, user};
+
+/// NOT_FOUND for a mapping whose identity provider the organization does not have.
+pub(super) fn check_mappings(st: &OrgState, mappings: &[ClaimMapping]) -> Result<(), Error> {
+    for m in mappings {
+        if !st.identity_providers.contains_key(&m.provider) {
+            return Err(Error::NotFound(fmt::identity_provider(
+                st.org.id, m.provider,
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Creates a group in a stage.
 pub fn create_group(
