@@ -1,7 +1,8 @@
 //! Group claim mappings (R48) through a real OpenID provider: MAPPED memberships follow the ID
 //! token's claims on every sign-in (with and without a delimiter, added and removed), removing
 //! a MAPPED-only member is refused, an ASSIGNED and MAPPED member loses only the ASSIGNED type,
-//! and CheckEndUserRole and the feed see mapped memberships like the others.
+//! CheckEndUserRole and the feed see mapped memberships like the others, and a member with an
+//! organization role is never mapped.
 
 use serde_json::json;
 use shared::proto::identity::v1 as pb;
@@ -97,12 +98,12 @@ async fn mapped_memberships_follow_the_claims_of_every_sign_in(backend: Backend)
     let eng = group_with_mapping(&app, &admin, "Engineers", mapping("groups", "eng", ",")).await;
     let ops = group_with_mapping(&app, &admin, "Operators", mapping("dept", "ops", "")).await;
     let app_name = app.app(&admin, "Portal").await;
-    let role = app.end_user_role(&admin, &app_name, "Viewer").await;
+    let viewer = app.end_user_role(&admin, &app_name, "Viewer").await;
     app.groups(Some(&admin.token))
         .add_group_roles(pb::AddGroupRolesRequest {
             group: eng.clone(),
             end_user_roles: vec![pb::EndUserRoleInStage {
-                end_user_role: role.clone(),
+                end_user_role: viewer.clone(),
                 stage: String::new(),
             }],
         })
@@ -121,7 +122,7 @@ async fn mapped_memberships_follow_the_claims_of_every_sign_in(backend: Backend)
     assert_eq!(members(&app, &admin, &eng).await, vec![user.clone()]);
     assert_eq!(members(&app, &admin, &ops).await, vec![user.clone()]);
     assert!(
-        has_role(&app, &admin, &user, &role).await,
+        has_role(&app, &admin, &user, &viewer).await,
         "through the mapped group"
     );
 
@@ -162,7 +163,7 @@ async fn mapped_memberships_follow_the_claims_of_every_sign_in(backend: Backend)
         vec![user.clone()],
         "still assigned"
     );
-    assert!(!has_role(&app, &admin, &user, &role).await);
+    assert!(!has_role(&app, &admin, &user, &viewer).await);
 
     let events = app
         .audit(Some(&admin.token))
@@ -183,4 +184,23 @@ async fn mapped_memberships_follow_the_claims_of_every_sign_in(backend: Backend)
     };
     assert_eq!(m.types, vec![i32::from(pb::MembershipType::Assigned)]);
     assert_eq!(last.actor, p.name, "the sign-in re-evaluated it");
+
+    // A member (an organization role) is never mapped into a group.
+    app.access(Some(&admin.token))
+        .assign_role(pb::AssignRoleRequest {
+            parent: admin.org.clone(),
+            principal: user.clone(),
+            role: role(&admin.org, "developer"),
+            scope: Some(pb::Scope {
+                kind: Some(pb::scope::Kind::Organization(true)),
+            }),
+        })
+        .await
+        .unwrap();
+    op.set_user("m1", json!({"email": "m1@map.example", "groups": "eng"}))
+        .await;
+    sign_in(&app, &p.name, op.id_token(CLIENT, "m1", "n").await, "n")
+        .await
+        .unwrap();
+    assert!(members(&app, &admin, &eng).await.is_empty());
 }
