@@ -236,6 +236,31 @@ async fn identity_providers_have_crud_with_etags_masks_and_events(backend: Backe
     );
     let typed = events[1].after.as_ref().and_then(|r| r.kind.clone());
     assert_eq!(typed, Some(pb::resource::Kind::IdentityProvider(updated)));
+    a_stage_with_an_identity_provider_stays(&app, &admin).await;
+}
+
+/// A stage an identity provider is assigned to cannot be deleted.
+async fn a_stage_with_an_identity_provider_stays(app: &TestApp, admin: &Session) {
+    let mut req = provider_req(
+        &admin.org,
+        "https://qa-login.example.com",
+        pb::EmailTrust::None,
+        pb::ProfileLinking::None,
+        false,
+    );
+    let p = req.identity_provider.as_mut().unwrap();
+    p.display_name = "QA SSO".into();
+    p.assignment = Some(pb::identity_provider::Assignment::Stage(stage(
+        &admin.org, "qa",
+    )));
+    create_provider(app, admin, req).await;
+    let r = app
+        .stages(Some(&admin.token))
+        .delete_stage(pb::DeleteStageRequest {
+            name: stage(&admin.org, "qa"),
+        })
+        .await;
+    assert_code(r, Code::FailedPrecondition, Some("STAGE_IN_USE"));
 }
 
 async fn identity_providers_need_manage_authentication(backend: Backend) {
