@@ -178,7 +178,7 @@ if OUT="$(grpcurl -plaintext "$ADDR" list 2>&1)"; then
     contains "reflection lists every identity.v1 service, health and reflection" "$OUT" \
         identity.v1.Organizations identity.v1.Stages identity.v1.Apps identity.v1.Users \
         identity.v1.Roles identity.v1.Access identity.v1.Groups identity.v1.ServiceAccounts \
-        identity.v1.Audit grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection
+        identity.v1.IdentityProviders identity.v1.Audit grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection
 else
     fail "reflection lists the services" "$OUT"
 fi
@@ -301,6 +301,32 @@ DEV="$(json 'j["sessionToken"]' 2>/dev/null || true)"
 expect_code "the developer cannot create roles (PERMISSION_DENIED)" PermissionDenied \
     "$DEV" identity.v1.Roles/CreateRole \
     "{\"parent\": \"$ORG\", \"role\": {\"display_name\": \"Sneaky\", \"grants\": [{\"permission\": \"roles.manage\"}]}}"
+
+# External identity providers: CRUD (auth.manage), and a sign-in refused with its reason.
+expect_ok "the administrator adds an identity provider" \
+    "$ADMIN" identity.v1.IdentityProviders/CreateIdentityProvider \
+    "{\"parent\": \"$ORG\", \"identity_provider\": {\"display_name\": \"Corporate SSO\", \"issuer\": \"https://login.example.com\", \"client_id\": \"odc\", \"email_trust\": \"EMAIL_TRUST_VERIFIED_CLAIM\", \"profile_linking\": \"PROFILE_LINKING_EMAIL\", \"stage\": \"$ORG/stages/development\"}}"
+IDP="$(json 'j["name"]' 2>/dev/null || true)"
+IDP_ETAG="$(json 'j["etag"]' 2>/dev/null || true)"
+expect_ok "GetIdentityProvider" "$ADMIN" identity.v1.IdentityProviders/GetIdentityProvider \
+    "{\"name\": \"$IDP\"}"
+contains "the provider is assigned to Development" "$OUT" "$ORG/stages/development"
+expect_ok "UpdateIdentityProvider with a mask" \
+    "$ADMIN" identity.v1.IdentityProviders/UpdateIdentityProvider \
+    "{\"identity_provider\": {\"name\": \"$IDP\", \"display_name\": \"SSO\", \"etag\": \"$IDP_ETAG\"}, \"update_mask\": {\"paths\": [\"display_name\"]}}"
+IDP_ETAG="$(json 'j["etag"]' 2>/dev/null || true)"
+expect_ok "ListIdentityProviders" "$ADMIN" identity.v1.IdentityProviders/ListIdentityProviders \
+    "{\"parent\": \"$ORG\"}"
+contains "the list holds the renamed provider" "$OUT" '"displayName": "SSO"'
+expect_code "the developer cannot add identity providers (PERMISSION_DENIED)" PermissionDenied \
+    "$DEV" identity.v1.IdentityProviders/CreateIdentityProvider \
+    "{\"parent\": \"$ORG\", \"identity_provider\": {\"display_name\": \"X\"}}"
+expect_code "a malformed ID token is refused (UNAUTHENTICATED)" Unauthenticated \
+    "" identity.v1.IdentityProviders/SignInWithIdentityProvider \
+    "{\"identity_provider\": \"$IDP\", \"id_token\": \"not-a-token\"}"
+contains "the refusal says why" "$OUT" "MALFORMED_TOKEN"
+expect_ok "DeleteIdentityProvider" "$ADMIN" identity.v1.IdentityProviders/DeleteIdentityProvider \
+    "{\"name\": \"$IDP\", \"etag\": \"$IDP_ETAG\"}"
 
 # A stream: grpcurl prints the replayed events, then stops at -max-time (DeadlineExceeded).
 rpc "$ADMIN" identity.v1.Audit/WatchChanges "{\"parent\": \"$ORG\", \"after_sequence\": 0}" \

@@ -36,7 +36,9 @@ use shared::tls::TlsSettings;
 use shared::traces::TelemetrySettings;
 
 pub mod login;
+pub mod oidc;
 pub use login::LoginSettings;
+pub use oidc::OidcSettings;
 
 // Shared with the other service; re-exported under their historical paths.
 pub use shared::config::{ConfigError, Database, redact_url};
@@ -168,6 +170,8 @@ pub struct Settings {
     /// What bounds the unauthenticated work of Login and AcceptInvitation: the hashing pool,
     /// the per-address rate limit, the waits after wrong passwords (`[login]`).
     pub login: LoginSettings,
+    /// How ID tokens of external identity providers are verified (`[oidc]`).
+    pub oidc: OidcSettings,
 }
 
 impl Default for Settings {
@@ -191,6 +195,7 @@ impl Default for Settings {
             consistency_wait_ms: 5000,
             token_cache_ttl_ms: 5000,
             login: LoginSettings::default(),
+            oidc: OidcSettings::default(),
         }
     }
 }
@@ -220,6 +225,7 @@ impl fmt::Debug for Settings {
             .field("consistency_wait_ms", &self.consistency_wait_ms)
             .field("token_cache_ttl_ms", &self.token_cache_ttl_ms)
             .field("login", &self.login)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }

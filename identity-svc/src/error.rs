@@ -61,6 +61,19 @@ pub enum Own {
     /// closed); the client resumes from the last item it received.
     #[error("{0}")]
     Interrupted(String),
+    /// An external sign-in refused (IdentityProviders.SignInWithIdentityProvider): the ID token
+    /// did not verify, or nobody may be signed in with it. UNAUTHENTICATED with `reason`.
+    #[error("{message}")]
+    SignInRefused {
+        /// The `ErrorInfo` reason, e.g. `TOKEN_EXPIRED`.
+        reason: &'static str,
+        /// Why, for the caller.
+        message: String,
+    },
+    /// An identity provider's discovery document or key set could not be fetched:
+    /// UNAVAILABLE, reason `IDENTITY_PROVIDER_UNAVAILABLE`.
+    #[error("{0}")]
+    ProviderUnavailable(String),
     /// A long-lived call's caller lost its access while the call was open (WatchChanges):
     /// UNAUTHENTICATED (its token or its principal ended), or PERMISSION_DENIED when `denied`
     /// (the permission the call needs is gone). `reason` names the cause.
@@ -107,6 +120,15 @@ impl ServiceKinds for Own {
                 shared::unavailable::RETRY_AFTER,
             ),
             Own::Interrupted(m) => Status::unavailable(m),
+            Own::SignInRefused { reason, message } => {
+                status(ERROR_DOMAIN, Code::Unauthenticated, reason, message)
+            }
+            Own::ProviderUnavailable(m) => status(
+                ERROR_DOMAIN,
+                Code::Unavailable,
+                "IDENTITY_PROVIDER_UNAVAILABLE",
+                m,
+            ),
             Own::AccessEnded {
                 reason,
                 message,

@@ -22,6 +22,7 @@ use crate::auth::OPERATOR_PREFIX;
 use crate::config::Settings;
 use crate::core::hashing::HashPool;
 use crate::core::lockout::LockoutPolicy;
+use crate::core::oidc::Verifier;
 use crate::core::{Core, Mailer, OpenedStore, SharedClock, SystemClock};
 use crate::grpc::Api;
 use crate::grpc::throttle::AddressLimits;
@@ -95,6 +96,9 @@ async fn serve_boxed(
     .with_login_limits(
         HashPool::from_settings(&settings.login),
         LockoutPolicy::from(&settings.login),
+    )
+    .with_oidc(
+        Verifier::new(&settings.oidc).context("cannot build the OpenID Connect HTTP client")?,
     );
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
@@ -209,7 +213,7 @@ async fn sweep_address_limits(
 }
 
 /// The fully qualified name of every `identity.v1` service, as reported by health.
-pub const SERVICE_NAMES: [&str; 9] = [
+pub const SERVICE_NAMES: [&str; 10] = [
     pb::organizations_server::SERVICE_NAME,
     pb::stages_server::SERVICE_NAME,
     pb::apps_server::SERVICE_NAME,
@@ -218,6 +222,7 @@ pub const SERVICE_NAMES: [&str; 9] = [
     pb::access_server::SERVICE_NAME,
     pb::groups_server::SERVICE_NAME,
     pb::service_accounts_server::SERVICE_NAME,
+    pb::identity_providers_server::SERVICE_NAME,
     pb::audit_server::SERVICE_NAME,
 ];
 
@@ -234,6 +239,9 @@ fn routes(api: &Api) -> Routes {
         .add_service(pb::access_server::AccessServer::new(api.clone()))
         .add_service(pb::groups_server::GroupsServer::new(api.clone()))
         .add_service(pb::service_accounts_server::ServiceAccountsServer::new(
+            api.clone(),
+        ))
+        .add_service(pb::identity_providers_server::IdentityProvidersServer::new(
             api.clone(),
         ))
         .add_service(pb::audit_server::AuditServer::new(api.clone()))

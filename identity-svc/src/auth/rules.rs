@@ -248,6 +248,30 @@ pub static RULES: &[(&str, Rule)] = &[
         Rule::Permission(keys::API_CLIENTS_MANAGE),
     ),
     (
+        "identity.v1.IdentityProviders/CreateIdentityProvider",
+        Rule::Permission(keys::AUTH_MANAGE),
+    ),
+    (
+        "identity.v1.IdentityProviders/GetIdentityProvider",
+        Rule::Permission(keys::AUTH_MANAGE),
+    ),
+    (
+        "identity.v1.IdentityProviders/ListIdentityProviders",
+        Rule::Permission(keys::AUTH_MANAGE),
+    ),
+    (
+        "identity.v1.IdentityProviders/UpdateIdentityProvider",
+        Rule::Permission(keys::AUTH_MANAGE),
+    ),
+    (
+        "identity.v1.IdentityProviders/DeleteIdentityProvider",
+        Rule::Permission(keys::AUTH_MANAGE),
+    ),
+    (
+        "identity.v1.IdentityProviders/SignInWithIdentityProvider",
+        Rule::Public,
+    ),
+    (
         "identity.v1.Audit/ListChangeEvents",
         Rule::Permission(keys::ORG_VIEW_AUDIT_TRAIL),
     ),

@@ -71,6 +71,7 @@ pub mod grant_boundaries;
 pub mod hashing;
 pub mod lockout;
 pub mod mailer;
+pub mod oidc;
 mod queue;
 mod replicas;
 pub mod sessions;
@@ -208,6 +209,8 @@ pub struct Core {
     lockout: lockout::LockoutPolicy,
     /// The addresses each account logged in from (this replica's memory).
     familiar: lockout::FamiliarAddresses,
+    /// Verifies ID tokens of external identity providers (caches their key sets).
+    pub oidc: oidc::Verifier,
 }
 
 /// An opened and migrated store, to load a [`Core`] from. Opaque: only the core uses it.
@@ -289,6 +292,9 @@ impl Core {
             hashing: hashing::HashPool::new(0, hashing::DEFAULT_QUEUE),
             lockout: lockout::LockoutPolicy::default(),
             familiar: lockout::FamiliarAddresses::default(),
+            oidc: oidc::Verifier::new(&crate::config::OidcSettings::default()).map_err(|e| {
+                Error::Internal(format!("cannot build the OpenID HTTP client: {e}"))
+            })?,
         })
     }
 
@@ -302,6 +308,13 @@ impl Core {
     ) -> Self {
         self.hashing = hashing;
         self.lockout = lockout;
+        self
+    }
+
+    /// Replaces the ID-token verifier (the default: [`crate::config::OidcSettings::default`]).
+    #[must_use]
+    pub fn with_oidc(mut self, oidc: oidc::Verifier) -> Self {
+        self.oidc = oidc;
         self
     }
 

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::Core;
 use super::commit::{Committed, Draft, Proof};
 use super::lockout::{self, Failures};
+use super::oidc::{Expectation, IdTokenClaims};
 use super::sealed::Sealed;
 use super::store::{Credentials, InvitationToken, TokenKind, TokenRecord};
 use crate::auth::{self, Authorized, Caller};
@@ -73,6 +74,21 @@ pub(super) struct Invitee {
 }
 
 impl Sealed for Invitee {}
+
+/// An identity provider vouching for the person of a verified ID token: the [`Proof`] an
+/// external sign-in is committed with (the sign-in is public). Only this module makes one.
+#[derive(Debug)]
+pub(super) struct Vouched {
+    actor: String,
+}
+
+impl Sealed for Vouched {}
+
+impl Proof for Vouched {
+    fn actor(&self) -> &str {
+        &self.actor
+    }
+}
 
 impl Proof for Invitee {
     fn actor(&self) -> &str {
@@ -203,6 +219,11 @@ impl Core {
         if !ok || attempt.state != UserState::Active {
             return Err(refused());
         }
+        self.open_session(org, attempt.user, attempt.now).await
+    }
+
+    /// Opens a 12-hour session of `user` (Login and external sign-in, once they let them in).
+    async fn open_session(&self, org: Uuid, user: Uuid, now: Micros) -> Result<Session, Error> {
         let secret = new_token(auth::SESSION_PREFIX, TokenEncoding::Base64Url);
         let session = NewSession {
             record: TokenRecord {
@@ -210,16 +231,16 @@ impl Core {
                 hash: hash_token(&secret),
                 kind: TokenKind::Session,
                 org,
-                principal: Principal::User(attempt.user),
-                create_time: attempt.now,
-                expire_time: attempt.now + SESSION_TTL,
+                principal: Principal::User(user),
+                create_time: now,
+                expire_time: now + SESSION_TTL,
                 revoke_time: None,
             },
         };
         self.storage.tokens.insert(&session).await?;
         Ok(Session {
             secret,
-            user: attempt.user,
+            user,
             expire_time: session.record.expire_time,
         })
     }
@@ -346,5 +367,56 @@ impl Core {
             .mutate(&invitee, token.org, None, |d| accept(d, &token, &hash))
             .await?;
         Ok((token.org, committed))
+    }
+
+    /// IdentityProviders.SignInWithIdentityProvider: verifies `id_token` as a token of
+    /// provider `provider` of `org` (no state lock is held while the provider's keys are
+    /// fetched), commits `admit` (who the person is: given the verified claims, it returns the
+    /// user to sign in) as the provider, and opens a session of that user.
+    pub async fn sign_in_with_provider<T>(
+        &self,
+        org: Uuid,
+        provider: Uuid,
+        id_token: &str,
+        nonce: Option<String>,
+        mut admit: impl FnMut(&mut Draft<'_>, &IdTokenClaims) -> Result<(Uuid, T), Error>,
+    ) -> Result<(Session, Committed<T>), Error> {
+        let unknown = || {
+            Error::Own(Own::SignInRefused {
+                reason: "UNKNOWN_IDENTITY_PROVIDER",
+                message: format!(
+                    "{} is not an identity provider",
+                    names::fmt::identity_provider(org, provider)
+                ),
+            })
+        };
+        let handle = self.org(org).await.map_err(|_| unknown())?;
+        let expect = {
+            let st = handle.read();
+            let p = st.identity_providers.get(&provider).ok_or_else(unknown)?;
+            Expectation {
+                issuer: p.issuer.clone(),
+                audiences: std::iter::once(p.client_id.clone())
+                    .chain(p.allowed_audiences.iter().cloned())
+                    .collect(),
+                nonce,
+            }
+        };
+        let claims = self.oidc.verify(id_token, &expect, self.now()).await?;
+        let vouched = Vouched {
+            actor: names::fmt::identity_provider(org, provider),
+        };
+        let committed = self
+            .mutate(&vouched, org, None, |d| admit(d, &claims))
+            .await?;
+        let (user, value) = committed.value;
+        let session = self.open_session(org, user, self.now()).await?;
+        Ok((
+            session,
+            Committed {
+                value,
+                seq: committed.seq,
+            },
+        ))
     }
 }

@@ -305,6 +305,9 @@ pub struct Group {
     pub description: String,
     /// Stage key, never changes.
     pub stage: String,
+    /// What makes people of external identity providers members (R48).
+    #[serde(default)]
+    pub claim_mappings: Vec<ClaimMapping>,
     /// Creation time.
     pub create_time: Micros,
     /// Last change.
@@ -313,13 +316,49 @@ pub struct Group {
     pub rev: u64,
 }
 
-/// Membership of a user in a group.
+/// A claim of an identity provider's ID tokens that makes people members of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimMapping {
+    /// The identity provider.
+    pub provider: Uuid,
+    /// Claim name, 1 to 50 characters.
+    pub claim: String,
+    /// Value, 1 to 256 characters.
+    pub value: String,
+    /// Separator of a multi-valued string claim (empty: none), at most 3 characters.
+    pub delimiter: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Membership of a user in a group: ASSIGNED (through the API), MAPPED (by a claim mapping),
+/// or both; never neither.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMember {
     /// The group.
     pub group: Uuid,
     /// The user.
     pub user: Uuid,
+    /// Added through the API (memberships stored before the types existed were).
+    #[serde(default = "yes")]
+    pub assigned: bool,
+    /// Added by a claim mapping.
+    #[serde(default)]
+    pub mapped: bool,
+}
+
+impl GroupMember {
+    /// An ASSIGNED membership.
+    pub fn assigned(group: Uuid, user: Uuid) -> Self {
+        Self {
+            group,
+            user,
+            assigned: true,
+            mapped: false,
+        }
+    }
 }
 
 /// An end-user role held by a group.
@@ -342,6 +381,90 @@ pub struct ServiceAccount {
     pub display_name: String,
     /// Creation time.
     pub create_time: Micros,
+}
+
+/// When the email claim of an ID token is trusted for linking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTrust {
+    /// Never.
+    None,
+    /// When `email_verified` is true.
+    VerifiedClaim,
+    /// Always.
+    All,
+}
+
+/// The field that links a first external sign-in to an existing user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileLinking {
+    /// The `email` claim.
+    Email,
+    /// The `preferred_username` claim (compared with the users' emails).
+    Username,
+    /// Never link.
+    None,
+}
+
+/// Who signs in with an identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "stage")]
+pub enum IdpAssignment {
+    /// Members (the organization scope).
+    Organization,
+    /// End-users of the apps of one stage (its key).
+    Stage(String),
+}
+
+/// An external OpenID Connect identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityProvider {
+    /// Id.
+    pub id: Uuid,
+    /// Unique per organization, case-insensitive.
+    pub display_name: String,
+    /// The issuer identifier (`iss`).
+    pub issuer: String,
+    /// The client id; accepted in `aud`.
+    pub client_id: String,
+    /// Further audiences accepted in `aud`.
+    pub allowed_audiences: Vec<String>,
+    /// When the email claim is trusted.
+    pub email_trust: EmailTrust,
+    /// The linking field.
+    pub profile_linking: ProfileLinking,
+    /// Create a user for a person nobody links to.
+    pub auto_create_profiles: bool,
+    /// Who signs in with it.
+    pub assignment: IdpAssignment,
+    /// Creation time.
+    pub create_time: Micros,
+    /// Last change.
+    pub update_time: Micros,
+    /// Revision, the etag.
+    pub rev: u64,
+}
+
+/// A person as an identity provider knows them, linked to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderProfile {
+    /// The identity provider.
+    pub provider: Uuid,
+    /// The token's `sub`.
+    pub subject: String,
+    /// The user it is linked to.
+    pub user: Uuid,
+    /// `preferred_username` at the last sign-in.
+    pub username: String,
+    /// `email` at the last sign-in.
+    pub email: String,
+    /// `email_verified` at the last sign-in.
+    pub email_verified: bool,
+    /// The first sign-in.
+    pub first_login_time: Micros,
+    /// The last sign-in.
+    pub last_login_time: Micros,
 }
 
 /// Any stored entity of an organization; the unit of storage and of change events.
@@ -374,6 +497,10 @@ pub enum Entity {
     GroupRole(GroupRole),
     /// A service account.
     ServiceAccount(ServiceAccount),
+    /// An external identity provider.
+    IdentityProvider(IdentityProvider),
+    /// A user's profile at an identity provider.
+    ProviderProfile(ProviderProfile),
 }
 
 fn principal_key(p: &Principal) -> String {
@@ -400,6 +527,8 @@ impl Entity {
             Entity::GroupMember(_) => "group_member",
             Entity::GroupRole(_) => "group_role",
             Entity::ServiceAccount(_) => "service_account",
+            Entity::IdentityProvider(_) => "identity_provider",
+            Entity::ProviderProfile(_) => "provider_profile",
         }
     }
 
@@ -423,6 +552,8 @@ impl Entity {
             Entity::GroupMember(m) => format!("{}/{}", m.group, m.user),
             Entity::GroupRole(r) => format!("{}/{}", r.group, r.end_user_role),
             Entity::ServiceAccount(s) => s.id.to_string(),
+            Entity::IdentityProvider(p) => p.id.to_string(),
+            Entity::ProviderProfile(p) => format!("{}/{}", p.provider, p.subject),
         }
     }
 }

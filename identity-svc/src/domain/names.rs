@@ -88,6 +88,12 @@ pub fn group(name: &str) -> Option<(Uuid, Uuid)> {
     Some((uuid(v[0])?, uuid(v[1])?))
 }
 
+/// `organizations/{o}/identityProviders/{p}`.
+pub fn identity_provider(name: &str) -> Option<(Uuid, Uuid)> {
+    let v = segments(name, &["organizations", "identityProviders"])?;
+    Some((uuid(v[0])?, uuid(v[1])?))
+}
+
 /// Parses the role id of a role name of this organization.
 pub fn role_id_of(org: Uuid, name: &str) -> Option<String> {
     role(name).filter(|(o, _)| *o == org).map(|(_, r)| r)
@@ -171,6 +177,15 @@ pub mod fmt {
     /// `organizations/{o}/groups/{g}`.
     pub fn group(o: Uuid, g: Uuid) -> String {
         format!("organizations/{o}/groups/{g}")
+    }
+    /// `organizations/{o}/identityProviders/{p}`.
+    pub fn identity_provider(o: Uuid, p: Uuid) -> String {
+        format!("organizations/{o}/identityProviders/{p}")
+    }
+    /// `organizations/{o}/identityProviders/{p}/profiles/{subject}` (the target of a provider
+    /// profile's change events; the subject is the provider's, as it is).
+    pub fn provider_profile(o: Uuid, p: Uuid, subject: &str) -> String {
+        format!("organizations/{o}/identityProviders/{p}/profiles/{subject}")
     }
 }
 

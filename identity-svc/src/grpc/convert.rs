@@ -9,8 +9,9 @@ use super::ts;
 use crate::auth::principal_name;
 use crate::core::TokenRecord;
 use crate::domain::model::{
-    App, Assignment, EndUserGrant, EndUserRole, GrantPhase, Group, Micros, Organization, Role,
-    ScopeKey, ServiceAccount, Stage, StagePurpose, User, UserState,
+    App, Assignment, EmailTrust, EndUserGrant, EndUserRole, GrantPhase, Group, IdentityProvider,
+    IdpAssignment, Micros, Organization, ProfileLinking, ProviderProfile, Role, ScopeKey,
+    ServiceAccount, Stage, StagePurpose, User, UserState,
 };
 use crate::domain::names::fmt;
 use crate::domain::permissions::engine::Reason;
@@ -89,7 +90,61 @@ pub fn user(st: &OrgState, u: &User) -> pb::User {
         is_member: st.is_member(u.id),
         is_end_user: st.is_end_user(u.id),
         invitation_expire_time: st.invitations.get(&u.id).and_then(|i| ts(i.expire_time)),
+        provider_profiles: st
+            .user_provider_profiles
+            .get(&u.id)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| st.provider_profiles.get(k))
+            .map(|p| provider_profile(st.org.id, p))
+            .collect(),
         ..user_fields(st.org.id, u)
+    }
+}
+
+/// A user's profile at an identity provider.
+pub fn provider_profile(org: Uuid, p: &ProviderProfile) -> pb::ProviderProfile {
+    pb::ProviderProfile {
+        identity_provider: fmt::identity_provider(org, p.provider),
+        user: fmt::user(org, p.user),
+        subject: p.subject.clone(),
+        username: p.username.clone(),
+        email: p.email.clone(),
+        email_verified: p.email_verified,
+        first_login_time: ts(p.first_login_time),
+        last_login_time: ts(p.last_login_time),
+    }
+}
+
+/// Identity provider.
+pub fn identity_provider(org: Uuid, p: &IdentityProvider) -> pb::IdentityProvider {
+    use pb::identity_provider::Assignment;
+    pb::IdentityProvider {
+        name: fmt::identity_provider(org, p.id),
+        display_name: p.display_name.clone(),
+        issuer: p.issuer.clone(),
+        client_id: p.client_id.clone(),
+        allowed_audiences: p.allowed_audiences.clone(),
+        email_trust: match p.email_trust {
+            EmailTrust::None => pb::EmailTrust::None,
+            EmailTrust::VerifiedClaim => pb::EmailTrust::VerifiedClaim,
+            EmailTrust::All => pb::EmailTrust::All,
+        }
+        .into(),
+        profile_linking: match p.profile_linking {
+            ProfileLinking::Email => pb::ProfileLinking::Email,
+            ProfileLinking::Username => pb::ProfileLinking::Username,
+            ProfileLinking::None => pb::ProfileLinking::None,
+        }
+        .into(),
+        auto_create_profiles: p.auto_create_profiles,
+        assignment: Some(match &p.assignment {
+            IdpAssignment::Organization => Assignment::OrganizationScope(true),
+            IdpAssignment::Stage(k) => Assignment::Stage(fmt::stage(org, k)),
+        }),
+        create_time: ts(p.create_time),
+        update_time: ts(p.update_time),
+        etag: p.rev.to_string(),
     }
 }
 
@@ -108,6 +163,7 @@ pub fn user_fields(org: Uuid, u: &User) -> pb::User {
         is_member: false,
         is_end_user: false,
         invitation_expire_time: None,
+        provider_profiles: Vec::new(),
         create_time: ts(u.create_time),
         update_time: ts(u.update_time),
         etag: u.rev.to_string(),
@@ -281,6 +337,16 @@ pub fn group_fields(org: Uuid, g: &Group) -> pb::Group {
         create_time: ts(g.create_time),
         update_time: ts(g.update_time),
         etag: g.rev.to_string(),
+        claim_mappings: g
+            .claim_mappings
+            .iter()
+            .map(|m| pb::ClaimMapping {
+                identity_provider: fmt::identity_provider(org, m.provider),
+                claim: m.claim.clone(),
+                value: m.value.clone(),
+                value_delimiter: m.delimiter.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -23,8 +23,8 @@ use crate::rules;
 mod decode;
 
 use decode::{
-    Foreign, GroupChange, GroupCursor, MemberCursor, add_roles_change, group_id, members_change,
-    next_token, remove_roles_change,
+    Foreign, GroupChange, GroupCursor, MemberCursor, add_roles_change, claim_mappings, group_id,
+    members_change, next_token, remove_roles_change,
 };
 
 /// Longest group name.
@@ -132,13 +132,14 @@ impl pb::groups_server::Groups for Api {
             })
             .await?;
         let g = a.req.group.clone().unwrap_or_default();
-        let (name, description, (stage_org, key)) = command(|v| {
+        let (name, description, mappings, (stage_org, key)) = command(|v| {
             if names::org(&a.req.parent).is_none() {
                 v.add("parent", "must be organizations/{organization}");
             }
             let name = v.required_text("group.display_name", &g.display_name, NAME_MAX);
             let description =
                 v.optional_multi_line_text("group.description", &g.description, DESCRIPTION_MAX);
+            let mappings = claim_mappings(v, a.org, &g.claim_mappings);
             let stage = if g.stage.is_empty() {
                 v.add("group.stage", "is required");
                 None
@@ -149,7 +150,7 @@ impl pb::groups_server::Groups for Api {
                         .ok_or("must be organizations/{organization}/stages/{stage}"),
                 )
             };
-            Some((name, description, stage?))
+            Some((name, description, mappings, stage?))
         })?;
         if stage_org != a.org {
             return Err(to_status(Error::NotFound(g.stage.clone())));
@@ -168,7 +169,13 @@ impl pb::groups_server::Groups for Api {
         let c = match self
             .core
             .mutate(&auth, a.org, request_id, |d| {
-                rules::groups::create_group(d, name.clone(), description.clone(), key.clone())
+                rules::groups::create_group(
+                    d,
+                    name.clone(),
+                    description.clone(),
+                    key.clone(),
+                    mappings.clone(),
+                )
             })
             .await
         {
@@ -274,7 +281,7 @@ impl pb::groups_server::Groups for Api {
             })
             .await?;
         let g = a.req.group.clone().unwrap_or_default();
-        let (id, name, description) = command(|v| {
+        let (id, name, description, mappings) = command(|v| {
             let id = group_id(v, "group.name", a.org, &g.name);
             // The stage is fixed at creation: say so rather than list the allowed paths.
             let mut mask = a.req.update_mask.clone();
@@ -287,18 +294,30 @@ impl pb::groups_server::Groups for Api {
                 );
                 m.paths.retain(|p| p != "stage");
             }
-            let paths = v.mask_paths(mask.as_ref(), &["display_name", "description"]);
+            let paths = v.mask_paths(
+                mask.as_ref(),
+                &["display_name", "description", "claim_mappings"],
+            );
             let has = |p: &str| paths.iter().any(|x| x == p);
             let name = has("display_name")
                 .then(|| v.required_text("group.display_name", &g.display_name, NAME_MAX));
             let description = has("description").then(|| {
                 v.optional_multi_line_text("group.description", &g.description, DESCRIPTION_MAX)
             });
-            Some((id?, name, description))
+            let mappings =
+                has("claim_mappings").then(|| claim_mappings(v, a.org, &g.claim_mappings));
+            Some((id?, name, description, mappings))
         })?;
         self.change_group(&a, id, Foreign::default(), |d| {
-            rules::groups::update_group(d, id, name.clone(), description.clone(), etag(&g.etag))
-                .map(drop)
+            rules::groups::update_group(
+                d,
+                id,
+                name.clone(),
+                description.clone(),
+                mappings.clone(),
+                etag(&g.etag),
+            )
+            .map(drop)
         })
         .await
     }

@@ -26,6 +26,7 @@ pub mod apps;
 pub mod audit;
 pub mod convert;
 pub mod groups;
+pub mod identity_providers;
 pub mod organizations;
 pub mod roles;
 pub mod service_accounts;

@@ -392,7 +392,7 @@ fn see_user(st: &crate::domain::state::OrgState, id: Uuid) -> Need {
 impl Api {
     /// The client address of a public, password-checking call (Login, AcceptInvitation), once
     /// the per-address rate limit admitted it.
-    fn admit_unauthenticated<T>(
+    pub(super) fn admit_unauthenticated<T>(
         &self,
         request: &Request<T>,
     ) -> Result<Option<std::net::IpAddr>, Status> {

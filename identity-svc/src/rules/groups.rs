@@ -5,11 +5,23 @@ use shared::violations::Violations;
 use uuid::Uuid;
 
 use crate::core::Draft;
-use crate::domain::model::{Entity, Group, GroupMember, GroupRole};
+use crate::domain::model::{ClaimMapping, Entity, Group, GroupMember, GroupRole};
 use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
 use crate::error::Error;
 use crate::rules::lookups::{check_etag, end_user_role, group, group_members, org_id, stage, user};
+
+/// NOT_FOUND for a mapping whose identity provider the organization does not have.
+pub(super) fn check_mappings(st: &OrgState, mappings: &[ClaimMapping]) -> Result<(), Error> {
+    for m in mappings {
+        if !st.identity_providers.contains_key(&m.provider) {
+            return Err(Error::NotFound(fmt::identity_provider(
+                st.org.id, m.provider,
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Creates a group in a stage.
 pub fn create_group(
@@ -17,8 +29,10 @@ pub fn create_group(
     name: String,
     description: String,
     stage_key: String,
+    claim_mappings: Vec<ClaimMapping>,
 ) -> Result<Group, Error> {
     stage(d.state(), &stage_key)?;
+    check_mappings(d.state(), &claim_mappings)?;
     if d.state()
         .groups
         .values()
@@ -34,6 +48,7 @@ pub fn create_group(
         display_name: name,
         description,
         stage: stage_key,
+        claim_mappings,
         create_time: d.now,
         update_time: d.now,
         rev: 1,
@@ -54,11 +69,16 @@ pub fn update_group(
     id: Uuid,
     name: Option<String>,
     description: Option<String>,
+    claim_mappings: Option<Vec<ClaimMapping>>,
     etag: Option<&str>,
 ) -> Result<Group, Error> {
     let before = group(d.state(), id)?.clone();
     check_etag(etag, before.rev)?;
     let mut after = before.clone();
+    if let Some(m) = claim_mappings {
+        check_mappings(d.state(), &m)?;
+        after.claim_mappings = m;
+    }
     if let Some(n) = name {
         if d.state().groups.values().any(|g| {
             g.id != id && g.stage == before.stage && g.display_name.eq_ignore_ascii_case(&n)
@@ -90,7 +110,7 @@ pub fn delete_group(d: &mut Draft<'_>, id: Uuid, etag: Option<&str>) -> Result<(
     let g = group(d.state(), id)?.clone();
     check_etag(etag, g.rev)?;
     let members = group_members(d.state(), id);
-    remove_members(d, id, &members)?;
+    drop_members(d, id, &members);
     let roles: Vec<Uuid> = d
         .state()
         .group_roles
@@ -114,59 +134,83 @@ pub fn add_members(d: &mut Draft<'_>, id: Uuid, users: &[Uuid]) -> Result<(), Er
     for u in users {
         user(d.state(), *u)?;
     }
-    let o = org_id(d);
     for u in users {
-        if d.state()
-            .group_members
-            .get(&id)
-            .is_some_and(|s| s.contains(u))
-        {
-            continue;
-        }
-        d.change(
-            "group_member.added",
-            fmt::group(o, id),
-            None,
-            Some(Entity::GroupMember(GroupMember {
-                group: id,
-                user: *u,
-            })),
-            vec![*u],
-        );
+        let before = d.state().membership(id, *u);
+        let mut after = before.clone().unwrap_or(GroupMember::assigned(id, *u));
+        after.assigned = true;
+        set_membership(d, before, Some(after));
     }
     Ok(())
 }
 
-/// Removes members from a group (each must be a member).
+/// Records a membership change (nothing when `before` and `after` are the same): added,
+/// removed, or its types changed.
+pub(super) fn set_membership(
+    d: &mut Draft<'_>,
+    before: Option<GroupMember>,
+    after: Option<GroupMember>,
+) {
+    if before == after {
+        return;
+    }
+    let Some(m) = after.as_ref().or(before.as_ref()) else {
+        return;
+    };
+    let (group, user) = (m.group, m.user);
+    let action = match (&before, &after) {
+        (None, _) => "group_member.added",
+        (_, None) => "group_member.removed",
+        _ => "group_member.updated",
+    };
+    d.change(
+        action,
+        fmt::group(org_id(d), group),
+        before.map(Entity::GroupMember),
+        after.map(Entity::GroupMember),
+        vec![user],
+    );
+}
+
+/// Removes the ASSIGNED type of members (each must be a member): a member who is also MAPPED
+/// stays, one who is only MAPPED is refused (R48).
 pub fn remove_members(d: &mut Draft<'_>, id: Uuid, users: &[Uuid]) -> Result<(), Error> {
     group(d.state(), id)?;
+    let mut found = Vec::with_capacity(users.len());
     for u in users {
-        if !d
-            .state()
-            .group_members
-            .get(&id)
-            .is_some_and(|s| s.contains(u))
-        {
-            return Err(Error::NotFound(format!(
+        let m = d.state().membership(id, *u).ok_or_else(|| {
+            Error::NotFound(format!(
                 "{} as a member of the group",
                 fmt::user(org_id(d), *u)
-            )));
+            ))
+        })?;
+        if !m.assigned {
+            return Err(Error::precondition(
+                "MAPPED_MEMBERSHIP",
+                format!(
+                    "{} is a member through a claim mapping only; it ends when the identity \
+                     provider's claims no longer match",
+                    fmt::user(org_id(d), *u)
+                ),
+            ));
         }
+        found.push(m);
     }
-    let o = org_id(d);
-    for u in users {
-        d.change(
-            "group_member.removed",
-            fmt::group(o, id),
-            Some(Entity::GroupMember(GroupMember {
-                group: id,
-                user: *u,
-            })),
-            None,
-            vec![*u],
-        );
+    for m in found {
+        let after = m.mapped.then(|| GroupMember {
+            assigned: false,
+            ..m.clone()
+        });
+        set_membership(d, Some(m), after);
     }
     Ok(())
+}
+
+/// Removes members whatever their types (the group or the user is deleted).
+pub fn drop_members(d: &mut Draft<'_>, id: Uuid, users: &[Uuid]) {
+    for u in users {
+        let before = d.state().membership(id, *u);
+        set_membership(d, before, None);
+    }
 }
 
 /// Adds end-user roles (of the group's stage) to a group.

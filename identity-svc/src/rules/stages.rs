@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::core::Draft;
-use crate::domain::model::{Entity, Stage, StagePurpose};
+use crate::domain::model::{Entity, IdpAssignment, Stage, StagePurpose};
 use crate::domain::names::fmt;
 use crate::error::Error;
 use crate::rules::lookups::{check_etag, org_id, stage};
@@ -177,11 +177,17 @@ pub fn delete_stage(d: &mut Draft<'_>, key: &str) -> Result<(), Error> {
                 .any(|g| g.stages.as_ref().is_some_and(|s| s.contains(key)))
         })
         .count();
-    if groups + grants + roles > 0 {
+    let providers = st
+        .identity_providers
+        .values()
+        .filter(|p| matches!(&p.assignment, IdpAssignment::Stage(s) if s == key))
+        .count();
+    if groups + grants + roles + providers > 0 {
         return Err(Error::precondition(
             "STAGE_IN_USE",
             format!(
-                "stage {key} is used by {groups} group(s), {grants} end-user grant(s) and {roles} role(s)"
+                "stage {key} is used by {groups} group(s), {grants} end-user grant(s), {roles} \
+                 role(s) and {providers} identity provider(s)"
             ),
         ));
     }

@@ -11,7 +11,7 @@ use crate::domain::names::fmt;
 use crate::domain::state::OrgState;
 use crate::error::Error;
 use crate::rules::access::{protect_last_admin, remove_assignment, revoke_end_user_role};
-use crate::rules::groups::remove_members;
+use crate::rules::groups::drop_members;
 use crate::rules::lookups::{check_etag, org_id, user};
 
 pub(super) fn refuse_existing_email(st: &OrgState, email: &Email) -> Result<(), Error> {
@@ -202,7 +202,7 @@ pub fn delete_user(
         .map(|s| s.iter().copied().collect())
         .unwrap_or_default();
     for g in groups {
-        remove_members(d, g, &[id])?;
+        drop_members(d, g, &[id]);
     }
     if let Some(inv) = d.state().invitations.get(&id).cloned() {
         d.change(
@@ -213,6 +213,7 @@ pub fn delete_user(
             vec![id],
         );
     }
+    crate::rules::identity_providers::delete_profiles_of(d, id);
     d.change(
         "user.deleted",
         fmt::user(o, id),

@@ -321,6 +321,8 @@ fn kind_of(r: Option<&pb::Resource>) -> Option<&'static str> {
         Kind::GroupMember(_) => "group_member",
         Kind::GroupRole(_) => "group_role",
         Kind::ServiceAccount(_) => "service_account",
+        Kind::IdentityProvider(_) => "identity_provider",
+        Kind::ProviderProfile(_) => "provider_profile",
     })
 }
 

@@ -19,6 +19,7 @@ pub use pb::access_client::AccessClient;
 pub use pb::apps_client::AppsClient;
 pub use pb::audit_client::AuditClient;
 pub use pb::groups_client::GroupsClient;
+pub use pb::identity_providers_client::IdentityProvidersClient;
 pub use pb::organizations_client::OrganizationsClient;
 pub use pb::roles_client::RolesClient;
 pub use pb::service_accounts_client::ServiceAccountsClient;
@@ -212,6 +213,9 @@ impl TestApp {
     }
     pub fn service_accounts(&self, token: Option<&str>) -> ServiceAccountsClient<Authed> {
         ServiceAccountsClient::with_interceptor(self.channel.clone(), self.bearer(token))
+    }
+    pub fn identity_providers(&self, token: Option<&str>) -> IdentityProvidersClient<Authed> {
+        IdentityProvidersClient::with_interceptor(self.channel.clone(), self.bearer(token))
     }
     pub fn audit(&self, token: Option<&str>) -> AuditClient<Authed> {
         AuditClient::with_interceptor(self.channel.clone(), self.bearer(token))

@@ -28,6 +28,7 @@ pub struct Targets {
     pub group: String,
     pub service_account: String,
     pub token: String,
+    pub identity_provider: String,
 }
 
 type Fut<'a> = Pin<Box<dyn Future<Output = Result<(), Status>> + Send + 'a>>;
@@ -42,6 +43,19 @@ macro_rules! rpc {
             call as Call
         })
     };
+}
+
+/// A provider with every required field (its issuer is never fetched here).
+pub fn identity_provider(name: &str, issuer: &str) -> pb::IdentityProvider {
+    pb::IdentityProvider {
+        display_name: name.into(),
+        issuer: issuer.into(),
+        client_id: "odc".into(),
+        email_trust: pb::EmailTrust::None.into(),
+        profile_linking: pb::ProfileLinking::None.into(),
+        assignment: Some(pb::identity_provider::Assignment::OrganizationScope(true)),
+        ..Default::default()
+    }
 }
 
 fn scope_org() -> Option<pb::Scope> {
@@ -490,6 +504,59 @@ fn table() -> Vec<(&'static str, Call)> {
             }
         ),
         rpc!(
+            "identity.v1.IdentityProviders/CreateIdentityProvider",
+            identity_providers.create_identity_provider,
+            |t| pb::CreateIdentityProviderRequest {
+                parent: t.org.clone(),
+                identity_provider: Some(identity_provider("New IdP", "https://new.example.com")),
+            }
+        ),
+        rpc!(
+            "identity.v1.IdentityProviders/GetIdentityProvider",
+            identity_providers.get_identity_provider,
+            |t| pb::GetIdentityProviderRequest {
+                name: t.identity_provider.clone()
+            }
+        ),
+        rpc!(
+            "identity.v1.IdentityProviders/ListIdentityProviders",
+            identity_providers.list_identity_providers,
+            |t| pb::ListIdentityProvidersRequest {
+                parent: t.org.clone()
+            }
+        ),
+        rpc!(
+            "identity.v1.IdentityProviders/UpdateIdentityProvider",
+            identity_providers.update_identity_provider,
+            |t| pb::UpdateIdentityProviderRequest {
+                identity_provider: Some(pb::IdentityProvider {
+                    name: t.identity_provider.clone(),
+                    display_name: "Renamed".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["display_name".into()]
+                }),
+            }
+        ),
+        rpc!(
+            "identity.v1.IdentityProviders/DeleteIdentityProvider",
+            identity_providers.delete_identity_provider,
+            |t| pb::DeleteIdentityProviderRequest {
+                name: t.identity_provider.clone(),
+                etag: String::new(),
+            }
+        ),
+        rpc!(
+            "identity.v1.IdentityProviders/SignInWithIdentityProvider",
+            identity_providers.sign_in_with_identity_provider,
+            |t| pb::SignInWithIdentityProviderRequest {
+                identity_provider: t.identity_provider.clone(),
+                id_token: "not.a.token".into(),
+                nonce: String::new(),
+            }
+        ),
+        rpc!(
             "identity.v1.ServiceAccounts/CreateServiceAccount",
             service_accounts.create_service_account,
             |t| pb::CreateServiceAccountRequest {
@@ -633,6 +700,15 @@ async fn populated(app: &TestApp, name: &str) -> (Session, Targets) {
         .await
         .unwrap()
         .into_inner();
+    let idp = app
+        .identity_providers(Some(&admin.token))
+        .create_identity_provider(pb::CreateIdentityProviderRequest {
+            parent: admin.org.clone(),
+            identity_provider: Some(identity_provider("SSO", "https://login.example.com")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let targets = Targets {
         org: admin.org.clone(),
         user: u.name,
@@ -642,6 +718,7 @@ async fn populated(app: &TestApp, name: &str) -> (Session, Targets) {
         group: g.name,
         service_account: sa.name,
         token: tok.token.unwrap().name,
+        identity_provider: idp.name,
     };
     (admin, targets)
 }
@@ -669,9 +746,10 @@ async fn event_count(app: &TestApp, by: &Session) -> usize {
     }
 }
 
-const PUBLIC: [&str; 2] = [
+const PUBLIC: [&str; 3] = [
     "identity.v1.Users/AcceptInvitation",
     "identity.v1.Users/Login",
+    "identity.v1.IdentityProviders/SignInWithIdentityProvider",
 ];
 
 async fn every_rpc_without_a_token_is_unauthenticated(b: Backend) {

@@ -297,6 +297,42 @@ fn cases() -> Vec<(&'static str, &'static str, Call)> {
             }
         }),
         bad!(
+            "identity_provider.issuer",
+            identity_providers.create_identity_provider,
+            |t| pb::CreateIdentityProviderRequest {
+                parent: t.org.clone(),
+                identity_provider: Some(crate::security::identity_provider("Bad", "ftp:/x")),
+            }
+        ),
+        bad!(
+            "update_mask",
+            identity_providers.update_identity_provider,
+            |t| pb::UpdateIdentityProviderRequest {
+                identity_provider: Some(pb::IdentityProvider {
+                    name: t.identity_provider.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()]
+                }),
+            }
+        ),
+        bad!("name", identity_providers.delete_identity_provider, |t| {
+            pb::DeleteIdentityProviderRequest {
+                name: format!("{}/identityProviders/x", t.org),
+                etag: String::new(),
+            }
+        }),
+        bad!(
+            "id_token",
+            identity_providers.sign_in_with_identity_provider,
+            |t| pb::SignInWithIdentityProviderRequest {
+                identity_provider: t.identity_provider.clone(),
+                id_token: String::new(),
+                nonce: String::new(),
+            }
+        ),
+        bad!(
             "service_account.display_name",
             service_accounts.create_service_account,
             |t| pb::CreateServiceAccountRequest {

@@ -497,6 +497,7 @@ pub mod keys {
     pub const USERS_MANAGE_MEMBER_ACCESS: &str = "users.manage_member_access";
     pub const ROLES_MANAGE: &str = "roles.manage";
     pub const API_CLIENTS_MANAGE: &str = "api_clients.manage";
+    pub const AUTH_MANAGE: &str = "auth.manage";
     pub const END_USERS_VIEW: &str = "end_users.view";
     pub const END_USERS_MANAGE_ACCESS: &str = "end_users.manage_access";
     pub const END_USERS_MANAGE_GROUPS: &str = "end_users.manage_groups";

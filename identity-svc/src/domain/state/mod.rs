@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 use super::model::{
-    App, Change, EndUserRole, Entity, Group, Invitation, Micros, Organization, Principal, Role,
-    ScopeKey, ServiceAccount, Stage, User,
+    App, Change, EndUserRole, Entity, Group, IdentityProvider, Invitation, Micros, Organization,
+    Principal, ProviderProfile, Role, ScopeKey, ServiceAccount, Stage, User,
 };
 
 mod collections;
@@ -59,6 +59,15 @@ pub struct OrgState {
     pub group_roles: HashMap<Uuid, SortedSet<Uuid>>,
     /// Service accounts by id.
     pub service_accounts: HashMap<Uuid, ServiceAccount>,
+    /// External identity providers by id.
+    pub identity_providers: HashMap<Uuid, IdentityProvider>,
+    /// Provider profiles by (provider, subject).
+    pub provider_profiles: HashMap<(Uuid, String), ProviderProfile>,
+    /// The memberships that are MAPPED, by (group, user): whether they are also ASSIGNED.
+    /// Every other membership of `group_members` is ASSIGNED only.
+    pub mapped_members: HashMap<(Uuid, Uuid), bool>,
+    /// The (provider, subject) of each user's provider profiles.
+    pub user_provider_profiles: HashMap<Uuid, SortedSet<(Uuid, String)>>,
 }
 
 impl OrgState {
@@ -83,6 +92,10 @@ impl OrgState {
             user_groups: HashMap::new(),
             group_roles: HashMap::new(),
             service_accounts: HashMap::new(),
+            identity_providers: HashMap::new(),
+            provider_profiles: HashMap::new(),
+            user_provider_profiles: HashMap::new(),
+            mapped_members: HashMap::new(),
         }
     }
 
@@ -145,6 +158,9 @@ impl OrgState {
                     .or_default()
                     .insert(m.user);
                 self.user_groups.entry(m.user).or_default().insert(m.group);
+                if m.mapped {
+                    self.mapped_members.insert((m.group, m.user), m.assigned);
+                }
             }
             Entity::GroupRole(r) => {
                 self.group_roles
@@ -154,6 +170,17 @@ impl OrgState {
             }
             Entity::ServiceAccount(s) => {
                 self.service_accounts.insert(s.id, s);
+            }
+            Entity::IdentityProvider(p) => {
+                self.identity_providers.insert(p.id, p);
+            }
+            Entity::ProviderProfile(p) => {
+                let key = (p.provider, p.subject.clone());
+                self.user_provider_profiles
+                    .entry(p.user)
+                    .or_default()
+                    .insert(key.clone());
+                self.provider_profiles.insert(key, p);
             }
         }
     }
@@ -222,6 +249,7 @@ impl OrgState {
             Entity::GroupMember(m) => {
                 drop_from(&mut self.group_members, &m.group, &m.user);
                 drop_from(&mut self.user_groups, &m.user, &m.group);
+                self.mapped_members.remove(&(m.group, m.user));
             }
             Entity::GroupRole(r) => {
                 drop_from(&mut self.group_roles, &r.group, &r.end_user_role);
@@ -229,7 +257,32 @@ impl OrgState {
             Entity::ServiceAccount(s) => {
                 self.service_accounts.remove(&s.id);
             }
+            Entity::IdentityProvider(p) => {
+                self.identity_providers.remove(&p.id);
+            }
+            Entity::ProviderProfile(p) => {
+                let key = (p.provider, p.subject.clone());
+                drop_from(&mut self.user_provider_profiles, &p.user, &key);
+                self.provider_profiles.remove(&key);
+            }
         }
+    }
+}
+
+impl OrgState {
+    /// The membership of `user` in `group`, with its types.
+    pub fn membership(&self, group: Uuid, user: Uuid) -> Option<super::model::GroupMember> {
+        let member = self.group_members.get(&group)?.contains(&user);
+        member.then(|| super::model::GroupMember {
+            group,
+            user,
+            assigned: self
+                .mapped_members
+                .get(&(group, user))
+                .copied()
+                .unwrap_or(true),
+            mapped: self.mapped_members.contains_key(&(group, user)),
+        })
     }
 }
 

@@ -170,8 +170,8 @@ fn applying_and_undoing_changes_leaves_no_empty_index_entry() {
             app: id(1),
             stage: "production".to_owned(),
         })),
-        created(Entity::GroupMember(GroupMember { group: id(3), user })),
-        created(Entity::GroupMember(GroupMember { group: id(4), user })),
+        created(Entity::GroupMember(GroupMember::assigned(id(3), user))),
+        created(Entity::GroupMember(GroupMember::assigned(id(4), user))),
     ];
     for c in &changes {
         st.apply(c);

@@ -52,6 +52,8 @@ fn resource(org: Uuid, e: &Entity) -> pb::Resource {
         Entity::GroupMember(m) => Kind::GroupMember(group_member(org, m)),
         Entity::GroupRole(r) => Kind::GroupRole(group_role(org, r)),
         Entity::ServiceAccount(s) => Kind::ServiceAccount(super::service_account(org, s)),
+        Entity::IdentityProvider(p) => Kind::IdentityProvider(super::identity_provider(org, p)),
+        Entity::ProviderProfile(p) => Kind::ProviderProfile(super::provider_profile(org, p)),
     };
     pb::Resource { kind: Some(kind) }
 }
@@ -67,9 +69,17 @@ fn invitation(org: Uuid, i: &Invitation) -> pb::Invitation {
 
 /// Group membership.
 fn group_member(org: Uuid, m: &GroupMember) -> pb::GroupMember {
+    let mut types = Vec::new();
+    if m.assigned {
+        types.push(pb::MembershipType::Assigned.into());
+    }
+    if m.mapped {
+        types.push(pb::MembershipType::Mapped.into());
+    }
     pb::GroupMember {
         group: fmt::group(org, m.group),
         user: fmt::user(org, m.user),
+        types,
     }
 }
 

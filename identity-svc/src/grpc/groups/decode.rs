@@ -24,6 +24,43 @@ pub(super) fn group_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -
     )
 }
 
+/// Most claim mappings per group.
+const MAPPINGS_MAX: usize = 20;
+
+/// `group.claim_mappings`, each checked (the providers' existence is the rules').
+pub(super) fn claim_mappings(
+    v: &mut Violations,
+    org: Uuid,
+    raw: &[pb::ClaimMapping],
+) -> Vec<crate::domain::model::ClaimMapping> {
+    if raw.len() > MAPPINGS_MAX {
+        v.add("group.claim_mappings", format!("at most {MAPPINGS_MAX}"));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, m) in raw.iter().enumerate() {
+        let f = |x: &str| format!("group.claim_mappings[{i}].{x}");
+        let provider = v.check(
+            &f("identity_provider"),
+            names::identity_provider(&m.identity_provider)
+                .filter(|(o, _)| *o == org)
+                .map(|(_, p)| p)
+                .ok_or("must be organizations/{organization}/identityProviders/{provider} of this organization"),
+        );
+        let claim = v.required_text(&f("claim"), &m.claim, 50);
+        let value = v.required_text(&f("value"), &m.value, 256);
+        let delimiter = v.optional_text(&f("value_delimiter"), &m.value_delimiter, 3);
+        if let Some(provider) = provider {
+            out.push(crate::domain::model::ClaimMapping {
+                provider,
+                claim,
+                value,
+                delimiter,
+            });
+        }
+    }
+    out
+}
+
 /// Names that parsed but belong to another organization: NOT_FOUND here (reported after the
 /// authorization check, so they reveal nothing to a caller who may not act).
 #[derive(Debug, Default)]

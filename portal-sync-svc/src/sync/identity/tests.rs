@@ -183,6 +183,7 @@ fn kinds_and_scopes_the_mapping_does_not_read_change_nothing() {
     let member = pb::GroupMember {
         group: group.name.clone(),
         user: s.users[0].name.clone(),
+        types: vec![pb::MembershipType::Assigned.into()],
     };
     for e in [
         event(

@@ -323,6 +323,7 @@ impl Seed {
                     display_name: format!("Group {i}"),
                     description: String::new(),
                     stage: STAGES[self.rng.below(3)].to_owned(),
+                    claim_mappings: Vec::new(),
                     create_time: now,
                     update_time: now,
                     rev: 1,
@@ -430,7 +431,7 @@ impl Seed {
         for g in mine {
             self.changes.push(created(
                 fmt::group(org, g),
-                Entity::GroupMember(GroupMember { group: g, user: id }),
+                Entity::GroupMember(GroupMember::assigned(g, id)),
             ));
             people.memberships += 1;
         }
