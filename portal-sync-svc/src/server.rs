@@ -103,7 +103,7 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    syncer.stop();
+    syncer.stop().await;
     tracing::info!("sync stopped");
     result?;
     Ok(())
