@@ -20,7 +20,7 @@ pub(super) const MIGRATIONS: &[Embedded] = &[
     ),
     (
         2,
-        "sync_leases",
+        "sync leases",
         include_str!("../../migrations/postgres/0002_sync_leases.sql"),
     ),
 ];

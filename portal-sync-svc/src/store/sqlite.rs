@@ -27,7 +27,7 @@ pub(super) const MIGRATIONS: &[Embedded] = &[
     ),
     (
         2,
-        "sync_leases",
+        "sync leases",
         include_str!("../../migrations/sqlite/0002_sync_leases.sql"),
     ),
 ];

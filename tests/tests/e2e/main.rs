@@ -16,5 +16,6 @@ mod health;
 mod pg_tls;
 mod portal_api;
 mod properties;
+mod replicas;
 mod sync;
 mod tls;
