@@ -391,7 +391,7 @@ impl Syncer {
         }
     }
 
-    fn count_held(&self, held: usize) {
+    pub(super) fn count_held(&self, held: usize) {
         #[allow(clippy::cast_precision_loss)] // a few thousand leases at most
         ::metrics::gauge!(LEASES_HELD, &[("replica", self.replica.clone())]).set(held as f64);
     }

@@ -201,6 +201,8 @@ impl Syncer {
             replica,
             fences: Mutex::new(HashMap::new()),
         });
+        // Present from the start, so that a replica holding nothing is told from none running.
+        s.count_held(0);
         tokio::spawn(Arc::clone(&s).discover());
         tokio::spawn(Arc::clone(&s).publish());
         s
