@@ -293,7 +293,7 @@ impl Syncer {
     /// the lease is lost.
     pub(super) async fn keep(&self, infra: &Infrastructure, lease: &Lease) -> Loss {
         let mut expire = lease.expire_time;
-        let mut token = None;
+        let mut token = self.store.identity_token(infra.id).await.ok().flatten();
         loop {
             tokio::time::sleep(self.ttl() / 3).await;
             let t = now();
@@ -325,13 +325,13 @@ impl Syncer {
 
     /// A resync or a new identity token asked for through another replica reaches this one
     /// through the database: wakes the workers (each checks its cursor and token). `token` is
-    /// the identity token this check saw last (None before the first check).
-    async fn changed_elsewhere(&self, infra: Uuid, token: &mut Option<Option<String>>) {
+    /// the identity token this check saw last.
+    async fn changed_elsewhere(&self, infra: Uuid, token: &mut Option<String>) {
         let reset = self.status(infra).is_some_and(|v| v.cursor != 0)
             && matches!(self.store.sync_state(infra).await, Ok(s) if s.cursor == 0);
         let stored = self.store.identity_token(infra).await.ok().flatten();
-        let replaced = token.as_ref().is_some_and(|t| *t != stored);
-        *token = Some(stored);
+        let replaced = *token != stored;
+        *token = stored;
         if reset || replaced {
             self.wake.send_modify(|n| *n += 1);
         }

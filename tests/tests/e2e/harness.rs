@@ -170,7 +170,7 @@ impl World {
     pub fn portal_settings(&self) -> portal_sync_svc::config::Settings {
         let mut s = portal_sync_svc::config::Settings::default();
         s.data_dir = self.portal_dir.path().to_path_buf();
-        s.database_url = self.portal_db.clone();
+        s.database_url.clone_from(&self.portal_db);
         s.operator_token = Some(shared::auth::Secret::new(self.portal_operator.clone()));
         s.service_tokens = vec![shared::auth::Secret::new(SERVICE_TOKEN.to_owned())];
         s.sync.identity_url = format!("http://{}", self.identity_addr);
