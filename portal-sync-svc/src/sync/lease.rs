@@ -61,6 +61,10 @@ impl Loss {
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub(super) struct Report {
+    /// The replica that wrote it, and its lease's fencing token: the report speaks for the
+    /// current holder only if both match the lease.
+    holder: String,
+    token: u64,
     identity_sequence: u64,
     last_error: String,
     health: String,
@@ -88,9 +92,12 @@ fn health_of(name: &str) -> SyncHealth {
 }
 
 impl Report {
-    /// What the holder reports at `now`: while the change feed is open, identity answers now.
-    fn of(s: &StatusView, now: Micros) -> Self {
+    /// What the holder of `fence` reports at `now`: while the change feed is open, identity
+    /// answers now.
+    fn of(fence: &Fence, s: &StatusView, now: Micros) -> Self {
         Self {
+            holder: fence.holder.clone(),
+            token: fence.token,
             identity_sequence: s.identity_sequence,
             last_error: s.last_error.clone(),
             health: health_name(s.health).to_owned(),
@@ -131,7 +138,8 @@ pub(super) fn from_database(
         v.last_error = r.last_error;
         v.health = health_of(&r.health);
         v.last_sync_time = r.last_sync_time;
-        v.following = r.following;
+        // A previous holder's feed says nothing of the current holder's.
+        v.following = r.following && r.holder == lease.holder && r.token == lease.token;
         v.last_answered = r.last_answered;
     }
     if lease.held_at(now) {
@@ -300,7 +308,9 @@ impl Syncer {
             let until = t + self.ttl_micros();
             let report = self
                 .status(infra.id)
-                .map(|s| serde_json::to_string(&Report::of(&s, t)).unwrap_or_default())
+                .map(|s| {
+                    serde_json::to_string(&Report::of(&lease.fence, &s, t)).unwrap_or_default()
+                })
                 .unwrap_or_default();
             match self
                 .store
@@ -408,6 +418,10 @@ mod tests {
             snapshot_time: Some(3),
         };
         assert_eq!(from_database(&state, None, 100).cursor, 7);
+        let fence = Fence {
+            holder: "replica-a".into(),
+            token: 3,
+        };
         let view = StatusView {
             identity_sequence: 9,
             health: SyncHealth::Syncing,
@@ -419,9 +433,16 @@ mod tests {
             holder: "replica-a".into(),
             token: 3,
             expire_time: 200,
-            report: Some(serde_json::to_string(&Report::of(&view, 90)).unwrap()),
+            report: Some(serde_json::to_string(&Report::of(&fence, &view, 90)).unwrap()),
         };
         let held = from_database(&state, Some(&lease), 100);
+        // A new holder that has not reported yet: its feed is not known to be open.
+        let taken = LeaseView {
+            holder: "replica-b".into(),
+            token: 4,
+            ..lease.clone()
+        };
+        assert_eq!(from_database(&state, Some(&taken), 100).lag(), None);
         assert_eq!(
             (held.holder.as_str(), held.lease_expire_time),
             ("replica-a", Some(200))

@@ -24,6 +24,7 @@ crate::e2e_tests!(
     when_the_holder_dies_the_other_replica_takes_over_within_15_seconds,
     a_replica_whose_lease_was_taken_cannot_write,
     api_calls_answer_the_same_on_every_replica,
+    a_replica_killed_mid_apply_leaves_whole_batches_and_another_finishes,
 );
 
 /// The company admin acted for in portal calls (see `sync::setup`).
@@ -348,12 +349,20 @@ async fn a_replica_whose_lease_was_taken_cannot_write(b: Backend) {
     assert_eq!(granted.iter().filter(|e| e.target == dev.name).count(), 1);
 }
 
-/// Waits until the replica's status says it applied everything identity has.
+/// Waits until the replica's status says its records reflect everything identity has.
 async fn caught_up_on(w: &World, s: &Setup, r: &Replica) {
+    let target = w
+        .id_audit(&s.org.admin_token)
+        .get_snapshot(shared::proto::identity::v1::GetSnapshotRequest {
+            parent: s.org.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence;
     eventually("the replica to catch up", || async {
         let st = r.status(w, s).await;
-        (st.health == portal::SyncHealth::Syncing as i32 && st.lag_known && st.lag == 0)
-            .then_some(())
+        (st.cursor >= target && st.lag_known && st.lag == 0).then_some(())
     })
     .await;
 }
@@ -405,4 +414,34 @@ async fn api_calls_answer_the_same_on_every_replica(b: Backend) {
             .then_some(())
     })
     .await;
+}
+
+async fn a_replica_killed_mid_apply_leaves_whole_batches_and_another_finishes(b: Backend) {
+    let (w, s) = setup_then_stop(b).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut a = Replica::start(&w, &format!("a-{tag}"), 1000).await;
+    a.wait_holder(&w, &s, &a.id).await;
+    let standby = Replica::start(&w, &format!("s-{tag}"), 1000).await;
+    let emails: Vec<String> = (0..30).map(|n| format!("dev{n}@acme.example")).collect();
+    // The holder applies the changes as they come; it dies while they still come.
+    for (n, email) in emails.iter().enumerate() {
+        invite(&w, &s, email, Some("developer")).await;
+        if n == emails.len() / 2 {
+            a.kill();
+        }
+    }
+    standby.wait_holder(&w, &s, &standby.id).await;
+    caught_up_on(&w, &s, &standby).await;
+    let records = standby.records(&s).await;
+    for email in &emails {
+        assert!(records.contains_key(email), "{email} missing: {records:?}");
+    }
+    // Each member's record was granted once: no batch was applied twice or in part.
+    let team = standby.team(&s).await;
+    let granted = standby.events(&w, &s, "odc_access.granted").await;
+    for email in &emails {
+        let m = team.iter().find(|m| &m.email == email).unwrap();
+        let n = granted.iter().filter(|e| e.target == m.name).count();
+        assert_eq!(n, 1, "{email}: {n} grants");
+    }
 }
