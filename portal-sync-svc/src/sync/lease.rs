@@ -8,8 +8,8 @@
 //! `GetSyncStatus` from). Every acquisition increments the lease's fencing token, and every sync
 //! write carries it ([`Syncer::fence`]): a replica that lost the lease — it stalled past the
 //! expiry and another took over — has its writes refused, stops its sync and goes back to
-//! acquiring. A graceful shutdown releases the leases, so another replica takes over at once;
-//! a replica that dies is replaced within a ttl.
+//! acquiring. A graceful shutdown releases the leases, so another replica takes over at its
+//! next try (within a third of the ttl); a replica that dies is replaced within a ttl.
 //!
 //! [`LeaseStore`]: crate::store::LeaseStore
 
@@ -358,7 +358,7 @@ impl Syncer {
         self.forget(infra.id);
     }
 
-    /// Releases the lease of `infra` (shutdown): another replica may take it at once.
+    /// Releases the lease of `infra` (shutdown): another replica may take it at its next try.
     pub(super) async fn release(&self, infra: &Infrastructure, lease: &Lease) {
         if let Err(e) = self.store.release_lease(infra.id, &lease.fence).await {
             tracing::warn!(infrastructure = %infra.id, error = %e, "could not release the sync lease; it lapses by itself");

@@ -247,7 +247,7 @@ impl Syncer {
     }
 
     /// Stops discovery and every worker, and releases the leases this replica holds (another
-    /// replica takes them over at once).
+    /// replica takes them over at its next try).
     pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
         self.release_all().await;

@@ -25,6 +25,7 @@ crate::e2e_tests!(
     a_replica_whose_lease_was_taken_cannot_write,
     api_calls_answer_the_same_on_every_replica,
     a_replica_killed_mid_apply_leaves_whole_batches_and_another_finishes,
+    a_graceful_shutdown_releases_the_lease_to_the_other_replica,
 );
 
 /// The company admin acted for in portal calls (see `sync::setup`).
@@ -444,4 +445,36 @@ async fn a_replica_killed_mid_apply_leaves_whole_batches_and_another_finishes(b:
         let n = granted.iter().filter(|e| e.target == m.name).count();
         assert_eq!(n, 1, "{email}: {n} grants");
     }
+}
+
+async fn a_graceful_shutdown_releases_the_lease_to_the_other_replica(b: Backend) {
+    let mut w = World::start(b).await;
+    let s = setup(&w).await;
+    caught_up(&w, &s).await;
+    // The harness's replica holds the lease, with the default ttl (10 s).
+    let first = w
+        .sync(&w.portal_operator)
+        .get_sync_status(portal::GetSyncStatusRequest {
+            infrastructure: s.infra.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sync_replica;
+    assert!(!first.is_empty());
+    // It tries to acquire at least every second (a third of its ttl).
+    let next = Replica::start(&w, &format!("next-{}", uuid::Uuid::new_v4().simple()), 3000).await;
+    next.wait_holder(&w, &s, &first).await;
+    let stopped = Instant::now();
+    w.stop_portal().await;
+    // Released, not lapsed: the other replica takes over at its next try; a lease left to
+    // lapse would have had at least 6.7 s to run (renewed every 3.3 s, for 10 s).
+    let deadline = stopped + Duration::from_secs(5);
+    while next.status(&w, &s).await.sync_replica != next.id {
+        assert!(Instant::now() < deadline, "the lease was not handed over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    invite(&w, &s, "dev@acme.example", Some("developer")).await;
+    caught_up_on(&w, &s, &next).await;
+    assert!(next.records(&s).await.contains_key("dev@acme.example"));
 }
