@@ -108,6 +108,8 @@ async fn serve_boxed(
         Arc::clone(&api.address_limits),
         api.core.closing(),
     ));
+    // Every replica: a boundary a replica commits first, the others find already committed.
+    tokio::spawn(crate::core::grant_boundaries::run(Arc::clone(&api.core)));
     if settings.follow_interval_ms > 0 {
         tokio::spawn(follow(
             Arc::clone(&api.core),
