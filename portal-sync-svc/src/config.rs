@@ -415,6 +415,8 @@ mod tests {
                     ("PORTAL_SYNC__IDENTITY_URL", "http://identity:3"),
                     ("PORTAL_HEALTH__PROBE_TIMEOUT_MS", "300"),
                     ("PORTAL_OPERATOR_TOKEN", "psync_op_env"),
+                    ("PORTAL_SYNC__REPLICA_ID", "portal-1"),
+                    ("PORTAL_SYNC__LEASE_TTL_MS", "4000"),
                 ],
             );
             return;
@@ -432,6 +434,10 @@ mod tests {
         assert_eq!(s.service_tokens.len(), 1);
         assert_eq!(s.service_tokens[0].expose(), "psync_svc_env");
         assert_eq!(s.sync.identity_url, "http://identity:3");
+        assert_eq!(
+            (s.sync.replica_id.as_str(), s.sync.lease_ttl_ms),
+            ("portal-1", 4000)
+        );
         assert_eq!(
             s.operator_token.as_ref().map(Secret::expose),
             Some("psync_op_env")

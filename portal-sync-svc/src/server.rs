@@ -116,7 +116,7 @@ async fn serve_boxed(
         shutdown,
     )
     .await;
-    syncer.stop();
+    syncer.stop().await;
     tracing::info!("sync stopped");
     traces.shutdown().await;
     result?;

@@ -46,6 +46,8 @@ fn status(company: Uuid, infrastructure: Uuid, view: StatusView) -> pb::SyncStat
             SyncHealth::Refused => pb::SyncHealth::Refused,
         }
         .into(),
+        sync_replica: view.holder,
+        lease_expire_time: view.lease_expire_time.and_then(ts),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The sync of ODC infrastructures as the API sees it: which infrastructures are synchronized,
-//! their status (the worker's live view, or the stored state before it has a worker) and
+//! their status (the worker's live view, or the database's on another replica) and
 //! resync. The sync itself is [`crate::sync`].
 
 use uuid::Uuid;
@@ -39,20 +39,11 @@ impl Rules {
         Ok(OdcInfrastructure(id))
     }
 
-    /// The sync status of an infrastructure: the worker's live view, or the stored state when
-    /// it has no worker yet.
+    /// The sync status of an infrastructure, on any replica: the worker's live view on the
+    /// replica that holds the infrastructure's lease, else the stored state with the holder's
+    /// last report.
     pub async fn sync_status(&self, infra: &OdcInfrastructure) -> Result<StatusView, Error> {
-        let read = self.read();
-        if let Some(v) = read.sync_status(infra.0) {
-            return Ok(v);
-        }
-        let s = read.sync_state(infra.0).await?;
-        Ok(StatusView {
-            cursor: s.cursor,
-            identity_sequence: s.cursor,
-            last_snapshot_time: s.snapshot_time,
-            ..Default::default()
-        })
+        Ok(self.read().sync_status(infra.0).await?)
     }
 
     /// Forgets the sync cursor of an ODC infrastructure: its next sync takes a snapshot.

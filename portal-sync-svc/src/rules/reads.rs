@@ -68,9 +68,10 @@ impl<'a> Reads<'a> {
     pub async fn sync_state(&self, infrastructure: Uuid) -> Result<SyncState, StoreError> {
         self.store.sync_state(infrastructure).await
     }
-    /// The live sync status of an infrastructure (None: no worker yet).
-    pub fn sync_status(&self, infrastructure: Uuid) -> Option<StatusView> {
-        self.syncer.status(infrastructure)
+    /// The sync status of an infrastructure: the live view on the replica that runs its
+    /// sync, what the database says on the others.
+    pub async fn sync_status(&self, infrastructure: Uuid) -> Result<StatusView, StoreError> {
+        self.syncer.status_of(infrastructure).await
     }
     /// Everything the access rules need to know of a company.
     pub async fn facts(&self, company: Uuid) -> Result<CompanyFacts, StoreError> {

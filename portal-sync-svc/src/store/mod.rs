@@ -1,12 +1,13 @@
 //! Storage of the Customer Portal records: one trait per concern in domain types
 //! ([`CompanyStore`], [`InfrastructureStore`], [`MemberStore`], [`CursorStore`],
-//! [`CommunityStore`], [`CaseStore`], [`EventStore`], [`DatabaseStore`], in `traits.rs`),
+//! [`CommunityStore`], [`CaseStore`], [`EventStore`], [`DatabaseStore`], [`LeaseStore`] (the
+//! sync leases of several replicas), in `traits.rs`),
 //! gathered by [`PortalStore`]; implemented once in SQL (`sql/`, one file per concern) for SQLite
 //! ([`sqlite`]) and PostgreSQL ([`postgres`]), and pinned by one contract suite run on both
 //! (`contract_tests/`, one file per concern).
 //!
 //! This file owns the vocabulary every concern shares: [`StoreError`], [`MemberChange`],
-//! [`SyncCursor`], [`SyncState`].
+//! [`SyncCursor`], [`SyncState`], [`Fence`], [`Lease`], [`LeaseView`].
 //!
 //! Team members are written through [`MemberStore::apply`]: a batch of member changes, their
 //! audit events and (for the sync) the new cursor of an ODC infrastructure, in one transaction,
@@ -26,7 +27,7 @@ mod traits;
 pub use sql::SqlStore;
 pub use traits::{
     CaseStore, CommunityStore, CompanyStore, CursorStore, DatabaseStore, EventStore,
-    InfrastructureStore, MemberStore,
+    InfrastructureStore, LeaseStore, MemberStore,
 };
 
 #[cfg(test)]
@@ -56,6 +57,10 @@ pub enum StoreError {
     /// A sealed secret (an identity token) could not be opened with the key file's keys.
     #[error("the stored identity token cannot be opened: {0}")]
     Sealing(#[from] shared::sealing::SealingError),
+    /// A sync write whose [`Fence`] no longer holds: the infrastructure's lease was taken by
+    /// another replica (or expired). Nothing was written.
+    #[error("this replica no longer holds the infrastructure's sync lease")]
+    Fenced,
     /// The database failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -95,6 +100,20 @@ pub struct SyncCursor {
     pub cursor: u64,
     /// Set when this batch comes from a full snapshot.
     pub snapshot_time: Option<Micros>,
+    /// The sync lease the writer holds: when set, the batch is written only if the lease row
+    /// still has this holder and token and has not expired at the batch's time, checked in
+    /// the batch's transaction; otherwise [`StoreError::Fenced`] and nothing is written.
+    pub fence: Option<Fence>,
+}
+
+/// A replica's claim to write an infrastructure's sync: its id and the fencing token of its
+/// lease (see [`LeaseStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The replica id.
+    pub holder: String,
+    /// The fencing token the replica got when it acquired the lease.
+    pub token: u64,
 }
 
 /// Stored sync state of an ODC infrastructure.
@@ -104,6 +123,35 @@ pub struct SyncState {
     pub cursor: u64,
     /// Last full snapshot.
     pub snapshot_time: Option<Micros>,
+}
+
+/// A lease this replica holds (what [`LeaseStore::acquire_lease`] answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder and fencing token, for the sync's writes.
+    pub fence: Fence,
+    /// When the lease lapses unless renewed (the holder's clock).
+    pub expire_time: Micros,
+}
+
+/// An infrastructure's lease row as stored, whoever holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The replica that acquired it last.
+    pub holder: String,
+    /// Its fencing token (the number of acquisitions so far).
+    pub token: u64,
+    /// When it lapses (0 after a graceful release); held only while in the future.
+    pub expire_time: Micros,
+    /// The holder's last report of the sync (a document of the sync's, opaque to the store).
+    pub report: Option<String>,
+}
+
+impl LeaseView {
+    /// Whether some replica holds the lease at `now`.
+    pub fn held_at(&self, now: Micros) -> bool {
+        self.expire_time > now
+    }
 }
 
 /// The whole storage interface: every concern's trait. Implemented by every type that
@@ -118,6 +166,7 @@ pub trait PortalStore:
     + CaseStore
     + EventStore
     + DatabaseStore
+    + LeaseStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -134,6 +183,7 @@ impl<S> PortalStore for S where
         + CaseStore
         + EventStore
         + DatabaseStore
+        + LeaseStore
         + Send
         + Sync
         + std::fmt::Debug

@@ -12,11 +12,18 @@ use super::StoreError;
 use super::sql::{RowsAffected, SqlStore};
 
 /// The migrations in `migrations/postgres`, embedded.
-pub(super) const MIGRATIONS: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+pub(super) const MIGRATIONS: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "sync leases",
+        include_str!("../../migrations/postgres/0002_sync_leases.sql"),
+    ),
+];
 
 /// The store in a PostgreSQL database.
 pub type PgStore = SqlStore<sqlx::Postgres>;

@@ -19,11 +19,18 @@ use super::StoreError;
 use super::sql::{RowsAffected, SqlStore};
 
 /// The migrations in `migrations/sqlite`, embedded.
-pub(super) const MIGRATIONS: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+pub(super) const MIGRATIONS: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "sync leases",
+        include_str!("../../migrations/sqlite/0002_sync_leases.sql"),
+    ),
+];
 
 /// The store in a SQLite database file.
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;

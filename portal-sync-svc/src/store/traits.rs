@@ -1,5 +1,5 @@
 //! The storage interface, one trait per concern, in domain types: companies, infrastructures,
-//! members, sync cursors, Community accounts, support cases and audit events.
+//! members, sync cursors, Community accounts, support cases, audit events and the sync leases.
 //! [`PortalStore`](super::PortalStore) gathers them for callers that hold the whole store.
 //!
 //! Every write of a company records its audit events in the same transaction (see
@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{MemberChange, StoreError, SyncCursor, SyncState};
+use super::{Fence, Lease, LeaseView, MemberChange, StoreError, SyncCursor, SyncState};
 use crate::domain::model::{
     Company, Email, Infrastructure, Micros, NewEvent, PortalEvent, SupportCase, TeamMember,
 };
@@ -167,4 +167,39 @@ pub trait EventStore: Send + Sync {
 pub trait DatabaseStore: Send + Sync {
     /// One trivial round trip (`SELECT 1`).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The sync lease of each ODC infrastructure: which replica runs its sync. At most one replica
+/// holds an infrastructure's lease at a time; it holds it until `expire_time` and renews it
+/// before; another replica acquires it only once it has expired (or was released). Every
+/// acquisition increments the fencing token, which the holder's writes carry
+/// ([`SyncCursor::fence`]): a replica that lost the lease can no longer write. Times are the
+/// callers' clocks (unix microseconds): replicas' clocks must agree to well within a ttl.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Acquires the lease of `infrastructure` for `holder` until `expire_time`, if it is free
+    /// at `now` (never held, released, expired) or already `holder`'s; the fencing token is
+    /// incremented either way. `None` when another replica holds it.
+    async fn acquire_lease(
+        &self,
+        infrastructure: Uuid,
+        holder: &str,
+        now: Micros,
+        expire_time: Micros,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Extends a lease `fence` still holds at `now` to `expire_time`, storing the holder's
+    /// `report`; `false` (nothing written) when the lease was lost.
+    async fn renew_lease(
+        &self,
+        infrastructure: Uuid,
+        fence: &Fence,
+        now: Micros,
+        expire_time: Micros,
+        report: &str,
+    ) -> Result<bool, StoreError>;
+    /// Releases a lease `fence` still holds (it expires now: another replica may take it at
+    /// once); `false` when it was not held any more.
+    async fn release_lease(&self, infrastructure: Uuid, fence: &Fence) -> Result<bool, StoreError>;
+    /// The lease row of `infrastructure` (None: no replica ever held it).
+    async fn lease(&self, infrastructure: Uuid) -> Result<Option<LeaseView>, StoreError>;
 }

@@ -15,6 +15,11 @@
 //! ends the open change feed within a second) the status says so and [`REFUSALS_TOTAL`] counts
 //! it; the worker keeps retrying with back-off and takes a new token at once
 //! (`Companies.SetIdentityToken`).
+//!
+//! Several replicas may share one database: a worker runs its infrastructure's sync only while
+//! this replica holds the infrastructure's lease ([`lease`], [`worker`]), and every write of
+//! records and cursor carries the lease's fencing token, so a replica that lost the lease
+//! cannot write ([`SyncCursor::fence`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -28,24 +33,25 @@ use uuid::Uuid;
 
 use crate::domain::mapping::Mirror;
 use crate::domain::model::{Infrastructure, Micros};
-use crate::domain::names;
-use crate::store::{PortalStore, StoreError, SyncCursor};
+use crate::store::{Fence, PortalStore, StoreError, SyncCursor};
 
 mod contact;
 mod endpoint;
 mod failure;
 pub mod identity;
+mod lease;
 pub mod reconcile;
 mod resume;
 mod status;
 mod traced;
+mod worker;
 
 pub use failure::{REFUSALS_TOTAL, SyncHealth};
+pub use lease::{LEASE_ACQUISITIONS_TOTAL, LEASE_HELD, LEASE_LOSSES_TOTAL, LEASES_HELD};
 pub use status::{LAG_EVENTS, STALENESS_SECONDS, StatusView};
 
 use contact::IdentityContact;
 use endpoint::AuditClient;
-use failure::{Backoff, Failure};
 use reconcile::Members;
 use resume::{Followed, cursor_gone, head_of};
 use traced::SyncTraces;
@@ -72,6 +78,14 @@ pub struct SyncSettings {
     pub backoff_min_ms: u64,
     /// Longest retry delay (milliseconds).
     pub backoff_max_ms: u64,
+    /// This replica's id in the sync leases (GetSyncStatus's `sync_replica`, the lease
+    /// metrics' `replica` label). Empty (the default): a random id per process. Replicas
+    /// sharing a database must have different ids.
+    pub replica_id: String,
+    /// How long a replica's lease of an infrastructure's sync lasts unless renewed
+    /// (milliseconds): the holder renews it every third of it; when the holder dies another
+    /// replica takes over once it lapses, so within about this time.
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for SyncSettings {
@@ -84,6 +98,8 @@ impl Default for SyncSettings {
             discovery_interval_ms: 1000,
             backoff_min_ms: 50,
             backoff_max_ms: 5000,
+            replica_id: String::new(),
+            lease_ttl_ms: 10_000,
         }
     }
 }
@@ -101,6 +117,10 @@ pub struct Syncer {
     contact: IdentityContact,
     /// The spans of the sync's work ([`traced`]).
     traces: SyncTraces,
+    /// This replica's id in the leases.
+    replica: String,
+    /// The leases this replica holds now, by infrastructure: the fence of their writes.
+    fences: Mutex<HashMap<Uuid, Fence>>,
 }
 
 /// Now, in microseconds since the Unix epoch.
@@ -127,6 +147,8 @@ enum RunError {
     Resync,
     #[error("the identity token was replaced")]
     TokenReplaced,
+    #[error("this replica no longer holds the infrastructure's sync lease")]
+    LeaseLost,
     #[error("stopped")]
     Stopped,
     #[error(
@@ -158,6 +180,13 @@ impl Syncer {
              answered UNAUTHENTICATED or PERMISSION_DENIED), by code."
         );
         status::describe();
+        lease::describe();
+        let replica = if settings.replica_id.trim().is_empty() {
+            format!("replica-{}", &Uuid::new_v4().simple().to_string()[..12])
+        } else {
+            settings.replica_id.trim().to_owned()
+        };
+        tracing::info!(replica = %replica, "sync replica");
         let s = Arc::new(Self {
             store,
             settings,
@@ -166,14 +195,19 @@ impl Syncer {
             shutdown,
             contact: IdentityContact::default(),
             traces: SyncTraces::new(traces),
+            replica,
+            fences: Mutex::new(HashMap::new()),
         });
+        // Present from the start, so that a replica holding nothing is told from none running.
+        s.count_held(0);
         tokio::spawn(Arc::clone(&s).discover());
         tokio::spawn(Arc::clone(&s).publish());
         s
     }
 
-    /// The status of one infrastructure's sync (None when it has no worker yet).
-    pub fn status(&self, infrastructure: Uuid) -> Option<StatusView> {
+    /// The live status of one infrastructure's sync, while this replica runs it (holds its
+    /// lease); [`Syncer::status_of`] answers for any infrastructure.
+    fn status(&self, infrastructure: Uuid) -> Option<StatusView> {
         self.status
             .lock()
             .ok()
@@ -206,9 +240,16 @@ impl Syncer {
         self.wake.send_modify(|n| *n += 1);
     }
 
-    /// Stops discovery and every worker.
-    pub fn stop(&self) {
+    /// This replica's id in the sync leases.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Stops discovery and every worker, and releases the leases this replica holds (another
+    /// replica takes them over at its next try).
+    pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
+        self.release_all().await;
     }
 
     fn update(&self, infra: Uuid, f: impl FnOnce(&mut StatusView)) {
@@ -245,12 +286,7 @@ impl Syncer {
                 Ok(list) => {
                     for (infra, token) in list {
                         if running.insert(infra.id) {
-                            let name = names::fmt::infrastructure(infra.company, infra.id);
-                            self.update(infra.id, |s| {
-                                s.infrastructure = name;
-                                // Counted from now until identity answers.
-                                s.last_answered.get_or_insert_with(now);
-                            });
+                            lease::discovered(&infra);
                             tokio::spawn(Arc::clone(&self).work(infra, token));
                         }
                     }
@@ -266,82 +302,6 @@ impl Syncer {
                 return;
             }
         }
-    }
-
-    /// One infrastructure's worker: runs until stopped, backing off with jitter on failure.
-    async fn work(self: Arc<Self>, infra: Infrastructure, token: String) {
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.settings.backoff_min_ms),
-            Duration::from_millis(self.settings.backoff_max_ms),
-        );
-        let mut stop = self.shutdown.subscribe();
-        let mut wake = self.wake.subscribe();
-        let mut token = token;
-        let mut kept = None;
-        loop {
-            // The operator may have replaced the token (Companies.SetIdentityToken).
-            match self.store.identity_token(infra.id).await {
-                Ok(Some(stored)) => token = stored,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(infrastructure = %infra.id, error = %e, "could not read the identity token; using the last one");
-                }
-            }
-            wake.mark_unchanged();
-            let synced = self.status(infra.id).and_then(|s| s.last_sync_time);
-            let result = self.run(&infra, &token, &mut kept).await;
-            if *stop.borrow() {
-                return;
-            }
-            if self.status(infra.id).and_then(|s| s.last_sync_time) != synced {
-                // It made progress: a new failure is a new story.
-                backoff.reset();
-            }
-            match result {
-                Err(RunError::Resync | RunError::TokenReplaced) => {
-                    backoff.reset();
-                    continue;
-                }
-                Err(RunError::Stopped) => return,
-                Err(e) => self.failed(infra.id, &e),
-                Ok(()) => {}
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff.next_wait()) => {}
-                // A resync or a replaced token: try again now.
-                _ = wake.changed() => backoff.reset(),
-                _ = stop.changed() => return,
-            }
-        }
-    }
-
-    /// Reports a failed run: logged, and in the status as a sentence with the health.
-    fn failed(&self, infra: Uuid, error: &RunError) {
-        let f = match error {
-            RunError::Identity(status) => match std::error::Error::source(status) {
-                // The channel could not reach identity: no answer from it at all.
-                Some(cause) if status.code() == tonic::Code::Unavailable => {
-                    Failure::unreachable(&self.settings.identity_url, cause)
-                }
-                _ => Failure::from_status(status),
-            },
-            RunError::Connect(e) => Failure::unreachable(&self.settings.identity_url, e),
-            RunError::Store(e) => Failure::store(e),
-            other => Failure::other_run(&other.to_string()),
-        };
-        tracing::warn!(infrastructure = %infra, error = %f.text, "sync failed; retrying");
-        self.contact.ended(error, &f.text);
-        self.update(infra, |s| {
-            // A refusal that does not say why keeps the cause an earlier one gave.
-            if !(f.vague && s.health == SyncHealth::Refused) {
-                s.last_error = f.text;
-            }
-            s.health = if f.refused {
-                SyncHealth::Refused
-            } else {
-                SyncHealth::Retrying
-            };
-        });
     }
 
     /// One run: resume with what the worker kept, or take a snapshot and reconcile everything;
@@ -561,10 +521,13 @@ impl Syncer {
             if changes.is_empty() && stored_cursor == cursor {
                 return Ok(());
             }
+            // Written only while this replica still holds the lease (checked in the batch's
+            // transaction).
             let c = SyncCursor {
                 infrastructure: infra.id,
                 cursor,
                 snapshot_time,
+                fence: Some(self.fence(infra.id).ok_or(RunError::LeaseLost)?),
             };
             match self
                 .store

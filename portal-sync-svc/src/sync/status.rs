@@ -36,6 +36,10 @@ pub struct StatusView {
     /// When identity last answered (a snapshot, the feed opening, an event, the feed breaking),
     /// or when the worker started if it has not answered since; None before the worker ran.
     pub last_answered: Option<Micros>,
+    /// The replica that holds the infrastructure's sync lease (runs its sync); empty when none.
+    pub holder: String,
+    /// When the holder's lease lapses unless renewed (None when no replica holds it).
+    pub lease_expire_time: Option<Micros>,
 }
 
 impl StatusView {

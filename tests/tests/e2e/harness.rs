@@ -216,9 +216,22 @@ impl World {
 
     /// (Re)starts portal-sync.
     pub async fn start_portal(&mut self) {
+        let s = self.portal_settings();
+        let reach = self.portal_reach();
+        let server = TestServer::start_reached(self.portal_addr, reach, |listener, shutdown| {
+            portal_sync_svc::serve(listener, s, shutdown)
+        })
+        .await;
+        self.portal_addr = Some(server.addr());
+        self.portal = Some(server);
+    }
+
+    /// The settings portal-sync runs with (its database, identity, tokens; for another replica
+    /// on the same database too).
+    pub fn portal_settings(&self) -> portal_sync_svc::config::Settings {
         let mut s = portal_sync_svc::config::Settings::default();
         s.data_dir = self.portal_dir.path().to_path_buf();
-        s.database_url = self.portal_db.clone();
+        s.database_url.clone_from(&self.portal_db);
         s.operator_token = Some(shared::auth::Secret::new(self.portal_operator.clone()));
         s.service_tokens = vec![shared::auth::Secret::new(SERVICE_TOKEN.to_owned())];
         s.telemetry = self.telemetry.clone();
@@ -235,13 +248,7 @@ impl World {
         if let Some(tls) = self.portal_tls() {
             s.tls = tls;
         }
-        let reach = self.portal_reach();
-        let server = TestServer::start_reached(self.portal_addr, reach, |listener, shutdown| {
-            portal_sync_svc::serve(listener, s, shutdown)
-        })
-        .await;
-        self.portal_addr = Some(server.addr());
-        self.portal = Some(server);
+        s
     }
 
     /// Stops portal-sync (graceful) and waits for it to exit.

@@ -18,6 +18,7 @@ mod health;
 mod pg_tls;
 mod portal_api;
 mod properties;
+mod replicas;
 mod sync;
 mod tls;
 mod traces;

@@ -284,5 +284,5 @@ async fn odc_records_are_read_only_here() {
         .await
         .is_ok()
     );
-    syncer.stop();
+    syncer.stop().await;
 }

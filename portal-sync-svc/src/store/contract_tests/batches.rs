@@ -52,6 +52,7 @@ async fn large_batch_spans_statements_and_a_late_conflict_writes_nothing(store: 
         infrastructure: odc.id,
         cursor,
         snapshot_time,
+        fence: None,
     };
     let events =
         |tag: &str| -> Vec<NewEvent> { (0..n).map(|i| event(&format!("{tag}.{i}"))).collect() };

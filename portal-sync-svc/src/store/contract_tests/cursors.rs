@@ -26,6 +26,7 @@ async fn cursor_is_written_with_changes_and_keeps_snapshot_time(store: &dyn Port
         infrastructure: odc.id,
         cursor,
         snapshot_time,
+        fence: None,
     };
 
     // A snapshot batch.
@@ -120,6 +121,7 @@ async fn cursor_is_written_with_changes_and_keeps_snapshot_time(store: &dyn Port
                 infrastructure: second.id,
                 cursor: 3,
                 snapshot_time: None,
+                fence: None,
             }),
             T0 + 60,
         )
@@ -151,6 +153,7 @@ async fn cursor_of_another_company_is_refused(store: &dyn PortalStore) {
                         infrastructure,
                         cursor: 4,
                         snapshot_time: Some(T0),
+                        fence: None,
                     }),
                     T0,
                 )
@@ -183,6 +186,7 @@ async fn reset_sync_forgets_cursor(store: &dyn PortalStore) {
                 infrastructure: odc.id,
                 cursor: 40,
                 snapshot_time: Some(T0 + 5),
+                fence: None,
             }),
             T0 + 5,
         )
@@ -207,6 +211,7 @@ async fn reset_sync_forgets_cursor(store: &dyn PortalStore) {
                 infrastructure: odc.id,
                 cursor: 41,
                 snapshot_time: Some(T0 + 9),
+                fence: None,
             }),
             T0 + 9,
         )

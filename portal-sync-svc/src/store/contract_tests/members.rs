@@ -153,6 +153,7 @@ async fn stale_revision_in_batch_conflicts_and_writes_nothing(store: &dyn Portal
                 infrastructure: odc.id,
                 cursor: 5,
                 snapshot_time: Some(T0),
+                fence: None,
             }),
             T0,
         )
@@ -204,6 +205,7 @@ async fn stale_revision_in_batch_conflicts_and_writes_nothing(store: &dyn Portal
                         infrastructure: odc.id,
                         cursor: 9,
                         snapshot_time,
+                        fence: None,
                     }),
                     T0 + 100,
                 )
@@ -243,6 +245,7 @@ async fn duplicate_email_conflicts(store: &dyn PortalStore) {
                     infrastructure: odc.id,
                     cursor: 3,
                     snapshot_time: None,
+                    fence: None,
                 }),
                 T0,
             )

@@ -14,6 +14,7 @@ mod cursors;
 mod events;
 mod fixtures;
 mod harness;
+mod leases;
 mod members;
 mod reopen;
 mod sealing;

@@ -28,6 +28,7 @@ async fn fill(store: &dyn PortalStore) -> Seed {
                 infrastructure: odc.id,
                 cursor: 42,
                 snapshot_time: Some(T0 + 2),
+                fence: None,
             }),
             T0 + 2,
         )

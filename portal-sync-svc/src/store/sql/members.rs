@@ -78,6 +78,15 @@ where
         // Any error below drops `tx`, which rolls everything back.
         let mut tx = self.pool.begin().await?;
         let first = Self::reserve_events(&mut tx, company, events.len()).await?;
+        // A sync batch of a replica that lost its lease writes nothing.
+        if let Some(SyncCursor {
+            infrastructure,
+            fence: Some(fence),
+            ..
+        }) = cursor
+        {
+            Self::hold_fence(&mut tx, *infrastructure, fence, time).await?;
+        }
         // Multi-row statements, in the batch's order (see `runs`).
         for run in runs(changes) {
             match run {

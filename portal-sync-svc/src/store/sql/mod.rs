@@ -3,8 +3,8 @@
 //! (error mapping, number conversions; the migrator is the kit's `shared::migrations`).
 //! Connecting is the backends' business ([`super::sqlite`], [`super::postgres`]).
 //!
-//! The schema (`migrations/{sqlite,postgres}/0001_init.sql`, the same text) uses only TEXT and
-//! BIGINT, and every statement is written in the dialect both databases accept (`$N`
+//! The schema (`migrations/{sqlite,postgres}/*.sql`, the same text for both) uses only TEXT
+//! and BIGINT, and every statement is written in the dialect both databases accept (`$N`
 //! placeholders, `ON CONFLICT .. DO UPDATE/NOTHING`, `UPDATE .. RETURNING`), so the two
 //! backends differ only in their pool type. Each concern's statements are plain generic code,
 //! `impl<DB: Backend> … for SqlStore<DB>` with the [`Backend`] bounds spelled out once per
@@ -17,6 +17,7 @@
 //! | `member_writes.rs` | the multi-row member statements `apply` runs |
 //! | `runs.rs` | cutting a batch into runs of those statements |
 //! | `cursors.rs` | the sync state of an infrastructure |
+//! | `leases.rs` | the sync lease of an infrastructure, and the fencing check of `apply` |
 //! | `community.rs` | Community accounts |
 //! | `cases.rs` | support cases and approved contacts |
 //! | `events.rs` | the gap-free audit events of a company |
@@ -42,6 +43,7 @@ mod community;
 mod companies;
 mod cursors;
 mod events;
+mod leases;
 mod member_writes;
 mod members;
 #[cfg(test)]

@@ -189,6 +189,7 @@ async fn derive(
             infrastructure: infra.id,
             cursor,
             snapshot_time: Some(now),
+            fence: None,
         };
         store
             .apply(company, &changes, &events, Some(&c), now)
