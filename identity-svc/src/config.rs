@@ -35,7 +35,9 @@ use shared::telemetry::LogFormat;
 use shared::tls::TlsSettings;
 
 pub mod login;
+pub mod mail;
 pub use login::LoginSettings;
+pub use mail::MailSettings;
 
 // Shared with the other service; re-exported under their historical paths.
 pub use shared::config::{ConfigError, Database, redact_url};
@@ -145,6 +147,8 @@ pub struct Settings {
     pub health: HealthSettings,
     /// Deliver invitations through this SMTP relay; unset means the mailbox directory.
     pub smtp: Option<SmtpSettings>,
+    /// How the invitation mail outbox is drained: polling, claims, retries (`[mail]`).
+    pub mail: MailSettings,
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
     /// (default `<data_dir>/mailbox`); see [`Settings::mailbox`].
     pub mailbox_dir: Option<PathBuf>,
@@ -181,6 +185,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             health: HealthSettings::default(),
             smtp: None,
+            mail: MailSettings::default(),
             mailbox_dir: None,
             follow_interval_ms: 100,
             consistency_wait_ms: 5000,
@@ -209,6 +214,7 @@ impl fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("health", &self.health)
             .field("smtp", &self.smtp)
+            .field("mail", &self.mail)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)
             .field("consistency_wait_ms", &self.consistency_wait_ms)

@@ -94,7 +94,8 @@ async fn serve_boxed(
     .with_login_limits(
         HashPool::from_settings(&settings.login),
         LockoutPolicy::from(&settings.login),
-    );
+    )
+    .with_mail(settings.mail.clone());
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
     let operator_hash = operator_token_hash(&settings)?;
@@ -108,6 +109,8 @@ async fn serve_boxed(
         Arc::clone(&api.address_limits),
         api.core.closing(),
     ));
+    // The mail outbox's worker: what the commits queued, from this replica and the others.
+    tokio::spawn(api.core.outbox().run(api.core.closing()));
     if settings.follow_interval_ms > 0 {
         tokio::spawn(follow(
             Arc::clone(&api.core),

@@ -108,6 +108,7 @@ pub fn user_fields(org: Uuid, u: &User) -> pb::User {
         is_member: false,
         is_end_user: false,
         invitation_expire_time: None,
+        invitation_delivery: None,
         create_time: ts(u.create_time),
         update_time: ts(u.update_time),
         etag: u.rev.to_string(),

@@ -249,5 +249,6 @@ fn mail(to: &str) -> Mail {
         to: to.into(),
         subject: "Test".into(),
         body: "Hello".into(),
+        message_id: None,
     }
 }
