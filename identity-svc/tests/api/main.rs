@@ -20,6 +20,7 @@ mod feed;
 mod groups;
 mod lifecycle;
 mod mailer;
+mod outbox;
 mod replicas;
 mod roles;
 mod rules;
