@@ -16,9 +16,10 @@
 //! - **Retry with back-off.** A failed attempt is recorded (attempts, the error as a sentence)
 //!   and retried after `retry_base_ms · 2^(attempts−1)`, at most `retry_max_ms`, until the
 //!   invitation expires; then the message is given up (`expired`).
-//! - **At once when possible.** The handler that queued a message asks for it right after the
+//! - **At once when possible.** The handler that queued a message attempts it right after the
 //!   commit ([`Outbox::deliver`]), so a working relay delivers before the call answers; the
-//!   poll ([`MailSettings::poll_interval_ms`]) picks up the rest.
+//!   workers leave a new message to it for [`FIRST_ATTEMPT_GRACE`], then the poll
+//!   ([`MailSettings::poll_interval_ms`]) picks up the rest.
 //!
 //! Times here are the system clock's (leases and back-off are shared with other replicas
 //! through the database), not the core's injectable clock.
@@ -43,6 +44,11 @@ pub const OUTBOX_DELIVERIES_TOTAL: &str = "identity_outbox_deliveries_total";
 
 /// Messages claimed at a time.
 const CLAIM_BATCH: usize = 16;
+
+/// How long the workers leave a new message to the call that queued it (which attempts it
+/// right after its commit, before it answers): so the answer comes after the attempt, and a
+/// worker takes over only if that call's replica died.
+const FIRST_ATTEMPT_GRACE: Duration = Duration::from_secs(5);
 
 /// The right-hand side of every `Message-ID`.
 const MESSAGE_ID_DOMAIN: &str = "invitations.identity-svc";
@@ -73,6 +79,9 @@ pub fn invitation_mail(
         ),
         create_time: now,
         expire_time,
+        first_attempt_time: SystemClock
+            .now_micros()
+            .saturating_add(micros(FIRST_ATTEMPT_GRACE)),
     });
     (id, mail)
 }

@@ -30,6 +30,9 @@ pub struct OutboxMail {
     pub create_time: Micros,
     /// When the invitation stops working: no attempt after it.
     pub expire_time: Micros,
+    /// From when the workers may attempt it (system clock): until then it is left to the call
+    /// that queued it, which attempts it right after the commit.
+    pub first_attempt_time: Micros,
 }
 
 impl std::fmt::Debug for OutboxMail {
@@ -121,8 +124,9 @@ pub enum Retry {
 /// (`lease_owner`), so a replica whose lease expired and was taken over changes nothing.
 #[async_trait]
 pub trait MailOutbox: Send + Sync + std::fmt::Debug + 'static {
-    /// Claims up to `limit` pending messages due at `now` whose lease is free or expired
-    /// (`only`: just that one), for `owner` until `lease_until`. On PostgreSQL the rows are
+    /// Claims up to `limit` pending messages due at `now` whose lease is free or expired, for
+    /// `owner` until `lease_until`; `only`: just that one, due or not (the call that queued it
+    /// attempts it at once). On PostgreSQL the rows are
     /// picked `FOR UPDATE SKIP LOCKED`, so replicas claiming at once get different rows.
     async fn claim_mail(
         &self,

@@ -24,6 +24,7 @@ fn mail(user: Uuid, n: usize) -> OutboxMail {
         body: format!("invitation_token: secret-{n}"),
         create_time: T0,
         expire_time: T0 + 100 * SECOND,
+        first_attempt_time: T0,
     }
 }
 
@@ -95,6 +96,25 @@ pub(super) async fn an_expired_lease_is_claimed_again_and_retries_wait(store: &d
     let d = store.mail_delivery(seed.org, seed.user).await.unwrap().unwrap();
     assert_eq!((d.state, d.attempts), (DeliveryState::Expired, 2));
     assert_eq!(store.outbox_stats().await.unwrap().pending, 0);
+}
+
+pub(super) async fn a_new_message_is_left_to_its_caller_until_its_first_attempt_time(
+    store: &dyn Store,
+) {
+    let seed = seed_org(store).await;
+    let m = OutboxMail {
+        first_attempt_time: T0 + 5 * SECOND,
+        ..mail(seed.user, 1)
+    };
+    queue(store, seed.org, &[SecretOp::QueueMail(m.clone())]).await;
+    // The workers do not take it yet; the call that queued it does.
+    assert!(store.claim_mail("worker", T0, T0 + SECOND, 16, None).await.unwrap().is_empty());
+    let mine = store.claim_mail("caller", T0, T0 + SECOND, 16, Some(m.id)).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(store.mail_failed(m.id, "caller", "down", Retry::At(T0 + 2 * SECOND)).await.unwrap());
+    // A retry is the workers'.
+    let retried = store.claim_mail("worker", T0 + 2 * SECOND, T0 + 3 * SECOND, 16, None).await.unwrap();
+    assert_eq!(retried.len(), 1);
 }
 
 pub(super) async fn a_resend_cancels_the_undelivered_message(store: &dyn Store) {

@@ -162,3 +162,13 @@ async fn a_resend_cancels_the_undelivered_message() {
 async fn concurrent_claimers_never_share_a_message() {
     run_sqlite(|store| Box::pin(outbox::concurrent_claimers_never_share_a_message(store))).await;
 }
+
+#[tokio::test]
+async fn a_new_message_is_left_to_its_caller_until_its_first_attempt_time() {
+    run_sqlite(|store| {
+        Box::pin(outbox::a_new_message_is_left_to_its_caller_until_its_first_attempt_time(
+            store,
+        ))
+    })
+    .await;
+}

@@ -155,7 +155,8 @@ where
             .bind(mail.subject.clone())
             .bind(mail.body.clone())
             .bind(mail.create_time)
-            .bind(mail.expire_time),
+            .bind(mail.expire_time)
+            .bind(mail.first_attempt_time),
         SecretOp::CancelMail { user } => sqlx::query(outbox::CANCEL_MAIL)
             .bind(org)
             .bind(user.to_string()),

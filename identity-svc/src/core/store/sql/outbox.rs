@@ -19,11 +19,11 @@ use crate::core::store::{
 };
 use crate::domain::model::Micros;
 
-/// Queues a message (a commit's `QueueMail`); due at once.
+/// Queues a message (a commit's `QueueMail`), due for the workers at its first attempt time.
 pub(super) const QUEUE_MAIL: &str = "INSERT INTO mail_outbox (id, org_id, user_id, \
      invitation_id, message_id, recipient, subject, body, state, attempts, create_time, \
      expire_time, next_attempt_time) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, 0)";
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, $11)";
 
 /// Drops a user's undelivered messages (a commit's `CancelMail`).
 pub(super) const CANCEL_MAIL: &str =
@@ -32,8 +32,9 @@ pub(super) const CANCEL_MAIL: &str =
 /// `{}`: [`Dialect::SKIP_LOCKED`].
 const CLAIM: &str = "UPDATE mail_outbox SET lease_owner = $1, lease_until = $2 \
      WHERE id IN (SELECT id FROM mail_outbox WHERE state = 'pending' \
-     AND next_attempt_time <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
-     AND ($5 = '' OR id = $5) ORDER BY next_attempt_time, id LIMIT $4 {}) \
+     AND (lease_until IS NULL OR lease_until <= $3) \
+     AND (($5 = '' AND next_attempt_time <= $3) OR id = $5) \
+     ORDER BY next_attempt_time, id LIMIT $4 {}) \
      AND state = 'pending' AND (lease_until IS NULL OR lease_until <= $3) \
      RETURNING id, message_id, recipient, subject, body, attempts, expire_time";
 
@@ -93,7 +94,7 @@ fn delivery_from_row(row: DeliveryRow) -> Result<Delivery, StoreError> {
         attempts: attempts(tries)?,
         last_error,
         sent_time,
-        // A message not attempted yet is due at once (0).
+        // Before the first attempt the time is the workers' grace, not a retry.
         next_attempt_time: (state == DeliveryState::Pending && tries > 0)
             .then_some(next_attempt_time),
         message_id,
