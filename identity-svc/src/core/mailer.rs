@@ -106,8 +106,8 @@ pub enum Mailer {
     Mailbox(PathBuf),
     /// An SMTP relay (plain, STARTTLS or implicit TLS; AUTH when configured).
     Smtp {
-        /// The transport.
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// The transport (boxed: it is large, the mailbox variant is a path).
+        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
         /// Sender address.
         from: String,
         /// `host:port`, for the errors.
@@ -141,7 +141,7 @@ impl Mailer {
             _ => return Err(SmtpSetupError::HalfCredentials),
         }
         Ok(Mailer::Smtp {
-            transport: builder.build(),
+            transport: Box::new(builder.build()),
             from: settings.from.clone(),
             relay: format!("{host}:{}", settings.port),
         })

@@ -138,7 +138,8 @@ impl Outbox {
         let every = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         loop {
             if let Err(e) = self.deliver_due().await {
-                tracing::warn!(error = %shared::health::with_causes(&e), "cannot drain the mail outbox");
+                let error = shared::health::with_causes(&e);
+                tracing::warn!(%error, "cannot drain the mail outbox");
             }
             self.record_gauges().await;
             tokio::select! {
@@ -159,7 +160,8 @@ impl Outbox {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %shared::health::with_causes(&e), "cannot claim a queued message; the worker will");
+                let error = shared::health::with_causes(&e);
+                tracing::warn!(%error, "cannot claim a queued message; a worker will");
                 self.wake.notify_one();
             }
         }
@@ -209,7 +211,10 @@ impl Outbox {
         let sent = self.mailer.send(mail).await;
         let now = SystemClock.now_micros();
         let (outcome, recorded) = match sent {
-            Ok(()) => (Outcome::Sent, self.store.mail_sent(id, &self.owner, now).await),
+            Ok(()) => (
+                Outcome::Sent,
+                self.store.mail_sent(id, &self.owner, now).await,
+            ),
             Err(e) => {
                 let error = shared::health::with_causes(&e);
                 let next = now.saturating_add(micros(backoff(&self.settings, attempts + 1)));
@@ -218,7 +223,13 @@ impl Outbox {
                 } else {
                     (Outcome::Failed, Retry::At(next))
                 };
-                tracing::warn!(%id, attempts = attempts + 1, %error, outcome = outcome.label(), "an invitation message was not delivered");
+                tracing::warn!(
+                    %id,
+                    attempts = attempts + 1,
+                    %error,
+                    outcome = outcome.label(),
+                    "an invitation message was not delivered"
+                );
                 let recorded = self.store.mail_failed(id, &self.owner, &error, retry).await;
                 (outcome, recorded)
             }
@@ -226,8 +237,18 @@ impl Outbox {
         metrics::counter!(OUTBOX_DELIVERIES_TOTAL, "outcome" => outcome.label()).increment(1);
         match recorded {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(%id, "the claim on a message expired before its outcome was recorded"),
-            Err(e) => tracing::warn!(%id, error = %shared::health::with_causes(&e), "cannot record a delivery's outcome; it is attempted again once the claim expires"),
+            Ok(false) => {
+                let lost = "the claim on a message expired before its outcome was recorded";
+                tracing::warn!(%id, "{lost}");
+            }
+            Err(e) => {
+                let error = shared::health::with_causes(&e);
+                tracing::warn!(
+                    %id,
+                    %error,
+                    "cannot record a delivery's outcome; attempted again once the claim expires"
+                );
+            }
         }
     }
 
@@ -279,14 +300,28 @@ mod tests {
             .map(|n| u64::try_from(backoff(&settings, n).as_millis()).unwrap())
             .collect();
         assert_eq!(waits, [100, 200, 400, 800, 1000, 1000, 1000]);
-        assert_eq!(backoff(&settings, u32::MAX), Duration::from_millis(1000));
+        assert_eq!(backoff(&settings, u32::MAX), Duration::from_secs(1));
     }
 
     #[test]
     fn a_message_carries_its_secret_and_a_message_id_of_its_own() {
         let (user, invitation) = (Uuid::now_v7(), Uuid::now_v7());
-        let one = invitation_mail("a@x.example", "Acme", user, invitation, "inv_s3cret", (1, 2));
-        let two = invitation_mail("a@x.example", "Acme", user, invitation, "inv_s3cret", (1, 2));
+        let one = invitation_mail(
+            "a@x.example",
+            "Acme",
+            user,
+            invitation,
+            "inv_s3cret",
+            (1, 2),
+        );
+        let two = invitation_mail(
+            "a@x.example",
+            "Acme",
+            user,
+            invitation,
+            "inv_s3cret",
+            (1, 2),
+        );
         let ((_, SecretOp::QueueMail(one)), (_, SecretOp::QueueMail(two))) = (one, two) else {
             panic!("not a queued message");
         };

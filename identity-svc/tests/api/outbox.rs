@@ -114,7 +114,11 @@ async fn wait_all_sent(admin: &Session, users: &[(&TestApp, String)]) -> BTreeSe
 fn assert_delivered_once(relay: &Relay, expected: &BTreeSet<String>) {
     let ids = relay.message_ids();
     let distinct: BTreeSet<String> = ids.iter().cloned().collect();
-    assert_eq!(ids.len(), distinct.len(), "a message arrived twice: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        distinct.len(),
+        "a message arrived twice: {ids:?}"
+    );
     assert_eq!(&distinct, expected);
 }
 
@@ -137,7 +141,10 @@ async fn mail_queued_while_the_relay_is_down_is_delivered_once_when_it_is_back(b
             "not an operator's sentence: {}",
             d.last_error
         );
-        assert!(d.next_attempt_time.is_some() && d.sent_time.is_none(), "{d:?}");
+        assert!(
+            d.next_attempt_time.is_some() && d.sent_time.is_none(),
+            "{d:?}"
+        );
     }
     // The worker keeps trying while the relay is down.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -171,7 +178,7 @@ async fn pending_mail_is_delivered_after_a_restart(b: Backend) {
     let Some((mut app, admin, mut relay)) = admin_with_relay_down(b, test).await else {
         return;
     };
-    let users = vec![
+    let users = [
         invite(&app, &admin, "restart0@outbox.example").await,
         invite(&app, &admin, "restart1@outbox.example").await,
     ];
@@ -194,7 +201,10 @@ async fn two_replicas_deliver_each_pending_message_exactly_once(b: Backend) {
     let mut users = Vec::new();
     for n in 0..8 {
         let on = if n % 2 == 0 { &app } else { &replica };
-        users.push((on, invite(on, &admin, &format!("replica{n}@outbox.example")).await));
+        users.push((
+            on,
+            invite(on, &admin, &format!("replica{n}@outbox.example")).await,
+        ));
     }
     // Both replicas' workers retry the whole outbox while the relay is down, then race for it.
     relay.restart().await;

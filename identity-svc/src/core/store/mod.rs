@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use crate::domain::model::{Entity, Micros, Principal};
 
-pub mod postgres;
 mod outbox;
+pub mod postgres;
 mod records;
 mod sql;
 pub mod sqlite;
@@ -30,12 +30,12 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod contract_tests;
 
+pub use outbox::{
+    ClaimedMail, Delivery, DeliveryState, MailOutbox, OutboxMail, OutboxStats, Retry,
+};
 pub use records::{
     Commit, Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, SecretOp, TokenKind,
     TokenRecord,
-};
-pub use outbox::{
-    ClaimedMail, Delivery, DeliveryState, MailOutbox, OutboxMail, OutboxStats, Retry,
 };
 pub use sql::SqlStore;
 

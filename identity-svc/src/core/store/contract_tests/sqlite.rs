@@ -145,12 +145,20 @@ async fn streamed_load_hands_over_every_entity_once() {
 
 #[tokio::test]
 async fn a_queued_message_is_claimed_by_one_holder_until_sent() {
-    run_sqlite(|store| Box::pin(outbox::a_queued_message_is_claimed_by_one_holder_until_sent(store))).await;
+    run_sqlite(|store| {
+        Box::pin(outbox::a_queued_message_is_claimed_by_one_holder_until_sent(store))
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_expired_lease_is_claimed_again_and_retries_wait() {
-    run_sqlite(|store| Box::pin(outbox::an_expired_lease_is_claimed_again_and_retries_wait(store))).await;
+    run_sqlite(|store| {
+        Box::pin(outbox::an_expired_lease_is_claimed_again_and_retries_wait(
+            store,
+        ))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -166,9 +174,7 @@ async fn concurrent_claimers_never_share_a_message() {
 #[tokio::test]
 async fn a_new_message_is_left_to_its_caller_until_its_first_attempt_time() {
     run_sqlite(|store| {
-        Box::pin(outbox::a_new_message_is_left_to_its_caller_until_its_first_attempt_time(
-            store,
-        ))
+        Box::pin(outbox::a_new_message_is_left_to_its_caller_until_its_first_attempt_time(store))
     })
     .await;
 }

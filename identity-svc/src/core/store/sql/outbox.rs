@@ -55,8 +55,7 @@ const DELIVERY: &str = "SELECT state, attempts, last_error, sent_time, next_atte
      FROM mail_outbox WHERE org_id = $1 AND user_id = $2 \
      ORDER BY create_time DESC, id DESC LIMIT 1";
 
-const STATS: &str =
-    "SELECT count(*), min(create_time) FROM mail_outbox WHERE state = 'pending'";
+const STATS: &str = "SELECT count(*), min(create_time) FROM mail_outbox WHERE state = 'pending'";
 
 /// id, message_id, recipient, subject, body, attempts, expire_time.
 type ClaimRow = (String, String, String, String, Option<String>, i64, i64);
