@@ -443,7 +443,12 @@ fn mail_outbox_settings_come_from_the_file_and_the_environment() {
     }
     let d = Settings::default().mail;
     assert_eq!(
-        (d.poll_interval_ms, d.retry_base_ms, d.retry_max_ms, d.lease_ms),
+        (
+            d.poll_interval_ms,
+            d.retry_base_ms,
+            d.retry_max_ms,
+            d.lease_ms
+        ),
         (1000, 5000, 900_000, 120_000)
     );
     let file = toml_file(
