@@ -150,8 +150,9 @@ impl Outbox {
         }
     }
 
-    /// Attempts message `id` now if it is due and nobody holds it (the handler that queued it,
-    /// right after the commit); otherwise leaves it to the worker.
+    /// Attempts message `id` now unless someone holds it (the handler that queued it, right
+    /// after the commit: the workers leave it alone for [`FIRST_ATTEMPT_GRACE`]); a failure is
+    /// recorded and retried by the workers like any other.
     pub async fn deliver(&self, id: Uuid) {
         match self.claim(Some(id)).await {
             Ok(claimed) => {
