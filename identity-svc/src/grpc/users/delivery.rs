@@ -7,15 +7,23 @@ use uuid::Uuid;
 use super::super::{Api, ts};
 use crate::core::{Delivery, DeliveryState};
 
+/// The longest a call that queued a message waits for its first attempt before answering.
+const INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Api {
     /// Attempts the message `mail` the caller's commit queued (see
-    /// [`crate::core::outbox::Outbox::deliver`]) before the call answers. On its own task: a
-    /// caller that hangs up does not cut an attempt short (the worker would retry it only once
-    /// the claim expired).
+    /// [`crate::core::outbox::Outbox::deliver`]) before the call answers, waiting at most
+    /// [`INLINE_WAIT`] for it (a relay that does not answer does not hold the call). On its own
+    /// task: neither that wait nor a caller that hangs up cuts an attempt short.
     pub(in crate::grpc) async fn deliver_now(&self, mail: Uuid) {
         let outbox = self.core.outbox();
-        if let Err(e) = tokio::spawn(async move { outbox.deliver(mail).await }).await {
-            tracing::warn!(error = %e, "the delivery of an invitation message stopped");
+        let attempt = tokio::spawn(async move { outbox.deliver(mail).await });
+        match tokio::time::timeout(INLINE_WAIT, attempt).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the delivery of an invitation message stopped");
+            }
+            Err(_) => tracing::info!(%mail, "an invitation message is still being delivered"),
         }
     }
 
