@@ -18,15 +18,25 @@ crate::api_tests!(
     mail_queued_while_the_relay_is_down_is_delivered_once_when_it_is_back,
     pending_mail_is_delivered_after_a_restart,
     two_replicas_deliver_each_pending_message_exactly_once,
+    a_message_whose_replica_hangs_mid_delivery_is_taken_over_once_its_claim_expires,
 );
 
 const RELAY_PASSWORD: &str = "outbox-relay-pass";
 
 /// Identity's settings for `relay` (STARTTLS, AUTH), with fast retries.
 fn through(relay: &Relay) -> impl Fn(&mut Settings) + Send + Sync + 'static {
+    through_port(relay, relay.port(), 60_000)
+}
+
+/// [`through`], but to `port` (with the relay's CA and password) and claims of `lease_ms`.
+fn through_port(
+    relay: &Relay,
+    port: u16,
+    lease_ms: u64,
+) -> impl Fn(&mut Settings) + Send + Sync + 'static {
     let smtp = SmtpSettings {
         host: "127.0.0.1".into(),
-        port: relay.port(),
+        port,
         from: "noreply@odc.example".into(),
         tls: SmtpTls::Starttls,
         ca_file: Some(relay.ca_file.clone()),
@@ -40,7 +50,7 @@ fn through(relay: &Relay) -> impl Fn(&mut Settings) + Send + Sync + 'static {
             poll_interval_ms: 20,
             retry_base_ms: 50,
             retry_max_ms: 200,
-            lease_ms: 60_000,
+            lease_ms,
         };
     }
 }
@@ -210,5 +220,41 @@ async fn two_replicas_deliver_each_pending_message_exactly_once(b: Backend) {
     relay.restart().await;
     let ids = wait_all_sent(&admin, &users).await;
     assert_eq!(ids.len(), users.len());
+    assert_delivered_once(&relay, &ids);
+}
+
+/// A "relay" that accepts connections and never says a word: an attempt to it hangs (until the
+/// SMTP client's 30 s timeout), as if its replica had died mid-delivery. Returns its port.
+async fn silent_relay() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    port
+}
+
+async fn a_message_whose_replica_hangs_mid_delivery_is_taken_over_once_its_claim_expires(
+    b: Backend,
+) {
+    let test =
+        "outbox::a_message_whose_replica_hangs_mid_delivery_is_taken_over_once_its_claim_expires";
+    let Some((mut app, admin, mut relay)) = admin_with_relay_down(b, test).await else {
+        return;
+    };
+    relay.restart().await;
+    // This replica's attempts hang, holding their claim for one second.
+    app.stop().await;
+    app.tweak = Some(Box::new(through_port(&relay, silent_relay().await, 1000)));
+    app.start().await;
+    // The other replica reaches the relay.
+    let replica = app.replica(through_port(&relay, relay.port(), 1000)).await;
+    let user = invite(&app, &admin, "hung@outbox.example").await;
+    // InviteUser answered while its attempt still hangs; once the claim expired, the other
+    // replica took the message over and delivered it.
+    let ids = wait_all_sent(&admin, &[(&replica, user)]).await;
     assert_delivered_once(&relay, &ids);
 }
