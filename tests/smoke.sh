@@ -325,6 +325,12 @@ if METRICS="$(python3 -c 'import sys, urllib.request; print(urllib.request.urlop
     "http://127.0.0.1:$METRICS_PORT/metrics" 2>&1)"; then
     contains "Prometheus metrics count the calls" "$METRICS" \
         'grpc_requests_total{method="/identity.v1.Users/Login",code="0"}'
+    # The domain series the alerts and the dashboard of ops/ read (README, Operations).
+    for series in identity_commit_batch_size_count 'identity_commit_duration_seconds_count{outcome="ok"}' \
+        'identity_token_cache_lookups_total{result=' 'db_pool_connections{state="idle"}' \
+        db_pool_max_connections 'service_dependency_up{dependency="database"} 1'; do
+        contains "metrics: $series" "$METRICS" "$series"
+    done
 else
     fail "Prometheus metrics are served" "$METRICS"
 fi

@@ -52,6 +52,11 @@ pub enum Own {
     /// could not apply in time).
     #[error("{0}")]
     Unavailable(String),
+    /// The database failed while a commit was under way: it may or may not have been
+    /// written. UNAVAILABLE with a `RetryInfo` (reason `COMMIT_OUTCOME_UNKNOWN`): a retry with the
+    /// same `request_id` answers with the first attempt's result if it was written.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// A long-lived call (WatchChanges) was ended by the server (shutting down, or its feed
     /// closed); the client resumes from the last item it received.
     #[error("{0}")]
@@ -94,6 +99,13 @@ impl ServiceKinds for Own {
             ),
             Own::OutOfRange(m) => status(ERROR_DOMAIN, Code::OutOfRange, "OUT_OF_RANGE", m),
             Own::Unavailable(m) => status(ERROR_DOMAIN, Code::Unavailable, "NOT_CAUGHT_UP", m),
+            Own::OutcomeUnknown(m) => status_with_retry(
+                ERROR_DOMAIN,
+                Code::Unavailable,
+                "COMMIT_OUTCOME_UNKNOWN",
+                m,
+                shared::unavailable::RETRY_AFTER,
+            ),
             Own::Interrupted(m) => Status::unavailable(m),
             Own::AccessEnded {
                 reason,

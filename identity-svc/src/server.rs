@@ -111,6 +111,8 @@ async fn serve_boxed(
     ));
     // The mail outbox's worker: what the commits queued, from this replica and the others.
     tokio::spawn(api.core.outbox().run(api.core.closing()));
+    // Every replica: a boundary a replica commits first, the others find already committed.
+    tokio::spawn(crate::core::grant_boundaries::run(Arc::clone(&api.core)));
     if settings.follow_interval_ms > 0 {
         tokio::spawn(follow(
             Arc::clone(&api.core),

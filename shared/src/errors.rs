@@ -62,6 +62,23 @@ pub fn internal(domain: &str, error: &(dyn Error + 'static)) -> Status {
     status(domain, Code::Internal, INTERNAL_REASON, "internal error")
 }
 
+/// A storage failure: UNAVAILABLE with a `RetryInfo` when the database is out of reach for
+/// now (`crate::unavailable`), otherwise an opaque INTERNAL; both logged with their causes.
+fn store_failure(domain: &str, error: &(dyn Error + 'static)) -> Status {
+    #[cfg(feature = "migrations")]
+    if crate::unavailable::is_database_unavailable(error) {
+        tracing::warn!(error = %ErrorChain(error), "the database is out of reach");
+        return status_with_retry(
+            domain,
+            Code::Unavailable,
+            crate::unavailable::REASON,
+            "the database cannot be reached right now; retry shortly",
+            crate::unavailable::RETRY_AFTER,
+        );
+    }
+    internal(domain, error)
+}
+
 /// Displays an error followed by its causes: `outer: middle: root`.
 struct ErrorChain<'a>(&'a (dyn Error + 'static));
 
@@ -200,7 +217,8 @@ pub enum ServiceError<K: ServiceKinds> {
     /// No valid credentials.
     #[error("{0}")]
     Unauthenticated(String),
-    /// Storage failed (logged with its causes, answered as an opaque INTERNAL).
+    /// Storage failed (logged with its causes; answered UNAVAILABLE with a `RetryInfo` when the
+    /// database is out of reach, otherwise as an opaque INTERNAL).
     #[error(transparent)]
     Store(Box<dyn Error + Send + Sync>),
     /// Anything else unexpected (logged, answered as INTERNAL).
@@ -291,7 +309,7 @@ impl<K: ServiceKinds> ServiceError<K> {
             Self::Unauthenticated(m) => {
                 status(domain, Code::Unauthenticated, UNAUTHENTICATED_REASON, m)
             }
-            Self::Store(e) => internal(domain, &*e),
+            Self::Store(e) => store_failure(domain, &*e),
             Self::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 status(domain, Code::Internal, INTERNAL_REASON, "internal error")

@@ -60,4 +60,6 @@ pub mod telemetry;
 pub mod testkit;
 pub mod text;
 pub mod tls;
+#[cfg(feature = "migrations")]
+pub mod unavailable;
 pub mod violations;

@@ -41,6 +41,8 @@ pub struct Entry {
     org: Option<Uuid>,
     rule: Rule,
     actor: String,
+    /// When the call was admitted: the time its permission checks are made at.
+    now: Micros,
 }
 
 /// Proof that the caller passed every check of the RPC. Only this module makes one: its fields
@@ -82,13 +84,15 @@ pub fn principal_name(org: Uuid, p: Principal) -> String {
 }
 
 impl Entry {
-    /// Applies the table rule of `method` to `caller` for organization `org`.
-    /// `state` is the organization's state (needed for permission rules).
+    /// Applies the table rule of `method` to `caller` for organization `org` at time `now`
+    /// (the time every check of the call is made at). `state` is the organization's state
+    /// (needed for permission rules).
     pub fn admit(
         method: &str,
         caller: &Caller,
         org: Option<Uuid>,
         state: Option<&OrgState>,
+        now: Micros,
     ) -> Result<Self, Error> {
         let rule = rule(method)
             .ok_or_else(|| Error::Internal(format!("no authorization rule for {method}")))?;
@@ -102,6 +106,7 @@ impl Entry {
             org,
             rule,
             actor,
+            now,
         };
         match (rule, caller) {
             (Rule::Public, _) => Ok(entry),
@@ -131,7 +136,7 @@ impl Entry {
                 }
                 if let Rule::Permission(key) = rule {
                     let st = state.ok_or_else(|| Error::Internal("state missing".into()))?;
-                    if !engine::has(st, *principal, key, None, None) {
+                    if !engine::has(st, *principal, key, None, None, now) {
                         return Err(Error::PermissionDenied(format!("this call needs {key}")));
                     }
                 }
@@ -168,7 +173,7 @@ impl Entry {
     pub fn require(&self, state: &OrgState, need: &Need) -> Result<Authorized, Error> {
         match self.caller {
             Caller::Principal { principal, .. } => {
-                if need.holds(state, principal) {
+                if need.holds(state, principal, self.now) {
                     Ok(self.proof())
                 } else {
                     Err(Error::PermissionDenied(format!(
@@ -192,10 +197,21 @@ impl Entry {
 
     /// Whether the caller would pass `need` (for filtering lists).
     pub fn would(&self, state: &OrgState, need: &Need) -> bool {
+        self.would_at(state, need, self.now)
+    }
+
+    /// Whether the caller would pass `need` at time `now` (a stream re-checking its access
+    /// long after it was admitted).
+    pub fn would_at(&self, state: &OrgState, need: &Need, now: Micros) -> bool {
         match self.caller {
-            Caller::Principal { principal, .. } => need.holds(state, principal),
+            Caller::Principal { principal, .. } => need.holds(state, principal, now),
             _ => false,
         }
+    }
+
+    /// The time the call was admitted at, which its checks are made at.
+    pub fn now(&self) -> Micros {
+        self.now
     }
 
     fn proof(&self) -> Authorized {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use uuid::Uuid;
 
-use crate::domain::model::Principal;
+use crate::domain::model::{Micros, Principal};
 use crate::domain::permissions::catalog::keys;
 use crate::domain::permissions::engine;
 use crate::domain::state::OrgState;
@@ -286,15 +286,17 @@ pub enum Need {
 }
 
 impl Need {
-    pub(super) fn holds(&self, st: &OrgState, who: Principal) -> bool {
+    /// Whether `who` meets the need in `st` at time `now` (time-bound grants count inside
+    /// their period only).
+    pub(super) fn holds(&self, st: &OrgState, who: Principal, now: Micros) -> bool {
         match self {
             Need::Nothing => true,
-            Need::Perm(key, stage, app) => engine::has(st, who, key, stage.as_deref(), *app),
-            Need::PermAnywhere(key) => engine::has_in_any_stage(st, who, key),
+            Need::Perm(key, stage, app) => engine::has(st, who, key, stage.as_deref(), *app, now),
+            Need::PermAnywhere(key) => engine::has_in_any_stage(st, who, key, now),
             Need::Is(p) => *p == who,
             Need::ServiceAccount => matches!(who, Principal::ServiceAccount(_)),
-            Need::All(v) => v.iter().all(|n| n.holds(st, who)),
-            Need::Any(v) => v.iter().any(|n| n.holds(st, who)),
+            Need::All(v) => v.iter().all(|n| n.holds(st, who, now)),
+            Need::Any(v) => v.iter().any(|n| n.holds(st, who, now)),
         }
     }
 

@@ -67,6 +67,7 @@ use crate::error::Error;
 pub mod clock;
 pub mod commit;
 pub mod feed;
+pub mod grant_boundaries;
 pub mod hashing;
 pub mod lockout;
 pub mod mailer;

@@ -224,9 +224,11 @@ pub(super) async fn commit_batch(
 fn failed(error: StoreError, definite: bool) -> Outcome {
     match error {
         StoreError::Conflict if definite => Outcome::Retry,
-        StoreError::Conflict => Outcome::Failed(Error::Internal(
-            "the commit failed and may or may not have been written".into(),
-        )),
+        StoreError::Conflict => Outcome::Failed(Error::Own(Own::OutcomeUnknown(
+            "the database failed during the commit, which may or may not have been written; \
+             retry with the same request_id"
+                .into(),
+        ))),
         // A concurrent request with the same key committed first: nothing was written; the
         // caller answers with what that request created (see `mutate`).
         StoreError::DuplicateRequest => Outcome::Failed(Error::Own(Own::DuplicateRequest)),

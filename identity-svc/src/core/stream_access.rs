@@ -240,7 +240,7 @@ impl StreamAccess {
                 denied: false,
             }));
         }
-        if !self.entry.would(&st, &self.need) {
+        if !self.entry.would_at(&st, &self.need, self.clock.now()) {
             return Err(Error::Own(Own::AccessEnded {
                 reason: "PERMISSION_LOST",
                 message: format!(

@@ -187,6 +187,98 @@ pub struct Assignment {
     pub role: String,
     /// When assigned.
     pub create_time: Micros,
+    /// When the grant is in effect (R35); `None`: always. Absent from documents stored before
+    /// grant periods existed, which are permanent grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<GrantPeriod>,
+    /// The committed phase of the period, changed only by committed events (see
+    /// [`GrantPhase`]).
+    #[serde(default, skip_serializing_if = "GrantPhase::is_active")]
+    pub phase: GrantPhase,
+}
+
+/// The time window of a time-bound grant: from `start` (inclusive) to `end` (exclusive);
+/// either bound may be open, and `start < end` when both are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantPeriod {
+    /// When the grant starts; `None`: from its assignment.
+    pub start: Option<Micros>,
+    /// When the grant ends; `None`: never.
+    pub end: Option<Micros>,
+}
+
+impl GrantPeriod {
+    /// The phase the period is in at `now`, by the clock alone.
+    pub fn phase_at(&self, now: Micros) -> GrantPhase {
+        if self.start.is_some_and(|s| now < s) {
+            GrantPhase::Scheduled
+        } else if self.end.is_some_and(|e| now >= e) {
+            GrantPhase::Expired
+        } else {
+            GrantPhase::Active
+        }
+    }
+}
+
+/// Where a grant is in its period, as committed: assigning sets it from the clock, and the
+/// boundary events (`role_assignment.became_effective`, `role_assignment.became_ineffective`,
+/// committed by the service when the clock passes a boundary) move it on. Every replica and
+/// every follower of the feed sees the same phase because only events change it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantPhase {
+    /// Before the start: not in effect.
+    Scheduled,
+    /// In effect (every grant without a period).
+    #[default]
+    Active,
+    /// After the end: not in effect any more.
+    Expired,
+}
+
+impl GrantPhase {
+    /// Whether this is [`GrantPhase::Active`].
+    pub fn is_active(&self) -> bool {
+        *self == GrantPhase::Active
+    }
+}
+
+impl Assignment {
+    /// Whether the grant is in effect at `now`. The committed phase decides when a grant
+    /// starts (the `became_effective` event is authoritative, so a check agrees with the feed
+    /// and with every replica); the clock is compared with the end as well, so that no check
+    /// grants access at or after the end even before the `became_ineffective` event is
+    /// committed.
+    pub fn effective_at(&self, now: Micros) -> bool {
+        self.phase.is_active() && self.period.and_then(|p| p.end).is_none_or(|e| now < e)
+    }
+
+    /// The phase shown to readers at `now`: the committed one, except that an ACTIVE grant
+    /// whose end has passed shows as EXPIRED (what checks already answer).
+    pub fn phase_at(&self, now: Micros) -> GrantPhase {
+        if self.effective_at(now) || !self.phase.is_active() {
+            self.phase
+        } else {
+            GrantPhase::Expired
+        }
+    }
+
+    /// When the next boundary event of this grant is due: the start of a SCHEDULED grant, the
+    /// end of an ACTIVE one; `None` when no boundary is left.
+    pub fn next_boundary(&self) -> Option<Micros> {
+        let p = self.period?;
+        match self.phase {
+            GrantPhase::Scheduled => p.start,
+            GrantPhase::Active => p.end,
+            GrantPhase::Expired => None,
+        }
+    }
+
+    /// Whether the grant is permanent and in effect: no period, or one without an end that
+    /// has started.
+    pub fn is_permanent(&self) -> bool {
+        self.phase.is_active() && self.period.and_then(|p| p.end).is_none()
+    }
 }
 
 /// A direct end-user role grant in a stage.

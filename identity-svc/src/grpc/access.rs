@@ -5,11 +5,12 @@ use shared::violations::Violations;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::audit::time_filter;
 use super::{
     Admitted, Api, DEFAULT_PAGE, MAX_PAGE, command, convert, parse_scope, respond, to_status,
 };
 use crate::auth::{Entry, Need, principal_name};
-use crate::domain::model::{Principal, ScopeKey};
+use crate::domain::model::{GrantPeriod, Principal, ScopeKey};
 use crate::domain::names;
 use crate::domain::permissions::catalog::{self, PermissionDef, keys};
 use crate::domain::permissions::engine::{self, Denial};
@@ -77,6 +78,16 @@ fn query<'a>(
     })
 }
 
+/// The grant period of AssignRole (`None` when not given). A bad timestamp is recorded in `v`,
+/// which refuses the request; whether the end is after the start and ahead is for the rules.
+fn grant_period(v: &mut Violations, p: Option<&pb::GrantPeriod>) -> Option<GrantPeriod> {
+    let p = p?;
+    Some(GrantPeriod {
+        start: time_filter(v, "grant_period.start_time", p.start_time.as_ref()),
+        end: time_filter(v, "grant_period.end_time", p.end_time.as_ref()),
+    })
+}
+
 /// Checks that the stage and app of a query exist.
 fn exists(st: &OrgState, q: &Query<'_>) -> Result<(), Error> {
     if let Some(s) = q.stage {
@@ -135,7 +146,7 @@ impl pb::access_server::Access for Api {
                 &r.parent
             })
             .await?;
-        let (p, role, scope) = command(|v| {
+        let (p, role, scope, period) = command(|v| {
             let p = principal_field(v, "principal", a.org, &a.req.principal);
             let role = v.check(
                 "role",
@@ -143,17 +154,19 @@ impl pb::access_server::Access for Api {
                     .ok_or("must be organizations/{organization}/roles/{role}"),
             );
             let scope = v.check("scope", parse_scope(a.org, a.req.scope.as_ref()));
-            Some((p?, role?, scope?))
+            let period = grant_period(v, a.req.grant_period.as_ref());
+            Some((p?, role?, scope?, period))
         })?;
         let auth = a.entry.authorized().map_err(to_status)?;
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                rules::access::assign_role(d, p, &role, scope)
+                rules::access::assign_role(d, p, &role, scope, period)
             })
             .await
             .map_err(to_status)?;
-        Ok(respond(convert::assignment(a.org, &c.value), c.seq))
+        let answer = convert::assignment_at(a.org, &c.value, self.core.now());
+        Ok(respond(answer, c.seq))
     }
 
     async fn revoke_role(
@@ -234,7 +247,7 @@ impl pb::access_server::Access for Api {
         };
         let role_assignments = out
             .into_iter()
-            .map(|x| convert::assignment(a.org, x))
+            .map(|x| convert::assignment_at(a.org, x, a.entry.now()))
             .collect();
         Ok(respond(
             pb::ListRoleAssignmentsResponse {
@@ -334,7 +347,7 @@ impl pb::access_server::Access for Api {
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         // `decide` is pure and looks the principal up anyway: an unknown principal is
         // NOT_FOUND (before an unknown stage or app), as `rules::lookups::principal` says.
-        let d = engine::decide(&st, subject, q.def, q.stage, q.app);
+        let d = engine::decide(&st, subject, q.def, q.stage, q.app, a.entry.now());
         if d.denial == Some(Denial::NoPrincipal) {
             rules::lookups::principal(&st, subject).map_err(to_status)?;
         }
@@ -369,7 +382,7 @@ impl pb::access_server::Access for Api {
         let st = a.handle.read();
         may_inspect(&a.entry, &st, subject).map_err(to_status)?;
         rules::lookups::principal(&st, subject).map_err(to_status)?;
-        let permissions = engine::effective(&st, subject)
+        let permissions = engine::effective(&st, subject, a.entry.now())
             .into_iter()
             .map(|e| pb::EffectivePermission {
                 permission: e.permission.to_owned(),
@@ -422,7 +435,7 @@ impl pb::access_server::Access for Api {
         ]);
         a.entry.require(&st, &need).map_err(to_status)?;
         exists(&st, &q).map_err(to_status)?;
-        let (page, more) = engine::holders(&st, q.def, q.stage, q.app, after, size);
+        let (page, more) = engine::holders(&st, q.def, q.stage, q.app, after, size, a.entry.now());
         let next_page_token = if more {
             page.last()
                 .map(|(p, _)| shared::page_token::encode(p))

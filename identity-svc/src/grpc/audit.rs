@@ -50,8 +50,8 @@ fn text_filter(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// A timestamp filter in microseconds.
-fn time_filter(
+/// A timestamp field in microseconds (unset: `None`; bad: `None`, recorded).
+pub(super) fn time_filter(
     v: &mut Violations,
     field: &str,
     t: Option<&prost_types::Timestamp>,

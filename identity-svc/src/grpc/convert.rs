@@ -9,8 +9,8 @@ use super::ts;
 use crate::auth::principal_name;
 use crate::core::TokenRecord;
 use crate::domain::model::{
-    App, Assignment, EndUserGrant, EndUserRole, Group, Organization, Role, ScopeKey,
-    ServiceAccount, Stage, StagePurpose, User, UserState,
+    App, Assignment, EndUserGrant, EndUserRole, GrantPhase, Group, Micros, Organization, Role,
+    ScopeKey, ServiceAccount, Stage, StagePurpose, User, UserState,
 };
 use crate::domain::names::fmt;
 use crate::domain::permissions::engine::Reason;
@@ -187,12 +187,33 @@ pub fn scope(org: Uuid, s: ScopeKey) -> pb::Scope {
 }
 
 /// Role assignment.
+/// As committed: the state is the committed phase (change events, snapshots).
 pub fn assignment(org: Uuid, a: &Assignment) -> pb::RoleAssignment {
+    with_state(org, a, a.phase)
+}
+
+/// As answered at `now`: an ACTIVE grant whose end has passed is EXPIRED (AssignRole,
+/// ListRoleAssignments).
+pub fn assignment_at(org: Uuid, a: &Assignment, now: Micros) -> pb::RoleAssignment {
+    with_state(org, a, a.phase_at(now))
+}
+
+fn with_state(org: Uuid, a: &Assignment, phase: GrantPhase) -> pb::RoleAssignment {
+    let state = match phase {
+        GrantPhase::Scheduled => pb::GrantState::Scheduled,
+        GrantPhase::Active => pb::GrantState::Active,
+        GrantPhase::Expired => pb::GrantState::Expired,
+    };
     pb::RoleAssignment {
         principal: principal_name(org, a.principal),
         role: fmt::role(org, &a.role),
         scope: Some(scope(org, a.scope)),
         create_time: ts(a.create_time),
+        grant_period: a.period.map(|p| pb::GrantPeriod {
+            start_time: p.start.and_then(ts),
+            end_time: p.end.and_then(ts),
+        }),
+        state: state.into(),
     }
 }
 

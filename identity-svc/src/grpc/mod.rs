@@ -155,7 +155,14 @@ impl Api {
         }
         let entry = {
             let guard = handle.as_ref().map(|h| h.read());
-            Entry::admit(method, &caller, Some(org), guard.as_deref()).map_err(to_status)?
+            Entry::admit(
+                method,
+                &caller,
+                Some(org),
+                guard.as_deref(),
+                self.core.now(),
+            )
+            .map_err(to_status)?
         };
         let handle = handle.ok_or_else(|| to_status(Error::NotFound(names::fmt::org(org))))?;
         Ok(Admitted {

@@ -19,7 +19,7 @@ impl pb::organizations_server::Organizations for Api {
     ) -> Result<Response<pb::Organization>, Status> {
         const M: &str = method!("Organizations/CreateOrganization");
         let caller = self.caller(request.metadata(), M).await?;
-        let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
+        let entry = Entry::admit(M, &caller, None, None, self.core.now()).map_err(to_status)?;
         let req = request.into_inner();
         let (name, email) = command(|v| {
             let name = v.required_text(
@@ -79,7 +79,7 @@ impl pb::organizations_server::Organizations for Api {
     ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
         const M: &str = method!("Organizations/ListOrganizations");
         let caller = self.caller(request.metadata(), M).await?;
-        let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
+        let entry = Entry::admit(M, &caller, None, None, self.core.now()).map_err(to_status)?;
         entry.authorized().map_err(to_status)?;
         let req = request.into_inner();
         let (size, after) = command(|v| {

@@ -84,7 +84,7 @@ impl pb::roles_server::Roles for Api {
     ) -> Result<Response<pb::ListPermissionsResponse>, Status> {
         const M: &str = method!("Roles/ListPermissions");
         let caller = self.caller(request.metadata(), M).await?;
-        Entry::admit(M, &caller, None, None)
+        Entry::admit(M, &caller, None, None, self.core.now())
             .and_then(|e| e.authorized())
             .map_err(to_status)?;
         let permissions = catalog::CATALOG

@@ -234,7 +234,8 @@ impl pb::users_server::Users for Api {
             .await?;
         let query = command(|v| Some(listing::parse_query(v, a.org, &a.req)))?;
         let st = a.handle.read();
-        let (need, visible_stages) = listing::visibility(&query, &st, a.entry.principal());
+        let (need, visible_stages) =
+            listing::visibility(&query, &st, a.entry.principal(), a.entry.now());
         a.entry.require(&st, &need).map_err(to_status)?;
         Ok(respond(listing::page(&query, &st, &visible_stages), st.seq))
     }
@@ -378,7 +379,7 @@ impl pb::users_server::Users for Api {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         const M: &str = method!("Users/Logout");
         let caller = self.caller(request.metadata(), M).await?;
-        let entry = Entry::admit(M, &caller, None, None).map_err(to_status)?;
+        let entry = Entry::admit(M, &caller, None, None, self.core.now()).map_err(to_status)?;
         let auth = entry.authorized().map_err(to_status)?;
         self.core.logout(&auth).await.map_err(to_status)?;
         Ok(Response::new(pb::LogoutResponse {}))

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::core::Draft;
 use crate::domain::model::{
-    Assignment, EndUserGrant, Entity, Grant, Principal, ScopeKey, UserState,
+    Assignment, EndUserGrant, Entity, Grant, GrantPeriod, GrantPhase, Micros, Principal, ScopeKey,
+    UserState,
 };
 use crate::domain::names::{ADMINISTRATOR, fmt};
 use crate::domain::permissions::catalog;
@@ -60,6 +61,8 @@ pub fn validate_grants(st: &OrgState, grants: &[Grant], field: &str) -> Result<(
     Ok(v.finish()?)
 }
 
+/// The ACTIVE users holding Administrator at organization scope for good: a grant with an end
+/// (or not started yet) does not keep the organization administered, so it does not count.
 fn active_org_admins(st: &OrgState) -> Vec<Uuid> {
     st.role_holders
         .get(ADMINISTRATOR)
@@ -70,7 +73,12 @@ fn active_org_admins(st: &OrgState) -> Vec<Uuid> {
                         if st
                             .users
                             .get(u)
-                            .is_some_and(|u| u.state == UserState::Active) =>
+                            .is_some_and(|u| u.state == UserState::Active)
+                            && st
+                                .assignments
+                                .get(p)
+                                .and_then(|m| m.get(scope))
+                                .is_some_and(Assignment::is_permanent) =>
                     {
                         Some(*u)
                     }
@@ -106,13 +114,39 @@ pub(super) fn remove_assignment(d: &mut Draft<'_>, a: Assignment) {
     );
 }
 
-/// Assigns a role at a scope, replacing the principal's role there.
+/// Checks a grant period against the clock (R35): the end after the start and in the future.
+/// Field names are those of `AssignRoleRequest`.
+fn validate_period(period: &GrantPeriod, now: Micros) -> Result<(), Error> {
+    let mut v = Violations::new();
+    if let (Some(s), Some(e)) = (period.start, period.end)
+        && e <= s
+    {
+        v.add(
+            "grant_period.end_time",
+            "must be after grant_period.start_time",
+        );
+    } else if period.end.is_some_and(|e| e <= now) {
+        v.add("grant_period.end_time", "must be in the future");
+    }
+    Ok(v.finish()?)
+}
+
+/// Assigns a role at a scope, replacing the principal's role there; with a grant period the
+/// assignment is in effect only inside it (R35), and starts SCHEDULED when its start is ahead.
+/// Assigning the same role with the same period again changes nothing.
 pub fn assign_role(
     d: &mut Draft<'_>,
     p: Principal,
     role_id: &str,
     scope: ScopeKey,
+    period: Option<GrantPeriod>,
 ) -> Result<Assignment, Error> {
+    let now = d.now;
+    // An open period is no period.
+    let period = period.filter(|x| x.start.is_some() || x.end.is_some());
+    if let Some(x) = &period {
+        validate_period(x, now)?;
+    }
     let st = d.state();
     principal(st, p)?;
     role(st, role_id)?;
@@ -120,13 +154,20 @@ pub fn assign_role(
         app(st, a)?;
     }
     let existing = st.assignments.get(&p).and_then(|m| m.get(&scope)).cloned();
+    let phase = period.map_or(GrantPhase::Active, |x| x.phase_at(now));
     if let Some(e) = &existing {
-        if e.role == role_id {
+        if e.role == role_id && e.period == period && e.phase == phase {
             return Ok(e.clone());
         }
-        if let (Principal::User(u), ScopeKey::Organization, ADMINISTRATOR) =
-            (p, scope, e.role.as_str())
-        {
+        // The last Administrator for good may not be replaced by a grant that ends.
+        let stays_admin =
+            role_id == ADMINISTRATOR && phase.is_active() && period.is_none_or(|x| x.end.is_none());
+        if let (Principal::User(u), ScopeKey::Organization, true, false) = (
+            p,
+            scope,
+            e.is_permanent() && e.role == ADMINISTRATOR,
+            stays_admin,
+        ) {
             protect_last_admin(st, u)?;
         }
     }
@@ -134,7 +175,9 @@ pub fn assign_role(
         principal: p,
         scope,
         role: role_id.to_owned(),
-        create_time: d.now,
+        create_time: now,
+        period,
+        phase,
     };
     let action = if existing.is_some() {
         "role_assignment.replaced"
@@ -162,6 +205,7 @@ pub fn revoke_role(d: &mut Draft<'_>, p: Principal, scope: ScopeKey) -> Result<(
         .cloned()
         .ok_or_else(|| Error::NotFound("role assignment".into()))?;
     if let (Principal::User(u), ScopeKey::Organization, ADMINISTRATOR) = (p, scope, a.role.as_str())
+        && a.is_permanent()
     {
         protect_last_admin(st, u)?;
     }

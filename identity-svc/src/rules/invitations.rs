@@ -78,10 +78,10 @@ pub fn invite(d: &mut Draft<'_>, inv: &Invite) -> Result<(User, Uuid), Error> {
     );
     let p = Principal::User(u.id);
     if let Some(r) = &inv.organization_role {
-        assign_role(d, p, r, ScopeKey::Organization)?;
+        assign_role(d, p, r, ScopeKey::Organization, None)?;
     }
     for (a, r) in &inv.app_roles {
-        assign_role(d, p, r, ScopeKey::App(*a))?;
+        assign_role(d, p, r, ScopeKey::App(*a), None)?;
     }
     for (r, s) in &inv.end_user_roles {
         grant_end_user_role(d, u.id, *r, s)?;

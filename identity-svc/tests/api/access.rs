@@ -49,6 +49,7 @@ async fn assign(
             principal: principal.into(),
             role: r,
             scope,
+            grant_period: None,
         })
         .await
         .unwrap()
@@ -294,6 +295,7 @@ async fn a_developer_invites_end_users_only_in_development_and_never_grants_orga
             principal: dev.user.clone(),
             role: role(&admin.org, "administrator"),
             scope: org_scope(),
+            grant_period: None,
         })
         .await;
     assert_code(r, Code::PermissionDenied, None);

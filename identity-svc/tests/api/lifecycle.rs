@@ -343,6 +343,7 @@ async fn the_last_active_administrator_is_protected(b: Backend) {
                 principal: admin.user.clone(),
                 role: role(&admin.org, "developer"),
                 scope: org_scope.clone(),
+                grant_period: None,
             })
             .await,
         Code::FailedPrecondition,

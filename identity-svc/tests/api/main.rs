@@ -17,6 +17,7 @@ mod helpers;
 mod abuse;
 mod access;
 mod feed;
+mod grant_periods;
 mod groups;
 mod lifecycle;
 mod mailer;

@@ -190,6 +190,7 @@ async fn follower_applies_other_replicas_events_to_state_and_feed(b: Backend) {
             scope: Some(pb::Scope {
                 kind: Some(pb::scope::Kind::Organization(true)),
             }),
+            grant_period: None,
         })
         .await
         .unwrap();

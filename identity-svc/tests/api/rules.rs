@@ -51,6 +51,7 @@ async fn an_active_end_user_who_gains_an_organization_role_stays_active(b: Backe
             scope: Some(pb::Scope {
                 kind: Some(pb::scope::Kind::Organization(true)),
             }),
+            grant_period: None,
         })
         .await
         .unwrap();

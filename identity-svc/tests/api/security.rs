@@ -321,6 +321,7 @@ fn table() -> Vec<(&'static str, Call)> {
                 principal: t.user.clone(),
                 role: t.role.clone(),
                 scope: scope_org(),
+                grant_period: None,
             }
         }),
         rpc!("identity.v1.Access/RevokeRole", access.revoke_role, |t| {
@@ -796,6 +797,7 @@ async fn an_administrator_of_one_organization_gets_nothing_of_another(b: Backend
             principal: b.user.clone(),
             role: role(&a_admin.org, "developer"),
             scope: scope_org(),
+            grant_period: None,
         })
         .await;
     assert_code(r, Code::InvalidArgument, None);

@@ -374,6 +374,7 @@ async fn permissions_limited_to_the_lowest_level_view_all_change_one(b: Backend)
             scope: Some(pb::Scope {
                 kind: Some(pb::scope::Kind::App(a.clone())),
             }),
+            grant_period: None,
         })
         .await
         .unwrap();

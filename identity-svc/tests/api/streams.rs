@@ -77,6 +77,7 @@ async fn service_watcher(app: &TestApp, admin: &Session, ttl_seconds: i64) -> (S
             principal: sa.name.clone(),
             role,
             scope: org_scope(),
+            grant_period: None,
         })
         .await
         .unwrap();

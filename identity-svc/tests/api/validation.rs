@@ -210,7 +210,8 @@ fn cases() -> Vec<(&'static str, &'static str, Call)> {
             parent: t.org.clone(),
             principal: t.user.clone(),
             role: t.role.clone(),
-            scope: None
+            scope: None,
+            grant_period: None,
         }),
         bad!("principal", access.revoke_role, |t| pb::RevokeRoleRequest {
             parent: t.org.clone(),

@@ -5,6 +5,9 @@
 //! * a custom role with "View all support cases" → infrastructure admin; with only "Open
 //!   support cases" → member; with neither → no record;
 //! * app-scope assignments do not count (decision: Support permissions are organization-only);
+//! * a time-bound grant (R35) counts only while identity says it is ACTIVE: outside its period
+//!   it yields no record, and identity's boundary events make the record appear and disappear
+//!   (`sync/identity.rs` reads the state);
 //! * INACTIVE or deleted users have no record; INVITED users are synced.
 //! * a record carries the identity user's display name (see `Members::set` for when it is
 //!   written to the member).

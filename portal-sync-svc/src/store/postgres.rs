@@ -28,6 +28,7 @@ impl PgStore {
     pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .acquire_timeout(shared::unavailable::CONNECTION_WAIT)
             .connect(url)
             .await?;
         embedded_migrator(MIGRATIONS).run(&pool).await?;

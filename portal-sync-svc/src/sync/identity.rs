@@ -66,13 +66,24 @@ fn mirror_role(r: &pb::Role) -> Option<(&str, RoleKind)> {
     Some((id, role_kind(id, permissions)))
 }
 
-/// The user and role id of an organization-scope assignment to a user; `None` for any other
-/// assignment (app scope, service account).
+/// The user and role id of an organization-scope assignment to a user that is in effect;
+/// `None` for any other assignment (app scope, service account, a time-bound grant outside its
+/// period).
+///
+/// A time-bound grant counts while its committed state is ACTIVE: identity's boundary events
+/// (`role_assignment.became_effective`, `.became_ineffective`) move it, so records appear and
+/// disappear as they arrive, without this service reading the clock. UNSPECIFIED is what an
+/// identity from before grant periods sends: every grant was in effect then.
 fn org_assignment(a: &pb::RoleAssignment) -> Option<(Uuid, String)> {
-    let org_scope = matches!(
-        a.scope.as_ref().and_then(|s| s.kind.as_ref()),
-        Some(pb::scope::Kind::Organization(true))
+    let in_effect = matches!(
+        a.state(),
+        pb::GrantState::Active | pb::GrantState::Unspecified
     );
+    let org_scope = in_effect
+        && matches!(
+            a.scope.as_ref().and_then(|s| s.kind.as_ref()),
+            Some(pb::scope::Kind::Organization(true))
+        );
     let user = a
         .principal
         .contains("/users/")

@@ -152,14 +152,16 @@ impl PgCluster {
         .map(|_| ())
     }
 
-    /// Appends the port, the listen address, the socket directory, TLS and quick-but-unsafe
-    /// durability settings to `postgresql.conf`; with TLS, rewrites `pg_hba.conf` to accept
-    /// only TLS connections over TCP.
+    /// Appends the port, the listen address, the socket directory, TLS and quick durability
+    /// settings to `postgresql.conf`; with TLS, rewrites `pg_hba.conf` to accept only TLS
+    /// connections over TCP. `fsync = off` loses data only when the machine stops, which no
+    /// test does; `synchronous_commit` stays on, because the outage tests stop the server with
+    /// `-m immediate` (a crash) and an acknowledged commit must survive that.
     fn configure(&self, options: &ClusterOptions) -> Result<(), String> {
         let socket_dir = path_str(self.dir.path())?;
         let mut conf = format!(
             "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket_dir}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+             fsync = off\nfull_page_writes = off\n",
             self.port
         );
         if let Some(tls) = &options.tls {

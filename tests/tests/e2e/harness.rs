@@ -90,6 +90,9 @@ pub struct World {
     identity_addr: SocketAddr,
     portal_addr: Option<SocketAddr>,
     identity_tls: Option<IdentityTls>,
+    /// identity's clock when the test moves it (`start_with_manual_clock`); the system clock
+    /// otherwise.
+    identity_clock: Option<identity_svc::core::ManualClock>,
     _pg: Vec<TestDatabase>,
 }
 
@@ -99,8 +102,27 @@ impl World {
         Self::start_with(backend, None).await
     }
 
+    /// Starts identity on a manual clock that only [`World::identity_clock`] moves, then
+    /// portal-sync pointed at it.
+    pub async fn start_with_manual_clock(backend: Backend) -> World {
+        Self::start_full(
+            backend,
+            None,
+            Some(identity_svc::core::ManualClock::default()),
+        )
+        .await
+    }
+
     /// Starts identity (serving TLS per `identity_tls`), then portal-sync pointed at it.
     pub async fn start_with(backend: Backend, identity_tls: Option<IdentityTls>) -> World {
+        Self::start_full(backend, identity_tls, None).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        identity_tls: Option<IdentityTls>,
+        identity_clock: Option<identity_svc::core::ManualClock>,
+    ) -> World {
         let pg = match backend {
             Backend::Sqlite => Vec::new(),
             Backend::Postgres => vec![
@@ -120,6 +142,7 @@ impl World {
             identity_addr: "127.0.0.1:0".parse().unwrap(),
             portal_addr: None,
             identity_tls,
+            identity_clock,
             _pg: pg,
         };
         w.start_identity().await;
@@ -137,13 +160,24 @@ impl World {
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
         }
+        let mut deps = identity_svc::Dependencies::default();
+        if let Some(clock) = &self.identity_clock {
+            deps.clock = std::sync::Arc::new(clock.clone());
+        }
         let server =
             TestServer::start_reached(Some(self.identity_addr), reach, |listener, shutdown| {
-                identity_svc::serve(listener, s, identity_svc::Dependencies::default(), shutdown)
+                identity_svc::serve(listener, s, deps, shutdown)
             })
             .await;
         self.identity_addr = server.addr();
         self.identity = Some(server);
+    }
+
+    /// identity's manual clock (only for a world started with `start_with_manual_clock`).
+    pub fn identity_clock(&self) -> &identity_svc::core::ManualClock {
+        self.identity_clock
+            .as_ref()
+            .expect("the world was started with start_with_manual_clock")
     }
 
     /// Stops identity (graceful) and waits for it to exit.

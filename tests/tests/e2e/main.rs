@@ -12,6 +12,8 @@
 
 mod harness;
 
+mod faults;
+mod grant_periods;
 mod health;
 mod pg_tls;
 mod portal_api;

@@ -116,6 +116,7 @@ async fn identity_org(w: &World, admin: &str) -> Org {
             principal: sa.name.clone(),
             role: reader,
             scope: org_scope(),
+            grant_period: None,
         })
         .await
         .unwrap();
@@ -2740,6 +2741,7 @@ async fn the_sync_never_touches_support_contacts(b: Backend) {
                     principal,
                     role,
                     scope: org_scope(),
+                    grant_period: None,
                 })
                 .await
                 .unwrap();

@@ -110,6 +110,7 @@ pub(crate) async fn setup(w: &World) -> Setup {
             principal: sa.name.clone(),
             role: reader.name,
             scope: org_scope(),
+            grant_period: None,
         })
         .await
         .unwrap();
@@ -463,6 +464,7 @@ async fn odc_records_follow_organization_roles(b: Backend) {
             scope: Some(id::Scope {
                 kind: Some(id::scope::Kind::App(app)),
             }),
+            grant_period: None,
         })
         .await
         .unwrap();
@@ -500,6 +502,7 @@ async fn odc_records_follow_organization_roles(b: Backend) {
                     principal: p,
                     role: r,
                     scope: org_scope(),
+                    grant_period: None,
                 })
                 .await
                 .unwrap();
@@ -772,6 +775,7 @@ async fn mutate(
                     principal: u,
                     role,
                     scope: org_scope(),
+                    grant_period: None,
                 })
                 .await
                 .map(|_| ())

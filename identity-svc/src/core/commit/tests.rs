@@ -200,6 +200,7 @@ async fn core_with_org(gated: &Arc<Gated>) -> (Arc<Core>, Uuid, Authorized) {
         &Caller::Operator,
         Some(org),
         None,
+        0,
     )
     .unwrap()
     .authorized()

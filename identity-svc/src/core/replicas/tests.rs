@@ -69,6 +69,7 @@ async fn the_follower_records_its_lag_and_the_events_it_applied() {
         &Caller::Operator,
         Some(org),
         None,
+        0,
     )
     .unwrap()
     .authorized()

@@ -44,6 +44,7 @@ impl SqlStore<Postgres> {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .acquire_timeout(shared::unavailable::CONNECTION_WAIT)
             // No ping before every statement (a round trip each): sqlx already pings a
             // connection when it goes back to the pool and drops it if it is broken.
             .test_before_acquire(false)

@@ -51,7 +51,7 @@ async fn store_with_org(dir: &std::path::Path, org: Uuid) -> Arc<dyn Store> {
 
 /// The proof a revocation is made with.
 fn operator() -> Authorized {
-    Entry::admit("identity.v1.Users/Logout", &Caller::Operator, None, None)
+    Entry::admit("identity.v1.Users/Logout", &Caller::Operator, None, None, 0)
         .unwrap()
         .authorized()
         .unwrap()

@@ -8,6 +8,10 @@
 //! an implied permission that is not stage-scopable is granted whatever the stages of the grant.
 //! Through an app-scope assignment only grants of app-scopable permissions count, and only their
 //! app-scopable implications. The answer is the union over assignments.
+//!
+//! Only assignments in effect at the time asked (`now`) count: a time-bound grant (R35) counts
+//! once its `became_effective` event is committed and until its end by the clock
+//! ([`Assignment::effective_at`](crate::domain::model::Assignment::effective_at)).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -18,7 +22,7 @@ use uuid::Uuid;
 
 use super::catalog::{self, CATALOG, PermIndex, PermissionDef};
 use super::implication;
-use crate::domain::model::{Principal, Role, ScopeKey};
+use crate::domain::model::{Micros, Principal, Role, ScopeKey};
 use crate::domain::state::OrgState;
 
 /// One reason a principal has a permission. It borrows from the state it was decided on.
@@ -182,6 +186,7 @@ pub fn decide<'a>(
     perm: &'static PermissionDef,
     stage: Option<&'a str>,
     app: Option<Uuid>,
+    now: Micros,
 ) -> Decision<'a> {
     if !state.is_active(principal) {
         return denied(if state.principal_exists(principal) {
@@ -197,6 +202,9 @@ pub fn decide<'a>(
             let Some(via_app) = via_app(*scope, app) else {
                 continue;
             };
+            if !a.effective_at(now) {
+                continue;
+            }
             let Some(role) = state.roles.get(&a.role) else {
                 continue;
             };
@@ -239,6 +247,7 @@ fn allows(
     perm: &'static PermissionDef,
     stage: Option<&str>,
     app: Option<Uuid>,
+    now: Micros,
 ) -> bool {
     if !state.is_active(principal) {
         return false;
@@ -251,7 +260,8 @@ fn allows(
         let Some(via_app) = via_app(*scope, app) else {
             continue;
         };
-        if let Some(role) = state.roles.get(&a.role)
+        if a.effective_at(now)
+            && let Some(role) = state.roles.get(&a.role)
             && paths(role, perm, t, Stages::In(stage), via_app)
                 .next()
                 .is_some()
@@ -269,16 +279,23 @@ pub fn has(
     key: &str,
     stage: Option<&str>,
     app: Option<Uuid>,
+    now: Micros,
 ) -> bool {
     catalog::get(key).is_some_and(|def| {
         // A stage-scopable permission asked without a stage cannot be granted.
-        (!def.stage_scopable || stage.is_some()) && allows(state, principal, def, stage, app)
+        (!def.stage_scopable || stage.is_some()) && allows(state, principal, def, stage, app, now)
     })
 }
 
 /// Whether some assignment of an ACTIVE `principal` (at organization scope or on any app)
 /// grants `key` through a path that holds in `stages`.
-fn has_somewhere(state: &OrgState, principal: Principal, key: &str, stages: Stages<'_>) -> bool {
+fn has_somewhere(
+    state: &OrgState,
+    principal: Principal,
+    key: &str,
+    stages: Stages<'_>,
+    now: Micros,
+) -> bool {
     let Some(def) = catalog::get(key) else {
         return false;
     };
@@ -291,7 +308,8 @@ fn has_somewhere(state: &OrgState, principal: Principal, key: &str, stages: Stag
     };
     for (scope, a) in assignments {
         let via_app = matches!(scope, ScopeKey::App(_));
-        if let Some(role) = state.roles.get(&a.role)
+        if a.effective_at(now)
+            && let Some(role) = state.roles.get(&a.role)
             && paths(role, def, t, stages, via_app).next().is_some()
         {
             return true;
@@ -303,8 +321,8 @@ fn has_somewhere(state: &OrgState, principal: Principal, key: &str, stages: Stag
 /// Whether `principal` has `key` in at least one stage of the organization (or, for a
 /// permission that is not stage-scopable, at all), at organization scope or on any app.
 /// The same as a `key` entry in [`effective`], without computing the rest.
-pub fn has_in_any_stage(state: &OrgState, principal: Principal, key: &str) -> bool {
-    has_somewhere(state, principal, key, Stages::Any)
+pub fn has_in_any_stage(state: &OrgState, principal: Principal, key: &str, now: Micros) -> bool {
+    has_somewhere(state, principal, key, Stages::Any, now)
 }
 
 /// One permission a principal has somewhere.
@@ -321,7 +339,7 @@ pub struct Effective<'a> {
 }
 
 /// Everything a principal may do, by key then scope. Empty for an inactive principal.
-pub fn effective<'a>(state: &'a OrgState, principal: Principal) -> Vec<Effective<'a>> {
+pub fn effective<'a>(state: &'a OrgState, principal: Principal, now: Micros) -> Vec<Effective<'a>> {
     if !state.is_active(principal) {
         return Vec::new();
     }
@@ -331,6 +349,9 @@ pub fn effective<'a>(state: &'a OrgState, principal: Principal) -> Vec<Effective
     };
     for (scope, a) in assignments {
         let via_app = matches!(scope, ScopeKey::App(_));
+        if !a.effective_at(now) {
+            continue;
+        }
         let Some(role) = state.roles.get(&a.role) else {
             continue;
         };
@@ -436,6 +457,7 @@ pub fn holders<'a>(
     app: Option<Uuid>,
     after: Option<Principal>,
     limit: usize,
+    now: Micros,
 ) -> (Vec<(Principal, Vec<Reason<'a>>)>, bool) {
     let t = catalog::index_of(perm);
     let app_ok = app.filter(|_| perm.app_scopable);
@@ -483,7 +505,7 @@ pub fn holders<'a>(
             continue;
         }
         last = Some(p);
-        let d = decide(state, p, perm, stage, app);
+        let d = decide(state, p, perm, stage, app, now);
         if d.allowed {
             if out.len() == limit {
                 return (out, true);
@@ -510,8 +532,9 @@ pub fn has_anywhere_in_stage(
     principal: Principal,
     key: &str,
     stage: &str,
+    now: Micros,
 ) -> bool {
-    has_somewhere(state, principal, key, Stages::In(Some(stage)))
+    has_somewhere(state, principal, key, Stages::In(Some(stage)), now)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 use super::model::{
-    App, Change, EndUserRole, Entity, Group, Invitation, Organization, Principal, Role, ScopeKey,
-    ServiceAccount, Stage, User,
+    App, Change, EndUserRole, Entity, Group, Invitation, Micros, Organization, Principal, Role,
+    ScopeKey, ServiceAccount, Stage, User,
 };
 
 mod collections;
@@ -44,6 +44,9 @@ pub struct OrgState {
     pub assignments: BTreeMap<Principal, ScopedAssignments>,
     /// Who holds each role, at which scope.
     pub role_holders: HashMap<String, BTreeSet<(Principal, ScopeKey)>>,
+    /// The grants with a boundary ahead (the start of a SCHEDULED grant, the end of an ACTIVE
+    /// one), by when it is due: what the boundary task looks at.
+    pub grant_boundaries: BTreeSet<(Micros, Principal, ScopeKey)>,
     /// Direct end-user grants by user: (end-user role, stage).
     pub end_user_grants: HashMap<Uuid, SortedSet<(Uuid, String)>>,
     /// Groups by id.
@@ -73,6 +76,7 @@ impl OrgState {
             roles: HashMap::new(),
             assignments: BTreeMap::new(),
             role_holders: HashMap::new(),
+            grant_boundaries: BTreeSet::new(),
             end_user_grants: HashMap::new(),
             groups: HashMap::new(),
             group_members: HashMap::new(),
@@ -121,6 +125,9 @@ impl OrgState {
                     .entry(a.role.clone())
                     .or_default()
                     .insert((a.principal, a.scope));
+                if let Some(due) = a.next_boundary() {
+                    self.grant_boundaries.insert((due, a.principal, a.scope));
+                }
                 self.assignments.entry(a.principal).or_default().insert(a);
             }
             Entity::EndUserGrant(g) => {
@@ -186,6 +193,9 @@ impl OrgState {
                 self.roles.remove(&r.id);
             }
             Entity::Assignment(a) => {
+                if let Some(due) = a.next_boundary() {
+                    self.grant_boundaries.remove(&(due, a.principal, a.scope));
+                }
                 if let Some(set) = self.role_holders.get_mut(&a.role) {
                     set.remove(&(a.principal, a.scope));
                     if set.is_empty() {

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{OrgState, ScopedAssignments, SortedSet};
 use crate::domain::model::{
-    Assignment, Change, EndUserGrant, Entity, GroupMember, Organization, Principal, ScopeKey,
+    Assignment, Change, EndUserGrant, Entity, GrantPeriod, GrantPhase, GroupMember, Organization,
+    Principal, ScopeKey,
 };
 
 /// A deterministic xorshift sequence, so that a failure reproduces.
@@ -90,6 +91,8 @@ fn assignment(scope: ScopeKey, role: &str, t: i64) -> Assignment {
         scope,
         role: role.to_owned(),
         create_time: t,
+        period: None,
+        phase: GrantPhase::Active,
     }
 }
 
@@ -232,4 +235,46 @@ fn applying_and_undoing_changes_leaves_no_empty_index_entry() {
     assert!(st.group_members.is_empty());
     assert!(!st.is_member(user));
     assert!(!st.is_end_user(user));
+}
+
+#[test]
+fn the_boundary_index_follows_the_phase_of_each_time_bound_grant() {
+    let mut st = OrgState::new(org());
+    let p = Principal::User(id(7));
+    let scope = ScopeKey::App(id(1));
+    let timed = |phase| Assignment {
+        period: Some(GrantPeriod {
+            start: Some(10),
+            end: Some(20),
+        }),
+        phase,
+        ..assignment(scope, "developer", 1)
+    };
+    let moved = |from, to| Change {
+        action: "moved".to_owned(),
+        target: String::new(),
+        before: Some(Entity::Assignment(timed(from))),
+        after: Some(Entity::Assignment(timed(to))),
+        affected_users: Vec::new(),
+    };
+    // A permanent grant has no boundary.
+    st.apply(&created(Entity::Assignment(assignment(
+        ScopeKey::Organization,
+        "developer",
+        1,
+    ))));
+    assert!(st.grant_boundaries.is_empty());
+    let scheduled = created(Entity::Assignment(timed(GrantPhase::Scheduled)));
+    st.apply(&scheduled);
+    assert!(st.grant_boundaries.iter().eq([&(10, p, scope)]));
+    st.apply(&moved(GrantPhase::Scheduled, GrantPhase::Active));
+    assert!(st.grant_boundaries.iter().eq([&(20, p, scope)]));
+    st.apply(&moved(GrantPhase::Active, GrantPhase::Expired));
+    assert!(st.grant_boundaries.is_empty());
+    // Undone in reverse, the index comes back as it was.
+    st.apply(&moved(GrantPhase::Active, GrantPhase::Expired).inverse());
+    st.apply(&moved(GrantPhase::Scheduled, GrantPhase::Active).inverse());
+    assert!(st.grant_boundaries.iter().eq([&(10, p, scope)]));
+    st.apply(&scheduled.inverse());
+    assert!(st.grant_boundaries.is_empty());
 }

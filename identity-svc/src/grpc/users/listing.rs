@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::super::{DEFAULT_PAGE, MAX_PAGE, convert};
 use crate::auth::Need;
-use crate::domain::model::{Principal, UserState};
+use crate::domain::model::{Micros, Principal, UserState};
 use crate::domain::names;
 use crate::domain::permissions::catalog::keys;
 use crate::domain::permissions::engine;
@@ -77,6 +77,7 @@ pub(super) fn visibility(
     q: &Query,
     st: &OrgState,
     caller: Option<Principal>,
+    now: Micros,
 ) -> (Need, Vec<String>) {
     match q.facet {
         pb::UserFacet::FacetAny => (Need::Perm(keys::USERS_MANAGE, None, None), Vec::new()),
@@ -92,7 +93,7 @@ pub(super) fn visibility(
                 .into_iter()
                 .filter(|s| {
                     caller.is_some_and(|p| {
-                        engine::has_anywhere_in_stage(st, p, keys::END_USERS_VIEW, s)
+                        engine::has_anywhere_in_stage(st, p, keys::END_USERS_VIEW, s, now)
                     })
                 })
                 .collect();

@@ -39,7 +39,7 @@ fn assignment(principal: &str, role: &str, scope: pb::scope::Kind) -> pb::RoleAs
         principal: format!("{ORG}/{principal}"),
         role: format!("{ORG}/roles/{role}"),
         scope: Some(pb::Scope { kind: Some(scope) }),
-        create_time: None,
+        ..Default::default()
     }
 }
 
@@ -209,4 +209,54 @@ fn control_characters_of_identity_names_are_dropped_from_the_mirror() {
         ..Default::default()
     });
     assert_eq!(m.users[&id].display_name, "Ada");
+}
+
+#[test]
+fn a_time_bound_grant_counts_between_its_boundary_events_only() {
+    let (s, ids) = snapshot();
+    let mut m = mirror_from_snapshot(&s);
+    let dev = ids[2];
+    let at = |state: pb::GrantState| {
+        let mut a = assignment(&format!("users/{dev}"), "developer", org_scope());
+        a.set_state(state);
+        Kind::RoleAssignment(a)
+    };
+    // Assigned for later: no record, nobody affected.
+    let mut u = s.users[2].clone();
+    u.set_state(pb::UserState::Active);
+    apply_event(&mut m, &event("user.activated", None, Some(Kind::User(u))));
+    let e = event(
+        "role_assignment.created",
+        None,
+        Some(at(pb::GrantState::Scheduled)),
+    );
+    assert_eq!(apply_event(&mut m, &e), BTreeSet::new());
+    assert_eq!(m.derive(dev), None);
+    // The start's event makes the record, the end's removes it.
+    let e = event(
+        "role_assignment.became_effective",
+        Some(at(pb::GrantState::Scheduled)),
+        Some(at(pb::GrantState::Active)),
+    );
+    assert_eq!(apply_event(&mut m, &e), BTreeSet::from([dev]));
+    assert_eq!(
+        m.derive(dev).map(|d| d.permission),
+        Some(InfraPermission::Member)
+    );
+    let e = event(
+        "role_assignment.became_ineffective",
+        Some(at(pb::GrantState::Active)),
+        Some(at(pb::GrantState::Expired)),
+    );
+    assert_eq!(apply_event(&mut m, &e), BTreeSet::from([dev]));
+    assert_eq!(m.derive(dev), None);
+    // A snapshot taken meanwhile agrees.
+    let mut later = s.clone();
+    later.role_assignments.push({
+        let Kind::RoleAssignment(a) = at(pb::GrantState::Expired) else {
+            unreachable!()
+        };
+        a
+    });
+    assert!(!mirror_from_snapshot(&later).org_roles.contains_key(&dev));
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use identity_svc::domain::model::{Assignment, Change, Entity, Organization, Principal, ScopeKey};
+use identity_svc::domain::model::{
+    Assignment, Change, Entity, GrantPhase, Organization, Principal, ScopeKey,
+};
 use identity_svc::domain::names::fmt;
 use identity_svc::store::Commit;
 use uuid::Uuid;
@@ -58,6 +60,8 @@ pub(crate) async fn store_commits(backend: &Backend, secs: Duration) -> anyhow::
             }
             .into(),
             create_time: now,
+            period: None,
+            phase: GrantPhase::Active,
         };
         let change = Change {
             action: "role_assignment.replaced".into(),

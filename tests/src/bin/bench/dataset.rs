@@ -9,9 +9,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use identity_svc::auth::SERVICE_ACCOUNT_PREFIX;
 use identity_svc::domain::model::{
-    App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, Group, GroupMember,
-    GroupRole, Organization, Principal, Role, ScopeKey, ServiceAccount, Stage, StagePurpose, User,
-    UserState,
+    App, Assignment, Change, EndUserGrant, EndUserRole, Entity, Grant, GrantPhase, Group,
+    GroupMember, GroupRole, Organization, Principal, Role, ScopeKey, ServiceAccount, Stage,
+    StagePurpose, User, UserState,
 };
 use identity_svc::domain::names::fmt;
 use identity_svc::domain::permissions::catalog::{self, PermissionDef};
@@ -109,7 +109,7 @@ struct Population {
 /// Builds the dataset of `n` users: n/10 groups, clamp(n/100, 10, 1000) custom roles and apps
 /// (1k each at 100k), 3 stages, organization-scope, app-scope and group access; and writes it
 /// to the backend's identity store (see [`write_seed`]).
-async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
+pub(crate) async fn seed(backend: &Backend, n: usize) -> anyhow::Result<Dataset> {
     let t0 = Instant::now();
     let mut rng = Rng(0x0DC0_BE4C_0000_0000 ^ n as u64);
     let org = rng.uuid();
@@ -485,6 +485,8 @@ fn assignment(org: Uuid, p: Principal, scope: ScopeKey, role: String, now: i64) 
             scope,
             role,
             create_time: now,
+            period: None,
+            phase: GrantPhase::Active,
         }),
     )
 }

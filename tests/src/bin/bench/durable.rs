@@ -247,6 +247,7 @@ async fn assign_roles(
                 scope: Some(pb::Scope {
                     kind: Some(pb::scope::Kind::Organization(true)),
                 }),
+                grant_period: None,
             };
             async move { c.assign_role(req).await.map(|_| ()) }
         },

@@ -20,7 +20,8 @@ pub(crate) const CHILD_MODE: &str = "__serve-identity";
 
 /// The child: serves identity as `identity-svc` does, on 127.0.0.1:0, and writes the bound
 /// address to `addr_file`. Args: data dir, database URL (`-`: SQLite in the data dir), address
-/// file. Stops when its stdin closes (the parent died or is done).
+/// file; `IDENTITY_OPERATOR_TOKEN` from the environment, if set. Stops when its stdin closes
+/// (the parent died or is done).
 pub(crate) fn serve_child(args: &[String]) {
     let [data_dir, database, addr_file] = args else {
         eprintln!("usage: bench {CHILD_MODE} DATA_DIR DATABASE_URL|- ADDR_FILE");
@@ -32,7 +33,7 @@ pub(crate) fn serve_child(args: &[String]) {
         .expect("runtime");
     rt.block_on(async {
         shared::telemetry::init(shared::telemetry::LogFormat::Json);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(crate::listen_addr())
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -42,6 +43,10 @@ pub(crate) fn serve_child(args: &[String]) {
         let settings = identity_svc::config::Settings {
             data_dir: PathBuf::from(data_dir),
             database_url: (database != "-").then(|| database.clone()),
+            // The fault tests (tests/e2e/faults.rs) create their organization as the operator.
+            operator_token: std::env::var("IDENTITY_OPERATOR_TOKEN")
+                .ok()
+                .map(shared::auth::Secret::new),
             ..identity_svc::config::Settings::default()
         };
         let stdin_closed = async {

@@ -6,6 +6,7 @@
 //! cargo run --release -p tests --bin bench -- rss --sizes 1000,10000,100000
 //! cargo run --release -p tests --bin bench -- portal --users 100000
 //! cargo run --release -p tests --bin bench -- abuse --abuse-secs 30 # login flood vs one user
+//! cargo run --release -p tests --bin bench -- chaos --minutes 10 --pg postgres://…  # faults
 //! cargo run --release -p tests --bin bench -- all --pg postgres://postgres@127.0.0.1:5432/postgres
 //! ```
 //!
@@ -38,6 +39,7 @@
 
 mod abuse;
 mod backend;
+mod chaos;
 mod commit_rates;
 mod dataset;
 mod durable;
@@ -85,7 +87,12 @@ enum Suite {
     /// 127.0.0.2 for `--abuse-secs`) while a user logs in correctly once a second from
     /// 127.0.0.1: identity's peak RSS, the user's successes and latency, the attacker's answers.
     Abuse,
-    /// Everything but `instructions`.
+    /// Two identity and two portal-sync replicas under a mixed load while each is killed with
+    /// SIGKILL in turn and the database restarts (PostgreSQL), for `--minutes`; then nothing
+    /// acknowledged lost, feed = audit trail, replicas = a fresh load, portal = a fresh
+    /// derivation, every error retryable. Not part of `all`.
+    Chaos,
+    /// Everything but `instructions` and `chaos`.
     All,
 }
 
@@ -131,6 +138,15 @@ struct Cli {
     /// Wrong-password logins a second of the `abuse` attacker.
     #[arg(long, default_value_t = 1000)]
     abuse_rate: u32,
+    /// Minutes of the `chaos` run.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Seconds between two faults of `chaos`.
+    #[arg(long, default_value_t = 10.0)]
+    chaos_fault_secs: f64,
+    /// Seconds a killed process (or the database) of `chaos` stays down.
+    #[arg(long, default_value_t = 2.0)]
+    chaos_down_secs: f64,
     /// Small data, short runs, answers checked; exits non-zero if the harness breaks.
     #[arg(long)]
     smoke: bool,
@@ -189,6 +205,15 @@ fn main() {
     }
 }
 
+/// Where a child process listens: `BENCH_LISTEN` (the chaos suite restarts a killed child on
+/// the port it had, so its peers find it again), else any free port of 127.0.0.1.
+pub(crate) fn listen_addr() -> String {
+    std::env::var(LISTEN_ENV).unwrap_or_else(|_| "127.0.0.1:0".to_owned())
+}
+
+/// The environment variable of [`listen_addr`].
+pub(crate) const LISTEN_ENV: &str = "BENCH_LISTEN";
+
 async fn run(cli: &Cli, out: &Output) -> anyhow::Result<()> {
     out.machine(cli);
     for suite in &cli.suites {
@@ -202,6 +227,7 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<()> {
             Suite::Instructions => instructions::suite(cli, out).await?,
             Suite::Durable => durable::suite(cli, out).await?,
             Suite::Abuse => abuse::suite(cli, out).await?,
+            Suite::Chaos => chaos::suite(cli, out).await?,
             Suite::All => {}
         }
     }

@@ -16,9 +16,9 @@ use crate::backend::Backend;
 
 pub(crate) const PORTAL_CHILD_MODE: &str = "__serve-portal";
 /// The portal child's operator token, in its environment rather than on its command line.
-const PORTAL_OPERATOR_ENV: &str = "BENCH_PORTAL_OPERATOR_TOKEN";
+pub(crate) const PORTAL_OPERATOR_ENV: &str = "BENCH_PORTAL_OPERATOR_TOKEN";
 /// The service token the portal child accepts.
-const PORTAL_SERVICE_ENV: &str = "BENCH_PORTAL_SERVICE_TOKEN";
+pub(crate) const PORTAL_SERVICE_ENV: &str = "BENCH_PORTAL_SERVICE_TOKEN";
 
 /// The portal child: serves portal-sync as `portal-sync-svc` does (`portal_sync_svc::serve`,
 /// multi-thread tokio runtime, default settings: sync, timeouts, concurrency limit), on
@@ -55,7 +55,7 @@ pub(crate) fn serve_portal_child(args: &[String]) {
         .expect("runtime");
     rt.block_on(async {
         shared::telemetry::init(shared::telemetry::LogFormat::Json);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(crate::listen_addr())
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -193,7 +193,7 @@ impl PortalChild {
             .await?)
     }
 
-    fn acting(token: &str, acting_for: Option<&str>) -> anyhow::Result<Acting> {
+    pub(crate) fn acting(token: &str, acting_for: Option<&str>) -> anyhow::Result<Acting> {
         Ok(Acting {
             bearer: format!("Bearer {token}").parse()?,
             acting_for: acting_for.map(str::parse).transpose()?,

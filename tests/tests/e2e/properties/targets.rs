@@ -324,6 +324,7 @@ async fn identity_fixture(
             principal: keeper,
             role: format!("{org}/roles/administrator"),
             scope: scope.clone(),
+            grant_period: None,
         })
         .await
         .unwrap();

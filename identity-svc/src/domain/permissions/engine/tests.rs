@@ -9,6 +9,9 @@ use super::*;
 use crate::domain::model::{Assignment, Grant, Organization, Stage, StagePurpose, User, UserState};
 use crate::domain::state::OrgState;
 
+/// The time the checks are made at (no grant here has a period, except where a test says).
+const NOW: Micros = 1_000_000;
+
 fn org() -> OrgState {
     let mut st = OrgState::new(Organization {
         id: Uuid::new_v4(),
@@ -76,11 +79,13 @@ fn assign(st: &mut OrgState, p: Principal, role: &str, scope: ScopeKey) {
         scope,
         role: role.into(),
         create_time: 0,
+        period: None,
+        phase: crate::domain::model::GrantPhase::Active,
     }));
 }
 
 fn in_stage(st: &OrgState, p: Principal, stage: &str) -> BTreeSet<&'static str> {
-    effective(st, p)
+    effective(st, p, NOW)
         .into_iter()
         .filter(|e| e.stages.as_ref().is_none_or(|s| s.contains(stage)))
         .map(|e| e.permission)
@@ -111,6 +116,7 @@ fn change_in_development_gives_exactly_change_debug_deploy_there_and_nothing_els
         catalog::get("asset.debug").unwrap(),
         Some("development"),
         None,
+        NOW,
     );
     assert_eq!(d.reasons[0].chain, vec!["asset.change", "asset.debug"]);
 }
@@ -124,9 +130,9 @@ fn app_scope_adds_only_app_scopable_permissions_on_that_app() {
     assign(&mut st, u, "developer", ScopeKey::Organization);
     assign(&mut st, u, "administrator", ScopeKey::App(a));
     let edit = catalog::get("config.edit_asset").unwrap();
-    assert!(decide(&st, u, edit, Some("production"), Some(a)).allowed);
-    assert!(!decide(&st, u, edit, Some("production"), Some(b)).allowed);
-    assert!(!has(&st, u, "users.manage", None, Some(a)));
+    assert!(decide(&st, u, edit, Some("production"), Some(a), NOW).allowed);
+    assert!(!decide(&st, u, edit, Some("production"), Some(b), NOW).allowed);
+    assert!(!has(&st, u, "users.manage", None, Some(a), NOW));
 }
 
 #[test]
@@ -134,8 +140,8 @@ fn inactive_principals_have_nothing() {
     let mut st = org();
     let u = user(&mut st, UserState::Inactive);
     assign(&mut st, u, "administrator", ScopeKey::Organization);
-    assert!(!has(&st, u, "users.manage", None, None));
-    assert!(effective(&st, u).is_empty());
+    assert!(!has(&st, u, "users.manage", None, None, NOW));
+    assert!(effective(&st, u, NOW).is_empty());
 }
 
 /// A small deterministic generator (xorshift64*), so a failure reproduces.
@@ -247,7 +253,7 @@ fn brute_force_holders<'a>(
 ) -> Vec<(Principal, Vec<Reason<'a>>)> {
     let mut out = Vec::new();
     for p in st.assignments.keys() {
-        let d = decide(st, *p, perm, stage, app);
+        let d = decide(st, *p, perm, stage, app, NOW);
         if d.allowed {
             out.push((*p, d.reasons));
         }
@@ -279,14 +285,14 @@ fn holders_match_a_brute_force_walk_on_random_states_page_by_page() {
             if !all.is_empty() {
                 nonempty += 1;
             }
-            let (whole, more) = holders(&st, perm, stage, app, None, usize::MAX);
+            let (whole, more) = holders(&st, perm, stage, app, None, usize::MAX, NOW);
             assert_eq!(whole, all, "{} {stage:?} {app:?}", perm.key);
             assert!(!more);
             for limit in [1, 2, 7, 100] {
                 let mut after = None;
                 let mut seen = Vec::new();
                 loop {
-                    let (page, more) = holders(&st, perm, stage, app, after, limit);
+                    let (page, more) = holders(&st, perm, stage, app, after, limit, NOW);
                     assert!(page.len() <= limit);
                     // The definition of one page: the first `limit` after the cursor,
                     // and "more" when one more exists.
@@ -303,7 +309,7 @@ fn holders_match_a_brute_force_walk_on_random_states_page_by_page() {
             }
             // A cursor that is not a holder (nor even a principal) also works.
             let stranger = Principal::User(Uuid::new_v4());
-            let (page, _) = holders(&st, perm, stage, app, Some(stranger), 5);
+            let (page, _) = holders(&st, perm, stage, app, Some(stranger), 5, NOW);
             let expected: Vec<_> = all
                 .iter()
                 .filter(|(p, _)| *p > stranger)
@@ -337,12 +343,12 @@ fn shortcuts_agree_with_decide_and_effective_on_random_states() {
             .chain([Principal::User(Uuid::new_v4())])
             .collect();
         for p in principals {
-            let eff = effective(&st, p);
+            let eff = effective(&st, p, NOW);
             for def in catalog::CATALOG {
                 let stage = def.stage_scopable.then(|| STAGES[rng.below(3)]);
                 let app = rng.chance(50).then(|| apps[rng.below(apps.len())]);
-                let d = decide(&st, p, def, stage, app);
-                assert_eq!(has(&st, p, def.key, stage, app), d.allowed);
+                let d = decide(&st, p, def, stage, app, NOW);
+                assert_eq!(has(&st, p, def.key, stage, app, NOW), d.allowed);
                 assert_eq!(d.allowed, !d.reasons.is_empty());
                 assert_eq!(d.allowed, d.denial.is_none());
                 if d.allowed {
@@ -351,14 +357,14 @@ fn shortcuts_agree_with_decide_and_effective_on_random_states() {
                     refused += 1;
                 }
                 assert_eq!(
-                    has_in_any_stage(&st, p, def.key),
+                    has_in_any_stage(&st, p, def.key, NOW),
                     eff.iter().any(|e| e.permission == def.key),
                     "{p:?} {}",
                     def.key
                 );
                 for s in STAGES {
                     assert_eq!(
-                        has_anywhere_in_stage(&st, p, def.key, s),
+                        has_anywhere_in_stage(&st, p, def.key, s, NOW),
                         eff.iter().any(|e| e.permission == def.key
                             && e.stages.as_ref().is_none_or(|x| x.contains(s))),
                         "{p:?} {} {s}",
@@ -383,7 +389,7 @@ fn denials_say_why() {
     let app = Uuid::nil();
     let def = catalog::get("asset.open").unwrap();
     let why = |p| {
-        decide(&st, p, def, Some("qa"), Some(app))
+        decide(&st, p, def, Some("qa"), Some(app), NOW)
             .denial
             .map(|d| d.to_string())
     };
@@ -395,17 +401,65 @@ fn denials_say_why() {
         )
     );
     assert_eq!(why(off).as_deref(), Some("principal is not ACTIVE"));
-    let no_app = decide(&st, u, def, Some("qa"), None).denial.unwrap();
+    let no_app = decide(&st, u, def, Some("qa"), None, NOW).denial.unwrap();
     assert_eq!(
         no_app.message(),
         "no assignment grants asset.open in stage qa"
     );
     let any = Uuid::new_v4();
     let create = catalog::get("asset.create").unwrap();
-    let d = decide(&st, u, create, None, Some(any)).denial.unwrap();
+    let d = decide(&st, u, create, None, Some(any), NOW).denial.unwrap();
     assert_eq!(
         d.message(),
         format!("no assignment grants asset.create on app {any}")
     );
     assert_eq!(why(nobody).as_deref(), Some("principal does not exist"));
+}
+
+#[test]
+fn a_time_bound_grant_counts_only_while_active_and_before_its_end() {
+    use crate::domain::model::{Entity, GrantPeriod, GrantPhase};
+    let mut st = org();
+    let u = user(&mut st, UserState::Active);
+    let grant = |phase| {
+        Entity::Assignment(Assignment {
+            principal: u,
+            scope: ScopeKey::Organization,
+            role: "developer".into(),
+            create_time: 0,
+            period: Some(GrantPeriod {
+                start: Some(100),
+                end: Some(200),
+            }),
+            phase,
+        })
+    };
+    let def = catalog::get("asset.debug").unwrap();
+    let dev = Some("development");
+    let holds = |st: &OrgState, now| {
+        let checked = decide(st, u, def, dev, None, now).allowed;
+        let held = !holders(st, def, dev, None, None, 10, now).0.is_empty();
+        let listed = !effective(st, u, now).is_empty();
+        assert_eq!((checked, held, listed), (checked, checked, checked));
+        checked
+    };
+    // SCHEDULED: nothing, even once the clock passed the start (the event decides).
+    st.insert(grant(GrantPhase::Scheduled));
+    assert!(!holds(&st, 50));
+    assert!(!holds(&st, 150));
+    // ACTIVE: inside the period only; at the end nothing, even before the ending event.
+    st.insert(grant(GrantPhase::Active));
+    assert!(holds(&st, 150));
+    assert!(has_in_any_stage(&st, u, "asset.debug", 199));
+    assert!(!holds(&st, 200));
+    assert!(!has_anywhere_in_stage(
+        &st,
+        u,
+        "asset.debug",
+        "development",
+        200
+    ));
+    // EXPIRED: nothing.
+    st.insert(grant(GrantPhase::Expired));
+    assert!(!holds(&st, 150));
 }

@@ -100,6 +100,7 @@ impl Identity {
                 principal: sa.name.clone(),
                 role: reader,
                 scope: Some(org_scope()),
+                grant_period: None,
             })
             .await?;
         Ok(self
@@ -177,6 +178,7 @@ impl Identity {
                             principal: fmt::user(org, *user),
                             role: role.clone(),
                             scope: Some(org_scope()),
+                            grant_period: None,
                         })
                         .await?;
                     max = max.max(consistency_token(&r)?);

@@ -80,6 +80,7 @@ async fn measure(
                 principal: fmt::user(identity.org, *user),
                 role: admin.to_owned(),
                 scope: Some(org_scope()),
+                grant_period: None,
             })
             .await?;
         let ack = Instant::now();
