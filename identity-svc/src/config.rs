@@ -36,8 +36,10 @@ use shared::tls::TlsSettings;
 use shared::traces::TelemetrySettings;
 
 pub mod login;
+pub mod mail;
 pub mod oidc;
 pub use login::LoginSettings;
+pub use mail::MailSettings;
 pub use oidc::OidcSettings;
 
 // Shared with the other service; re-exported under their historical paths.
@@ -151,6 +153,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Deliver invitations through this SMTP relay; unset means the mailbox directory.
     pub smtp: Option<SmtpSettings>,
+    /// How the invitation mail outbox is drained: polling, claims, retries (`[mail]`).
+    pub mail: MailSettings,
     /// Directory receiving invitation messages as `.eml` files when no SMTP relay is set
     /// (default `<data_dir>/mailbox`); see [`Settings::mailbox`].
     pub mailbox_dir: Option<PathBuf>,
@@ -190,6 +194,7 @@ impl Default for Settings {
             health: HealthSettings::default(),
             telemetry: TelemetrySettings::default(),
             smtp: None,
+            mail: MailSettings::default(),
             mailbox_dir: None,
             follow_interval_ms: 100,
             consistency_wait_ms: 5000,
@@ -220,6 +225,7 @@ impl fmt::Debug for Settings {
             .field("health", &self.health)
             .field("telemetry", &self.telemetry)
             .field("smtp", &self.smtp)
+            .field("mail", &self.mail)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("follow_interval_ms", &self.follow_interval_ms)
             .field("consistency_wait_ms", &self.consistency_wait_ms)

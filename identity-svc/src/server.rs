@@ -99,7 +99,8 @@ async fn serve_boxed(
     )
     .with_oidc(
         Verifier::new(&settings.oidc).context("cannot build the OpenID Connect HTTP client")?,
-    );
+    )
+    .with_mail(settings.mail.clone());
     tracing::info!(organizations = core.org_ids().len(), "organizations loaded");
 
     let operator_hash = operator_token_hash(&settings)?;
@@ -113,6 +114,8 @@ async fn serve_boxed(
         Arc::clone(&api.address_limits),
         api.core.closing(),
     ));
+    // The mail outbox's worker: what the commits queued, from this replica and the others.
+    tokio::spawn(api.core.outbox().run(api.core.closing()));
     // Every replica: a boundary a replica commits first, the others find already committed.
     tokio::spawn(crate::core::grant_boundaries::run(Arc::clone(&api.core)));
     if settings.follow_interval_ms > 0 {

@@ -431,3 +431,44 @@ fn login_limits_come_from_the_file_and_the_environment() {
     assert_eq!(p.familiar_for, 7 * 86_400_000_000);
     assert_eq!(p.familiar_max, 50);
 }
+
+#[test]
+fn mail_outbox_settings_come_from_the_file_and_the_environment() {
+    if !in_child() {
+        run_in_child(
+            "config::tests::mail_outbox_settings_come_from_the_file_and_the_environment",
+            &[("IDENTITY_MAIL__RETRY_MAX_MS", "60000")],
+        );
+        return;
+    }
+    let d = Settings::default().mail;
+    assert_eq!(
+        (
+            d.poll_interval_ms,
+            d.retry_base_ms,
+            d.retry_max_ms,
+            d.lease_ms
+        ),
+        (1000, 5000, 900_000, 120_000)
+    );
+    let file = toml_file(
+        r"
+        [mail]
+        poll_interval_ms = 250
+        retry_base_ms = 1000
+        retry_max_ms = 30000
+        lease_ms = 90000
+        ",
+    );
+    let s = Settings::from_args(&args(&["--config", file.path().to_str().unwrap()])).unwrap();
+    assert_eq!(
+        (
+            s.mail.poll_interval_ms,
+            s.mail.retry_base_ms,
+            s.mail.retry_max_ms,
+            s.mail.lease_ms
+        ),
+        (250, 1000, 60_000, 90_000),
+        "the file's, the environment's retry_max_ms"
+    );
+}

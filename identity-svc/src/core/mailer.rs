@@ -11,7 +11,6 @@ use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsPar
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{SmtpSettings, SmtpTls};
-use crate::error::Error;
 
 /// Why the SMTP settings cannot make a mailer (said at start-up; never names the password).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +40,41 @@ pub enum SmtpSetupError {
     Tls(#[source] lettre::transport::smtp::Error),
 }
 
+/// Why a message was not delivered: a sentence for an operator (the delivery's `last_error`),
+/// never a body nor a password.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The mailbox directory cannot be written.
+    #[error("cannot write to the mailbox directory {path}")]
+    Mailbox {
+        /// The file or directory.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sender or recipient is not an address lettre can send to.
+    #[error("the address {address:?} cannot be used in a message: {reason}")]
+    Address {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The message cannot be built.
+    #[error("the message cannot be built: {0}")]
+    Build(String),
+    /// The relay is unreachable or refused the message.
+    #[error("the SMTP relay {relay} did not accept the message")]
+    Smtp {
+        /// `host:port`.
+        relay: String,
+        /// What the SMTP client said.
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+}
+
 /// A message to deliver.
 #[derive(Clone)]
 pub struct Mail {
@@ -50,6 +84,9 @@ pub struct Mail {
     pub subject: String,
     /// Plain-text body (may contain a secret: never log it).
     pub body: String,
+    /// The `Message-ID` header, angle brackets included (`<id@domain>`): the same on every
+    /// attempt of one message, so a relay or a reader can tell a repeat. `None`: one is made.
+    pub message_id: Option<String>,
 }
 
 impl std::fmt::Debug for Mail {
@@ -57,6 +94,7 @@ impl std::fmt::Debug for Mail {
         f.debug_struct("Mail")
             .field("to", &self.to)
             .field("subject", &self.subject)
+            .field("message_id", &self.message_id)
             .finish_non_exhaustive()
     }
 }
@@ -68,10 +106,12 @@ pub enum Mailer {
     Mailbox(PathBuf),
     /// An SMTP relay (plain, STARTTLS or implicit TLS; AUTH when configured).
     Smtp {
-        /// The transport.
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// The transport (boxed: it is large, the mailbox variant is a path).
+        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
         /// Sender address.
         from: String,
+        /// `host:port`, for the errors.
+        relay: String,
     },
 }
 
@@ -88,7 +128,7 @@ impl Mailer {
             SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .tls(Tls::Wrapper(tls_parameters(settings)?)),
         };
-        let mut builder = builder.port(settings.port);
+        let mut builder = builder.port(settings.port).timeout(Some(SMTP_TIMEOUT));
         match (&settings.username, &settings.password) {
             (None, None) => {}
             (Some(_), Some(_)) if settings.tls == SmtpTls::None => {
@@ -101,52 +141,81 @@ impl Mailer {
             _ => return Err(SmtpSetupError::HalfCredentials),
         }
         Ok(Mailer::Smtp {
-            transport: builder.build(),
+            transport: Box::new(builder.build()),
             from: settings.from.clone(),
+            relay: format!("{host}:{}", settings.port),
         })
     }
 
     /// Delivers one message.
     #[tracing::instrument(name = "mail_send", skip_all)]
-    pub async fn send(&self, mail: Mail) -> Result<(), Error> {
+    pub async fn send(&self, mail: Mail) -> Result<(), MailError> {
         match self {
-            Mailer::Mailbox(dir) => {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| Error::Internal(format!("mailbox {}: {e}", dir.display())))?;
-                let name = format!(
-                    "{}-{}.eml",
-                    super::clock::SystemClock.now_micros(),
-                    uuid::Uuid::new_v4()
-                );
-                let text = format!(
-                    "To: {}\nSubject: {}\nContent-Type: text/plain; charset=utf-8\n\n{}\n",
-                    mail.to, mail.subject, mail.body
-                );
-                let path = dir.join(name);
-                tokio::fs::write(&path, text)
-                    .await
-                    .map_err(|e| Error::Internal(format!("mailbox {}: {e}", path.display())))
-            }
-            Mailer::Smtp { transport, from } => {
+            Mailer::Mailbox(dir) => write_to_mailbox(dir, mail).await,
+            Mailer::Smtp {
+                transport,
+                from,
+                relay,
+            } => {
                 let parse = |a: &str| {
-                    a.parse::<Mailbox>()
-                        .map_err(|e| Error::Internal(format!("mail address: {e}")))
+                    a.parse::<Mailbox>().map_err(|e| MailError::Address {
+                        address: a.to_owned(),
+                        reason: e.to_string(),
+                    })
                 };
                 let message = Message::builder()
                     .from(parse(from)?)
                     .to(parse(&mail.to)?)
                     .subject(mail.subject)
+                    .message_id(mail.message_id)
                     .body(mail.body)
-                    .map_err(|e| Error::Internal(format!("mail: {e}")))?;
+                    .map_err(|e| MailError::Build(e.to_string()))?;
                 transport
                     .send(message)
                     .await
                     .map(|_| ())
-                    .map_err(|e| Error::Internal(format!("smtp: {e}")))
+                    .map_err(|source| MailError::Smtp {
+                        relay: relay.clone(),
+                        source,
+                    })
             }
         }
     }
+}
+
+/// The longest one SMTP command may take: shorter than the outbox's shortest lease
+/// ([`crate::config::MailSettings`]), so a hung relay does not outlive a claim.
+pub const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Writes `mail` as one `.eml` file of `dir`, named after the time it is written: whole or
+/// not at all (a temporary name, then renamed), so a reader never sees half a message.
+async fn write_to_mailbox(dir: &std::path::Path, mail: Mail) -> Result<(), MailError> {
+    let failed = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| MailError::Mailbox { path, source }
+    };
+    tokio::fs::create_dir_all(dir).await.map_err(failed(dir))?;
+    let name = format!(
+        "{}-{}.eml",
+        super::clock::SystemClock.now_micros(),
+        uuid::Uuid::new_v4()
+    );
+    let message_id = mail
+        .message_id
+        .map(|id| format!("Message-ID: {id}\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "To: {}\nSubject: {}\n{message_id}Content-Type: text/plain; charset=utf-8\n\n{}\n",
+        mail.to, mail.subject, mail.body
+    );
+    let path = dir.join(name);
+    let partial = path.with_extension("eml.part");
+    tokio::fs::write(&partial, text)
+        .await
+        .map_err(failed(&partial))?;
+    tokio::fs::rename(&partial, &path)
+        .await
+        .map_err(failed(&path))
 }
 
 /// TLS to the relay `settings.host`: TLS 1.2 or later, its certificate verified against

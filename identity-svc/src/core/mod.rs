@@ -72,6 +72,7 @@ pub mod hashing;
 pub mod lockout;
 pub mod mailer;
 pub mod oidc;
+pub mod outbox;
 mod queue;
 mod replicas;
 pub mod sessions;
@@ -92,7 +93,8 @@ pub use commit::{Committed, Draft, Proof};
 pub use mailer::Mailer;
 pub use sessions::Session;
 pub use store::{
-    EventFilter, EventRecord, InvitationToken, SecretOp, StoreError, TokenKind, TokenRecord,
+    Delivery, DeliveryState, EventFilter, EventRecord, InvitationToken, SecretOp, StoreError,
+    TokenKind, TokenRecord,
 };
 pub use stream_access::ACCESS_TICK;
 pub use token_cache::TOKEN_CACHE_TTL;
@@ -195,8 +197,8 @@ pub struct Core {
     storage: Arc<Storage>,
     /// The clock.
     pub clock: SharedClock,
-    /// Delivers invitations.
-    pub mailer: Mailer,
+    /// Delivers the invitation mail the commits queue.
+    outbox: Arc<outbox::Outbox>,
     orgs: RwLock<HashMap<Uuid, Arc<OrgHandle>>>,
     /// Becomes true when the server starts shutting down: long-lived streams end then, so the
     /// graceful drain does not wait for watchers that never hang up.
@@ -283,9 +285,16 @@ impl Core {
         }
         let (closing, _) = tokio::sync::watch::channel(false);
         Ok(Self {
-            storage: Arc::new(Storage { store, tokens }),
+            storage: Arc::new(Storage {
+                store: Arc::clone(&store),
+                tokens,
+            }),
+            outbox: Arc::new(outbox::Outbox::new(
+                Arc::clone(&store),
+                mailer,
+                crate::config::MailSettings::default(),
+            )),
             clock,
-            mailer,
             orgs: RwLock::new(orgs),
             closing,
             revocations_scanned: std::sync::Mutex::new(started),
@@ -316,6 +325,27 @@ impl Core {
     pub fn with_oidc(mut self, oidc: oidc::Verifier) -> Self {
         self.oidc = oidc;
         self
+    }
+
+    /// Replaces the mail outbox's settings (the default: [`crate::config::MailSettings`]'s).
+    #[must_use]
+    pub fn with_mail(mut self, settings: crate::config::MailSettings) -> Self {
+        self.outbox = Arc::new(self.outbox.with_settings(settings));
+        self
+    }
+
+    /// The delivery worker of the invitation mail outbox (the server runs it).
+    pub fn outbox(&self) -> Arc<outbox::Outbox> {
+        Arc::clone(&self.outbox)
+    }
+
+    /// The delivery of the newest invitation message queued for `user` of `org`.
+    pub async fn invitation_delivery(
+        &self,
+        org: Uuid,
+        user: Uuid,
+    ) -> Result<Option<Delivery>, Error> {
+        Ok(self.storage.store.mail_delivery(org, user).await?)
     }
 
     /// The current time.

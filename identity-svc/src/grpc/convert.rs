@@ -164,6 +164,7 @@ pub fn user_fields(org: Uuid, u: &User) -> pb::User {
         is_end_user: false,
         invitation_expire_time: None,
         provider_profiles: Vec::new(),
+        invitation_delivery: None,
         create_time: ts(u.create_time),
         update_time: ts(u.update_time),
         etag: u.rev.to_string(),

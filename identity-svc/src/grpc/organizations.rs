@@ -51,9 +51,8 @@ impl pb::organizations_server::Organizations for Api {
             })
             .await
             .map_err(to_status)?;
-        let (_, secret) = c.value;
-        self.send_invitation(&email, &org.display_name, &secret)
-            .await;
+        let (_, mail) = c.value;
+        self.deliver_now(mail).await;
         Ok(respond(convert::organization(&org), c.seq))
     }
 
@@ -144,30 +143,5 @@ impl pb::organizations_server::Organizations for Api {
             .map_err(to_status)?;
         let st = a.handle.read();
         Ok(respond(convert::organization(&st.org), c.seq))
-    }
-}
-
-impl Api {
-    /// Sends an invitation message. Failures are logged (without the secret) and counted
-    /// (`invitation_emails_total{outcome="failed"}`) and do not fail the request: the
-    /// invitation exists and can be resent.
-    pub async fn send_invitation(&self, email: &Email, org_name: &str, secret: &str) {
-        let mail = crate::core::mailer::Mail {
-            to: email.to_string(),
-            subject: format!("You are invited to {org_name} on OutSystems Developer Cloud"),
-            body: format!(
-                "You have been invited to the organization {org_name}.\n\n\
-                 Accept the invitation within 7 days with Users.AcceptInvitation and this token:\n\n\
-                 invitation_token: {secret}\n"
-            ),
-        };
-        let outcome = match self.core.mailer.send(mail).await {
-            Ok(()) => "delivered",
-            Err(e) => {
-                tracing::error!(to = %email, error = %e, "could not deliver an invitation");
-                "failed"
-            }
-        };
-        metrics::counter!("invitation_emails_total", "outcome" => outcome).increment(1);
     }
 }

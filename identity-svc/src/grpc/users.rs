@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::method;
 use crate::rules;
 
+mod delivery;
 mod invite;
 mod listing;
 
@@ -43,7 +44,6 @@ impl pb::users_server::Users for Api {
             .await?;
         let (org, r) = (a.org, &a.req);
         let invite = command(|v| parse_invite(v, org, r))?;
-        let email = invite.email.clone();
         let auth = {
             let st = a.handle.read();
             a.entry
@@ -64,12 +64,15 @@ impl pb::users_server::Users for Api {
             Ok(c) => c,
             Err(e) => return self.raced_user(org, request_id, e).await,
         };
-        let (user, secret) = c.value;
-        let org_name = a.handle.read().org.display_name.clone();
-        self.send_invitation(&email, &org_name, &secret).await;
-        let st = a.handle.read();
-        let u = st.users.get(&user.id).unwrap_or(&user);
-        Ok(respond(convert::user(&st, u), c.seq))
+        let (user, mail) = c.value;
+        self.deliver_now(mail).await;
+        let (answer, invited) = {
+            let st = a.handle.read();
+            let u = st.users.get(&user.id).unwrap_or(&user);
+            (convert::user(&st, u), st.invitations.contains_key(&user.id))
+        };
+        let answer = self.with_delivery(org, user.id, invited, answer).await;
+        Ok(respond(answer, c.seq))
     }
 
     async fn resend_invitation(
@@ -98,14 +101,15 @@ impl pb::users_server::Users for Api {
             })
             .await
             .map_err(to_status)?;
-        let (user, secret) = c.value;
-        let org_name = a.handle.read().org.display_name.clone();
-        self.send_invitation(&user.email, &org_name, &secret).await;
-        let st = a.handle.read();
-        Ok(respond(
-            convert::user(&st, st.users.get(&id).unwrap_or(&user)),
-            c.seq,
-        ))
+        let (user, mail) = c.value;
+        self.deliver_now(mail).await;
+        let (answer, invited) = {
+            let st = a.handle.read();
+            let u = st.users.get(&id).unwrap_or(&user);
+            (convert::user(&st, u), st.invitations.contains_key(&id))
+        };
+        let answer = self.with_delivery(a.org, id, invited, answer).await;
+        Ok(respond(answer, c.seq))
     }
 
     async fn accept_invitation(
@@ -205,12 +209,20 @@ impl pb::users_server::Users for Api {
             .enter(request, method!("Users/GetUser"), "name", |r| &r.name)
             .await?;
         let id = command(|v| user_id(v, "name", a.org, &a.req.name))?;
-        let st = a.handle.read();
-        a.entry
-            .require(&st, &see_user(&st, id))
-            .map_err(to_status)?;
-        let u = rules::lookups::user(&st, id).map_err(to_status)?;
-        Ok(respond(convert::user(&st, u), st.seq))
+        let (answer, invited, seq) = {
+            let st = a.handle.read();
+            a.entry
+                .require(&st, &see_user(&st, id))
+                .map_err(to_status)?;
+            let u = rules::lookups::user(&st, id).map_err(to_status)?;
+            (
+                convert::user(&st, u),
+                st.invitations.contains_key(&id),
+                st.seq,
+            )
+        };
+        let answer = self.with_delivery(a.org, id, invited, answer).await;
+        Ok(respond(answer, seq))
     }
 
     async fn list_users(

@@ -1,5 +1,6 @@
 //! Invitations: inviting a user with everything the invitation carries, resending, accepting,
-//! and issuing the secret (one open invitation per user).
+//! and issuing the secret (one open invitation per user) with the message that carries it,
+//! queued in the mail outbox by the same commit.
 
 use uuid::Uuid;
 
@@ -9,6 +10,7 @@ use shared::secrets::{TokenEncoding, hash_token, new_token};
 use crate::auth::INVITATION_PREFIX;
 use crate::core::Draft;
 use crate::core::SecretOp;
+use crate::core::outbox::invitation_mail;
 use crate::domain::model::{Entity, Invitation, Micros, Principal, ScopeKey, User, UserState};
 use crate::domain::names::fmt;
 use crate::error::Error;
@@ -37,8 +39,9 @@ pub struct Invite {
     pub groups: Vec<Uuid>,
 }
 
-/// Invites a user with everything the invitation carries. Returns the user and the secret.
-pub fn invite(d: &mut Draft<'_>, inv: &Invite) -> Result<(User, String), Error> {
+/// Invites a user with everything the invitation carries. Returns the user and the id of the
+/// queued invitation message.
+pub fn invite(d: &mut Draft<'_>, inv: &Invite) -> Result<(User, Uuid), Error> {
     let st = d.state();
     refuse_existing_email(st, &inv.email)?;
     if let Some(r) = &inv.organization_role {
@@ -86,12 +89,13 @@ pub fn invite(d: &mut Draft<'_>, inv: &Invite) -> Result<(User, String), Error> 
     for g in &inv.groups {
         add_members(d, *g, &[u.id])?;
     }
-    let secret = issue_invitation(d, u.id);
-    Ok((u, secret))
+    let mail = issue_invitation(d, u.id);
+    Ok((u, mail))
 }
 
-/// Replaces any open invitation of `user` with a new one; returns the secret.
-fn issue_invitation(d: &mut Draft<'_>, user: Uuid) -> String {
+/// Replaces any open invitation of `user` with a new one and queues the message carrying its
+/// secret (dropping the undelivered message of the one it replaces); returns the message's id.
+fn issue_invitation(d: &mut Draft<'_>, user: Uuid) -> Uuid {
     let o = org_id(d);
     let before = d
         .state()
@@ -125,11 +129,28 @@ fn issue_invitation(d: &mut Draft<'_>, user: Uuid) -> String {
         user,
         expire_time: inv.expire_time,
     });
-    secret
+    let st = d.state();
+    let to = st
+        .users
+        .get(&user)
+        .map(|u| u.email.to_string())
+        .unwrap_or_default();
+    let (mail, queue) = invitation_mail(
+        &to,
+        &st.org.display_name,
+        user,
+        inv.id,
+        &secret,
+        (d.now, inv.expire_time),
+    );
+    d.secret(SecretOp::CancelMail { user });
+    d.secret(queue);
+    mail
 }
 
-/// Issues a new invitation to an INVITED user, invalidating the previous one.
-pub fn resend_invitation(d: &mut Draft<'_>, id: Uuid) -> Result<(User, String), Error> {
+/// Issues a new invitation to an INVITED user, invalidating the previous one (and dropping its
+/// message if still undelivered). Returns the user and the id of the queued message.
+pub fn resend_invitation(d: &mut Draft<'_>, id: Uuid) -> Result<(User, Uuid), Error> {
     let u = user(d.state(), id)?.clone();
     if u.state != UserState::Invited {
         return Err(Error::precondition(
@@ -137,8 +158,8 @@ pub fn resend_invitation(d: &mut Draft<'_>, id: Uuid) -> Result<(User, String), 
             "only INVITED users have an invitation to resend",
         ));
     }
-    let secret = issue_invitation(d, id);
-    Ok((u, secret))
+    let mail = issue_invitation(d, id);
+    Ok((u, mail))
 }
 
 /// Accepts an invitation: the user becomes ACTIVE with the password set.

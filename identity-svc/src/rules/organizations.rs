@@ -12,8 +12,11 @@ use crate::rules::invitations::{Invite, invite};
 use crate::rules::lookups::{check_etag, org_id};
 
 /// Seeds a new organization: stages, built-in roles, and the first administrator's invitation.
-/// Returns the invited user and the invitation secret (for the mailer only).
-pub fn seed_organization(d: &mut Draft<'_>, first_admin: &Email) -> Result<(User, String), Error> {
+/// Returns the invited user and the id of the queued invitation message.
+pub fn seed_organization(
+    d: &mut Draft<'_>,
+    first_admin: &Email,
+) -> Result<(User, uuid::Uuid), Error> {
     let o = org_id(d);
     for (order, (key, name, purpose)) in [
         ("development", "Development", StagePurpose::Development),

@@ -222,6 +222,7 @@ pub fn delete_user(
         vec![id],
     );
     d.secret(SecretOp::DeleteInvitationTokens { user: id });
+    d.secret(SecretOp::CancelMail { user: id });
     d.secret(SecretOp::DeleteCredentials { user: id });
     d.secret(SecretOp::RevokeTokensOf {
         principal: p,

@@ -199,8 +199,9 @@ async fn invitations_go_out_over_starttls_with_auth_and_a_wrong_password_deliver
         .unwrap()
         .send(mail("third@tls.example"))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    // What an operator reads (the delivery's last_error): the error with its causes.
+    let error = shared::health::with_causes(&error);
     assert!(
         error.contains("535") || error.contains("uthentication"),
         "{error}"
@@ -214,8 +215,9 @@ async fn invitations_go_out_over_starttls_with_auth_and_a_wrong_password_deliver
         .unwrap()
         .send(mail("fourth@tls.example"))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    // What an operator reads (the delivery's last_error): the error with its causes.
+    let error = shared::health::with_causes(&error);
     assert!(
         error.contains("certificate") || error.contains("UnknownIssuer"),
         "{error}"
@@ -249,5 +251,6 @@ fn mail(to: &str) -> Mail {
         to: to.into(),
         subject: "Test".into(),
         body: "Hello".into(),
+        message_id: None,
     }
 }

@@ -24,6 +24,7 @@ mod lifecycle;
 mod mailer;
 mod oidc;
 mod oidc_provider;
+mod outbox;
 mod replicas;
 mod roles;
 mod rules;

@@ -22,7 +22,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 class Inbox:
     def __init__(self, directory):
         self.directory = directory
-        self.count = 0
+        # A relay restarted on the same directory keeps numbering after what it holds.
+        self.count = len([n for n in os.listdir(directory) if n.endswith(".eml")])
 
     async def handle_DATA(self, server, session, envelope):
         self.count += 1

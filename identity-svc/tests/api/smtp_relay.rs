@@ -18,11 +18,14 @@ pub const USER: &str = "identity-relay-user";
 
 /// A running relay; killed when dropped.
 pub struct Relay {
-    child: Child,
+    child: Option<Child>,
     port: u16,
     /// The CA that signed the relay's certificate (PEM file).
     pub ca_file: PathBuf,
     dir: tempfile::TempDir,
+    /// What [`Relay::restart`] starts again: the relay's arguments and password.
+    args: Vec<std::ffi::OsString>,
+    password: String,
 }
 
 impl Relay {
@@ -50,21 +53,59 @@ impl Relay {
             .local_addr()
             .unwrap()
             .port();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--port".into(),
+            port.to_string().into(),
+            "--user".into(),
+            USER.into(),
+            "--dir".into(),
+            inbox.into(),
+            "--cert".into(),
+            cert.cert.into(),
+            "--key".into(),
+            cert.key.into(),
+        ];
+        if implicit {
+            args.push("--implicit".into());
+        }
+        let mut relay = Relay {
+            child: None,
+            port,
+            ca_file,
+            dir,
+            args,
+            password: password.to_owned(),
+        };
+        relay.restart().await;
+        Some(relay)
+    }
+
+    /// Kills the relay: connections to its port are refused until [`Relay::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the relay (again) on the same port, certificate and inbox, and waits until it
+    /// accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/smtp_relay.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["--port", &port.to_string(), "--user", USER])
-            .arg("--dir")
-            .arg(&inbox)
-            .arg("--cert")
-            .arg(&cert.cert)
-            .arg("--key")
-            .arg(&cert.key)
-            .args(implicit.then_some("--implicit"))
-            .env("SMTP_RELAY_PASSWORD", password)
+            .args(&self.args)
+            .env("SMTP_RELAY_PASSWORD", &self.password)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("relay.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("relay.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the SMTP relay: {e}"));
         let stdout = child.stdout.take().unwrap();
@@ -72,12 +113,7 @@ impl Relay {
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).map(|_| line)
         });
-        let relay = Relay {
-            child,
-            port,
-            ca_file,
-            dir,
-        };
+        self.child = Some(child);
         let line = tokio::time::timeout(Duration::from_secs(20), first_line)
             .await
             .expect("the SMTP relay did not start within 20 s")
@@ -87,9 +123,24 @@ impl Relay {
             line.trim(),
             "ready",
             "the SMTP relay failed to start: {}",
-            std::fs::read_to_string(relay.dir.path().join("relay.log")).unwrap_or_default()
+            std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()
         );
-        Some(relay)
+    }
+
+    /// The `Message-ID` of each message it accepted, in order.
+    pub fn message_ids(&self) -> Vec<String> {
+        self.messages()
+            .iter()
+            .map(|m| {
+                m.lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("message-id")
+                            .then(|| value.trim().to_owned())
+                    })
+                    .unwrap_or_else(|| panic!("a message without Message-ID:\n{m}"))
+            })
+            .collect()
     }
 
     /// The port it listens on (127.0.0.1).
@@ -132,8 +183,7 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -65,6 +65,10 @@ pub fn invitation_token(mailbox: &Path, email: &str) -> String {
         let path = entry
             .unwrap_or_else(|e| panic!("cannot read the mailbox {}: {e}", mailbox.display()))
             .path();
+        // Only whole messages: identity writes each under a temporary name first.
+        if path.extension().is_none_or(|e| e != "eml") {
+            continue;
+        }
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         if !text.lines().any(|l| l.eq_ignore_ascii_case(&to)) {

@@ -15,8 +15,9 @@ use crate::core::TOKEN_CACHE_TTL;
 use crate::core::clock::SystemClock;
 use crate::core::store::contract_tests::{on_postgres, on_sqlite};
 use crate::core::store::{
-    CredentialStore, Credentials, EventFilter, EventLog, EventRecord, InvitationToken, LoadedOrg,
-    Store, StoreError, TokenRecord, TokenStore,
+    ClaimedMail, CredentialStore, Credentials, Delivery, EventFilter, EventLog, EventRecord,
+    InvitationToken, LoadedOrg, MailOutbox, OutboxStats, Retry, Store, StoreError, TokenRecord,
+    TokenStore,
 };
 use crate::core::{Mailer, load_state};
 use crate::domain::model::{Principal, Stage, StagePurpose};
@@ -145,6 +146,40 @@ impl CredentialStore for Gated {
         self.inner
             .set_login_failures(org, user, failed_logins, locked_until)
             .await
+    }
+}
+
+#[async_trait]
+impl MailOutbox for Gated {
+    async fn claim_mail(
+        &self,
+        owner: &str,
+        now: Micros,
+        lease_until: Micros,
+        limit: usize,
+        only: Option<Uuid>,
+    ) -> Result<Vec<ClaimedMail>, StoreError> {
+        self.inner
+            .claim_mail(owner, now, lease_until, limit, only)
+            .await
+    }
+    async fn mail_sent(&self, id: Uuid, owner: &str, at: Micros) -> Result<bool, StoreError> {
+        self.inner.mail_sent(id, owner, at).await
+    }
+    async fn mail_failed(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        retry: Retry,
+    ) -> Result<bool, StoreError> {
+        self.inner.mail_failed(id, owner, error, retry).await
+    }
+    async fn mail_delivery(&self, org: Uuid, user: Uuid) -> Result<Option<Delivery>, StoreError> {
+        self.inner.mail_delivery(org, user).await
+    }
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.inner.outbox_stats().await
     }
 }
 

@@ -1,9 +1,9 @@
 //! Storage: the interface the core reads and writes through, in domain types, split by concern
 //! into [`EventLog`] (organizations, commits, change events, idempotency keys), [`TokenStore`]
-//! (bearer tokens) and [`CredentialStore`] (passwords, login failures, invitation tokens);
-//! [`Store`] is all three. One SQL implementation ([`SqlStore`], in `sql/`) serves SQLite
-//! ([`sqlite`]) and PostgreSQL ([`postgres`]), pinned by one contract suite run on both
-//! (`contract_tests/`).
+//! (bearer tokens), [`CredentialStore`] (passwords, login failures, invitation tokens) and
+//! [`MailOutbox`] (the invitation mail the delivery worker sends); [`Store`] is all four. One
+//! SQL implementation ([`SqlStore`], in `sql/`) serves SQLite ([`sqlite`]) and PostgreSQL
+//! ([`postgres`]), pinned by one contract suite run on both (`contract_tests/`).
 //!
 //! Model: the database keeps, per organization, the current entities (one row per entity,
 //! its JSON document keyed by kind and key), the gap-free sequence of change events, and the
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::domain::model::{Entity, Micros, Principal};
 
+mod outbox;
 pub mod postgres;
 mod records;
 mod sql;
@@ -29,6 +30,9 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod contract_tests;
 
+pub use outbox::{
+    ClaimedMail, Delivery, DeliveryState, MailOutbox, OutboxMail, OutboxStats, Retry,
+};
 pub use records::{
     Commit, Credentials, EventFilter, EventRecord, InvitationToken, LoadedOrg, SecretOp, TokenKind,
     TokenRecord,
@@ -56,10 +60,10 @@ pub enum StoreError {
 }
 
 /// The whole storage interface: what the core holds (`Arc<dyn Store>`). Every type that
-/// implements the three parts is a `Store`.
-pub trait Store: EventLog + TokenStore + CredentialStore {}
+/// implements the four parts is a `Store`.
+pub trait Store: EventLog + TokenStore + CredentialStore + MailOutbox {}
 
-impl<T: EventLog + TokenStore + CredentialStore + ?Sized> Store for T {}
+impl<T: EventLog + TokenStore + CredentialStore + MailOutbox + ?Sized> Store for T {}
 
 /// Organizations, their entities and the log of their change events: the commit path, the
 /// start-up load, the feed, the audit listing and idempotency keys.

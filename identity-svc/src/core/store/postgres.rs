@@ -27,6 +27,11 @@ pub(super) const MIGRATIONS: &[Embedded] = &[
         "tokens revoke time",
         include_str!("../../../migrations/postgres/0003_tokens_revoke_time.sql"),
     ),
+    (
+        4,
+        "mail outbox",
+        include_str!("../../../migrations/postgres/0004_mail_outbox.sql"),
+    ),
 ];
 
 /// The store in a PostgreSQL database. Commits of the general path take pooled connections:
@@ -98,6 +103,9 @@ const ONE_STATEMENT_COMMIT: &str = "WITH cas AS ( \
      SELECT count(*) FROM cas";
 
 impl Dialect for Postgres {
+    /// Replicas claiming at once skip each other's rows instead of waiting for them.
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }

@@ -49,6 +49,14 @@ pub enum SecretOp {
         /// Revocation time.
         at: Micros,
     },
+    /// Queues an invitation message in the outbox (the delivery worker sends it).
+    QueueMail(super::OutboxMail),
+    /// Drops the undelivered messages of a user's earlier invitations (their secret no longer
+    /// works: a resend, a deletion).
+    CancelMail {
+        /// The user.
+        user: Uuid,
+    },
     /// Removes a user's credentials (deletion).
     DeleteCredentials {
         /// The user.

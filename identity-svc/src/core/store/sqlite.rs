@@ -33,6 +33,11 @@ pub(super) const MIGRATIONS: &[Embedded] = &[
         "tokens revoke time",
         include_str!("../../../migrations/sqlite/0003_tokens_revoke_time.sql"),
     ),
+    (
+        4,
+        "mail outbox",
+        include_str!("../../../migrations/sqlite/0004_mail_outbox.sql"),
+    ),
 ];
 
 /// The store in a SQLite database file. Commits go through one dedicated connection, kept
@@ -81,6 +86,9 @@ impl SqlStore<Sqlite> {
 }
 
 impl Dialect for Sqlite {
+    /// One writer at a time: a claim cannot interleave with another.
+    const SKIP_LOCKED: &'static str = "";
+
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }

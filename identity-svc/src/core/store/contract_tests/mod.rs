@@ -1,7 +1,7 @@
 //! The contract of the store traits ([`Store`]), one suite run on every backend; the cases
 //! are grouped by concern: `log.rs` (organizations, load, events, audit listing, idempotency),
-//! `commit.rs` (one commit), `batch.rs` (group commit), `tokens.rs`, `credentials.rs`, on the
-//! fixtures of `fixtures.rs`. This file holds the harness and the list of cases.
+//! `commit.rs` (one commit), `batch.rs` (group commit), `tokens.rs`, `credentials.rs`,
+//! `outbox.rs` (the mail outbox), on the fixtures of `fixtures.rs`. This file holds the harness and the list of cases.
 //!
 //! Each case is an `async fn(&dyn Store)`; [`contract!`] turns the list of cases into one
 //! `#[tokio::test]` per case and backend: `sqlite::<case>` on a fresh database file, always,
@@ -27,6 +27,7 @@ mod commit;
 mod credentials;
 mod fixtures;
 mod log;
+mod outbox;
 mod tokens;
 
 type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

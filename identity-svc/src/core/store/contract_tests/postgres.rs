@@ -1,6 +1,6 @@
 //! The contract cases on PostgreSQL: one test per case, named after it.
 
-use super::{batch, commit, credentials, log, run_postgres, tokens};
+use super::{batch, commit, credentials, log, outbox, run_postgres, tokens};
 
 #[tokio::test]
 async fn commit_creates_organization() {
@@ -142,4 +142,40 @@ async fn a_cancelled_commit_leaves_the_store_writable() {
 #[tokio::test]
 async fn streamed_load_hands_over_every_entity_once() {
     run_postgres(|store| Box::pin(log::streamed_load_hands_over_every_entity_once(store))).await;
+}
+
+#[tokio::test]
+async fn a_queued_message_is_claimed_by_one_holder_until_sent() {
+    run_postgres(|store| {
+        Box::pin(outbox::a_queued_message_is_claimed_by_one_holder_until_sent(store))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_and_retries_wait() {
+    run_postgres(|store| {
+        Box::pin(outbox::an_expired_lease_is_claimed_again_and_retries_wait(
+            store,
+        ))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resend_cancels_the_undelivered_message() {
+    run_postgres(|store| Box::pin(outbox::a_resend_cancels_the_undelivered_message(store))).await;
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_share_a_message() {
+    run_postgres(|store| Box::pin(outbox::concurrent_claimers_never_share_a_message(store))).await;
+}
+
+#[tokio::test]
+async fn a_new_message_is_left_to_its_caller_until_its_first_attempt_time() {
+    run_postgres(|store| {
+        Box::pin(outbox::a_new_message_is_left_to_its_caller_until_its_first_attempt_time(store))
+    })
+    .await;
 }

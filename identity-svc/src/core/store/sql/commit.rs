@@ -1,14 +1,14 @@
 //! The general commit path: a batch of commits in one transaction, one multi-row statement
 //! per table (compare-and-set of the sequence row, `entities`, `events`, `request_ids`), then
-//! the credential changes the commits carry ([`SecretOp`]). Also the multi-row statement
-//! builders, which SQLite's one-statement commit strings together too.
+//! the credential changes and queued mail the commits carry ([`SecretOp`]). Also the multi-row
+//! statement builders, which SQLite's one-statement commit strings together too.
 
 use sqlx::query::Query;
 use sqlx::{Connection as _, Database, Encode, Executor, QueryBuilder, Type};
 
 use super::batch::{BatchRows, NewEvent, ROWS_PER_STATEMENT};
 use super::columns::{principal_to_text, to_i64, unique_to_conflict};
-use super::{Column, Dialect, credentials, tokens};
+use super::{Column, Dialect, credentials, outbox, tokens};
 use crate::core::store::{Commit, SecretOp, StoreError, TokenRecord};
 
 const CREATE_SEQUENCE: &str = "INSERT INTO org_sequences (org_id, seq) VALUES ($1, $2)";
@@ -143,6 +143,21 @@ where
             .bind(id.to_string())
             .bind(org),
         SecretOp::DeleteCredentials { user } => sqlx::query(credentials::DELETE_CREDENTIALS)
+            .bind(org)
+            .bind(user.to_string()),
+        SecretOp::QueueMail(mail) => sqlx::query(outbox::QUEUE_MAIL)
+            .bind(mail.id.to_string())
+            .bind(org)
+            .bind(mail.user.to_string())
+            .bind(mail.invitation.to_string())
+            .bind(mail.message_id.clone())
+            .bind(mail.to.clone())
+            .bind(mail.subject.clone())
+            .bind(mail.body.clone())
+            .bind(mail.create_time)
+            .bind(mail.expire_time)
+            .bind(mail.first_attempt_time),
+        SecretOp::CancelMail { user } => sqlx::query(outbox::CANCEL_MAIL)
             .bind(org)
             .bind(user.to_string()),
     }

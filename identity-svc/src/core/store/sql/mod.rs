@@ -19,6 +19,8 @@
 //!   commits write through;
 //! - `tokens.rs`: [`TokenStore`](crate::core::store::TokenStore);
 //! - `credentials.rs`: [`CredentialStore`](crate::core::store::CredentialStore);
+//! - `outbox.rs`: [`MailOutbox`](crate::core::store::MailOutbox): the mail outbox's claim with
+//!   a lease, the outcome of each attempt, a user's delivery, the gauges;
 //! - `columns.rs`: column conversions every table shares; `migrations.rs` (tests): every
 //!   migration file is in its backend's embedded list (the kit's `shared::migrations` runs it).
 //!
@@ -41,6 +43,7 @@ mod credentials;
 mod log;
 #[cfg(test)]
 mod migrations;
+mod outbox;
 mod tokens;
 pub(crate) mod writer;
 
@@ -71,6 +74,10 @@ impl<DB: Database> Clone for SqlStore<DB> {
 pub(crate) trait Dialect: Database<Arguments: IntoArguments<Self>> {
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// The locking clause of the mail outbox's claim (`FOR UPDATE SKIP LOCKED` where replicas
+    /// claim at once; nothing where one writer runs at a time).
+    const SKIP_LOCKED: &'static str;
 
     /// Writes a batch that neither creates the organization nor carries credential changes in
     /// one round trip, all or nothing, and returns `new_seq`; `None` when the batch needs the
