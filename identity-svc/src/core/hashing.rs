@@ -99,8 +99,11 @@ impl HashPool {
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = tx.send(work());
+            let answer = work();
+            // The slot is free before the caller hears back: a call made right after this
+            // answer finds it free (the other order let a client's next login meet a full pool).
             drop(admitted);
+            let _ = tx.send(answer);
         });
         self.jobs
             .send(job)
