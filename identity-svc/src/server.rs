@@ -114,8 +114,9 @@ async fn serve_boxed(
         Arc::clone(&api.address_limits),
         api.core.closing(),
     ));
+    let traces = Traces::start(&settings.telemetry, "identity-svc")?;
     // The mail outbox's worker: what the commits queued, from this replica and the others.
-    tokio::spawn(api.core.outbox().run(api.core.closing()));
+    tokio::spawn(api.core.outbox().run(api.core.closing(), traces.clone()));
     // Every replica: a boundary a replica commits first, the others find already committed.
     tokio::spawn(crate::core::grant_boundaries::run(Arc::clone(&api.core)));
     if settings.follow_interval_ms > 0 {
@@ -131,7 +132,6 @@ async fn serve_boxed(
         // End the change-feed streams first, or the graceful drain would wait for them.
         core.begin_shutdown();
     };
-    let traces = Traces::start(&settings.telemetry, "identity-svc")?;
     let served = shared::server::serve_traced(
         listener,
         routes(&api),

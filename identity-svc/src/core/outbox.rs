@@ -27,6 +27,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::traces::Traces;
+use tracing::Instrument as _;
+
 use uuid::Uuid;
 
 use super::SystemClock;
@@ -133,11 +136,16 @@ impl Outbox {
     }
 
     /// Sends the messages that are due until `closing` turns true: at every poll, and when
-    /// woken. Errors of the database are logged and retried at the next poll.
-    pub async fn run(self: Arc<Self>, mut closing: tokio::sync::watch::Receiver<bool>) {
+    /// woken. Errors of the database are logged and retried at the next poll. Each attempt is
+    /// a `mail_delivery` span of its own trace in `traces` (the worker serves no request).
+    pub async fn run(
+        self: Arc<Self>,
+        mut closing: tokio::sync::watch::Receiver<bool>,
+        traces: Traces,
+    ) {
         let every = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         loop {
-            if let Err(e) = self.deliver_due().await {
+            if let Err(e) = self.deliver_due_traced(&traces).await {
                 let error = shared::health::with_causes(&e);
                 tracing::warn!(%error, "cannot drain the mail outbox");
             }
@@ -170,12 +178,22 @@ impl Outbox {
 
     /// Attempts every message that is due, a claim of [`CLAIM_BATCH`] at a time; how many.
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        self.deliver_due_traced(&Traces::off()).await
+    }
+
+    async fn deliver_due_traced(&self, traces: &Traces) -> Result<usize, StoreError> {
         let mut attempted = 0;
         loop {
             let claimed = self.claim(None).await?;
             let n = claimed.len();
             for mail in claimed {
-                self.attempt(mail).await;
+                let span = tracing::info_span!(
+                    "mail_delivery",
+                    message = %mail.id,
+                    attempt = mail.attempts + 1
+                );
+                traces.root(&span);
+                self.attempt(mail).instrument(span).await;
             }
             attempted += n;
             if n < CLAIM_BATCH {
