@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use shared::proto::identity::v1 as id;
 use shared::testkit::clients::{Authed, Credentials, invitation_token};
@@ -100,10 +99,6 @@ fn users(channel: Channel, token: Option<&str>) -> id::users_client::UsersClient
     id::users_client::UsersClient::with_interceptor(channel, Credentials::bearer(token))
 }
 
-fn audit(channel: Channel, token: &str) -> id::audit_client::AuditClient<Authed> {
-    id::audit_client::AuditClient::with_interceptor(channel, Credentials::bearer(Some(token)))
-}
-
 /// An organization and its administrator's session token (stored, so it outlives a restart).
 async fn organization(channel: &Channel, mailbox: &Path) -> (String, String) {
     let email = "ada@faults.example";
@@ -146,17 +141,7 @@ async fn organization(channel: &Channel, mailbox: &Path) -> (String, String) {
 }
 
 fn create_user(org: &str, n: u32) -> id::CreateUserRequest {
-    id::CreateUserRequest {
-        parent: org.to_owned(),
-        user: Some(id::User {
-            email: format!("user{n}@faults.example"),
-            display_name: format!("User {n}"),
-            ..Default::default()
-        }),
-        active: Some(true),
-        initial_password: String::new(),
-        request_id: format!("00000000-0000-4000-8000-{n:012}"),
-    }
+    tests::feed_checks::numbered_user(org, u64::from(n), "user", "faults.example")
 }
 
 /// What the writers saw: acknowledged user names by request number, and the numbers of the
@@ -271,12 +256,9 @@ async fn identity_killed_mid_batch_loses_no_acknowledged_write(backend: Backend)
     }
 
     // The feed is gap-free, equal to the audit trail, and the state is the log's.
-    let trail = audit_trail(&channel, &token, &org).await;
-    let sequences: Vec<i64> = trail.iter().map(|e| e.sequence).collect();
-    let expected: Vec<i64> = (1..).take(sequences.len()).collect();
-    assert_eq!(sequences, expected, "the audit trail has a gap");
-    let feed = collect_feed(audit(channel.clone(), &token), &org, trail.len()).await;
-    assert_eq!(feed, sequences, "the feed differs from the audit trail");
+    let trail = tests::feed_checks::trail_equal_to_feed(&channel, &token, &org)
+        .await
+        .unwrap();
     // No user was deleted: the users are exactly those whose creation the log holds.
     let created: BTreeSet<&str> = trail
         .iter()
@@ -312,53 +294,4 @@ async fn all_users(client: &mut id::users_client::UsersClient<Authed>, org: &str
         }
         page_token = page.next_page_token;
     }
-}
-
-async fn audit_trail(channel: &Channel, token: &str, org: &str) -> Vec<id::ChangeEvent> {
-    let mut client = audit(channel.clone(), token);
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_change_events(id::ListChangeEventsRequest {
-                parent: org.to_owned(),
-                page_size: 1000,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    events.sort_by_key(|e| e.sequence);
-    events
-}
-
-/// The sequences of the first `count` events of an organization's feed, from the start.
-async fn collect_feed(
-    mut client: id::audit_client::AuditClient<Authed>,
-    org: &str,
-    count: usize,
-) -> Vec<i64> {
-    let mut stream = client
-        .watch_changes(id::WatchChangesRequest {
-            parent: org.to_owned(),
-            after_sequence: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut sequences = Vec::new();
-    while sequences.len() < count {
-        assert!(Instant::now() < deadline, "the feed stopped short");
-        let event = stream.message().await.unwrap().expect("the feed ended");
-        sequences.push(event.sequence);
-    }
-    sequences
 }

@@ -316,15 +316,5 @@ impl Load {
 
 /// CreateUser number `n`, with a request id of its own (the retry at the end sends it again).
 pub(crate) fn create_user(parent: &str, n: u64) -> pb::CreateUserRequest {
-    pb::CreateUserRequest {
-        parent: parent.to_owned(),
-        user: Some(pb::User {
-            email: format!("chaos{n}@bench.example"),
-            display_name: format!("Chaos {n}"),
-            ..Default::default()
-        }),
-        active: Some(true),
-        initial_password: String::new(),
-        request_id: format!("00000000-0000-4000-8000-{n:012}"),
-    }
+    tests::feed_checks::numbered_user(parent, n, "chaos", "bench.example")
 }

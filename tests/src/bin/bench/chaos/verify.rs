@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use shared::proto::identity::v1 as pb;
 use shared::proto::portal::v1 as portal;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::load::{Tally, create_user};
@@ -16,8 +15,6 @@ use crate::portal_child::{Acting, PortalChild};
 
 /// Longest wait for replicas and syncs to reach the last sequence.
 const SETTLE: Duration = Duration::from_mins(3);
-
-type Audit = pb::audit_client::AuditClient<InterceptedService<Channel, Bearer>>;
 
 /// The failed creations sent again with their request ids (each must now succeed, once).
 pub(crate) async fn retry_failed_creations(
@@ -41,68 +38,6 @@ pub(crate) async fn retry_failed_creations(
         }
     }
     Ok(())
-}
-
-/// Every event of the organization from the audit trail, by sequence.
-async fn audit_trail(mut audit: Audit, parent: &str) -> anyhow::Result<Vec<pb::ChangeEvent>> {
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = audit
-            .list_change_events(pb::ListChangeEventsRequest {
-                parent: parent.to_owned(),
-                page_size: 1000,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    events.sort_by_key(|e| e.sequence);
-    Ok(events)
-}
-
-/// The audit trail (read on `fresh`) is gap-free from 1 and the feed replayed from the start
-/// carries the same events; returns the last sequence.
-pub(crate) async fn trail_equals_feed(
-    fresh: &Channel,
-    bearer: &Bearer,
-    parent: &str,
-) -> anyhow::Result<i64> {
-    let audit = pb::audit_client::AuditClient::with_interceptor(fresh.clone(), bearer.clone());
-    let trail = audit_trail(audit.clone(), parent).await?;
-    for (expected, e) in (1i64..).zip(&trail) {
-        anyhow::ensure!(
-            e.sequence == expected,
-            "the audit trail has a gap before sequence {}",
-            e.sequence
-        );
-    }
-    let mut stream = audit
-        .clone()
-        .watch_changes(pb::WatchChangesRequest {
-            parent: parent.to_owned(),
-            after_sequence: 0,
-        })
-        .await?
-        .into_inner();
-    for expected in &trail {
-        let e = tokio::time::timeout(SETTLE, stream.message())
-            .await??
-            .ok_or_else(|| anyhow::anyhow!("the feed ended before {}", expected.sequence))?;
-        anyhow::ensure!(
-            (e.sequence, &e.action, &e.target)
-                == (expected.sequence, &expected.action, &expected.target),
-            "the feed's event {} differs from the audit trail's",
-            expected.sequence
-        );
-    }
-    Ok(trail.last().map_or(0, |e| e.sequence))
 }
 
 /// A snapshot of `channel` once it has applied `sequence`, in a canonical order.
