@@ -11,7 +11,9 @@
 //! * `grpc.reflection.v1` **and** `v1alpha` — grpcurl 1.8.6, Postman and evans only speak
 //!   v1alpha. Besides our own descriptors they serve the health and `google.rpc` descriptors,
 //!   which grpcurl needs to print `BadRequest`/`ErrorInfo` error details.
-//! * tonic's request timeout (answers `CANCELLED`, honours a shorter client `grpc-timeout`).
+//! * a deadline per call: `DEADLINE_EXCEEDED` with an `ErrorInfo` (reason `DEADLINE_EXCEEDED`)
+//!   once the request timeout, or the client's shorter `grpc-timeout`, passes without an answer
+//!   (see [`deadline`]).
 //! * one concurrency limit for the whole server (tonic's own limit is per connection, so a
 //!   client opening many connections would bypass it).
 //! * per-method metrics: `grpc_requests_total{method, code}` and
@@ -39,6 +41,7 @@ use crate::health::Health;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
 use crate::tls::{ServerTls, TlsError, TlsSettings, Transport};
 use crate::traces::Traces;
+use deadline::DeadlineLayer;
 use trace::TraceLayer;
 
 /// Tunables of the gRPC server, meant to be embedded in a service's configuration.
@@ -48,7 +51,8 @@ use trace::TraceLayer;
 #[serde(default)]
 pub struct GrpcSettings {
     /// Server-side deadline for each call, in seconds (default 30). A client's shorter
-    /// `grpc-timeout` wins. Expired calls are answered with `CANCELLED`.
+    /// `grpc-timeout` wins. A call not answered by then is answered `DEADLINE_EXCEEDED`, with
+    /// `ErrorInfo` reason `DEADLINE_EXCEEDED` ([`deadline`]).
     pub request_timeout_secs: u64,
     /// Calls handled at the same time across all connections (default 1024); further calls
     /// wait for a free slot. `0` disables the limit.
@@ -108,8 +112,9 @@ pub enum ServeError {
 /// About the `code` label of `grpc_requests_total`: it is read from the response *headers*,
 /// which is exact for unary calls (tonic sends a handler's error as a trailers-only response,
 /// and success as `0` in the trailers). An error that a streaming call reports after it has
-/// started streaming is only in the trailers and is counted as `0`. Calls abandoned before a
-/// response (server timeout, client gone) are counted as `1` (`CANCELLED`). Calls answered
+/// started streaming is only in the trailers and is counted as `0`. A call past its deadline is
+/// counted as `4` (`DEADLINE_EXCEEDED`); one the client abandoned before a response as `1`
+/// (`CANCELLED`). Calls answered
 /// `UNIMPLEMENTED` are labelled `method="unknown"`, so that probing random paths cannot blow
 /// up the number of series.
 pub async fn serve(
@@ -172,13 +177,17 @@ pub async fn serve_traced(
         0 => tokio::sync::Semaphore::MAX_PERMITS,
         n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
     };
+    let deadline = DeadlineLayer::new(
+        settings.request_timeout(),
+        deadline::server_domain(&service_names),
+    );
     let router = Server::builder()
         .tcp_nodelay(true)
-        .timeout(settings.request_timeout())
         // Outermost first: the call's span, then metrics see every call, including time
-        // spent waiting for a slot.
+        // spent waiting for a slot, which counts toward the deadline too.
         .layer(TraceLayer::new(traces.clone()))
         .layer(MetricsLayer)
+        .layer(deadline)
         .layer(GlobalConcurrencyLimitLayer::new(limit))
         // Innermost: what the transport refuses of a request becomes INVALID_ARGUMENT.
         .layer(crate::codec::transport::RequestErrorsLayer)
@@ -347,7 +356,7 @@ impl CallRecord {
 
 impl Drop for CallRecord {
     fn drop(&mut self) {
-        // Still set: the response future was dropped (tonic's timeout fired or the client left).
+        // Still set: the response future was dropped (the client left before an answer).
         self.finish(Code::Cancelled);
     }
 }
@@ -363,6 +372,7 @@ fn code_label(code: Code) -> &'static str {
         .unwrap_or("2")
 }
 
+pub mod deadline;
 mod trace;
 
 #[cfg(test)]

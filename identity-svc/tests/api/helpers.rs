@@ -176,6 +176,11 @@ impl TestApp {
         }
     }
 
+    /// The address the server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("the server runs").addr()
+    }
+
     pub fn mailbox(&self) -> PathBuf {
         self.data_dir.path().join("mailbox")
     }

@@ -16,6 +16,7 @@ mod helpers;
 
 mod abuse;
 mod access;
+mod deadlines;
 mod feed;
 mod grant_periods;
 mod group_mappings;
