@@ -136,7 +136,8 @@ impl Outbox {
     }
 
     /// Sends the messages that are due until `closing` turns true: at every poll, and when
-    /// woken. Errors of the database are logged and retried at the next poll. Each attempt is
+    /// woken. Errors of the database are retried at the next poll, logged when they start and
+    /// when they end ([`Outage`]), not at every poll. Each attempt is
     /// a `mail_delivery` span of its own trace in `traces` (the worker serves no request).
     pub async fn run(
         self: Arc<Self>,
@@ -144,11 +145,10 @@ impl Outbox {
         traces: Traces,
     ) {
         let every = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        let mut outage = Outage::default();
         loop {
-            if let Err(e) = self.deliver_due_traced(&traces).await {
-                let error = shared::health::with_causes(&e);
-                tracing::warn!(%error, "cannot drain the mail outbox");
-            }
+            let polled = self.deliver_due_traced(&traces).await;
+            outage.log(polled.as_ref().map(|_| ()));
             self.record_gauges().await;
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
@@ -285,6 +285,74 @@ impl Outbox {
                 metrics::gauge!(OUTBOX_OLDEST_PENDING_SECONDS).set(age);
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the outbox's depth"),
+        }
+    }
+}
+
+/// Whether the worker's polls fail (the database out of reach, as a rule), so that an outage
+/// is logged twice, a warning when it starts and a line when it ends, instead of a warning at
+/// every poll (once a second by default); the polls in between log at debug level.
+#[derive(Debug, Default)]
+struct Outage {
+    /// Since when, and how many polls failed in a row; `None` while polls succeed.
+    failing: Option<(std::time::Instant, u64)>,
+}
+
+/// What a poll's outcome changes about an [`Outage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutageChange {
+    /// The first failed poll after a success (or at start).
+    Started,
+    /// Another failed poll.
+    Continues,
+    /// The first successful poll after `failed_polls` failed ones.
+    Ended { failed_polls: u64 },
+    /// Another successful poll.
+    None,
+}
+
+impl Outage {
+    /// Records a poll's outcome; what it changes.
+    fn record(&mut self, failed: bool) -> OutageChange {
+        match (failed, &mut self.failing) {
+            (true, None) => {
+                self.failing = Some((std::time::Instant::now(), 1));
+                OutageChange::Started
+            }
+            (true, Some((_, polls))) => {
+                *polls += 1;
+                OutageChange::Continues
+            }
+            (false, Some((_, polls))) => {
+                let failed_polls = *polls;
+                self.failing = None;
+                OutageChange::Ended { failed_polls }
+            }
+            (false, None) => OutageChange::None,
+        }
+    }
+
+    /// Records a poll's outcome and logs what it changes.
+    fn log(&mut self, polled: Result<(), &StoreError>) {
+        let since = self.failing.map(|(since, _)| since.elapsed());
+        match (self.record(polled.is_err()), polled) {
+            (OutageChange::Started, Err(e)) => {
+                let error = shared::health::with_causes(e);
+                tracing::warn!(
+                    %error,
+                    "cannot drain the mail outbox; retrying at every poll (logged again once it drains)"
+                );
+            }
+            (OutageChange::Continues, Err(e)) => {
+                let error = shared::health::with_causes(e);
+                tracing::debug!(%error, "the mail outbox still cannot be drained");
+            }
+            (OutageChange::Ended { failed_polls }, _) => tracing::info!(
+                failed_polls,
+                seconds = since.unwrap_or_default().as_secs(),
+                "the mail outbox drains again"
+            ),
+            _ => {}
         }
     }
 }

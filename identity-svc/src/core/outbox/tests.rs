@@ -141,3 +141,24 @@ async fn the_worker_counts_each_outcome_and_reports_the_depth_and_age() {
         "{message}"
     );
 }
+
+#[test]
+fn an_outage_is_reported_when_it_starts_and_when_it_ends_not_at_every_poll() {
+    use OutageChange::{Continues, Ended, None, Started};
+    let mut outage = Outage::default();
+    let polls = [false, true, true, true, false, false, true, false];
+    let changes: Vec<OutageChange> = polls.iter().map(|&failed| outage.record(failed)).collect();
+    assert_eq!(
+        changes,
+        [
+            None,
+            Started,
+            Continues,
+            Continues,
+            Ended { failed_polls: 3 },
+            None,
+            Started,
+            Ended { failed_polls: 1 },
+        ]
+    );
+}
