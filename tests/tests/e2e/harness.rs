@@ -61,6 +61,18 @@ async fn fresh_database(prefix: &str) -> TestDatabase {
     TestDatabase::create(&admin_url, prefix).await
 }
 
+/// A change to identity's settings, applied at every start.
+type IdentityTweak = Box<dyn Fn(&mut identity_svc::config::Settings) + Send + Sync>;
+
+/// Traces exported to `otlp_endpoint` in batches every 50 ms.
+fn traced(otlp_endpoint: String) -> TelemetrySettings {
+    TelemetrySettings {
+        otlp_endpoint: Some(otlp_endpoint),
+        export_delay_ms: 50,
+        ..TelemetrySettings::default()
+    }
+}
+
 /// TLS on identity (and on portal-sync when `portal_server` is set): the servers' settings,
 /// how the tests' clients reach them, and what portal-sync trusts and presents to identity.
 #[derive(Debug, Clone)]
@@ -96,6 +108,8 @@ pub struct World {
     identity_clock: Option<identity_svc::core::ManualClock>,
     /// Both services' `[telemetry]` (traces off unless [`World::start_traced`]).
     telemetry: TelemetrySettings,
+    /// Applied to identity's settings at every start ([`World::start_identity_traced`]).
+    identity_tweak: Option<IdentityTweak>,
     _pg: Vec<TestDatabase>,
 }
 
@@ -135,13 +149,23 @@ impl World {
     /// Starts both services exporting their traces to `otlp_endpoint` (in batches every 50 ms).
     pub async fn start_traced(backend: Backend, otlp_endpoint: String) -> World {
         let mut w = Self::prepare(backend, None, None).await;
-        w.telemetry = TelemetrySettings {
-            otlp_endpoint: Some(otlp_endpoint),
-            export_delay_ms: 50,
-            ..TelemetrySettings::default()
-        };
+        w.telemetry = traced(otlp_endpoint);
         w.start_identity().await;
         w.start_portal().await;
+        w
+    }
+
+    /// Starts identity alone, exporting its traces as [`World::start_traced`] does, with its
+    /// settings changed by `tweak` (at every start).
+    pub async fn start_identity_traced(
+        backend: Backend,
+        otlp_endpoint: String,
+        tweak: impl Fn(&mut identity_svc::config::Settings) + Send + Sync + 'static,
+    ) -> World {
+        let mut w = Self::prepare(backend, None, None).await;
+        w.telemetry = traced(otlp_endpoint);
+        w.identity_tweak = Some(Box::new(tweak));
+        w.start_identity().await;
         w
     }
 
@@ -172,6 +196,7 @@ impl World {
             identity_tls,
             identity_clock,
             telemetry: TelemetrySettings::default(),
+            identity_tweak: None,
             _pg: pg,
         }
     }
@@ -186,6 +211,9 @@ impl World {
         let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
+        }
+        if let Some(tweak) = &self.identity_tweak {
+            tweak(&mut s);
         }
         let mut deps = identity_svc::Dependencies::default();
         if let Some(clock) = &self.identity_clock {

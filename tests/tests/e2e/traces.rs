@@ -1,6 +1,7 @@
 //! Traces across both services: an OTLP collector in the test process receives the spans of
 //! identity and portal-sync, and a `Resync` call sent with a W3C `traceparent` is one trace
-//! from the caller through portal-sync's snapshot into identity.
+//! from the caller through portal-sync's snapshot into identity. identity's mail outbox worker,
+//! which serves no call, records each attempt as a `mail_delivery` span of a trace of its own.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,12 +13,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use shared::proto::identity::v1 as id;
 use shared::proto::portal::v1 as portal;
 
 use crate::harness::*;
 use crate::sync::{caught_up, setup};
 
-crate::e2e_tests!(a_resync_call_is_one_trace_across_portal_sync_and_identity);
+crate::e2e_tests!(
+    a_resync_call_is_one_trace_across_portal_sync_and_identity,
+    a_delivery_the_outbox_worker_retries_is_a_mail_delivery_span_of_its_own_trace,
+);
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]
@@ -43,6 +48,15 @@ fn value(attributes: &[KeyValue], key: &str) -> Option<any_value::Value> {
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.clone())
         .and_then(|AnyValue { value }| value)
+}
+
+/// An attribute holding a number (the bridge exports some integers as their text).
+fn number(v: Option<any_value::Value>) -> Option<i64> {
+    match v? {
+        any_value::Value::IntValue(n) => Some(n),
+        any_value::Value::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
 }
 
 fn text(v: &str) -> Option<any_value::Value> {
@@ -189,4 +203,76 @@ async fn a_resync_call_is_one_trace_across_portal_sync_and_identity(b: Backend) 
         Some(())
     })
     .await;
+}
+
+async fn a_delivery_the_outbox_worker_retries_is_a_mail_delivery_span_of_its_own_trace(b: Backend) {
+    use identity_svc::config::{MailSettings, SmtpSettings, SmtpTls};
+    shared::telemetry::init_with_traces(shared::telemetry::LogFormat::Pretty);
+    let (collector, addr) = Collector::start().await;
+    // A relay port nothing listens on: every attempt is refused at once.
+    let relay_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = World::start_identity_traced(b, format!("http://{addr}"), move |s| {
+        s.smtp = Some(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: relay_port,
+            from: "noreply@odc.example".into(),
+            tls: SmtpTls::None,
+            ca_file: None,
+            username: None,
+            password: None,
+            password_file: None,
+        });
+        s.mail = MailSettings {
+            poll_interval_ms: 20,
+            retry_base_ms: 50,
+            retry_max_ms: 200,
+            lease_ms: 60_000,
+        };
+    })
+    .await;
+    // CreateOrganization queues the first administrator's invitation and attempts it before it
+    // answers; that attempt fails, so the worker retries it.
+    w.id_orgs(&w.identity_operator)
+        .create_organization(id::CreateOrganizationRequest {
+            organization: Some(id::Organization {
+                display_name: "Traced outbox".into(),
+                ..Default::default()
+            }),
+            first_administrator_email: "ada@traced-outbox.example".into(),
+        })
+        .await
+        .unwrap();
+
+    let (delivery, send) = eventually(
+        "a retry's mail_delivery span, its mail_send under it",
+        || {
+            let spans = collector.spans.lock().unwrap().clone();
+            let found = spans
+                .iter()
+                .find(|s| {
+                    s.service == "identity-svc"
+                        && s.name == "mail_delivery"
+                        && number(s.attribute("attempt")).is_some_and(|n| n >= 2)
+                })
+                .and_then(|delivery| {
+                    let send = spans
+                        .iter()
+                        .find(|s| s.name == "mail_send" && s.parent_span_id == delivery.span_id)?;
+                    Some((delivery.clone(), send.clone()))
+                });
+            async move { found }
+        },
+    )
+    .await;
+    // The worker's attempt starts a trace: no parent, none of a call's.
+    assert_eq!(delivery.parent_span_id, "", "{delivery:?}");
+    assert_eq!(send.trace_id, delivery.trace_id, "{send:?}");
+    let Some(any_value::Value::StringValue(message)) = delivery.attribute("message") else {
+        panic!("no message id on {delivery:?}");
+    };
+    assert!(uuid::Uuid::parse_str(&message).is_ok(), "{delivery:?}");
 }
