@@ -23,7 +23,6 @@ mod groups;
 mod lifecycle;
 mod mailer;
 mod oidc;
-mod oidc_provider;
 mod outbox;
 mod replicas;
 mod roles;
