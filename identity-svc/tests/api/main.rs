@@ -23,6 +23,8 @@ mod groups;
 mod lifecycle;
 mod mailer;
 mod oidc;
+mod oidc_es256;
+mod oidc_node_provider;
 mod outbox;
 mod replicas;
 mod roles;
