@@ -208,6 +208,8 @@ impl World {
         s.database_url = self.identity_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
         s.telemetry = self.telemetry.clone();
+        // The tests' OpenID provider (`shared::testkit::oidc_provider`) serves plain http.
+        s.oidc.allow_http_issuers = true;
         let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
@@ -362,6 +364,21 @@ impl World {
         id::service_accounts_client::ServiceAccountsClient::with_interceptor(
             self.identity_channel(),
             Self::auth(Some(token), None),
+        )
+    }
+    pub fn id_groups(&self, token: &str) -> id::groups_client::GroupsClient<Authed> {
+        id::groups_client::GroupsClient::with_interceptor(
+            self.identity_channel(),
+            Self::auth(Some(token), None),
+        )
+    }
+    pub fn id_providers(
+        &self,
+        token: Option<&str>,
+    ) -> id::identity_providers_client::IdentityProvidersClient<Authed> {
+        id::identity_providers_client::IdentityProvidersClient::with_interceptor(
+            self.identity_channel(),
+            Self::auth(token, None),
         )
     }
     pub fn id_audit(&self, token: &str) -> id::audit_client::AuditClient<Authed> {
