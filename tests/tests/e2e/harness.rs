@@ -148,8 +148,13 @@ impl World {
 
     /// Starts both services exporting their traces to `otlp_endpoint` (in batches every 50 ms).
     pub async fn start_traced(backend: Backend, otlp_endpoint: String) -> World {
+        Self::start_with_telemetry(backend, traced(otlp_endpoint)).await
+    }
+
+    /// Starts both services with `telemetry` as their `[telemetry]` settings.
+    pub async fn start_with_telemetry(backend: Backend, telemetry: TelemetrySettings) -> World {
         let mut w = Self::prepare(backend, None, None).await;
-        w.telemetry = traced(otlp_endpoint);
+        w.telemetry = telemetry;
         w.start_identity().await;
         w.start_portal().await;
         w
