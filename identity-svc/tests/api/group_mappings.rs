@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::api_tests;
 use crate::helpers::*;
 use crate::oidc::{CLIENT, app_for_oidc, create_provider, provider_req, sign_in};
-use crate::oidc_provider::Provider;
+use shared::testkit::oidc_provider::Provider;
 
 api_tests!(mapped_memberships_follow_the_claims_of_every_sign_in);
 

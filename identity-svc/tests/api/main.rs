@@ -23,7 +23,7 @@ mod groups;
 mod lifecycle;
 mod mailer;
 mod oidc;
-mod oidc_provider;
+mod oidc_empty_email;
 mod outbox;
 mod replicas;
 mod roles;

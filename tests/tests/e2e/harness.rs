@@ -183,6 +183,8 @@ impl World {
         s.database_url = self.identity_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
         s.telemetry = self.telemetry.clone();
+        // The OpenID provider the tests start serves plain http on 127.0.0.1.
+        s.oidc.allow_http_issuers = true;
         let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
@@ -334,6 +336,15 @@ impl World {
         id::service_accounts_client::ServiceAccountsClient::with_interceptor(
             self.identity_channel(),
             Self::auth(Some(token), None),
+        )
+    }
+    pub fn id_identity_providers(
+        &self,
+        token: Option<&str>,
+    ) -> id::identity_providers_client::IdentityProvidersClient<Authed> {
+        id::identity_providers_client::IdentityProvidersClient::with_interceptor(
+            self.identity_channel(),
+            Self::auth(token, None),
         )
     }
     pub fn id_audit(&self, token: &str) -> id::audit_client::AuditClient<Authed> {

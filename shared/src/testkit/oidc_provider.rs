@@ -5,7 +5,7 @@
 //! client would: authorize (the form's "sign in as"), then the token endpoint.
 //!
 //! Without the package the test is skipped, saying so on stderr, except under CI (`CI=true`),
-//! where that is a failure.
+//! where that is a failure. identity's API tests and the cross-service tests use it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +13,13 @@ use std::time::{Duration, Instant};
 /// The redirect URI the tests' client uses (never followed).
 const REDIRECT: &str = "http://127.0.0.1/callback";
 
+/// The value of `r`, or a panic naming `what` (test support: a failure here fails the test).
+fn must<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
 /// A running provider; killed when dropped.
+#[derive(Debug)]
 pub struct Provider {
     child: Child,
     port: u16,
@@ -46,17 +52,17 @@ impl Provider {
             );
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = tempfile::NamedTempFile::new().unwrap();
+        let listener = must(std::net::TcpListener::bind("127.0.0.1:0"), "free port");
+        let port = must(listener.local_addr(), "free port").port();
+        drop(listener);
+        let log = must(tempfile::NamedTempFile::new(), "provider log");
         let child = spawn(port, token_max_age, &log);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let http = must(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build(),
+            "HTTP client",
+        );
         let p = Provider {
             child,
             port,
@@ -101,13 +107,14 @@ impl Provider {
 
     /// Sets the claims the provider gives subject `sub` (`email`, `email_verified`, ...).
     pub async fn set_user(&self, sub: &str, claims: serde_json::Value) {
-        let r = self
-            .http
-            .put(format!("{}/users/{sub}", self.issuer()))
-            .json(&claims)
-            .send()
-            .await
-            .unwrap();
+        let r = must(
+            self.http
+                .put(format!("{}/users/{sub}", self.issuer()))
+                .json(&claims)
+                .send()
+                .await,
+            "set user",
+        );
         assert!(r.status().is_success(), "set user: {}", r.status());
     }
 
@@ -127,21 +134,19 @@ impl Provider {
             ])
             .form(&[("sub", sub), ("action", "allow")])
             .send()
-            .await
-            .unwrap();
+            .await;
+        let r = must(r, "authorize");
         let location = r
             .headers()
             .get("location")
+            .and_then(|l| l.to_str().ok())
             .unwrap_or_else(|| panic!("no redirect from authorize: {}", r.status()))
-            .to_str()
-            .unwrap()
             .to_owned();
-        let code = reqwest::Url::parse(&location)
-            .unwrap()
+        let code = must(reqwest::Url::parse(&location), "redirect location")
             .query_pairs()
             .find(|(k, _)| k == "code")
             .map_or_else(|| panic!("no code in {location}"), |(_, v)| v.into_owned());
-        let body: serde_json::Value = self
+        let r = self
             .http
             .post(format!("{}/oauth2/token", self.issuer()))
             .form(&[
@@ -152,11 +157,8 @@ impl Provider {
                 ("client_secret", "unused"),
             ])
             .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .await;
+        let body: serde_json::Value = must(must(r, "token").json().await, "token response");
         body["id_token"]
             .as_str()
             .unwrap_or_else(|| panic!("no id_token in {body}"))
@@ -170,8 +172,8 @@ fn spawn(port: u16, token_max_age: u32, log: &tempfile::NamedTempFile) -> Child 
         .args(["--port", &port.to_string()])
         .args(["--token-max-age", &token_max_age.to_string()])
         .stdin(Stdio::null())
-        .stdout(log.reopen().unwrap())
-        .stderr(log.reopen().unwrap())
+        .stdout(must(log.reopen(), "provider log"))
+        .stderr(must(log.reopen(), "provider log"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start oidc-provider-mock: {e}"))
 }
