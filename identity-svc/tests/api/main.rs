@@ -24,6 +24,8 @@ mod lifecycle;
 mod mailer;
 mod oidc;
 mod oidc_empty_email;
+mod oidc_es256;
+mod oidc_node_provider;
 mod outbox;
 mod replicas;
 mod roles;

@@ -5,18 +5,13 @@
 //! client would: authorize (the form's "sign in as"), then the token endpoint.
 //!
 //! Without the package the test is skipped, saying so on stderr, except under CI (`CI=true`),
-//! where that is a failure. identity's API tests and the cross-service tests use it.
+//! where that is a failure.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The redirect URI the tests' client uses (never followed).
 const REDIRECT: &str = "http://127.0.0.1/callback";
-
-/// The value of `r`, or a panic naming `what` (test support: a failure here fails the test).
-fn must<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
-    r.unwrap_or_else(|e| panic!("{what}: {e}"))
-}
 
 /// A running provider; killed when dropped.
 #[derive(Debug)]
@@ -52,17 +47,17 @@ impl Provider {
             );
             return None;
         }
-        let listener = must(std::net::TcpListener::bind("127.0.0.1:0"), "free port");
-        let port = must(listener.local_addr(), "free port").port();
-        drop(listener);
-        let log = must(tempfile::NamedTempFile::new(), "provider log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("no free port: {e}"))
+            .local_addr()
+            .unwrap_or_else(|e| panic!("no local address: {e}"))
+            .port();
+        let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("no log file: {e}"));
         let child = spawn(port, token_max_age, &log);
-        let http = must(
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build(),
-            "HTTP client",
-        );
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("no HTTP client: {e}"));
         let p = Provider {
             child,
             port,
@@ -107,14 +102,13 @@ impl Provider {
 
     /// Sets the claims the provider gives subject `sub` (`email`, `email_verified`, ...).
     pub async fn set_user(&self, sub: &str, claims: serde_json::Value) {
-        let r = must(
-            self.http
-                .put(format!("{}/users/{sub}", self.issuer()))
-                .json(&claims)
-                .send()
-                .await,
-            "set user",
-        );
+        let r = self
+            .http
+            .put(format!("{}/users/{sub}", self.issuer()))
+            .json(&claims)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the provider refused the user: {e}"));
         assert!(r.status().is_success(), "set user: {}", r.status());
     }
 
@@ -134,19 +128,21 @@ impl Provider {
             ])
             .form(&[("sub", sub), ("action", "allow")])
             .send()
-            .await;
-        let r = must(r, "authorize");
+            .await
+            .unwrap_or_else(|e| panic!("authorize failed: {e}"));
         let location = r
             .headers()
             .get("location")
-            .and_then(|l| l.to_str().ok())
             .unwrap_or_else(|| panic!("no redirect from authorize: {}", r.status()))
+            .to_str()
+            .unwrap_or_else(|e| panic!("the redirect is not text: {e}"))
             .to_owned();
-        let code = must(reqwest::Url::parse(&location), "redirect location")
+        let code = reqwest::Url::parse(&location)
+            .unwrap_or_else(|e| panic!("the redirect is not a URL: {e}"))
             .query_pairs()
             .find(|(k, _)| k == "code")
             .map_or_else(|| panic!("no code in {location}"), |(_, v)| v.into_owned());
-        let r = self
+        let body: serde_json::Value = self
             .http
             .post(format!("{}/oauth2/token", self.issuer()))
             .form(&[
@@ -157,8 +153,11 @@ impl Provider {
                 ("client_secret", "unused"),
             ])
             .send()
-            .await;
-        let body: serde_json::Value = must(must(r, "token").json().await, "token response");
+            .await
+            .unwrap_or_else(|e| panic!("the token endpoint failed: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("the token response is not JSON: {e}"));
         body["id_token"]
             .as_str()
             .unwrap_or_else(|| panic!("no id_token in {body}"))
@@ -172,8 +171,8 @@ fn spawn(port: u16, token_max_age: u32, log: &tempfile::NamedTempFile) -> Child 
         .args(["--port", &port.to_string()])
         .args(["--token-max-age", &token_max_age.to_string()])
         .stdin(Stdio::null())
-        .stdout(must(log.reopen(), "provider log"))
-        .stderr(must(log.reopen(), "provider log"))
+        .stdout(log.reopen().unwrap_or_else(|e| panic!("no log file: {e}")))
+        .stderr(log.reopen().unwrap_or_else(|e| panic!("no log file: {e}")))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start oidc-provider-mock: {e}"))
 }

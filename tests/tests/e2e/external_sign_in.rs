@@ -8,38 +8,10 @@ use shared::proto::portal::v1 as portal;
 use shared::testkit::oidc_provider::Provider;
 
 use crate::harness::*;
+use crate::mapped::{CLIENT, provider};
 use crate::sync::{Setup, caught_up, invite, records, setup};
 
 crate::e2e_tests!(users_without_an_email_keep_the_sync_healthy);
-
-/// The client id the organization is registered with at the provider.
-const CLIENT: &str = "odc-portal";
-
-/// A provider of the setup's organization that trusts every email, links none and creates
-/// profiles.
-async fn provider(w: &World, s: &Setup, op: &Provider) -> String {
-    w.id_identity_providers(Some(&s.org.admin_token))
-        .create_identity_provider(id::CreateIdentityProviderRequest {
-            parent: s.org.name.clone(),
-            identity_provider: Some(id::IdentityProvider {
-                display_name: "Corporate SSO".into(),
-                issuer: op.issuer(),
-                client_id: CLIENT.into(),
-                email_trust: id::EmailTrust::All.into(),
-                profile_linking: id::ProfileLinking::None.into(),
-                auto_create_profiles: true,
-                assignment: Some(id::identity_provider::Assignment::Stage(format!(
-                    "{}/stages/development",
-                    s.org.name
-                ))),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .name
-}
 
 /// Signs `sub` in with `claims`; the user.
 async fn sign_in(
@@ -50,7 +22,7 @@ async fn sign_in(
     claims: serde_json::Value,
 ) -> id::User {
     op.set_user(sub, claims).await;
-    w.id_identity_providers(None)
+    w.id_providers(None)
         .sign_in_with_identity_provider(id::SignInWithIdentityProviderRequest {
             identity_provider: p.into(),
             id_token: op.id_token(CLIENT, sub, "n").await,
@@ -85,7 +57,7 @@ async fn users_without_an_email_keep_the_sync_healthy(b: Backend) {
     let w = World::start(b).await;
     let s = setup(&w).await;
     invite(&w, &s, "dev@acme.example", Some("developer")).await;
-    let p = provider(&w, &s, &op).await;
+    let p = provider(&w, &s, op.issuer()).await;
     healthy(&w, &s).await;
     let before = records(&w, &s).await;
     assert!(before.contains_key("dev@acme.example"));

@@ -183,7 +183,7 @@ impl World {
         s.database_url = self.identity_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
         s.telemetry = self.telemetry.clone();
-        // The OpenID provider the tests start serves plain http on 127.0.0.1.
+        // The tests' OpenID provider (`shared::testkit::oidc_provider`) serves plain http.
         s.oidc.allow_http_issuers = true;
         let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
@@ -338,7 +338,13 @@ impl World {
             Self::auth(Some(token), None),
         )
     }
-    pub fn id_identity_providers(
+    pub fn id_groups(&self, token: &str) -> id::groups_client::GroupsClient<Authed> {
+        id::groups_client::GroupsClient::with_interceptor(
+            self.identity_channel(),
+            Self::auth(Some(token), None),
+        )
+    }
+    pub fn id_providers(
         &self,
         token: Option<&str>,
     ) -> id::identity_providers_client::IdentityProvidersClient<Authed> {

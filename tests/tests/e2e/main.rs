@@ -16,6 +16,7 @@ mod external_sign_in;
 mod faults;
 mod grant_periods;
 mod health;
+mod mapped;
 mod pg_tls;
 mod portal_api;
 mod properties;
