@@ -134,12 +134,21 @@ impl World {
 
     /// Starts both services exporting their traces to `otlp_endpoint` (in batches every 50 ms).
     pub async fn start_traced(backend: Backend, otlp_endpoint: String) -> World {
+        Self::start_with_telemetry(
+            backend,
+            TelemetrySettings {
+                otlp_endpoint: Some(otlp_endpoint),
+                export_delay_ms: 50,
+                ..TelemetrySettings::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts both services with `telemetry` as their `[telemetry]` settings.
+    pub async fn start_with_telemetry(backend: Backend, telemetry: TelemetrySettings) -> World {
         let mut w = Self::prepare(backend, None, None).await;
-        w.telemetry = TelemetrySettings {
-            otlp_endpoint: Some(otlp_endpoint),
-            export_delay_ms: 50,
-            ..TelemetrySettings::default()
-        };
+        w.telemetry = telemetry;
         w.start_identity().await;
         w.start_portal().await;
         w
