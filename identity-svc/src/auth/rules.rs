@@ -114,7 +114,7 @@ pub static RULES: &[(&str, Rule)] = &[
     ),
     (
         "identity.v1.Users/UpdateUser",
-        Rule::Contextual("users.manage or self"),
+        Rule::Contextual("users.manage or self; users.manage to set an email"),
     ),
     (
         "identity.v1.Users/ActivateUser",

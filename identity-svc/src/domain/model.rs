@@ -94,8 +94,11 @@ pub enum UserState {
 pub struct User {
     /// Id.
     pub id: Uuid,
-    /// Normalized, unique per organization.
-    pub email: Email,
+    /// Normalized, unique per organization among users that have one. `None` (shown as `""`):
+    /// an end-user profile an external provider created (ODC's empty email); never a member.
+    /// Stored without the field; records from before it was optional always have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
     /// 0 to 100 characters.
     pub display_name: String,
     /// Lifecycle state.
@@ -109,6 +112,13 @@ pub struct User {
     pub update_time: Micros,
     /// Revision, the etag.
     pub rev: u64,
+}
+
+impl User {
+    /// The email, or `""` for a user without one (how the API and the orderings show it).
+    pub fn email_str(&self) -> &str {
+        self.email.as_ref().map_or("", Email::as_str)
+    }
 }
 
 /// An open invitation (its secret lives in the store only).

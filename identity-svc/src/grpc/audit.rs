@@ -83,18 +83,15 @@ impl pb::audit_server::Audit for Api {
             .await?;
         a.entry.authorized().map_err(to_status)?;
         let st = a.handle.read();
-        let mut users: Vec<_> = st
-            .users_by_email
-            .values()
-            .filter_map(|id| st.users.get(id))
-            .collect();
-        users.sort_by(|x, y| x.email.cmp(&y.email));
         let mut roles: Vec<_> = st.roles.values().collect();
         roles.sort_by(|x, y| x.id.cmp(&y.id));
         Ok(Response::new(pb::Snapshot {
             organization: crate::domain::names::fmt::org(a.org),
             sequence: i64::try_from(st.seq).unwrap_or(i64::MAX),
-            users: users.into_iter().map(|u| convert::user(&st, u)).collect(),
+            users: st
+                .users_in_email_order("", None)
+                .map(|u| convert::user(&st, u))
+                .collect(),
             roles: roles.into_iter().map(|r| convert::role(&st, r)).collect(),
             role_assignments: st
                 .assignments

@@ -152,7 +152,7 @@ pub fn identity_provider(org: Uuid, p: &IdentityProvider) -> pb::IdentityProvide
 pub fn user_fields(org: Uuid, u: &User) -> pb::User {
     pb::User {
         name: fmt::user(org, u.id),
-        email: u.email.to_string(),
+        email: u.email_str().to_owned(),
         display_name: u.display_name.clone(),
         state: match u.state {
             UserState::Invited => pb::UserState::Invited,

@@ -31,6 +31,36 @@ fn user_id(v: &mut Violations, field: &str, org: Uuid, name: &str) -> Option<Uui
     )
 }
 
+/// The change an UpdateUser request asks for. An empty mask changes `display_name` only (the
+/// one field there was before `email`), so a client that does not know `email` never sends
+/// one; `email` is named to be set and cannot be cleared.
+fn user_update(
+    v: &mut Violations,
+    mask: Option<&prost_types::FieldMask>,
+    u: &pb::User,
+) -> rules::users::UserUpdate {
+    let paths = if mask.is_none_or(|m| m.paths.is_empty()) {
+        vec!["display_name".to_owned()]
+    } else {
+        v.mask_paths(mask, &["display_name", "email"])
+    };
+    let named = |f: &str| paths.iter().any(|p| p == f);
+    let display_name =
+        named("display_name").then(|| v.optional_text("user.display_name", &u.display_name, 100));
+    let email = if !named("email") {
+        None
+    } else if u.email.trim().is_empty() {
+        v.add("user.email", "cannot be cleared: an email, once set, stays");
+        None
+    } else {
+        v.check("user.email", Email::parse(&u.email))
+    };
+    rules::users::UserUpdate {
+        display_name,
+        email,
+    }
+}
+
 #[tonic::async_trait]
 impl pb::users_server::Users for Api {
     async fn invite_user(
@@ -250,24 +280,24 @@ impl pb::users_server::Users for Api {
             })
             .await?;
         let u = a.req.user.clone().unwrap_or_default();
-        let (id, name) = command(|v| {
+        let (id, change) = command(|v| {
             let id = user_id(v, "user.name", a.org, &u.name);
-            v.mask_paths(a.req.update_mask.as_ref(), &["display_name"]);
-            let name = v.optional_text("user.display_name", &u.display_name, 100);
-            Some((id?, name))
+            Some((id?, user_update(v, a.req.update_mask.as_ref(), &u)))
         })?;
         let auth = {
             let st = a.handle.read();
-            let need = Need::Any(vec![
-                Need::Perm(keys::USERS_MANAGE, None, None),
-                Need::Is(Principal::User(id)),
-            ]);
+            let manage = Need::Perm(keys::USERS_MANAGE, None, None);
+            let need = if change.email.is_some() {
+                manage
+            } else {
+                Need::Any(vec![manage, Need::Is(Principal::User(id))])
+            };
             a.entry.require(&st, &need).map_err(to_status)?
         };
         let c = self
             .core
             .mutate(&auth, a.org, None, |d| {
-                rules::users::update_user(d, id, name.clone(), etag(&u.etag))
+                rules::users::update_user(d, id, &change, etag(&u.etag))
             })
             .await
             .map_err(to_status)?;

@@ -131,6 +131,22 @@ fn validate_period(period: &GrantPeriod, now: Micros) -> Result<(), Error> {
     Ok(v.finish()?)
 }
 
+/// Refuses an organization or app role (member access) to a user without an email: members
+/// sign in with a verified email of theirs, which such a user cannot have (ODC's empty-email
+/// profiles are end-users only). End-user roles and groups stay open to them.
+fn refuse_without_email(st: &OrgState, p: Principal) -> Result<(), Error> {
+    match p {
+        Principal::User(u) if st.users.get(&u).is_some_and(|u| u.email.is_none()) => {
+            Err(Error::precondition(
+                "EMAIL_REQUIRED",
+                "a user without an email cannot hold an organization or app role; give them an \
+                 email (UpdateUser) first",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Assigns a role at a scope, replacing the principal's role there; with a grant period the
 /// assignment is in effect only inside it (R35), and starts SCHEDULED when its start is ahead.
 /// Assigning the same role with the same period again changes nothing.
@@ -150,6 +166,7 @@ pub fn assign_role(
     let st = d.state();
     principal(st, p)?;
     role(st, role_id)?;
+    refuse_without_email(st, p)?;
     if let ScopeKey::App(a) = scope {
         app(st, a)?;
     }

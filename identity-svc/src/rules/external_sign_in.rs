@@ -1,9 +1,10 @@
 //! Who the person of a verified ID token is (ODC's rules, `identity_providers.proto` says why):
 //! the user an existing provider profile links to; else an existing user linked by the
 //! provider's linking field when the token's email is trusted; else a new end-user profile when
-//! the provider auto-creates. A sign-in never grants access; a user holding organization roles
-//! is let in only with a trusted email that is theirs; an INVITED user becomes ACTIVE; the
-//! person's MAPPED group memberships follow the token's claims (`group_mappings`).
+//! the provider auto-creates (without an email when the token's is taken or missing). A sign-in
+//! never grants access; a user holding organization roles is let in only with a trusted email
+//! that is theirs; an INVITED user becomes ACTIVE; the person's MAPPED group memberships follow
+//! the token's claims (`group_mappings`).
 
 use shared::email::Email;
 use uuid::Uuid;
@@ -69,7 +70,10 @@ fn linked_user(
     st.users_by_email.get(by.as_str()).copied()
 }
 
-/// Creates an ACTIVE end-user profile (no role) for the person of `t`.
+/// Creates an ACTIVE end-user profile (no role) for the person of `t`, with the token's email
+/// when it is usable and no other user holds it, else without one (ODC's empty email; the
+/// provider profile keeps the token's address): linking did not find that other user, so this
+/// is a different person as far as the organization can tell.
 fn auto_create(d: &mut Draft<'_>, p: &IdentityProvider, t: &IdTokenClaims) -> Result<Uuid, Error> {
     if !p.auto_create_profiles {
         return Err(refused(
@@ -84,20 +88,7 @@ fn auto_create(d: &mut Draft<'_>, p: &IdentityProvider, t: &IdTokenClaims) -> Re
         .email
         .as_deref()
         .and_then(|e| Email::parse(e).ok())
-        .ok_or_else(|| {
-            Error::precondition(
-                "EMAIL_REQUIRED",
-                "the ID token has no usable email claim to create a profile with",
-            )
-        })?;
-    if d.state().users_by_email.contains_key(email.as_str()) {
-        return Err(Error::precondition(
-            "EMAIL_IN_USE",
-            format!(
-                "another user holds {email} and the provider does not link this sign-in to them"
-            ),
-        ));
-    }
+        .filter(|e| !d.state().users_by_email.contains_key(e.as_str()));
     let name: String = t
         .name
         .as_deref()
@@ -126,7 +117,8 @@ fn auto_create(d: &mut Draft<'_>, p: &IdentityProvider, t: &IdTokenClaims) -> Re
 }
 
 /// Lets `id` in: refuses an INACTIVE user and a user with organization roles without a
-/// trusted email of theirs; activates an INVITED one (the invitation is used up).
+/// trusted email of theirs (a user without an email never has one); activates an INVITED one
+/// (the invitation is used up).
 fn admit(d: &mut Draft<'_>, id: Uuid, trusted: Option<&Email>) -> Result<User, Error> {
     let st = d.state();
     let u = st
@@ -141,7 +133,8 @@ fn admit(d: &mut Draft<'_>, id: Uuid, trusted: Option<&Email>) -> Result<User, E
         .assignments
         .get(&Principal::User(id))
         .is_some_and(|a| !a.is_empty());
-    if member && trusted != Some(&u.email) {
+    let own = trusted.is_some_and(|t| u.email.as_ref() == Some(t));
+    if member && !own {
         return Err(refused(
             "EMAIL_NOT_VERIFIED",
             "a user with organization roles signs in with an external provider only with a \

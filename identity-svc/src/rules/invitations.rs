@@ -61,7 +61,7 @@ pub fn invite(d: &mut Draft<'_>, inv: &Invite) -> Result<(User, Uuid), Error> {
     let o = org_id(d);
     let u = User {
         id: Uuid::now_v7(),
-        email: inv.email.clone(),
+        email: Some(inv.email.clone()),
         display_name: inv.display_name.clone(),
         state: UserState::Invited,
         registered: false,
@@ -133,7 +133,7 @@ fn issue_invitation(d: &mut Draft<'_>, user: Uuid) -> Uuid {
     let to = st
         .users
         .get(&user)
-        .map(|u| u.email.to_string())
+        .map(|u| u.email_str().to_owned())
         .unwrap_or_default();
     let (mail, queue) = invitation_mail(
         &to,

@@ -1,5 +1,6 @@
-//! The rules of users: creating one directly, renaming, activating, deactivating and deleting
-//! (never yourself, never the last ACTIVE Administrator); an email belongs to one user.
+//! The rules of users: creating one directly, renaming, giving an email to a user without one,
+//! activating, deactivating and deleting (never yourself, never the last ACTIVE
+//! Administrator); an email belongs to one user and, once set, does not change.
 
 use shared::email::Email;
 use uuid::Uuid;
@@ -43,7 +44,7 @@ pub fn create_user(
     refuse_existing_email(d.state(), &email)?;
     let u = User {
         id: Uuid::now_v7(),
-        email,
+        email: Some(email),
         display_name,
         state: if active {
             UserState::Active
@@ -68,17 +69,49 @@ pub fn create_user(
     Ok(u)
 }
 
-/// Changes a user's display name.
+/// What UpdateUser changes: each field that is given.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    /// The new display name.
+    pub display_name: Option<String>,
+    /// The email of a user without one (the user's own email again changes nothing).
+    pub email: Option<Email>,
+}
+
+/// Refuses `email` for user `u` unless `u` has no email and no other user holds it, or it is
+/// already theirs: an email is set once (at creation, or later for an empty-email profile).
+fn check_new_email(st: &OrgState, u: &User, email: &Email) -> Result<(), Error> {
+    match &u.email {
+        Some(own) if own == email => Ok(()),
+        Some(own) => Err(Error::precondition(
+            "EMAIL_ALREADY_SET",
+            format!("the user's email is {own}; an email, once set, does not change"),
+        )),
+        None if st.users_by_email.contains_key(email.as_str()) => Err(Error::exists(
+            "EMAIL_TAKEN",
+            format!("another user has email {email}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Changes a user's display name, or gives a user without an email one.
 pub fn update_user(
     d: &mut Draft<'_>,
     id: Uuid,
-    display_name: String,
+    change: &UserUpdate,
     etag: Option<&str>,
 ) -> Result<User, Error> {
     let before = user(d.state(), id)?.clone();
     check_etag(etag, before.rev)?;
     let mut after = before.clone();
-    after.display_name = display_name;
+    if let Some(name) = &change.display_name {
+        after.display_name.clone_from(name);
+    }
+    if let Some(email) = &change.email {
+        check_new_email(d.state(), &before, email)?;
+        after.email = Some(email.clone());
+    }
     after.update_time = d.now;
     after.rev += 1;
     d.change(

@@ -24,6 +24,7 @@ mod groups;
 mod lifecycle;
 mod mailer;
 mod oidc;
+mod oidc_empty_email;
 mod oidc_es256;
 mod oidc_node_provider;
 mod outbox;

@@ -150,7 +150,7 @@ fn cases() -> Vec<(&'static str, &'static str, Call)> {
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["email".into()],
+                    paths: vec!["state".into()],
                 }),
             }
         }),

@@ -37,6 +37,12 @@ fn user_id(u: &pb::User) -> Option<Uuid> {
 }
 
 /// What the mapping reads of a user; `None` for a user without a valid name or email.
+///
+/// A user with an empty email (an end-user profile an external provider created, identity's
+/// `User.email`) is left out of the mirror like one whose email does not parse: it can hold no
+/// organization role, so it has no portal record, and the snapshot or event carrying it is
+/// applied like any other (the sync neither reports an error nor stops). Once identity gives
+/// the user an email (`user.updated`), the event's `after` puts them in the mirror.
 fn mirror_user(u: &pb::User) -> Option<(Uuid, MirrorUser)> {
     let (Some(id), Ok(email)) = (user_id(u), Email::parse(&u.email)) else {
         return None;

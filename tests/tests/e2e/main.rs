@@ -12,6 +12,7 @@
 
 mod harness;
 
+mod external_sign_in;
 mod faults;
 mod grant_periods;
 mod health;

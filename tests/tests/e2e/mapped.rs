@@ -16,7 +16,7 @@ use crate::sync::{Setup, caught_up, fresh_derivation, records, setup};
 crate::e2e_tests!(portal_sync_follows_mapped_memberships_like_assigned_ones);
 
 /// The client id the organization registers the provider with.
-const CLIENT: &str = "odc-portal";
+pub(crate) const CLIENT: &str = "odc-portal";
 
 fn stage(s: &Setup) -> String {
     format!("{}/stages/development", s.org.name)
@@ -24,7 +24,7 @@ fn stage(s: &Setup) -> String {
 
 /// A provider for the development stage's end-users that trusts every email, links nobody
 /// and creates profiles.
-async fn provider(w: &World, s: &Setup, issuer: String) -> String {
+pub(crate) async fn provider(w: &World, s: &Setup, issuer: String) -> String {
     w.id_providers(Some(&s.org.admin_token))
         .create_identity_provider(id::CreateIdentityProviderRequest {
             parent: s.org.name.clone(),

@@ -34,8 +34,10 @@ pub struct OrgState {
     pub end_user_roles: HashMap<Uuid, EndUserRole>,
     /// Users by id.
     pub users: HashMap<Uuid, User>,
-    /// User ids by normalized email, sorted.
+    /// User ids by normalized email, sorted (users without an email are not in it).
     pub users_by_email: BTreeMap<String, Uuid>,
+    /// The users without an email, sorted by id.
+    pub users_without_email: BTreeSet<Uuid>,
     /// Open invitations by user.
     pub invitations: HashMap<Uuid, Invitation>,
     /// Roles by id.
@@ -81,6 +83,7 @@ impl OrgState {
             end_user_roles: HashMap::new(),
             users: HashMap::new(),
             users_by_email: BTreeMap::new(),
+            users_without_email: BTreeSet::new(),
             invitations: HashMap::new(),
             roles: HashMap::new(),
             assignments: BTreeMap::new(),
@@ -123,8 +126,11 @@ impl OrgState {
                 self.end_user_roles.insert(r.id, r);
             }
             Entity::User(u) => {
-                self.users_by_email
-                    .insert(u.email.as_str().to_owned(), u.id);
+                if let Some(e) = &u.email {
+                    self.users_by_email.insert(e.as_str().to_owned(), u.id);
+                } else {
+                    self.users_without_email.insert(u.id);
+                }
                 self.users.insert(u.id, u);
             }
             Entity::Invitation(i) => {
@@ -210,7 +216,9 @@ impl OrgState {
                 self.end_user_roles.remove(&r.id);
             }
             Entity::User(u) => {
-                self.users_by_email.remove(u.email.as_str());
+                // No email is `""`, which `users_by_email` never holds.
+                self.users_by_email.remove(u.email_str());
+                self.users_without_email.remove(&u.id);
                 self.users.remove(&u.id);
             }
             Entity::Invitation(i) => {

@@ -1,13 +1,14 @@
 //! The questions asked of an organization's state that are not one index lookup: stage order,
 //! membership, whether a principal is active, who a role change affects, a page of role
-//! assignments, the groups and a group's members in order, how a user holds an end-user role.
+//! assignments, the users, the groups and a group's members in order, how a user holds an
+//! end-user role.
 
 use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
 use super::OrgState;
-use crate::domain::model::{Assignment, Group, Principal, ScopeKey, Stage, UserState};
+use crate::domain::model::{Assignment, Group, Principal, ScopeKey, Stage, User, UserState};
 
 impl OrgState {
     /// Stages in order.
@@ -95,7 +96,40 @@ impl OrgState {
         rows
     }
 
-    /// The members of group `g` as (email, id) in that order, those after `after` when given.
+    /// The users in (email, id) order, a user without an email sorting first as `""`: those
+    /// whose email starts with `prefix` (lower-case; the users without one only when it is
+    /// empty), after `after` (the last row's email, `""` for none, and id) when given.
+    pub fn users_in_email_order<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<(&str, Uuid)>,
+    ) -> impl Iterator<Item = &'a User> + use<'a> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let without = match after {
+            _ if !prefix.is_empty() => None,
+            None => Some(self.users_without_email.range(..)),
+            Some(("", id)) => Some(self.users_without_email.range((Excluded(id), Unbounded))),
+            Some(_) => None,
+        };
+        // Emails are unique: the rows after (email, id) are those after the email.
+        let start = match after {
+            Some((e, _)) if e >= prefix => Excluded(e),
+            _ => Included(prefix),
+        };
+        let with = self
+            .users_by_email
+            .range::<str, _>((start, Unbounded))
+            .take_while(move |(e, _)| e.starts_with(prefix))
+            .map(|(_, id)| id);
+        without
+            .into_iter()
+            .flatten()
+            .chain(with)
+            .filter_map(|id| self.users.get(id))
+    }
+
+    /// The members of group `g` as (email, id) in that order (`""` for a member without an
+    /// email), those after `after` when given.
     pub fn members_by_email(&self, g: Uuid, after: Option<(&str, Uuid)>) -> Vec<(&str, Uuid)> {
         let mut rows: Vec<(&str, Uuid)> = self
             .group_members
@@ -103,7 +137,7 @@ impl OrgState {
             .into_iter()
             .flatten()
             .filter_map(|u| self.users.get(u))
-            .map(|u| (u.email.as_str(), u.id))
+            .map(|u| (u.email_str(), u.id))
             .filter(|row| after.is_none_or(|a| *row > a))
             .collect();
         rows.sort_unstable();

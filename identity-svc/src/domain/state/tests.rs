@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::{OrgState, ScopedAssignments, SortedSet};
+use shared::email::Email;
+
 use crate::domain::model::{
     Assignment, Change, EndUserGrant, Entity, GrantPeriod, GrantPhase, GroupMember, Organization,
-    Principal, ScopeKey,
+    Principal, ScopeKey, User, UserState,
 };
 
 /// A deterministic xorshift sequence, so that a failure reproduces.
@@ -277,4 +279,82 @@ fn the_boundary_index_follows_the_phase_of_each_time_bound_grant() {
     assert!(st.grant_boundaries.iter().eq([&(10, p, scope)]));
     st.apply(&scheduled.inverse());
     assert!(st.grant_boundaries.is_empty());
+}
+
+fn user(n: u64, email: Option<&str>) -> User {
+    User {
+        id: id(n),
+        email: email.map(|e| Email::parse(e).unwrap()),
+        display_name: String::new(),
+        state: UserState::Active,
+        registered: true,
+        create_time: 1,
+        update_time: 1,
+        rev: 1,
+    }
+}
+
+#[test]
+fn stored_users_load_with_or_without_an_email() {
+    // A record as every version before optional emails wrote it.
+    let old = r#"{"id":"00000000-0000-4000-8000-000000000001","email":"ada@x.example",
+        "display_name":"Ada","state":"active","registered":true,"create_time":1,
+        "update_time":2,"rev":3}"#;
+    let u: User = serde_json::from_str(old).unwrap();
+    assert_eq!(u.email_str(), "ada@x.example");
+    assert_eq!(
+        serde_json::from_str::<User>(&serde_json::to_string(&u).unwrap()).unwrap(),
+        u
+    );
+    // Without one: no field is written, and that reads back as none.
+    let none = user(2, None);
+    let json = serde_json::to_value(Entity::User(none.clone())).unwrap();
+    assert!(!json.to_string().contains("email"), "{json}");
+    assert_eq!(
+        serde_json::from_value::<Entity>(json).unwrap(),
+        Entity::User(none)
+    );
+    // An empty or invalid address is not a record of ours.
+    let bad = old.replace("ada@x.example", "");
+    assert!(serde_json::from_str::<User>(&bad).is_err());
+}
+
+#[test]
+fn users_page_in_email_then_id_order_with_the_empty_emails_first() {
+    let mut st = OrgState::new(org());
+    let users = [
+        user(1, Some("b@x.example")),
+        user(2, None),
+        user(3, Some("a@x.example")),
+        user(4, None),
+        user(5, None),
+    ];
+    for u in &users {
+        st.apply(&created(Entity::User(u.clone())));
+    }
+    let mut without: Vec<Uuid> = [id(2), id(4), id(5)].into();
+    without.sort();
+    let mut order = without.clone();
+    order.extend([id(3), id(1)]);
+    let ids = |after: Option<(&str, Uuid)>, prefix: &str| -> Vec<Uuid> {
+        st.users_in_email_order(prefix, after)
+            .map(|u| u.id)
+            .collect()
+    };
+    assert_eq!(ids(None, ""), order);
+    for (k, u) in order.iter().enumerate() {
+        let row = st.users[u].email_str();
+        assert_eq!(ids(Some((row, *u)), ""), order[k + 1..], "after row {k}");
+    }
+    assert_eq!(ids(None, "a"), [id(3)]);
+    assert_eq!(ids(Some(("", without[2])), "b"), [id(1)]);
+    assert_eq!(ids(Some(("a@x.example", id(3))), "a"), Vec::<Uuid>::new());
+    // Removing users takes them out of either index.
+    st.apply(&Change {
+        before: Some(Entity::User(users[1].clone())),
+        after: None,
+        ..created(Entity::User(users[0].clone()))
+    });
+    assert!(!st.users_without_email.contains(&id(2)));
+    assert_eq!(st.users_by_email.len(), 2);
 }

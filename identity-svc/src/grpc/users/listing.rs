@@ -16,14 +16,32 @@ use crate::domain::state::OrgState;
 #[derive(Debug)]
 pub(super) struct Query {
     size: usize,
-    /// The email the previous page ended with.
-    after: Option<String>,
+    /// The row the previous page ended with.
+    after: Option<Cursor>,
     state: Option<UserState>,
     facet: pb::UserFacet,
     /// Only with the end-user facet.
     stage: Option<String>,
     /// Lower-case.
     email_prefix: String,
+}
+
+/// Where a page of users resumes: after the last row's (email, id), `""` for a user without an
+/// email. A token of earlier versions (the email alone, emails being unique) still resumes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Cursor {
+    After { email: String, id: Uuid },
+    Email(String),
+}
+
+impl Cursor {
+    fn row(&self) -> (&str, Uuid) {
+        match self {
+            Cursor::After { email, id } => (email, *id),
+            Cursor::Email(email) => (email, Uuid::max()),
+        }
+    }
 }
 
 fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
@@ -42,7 +60,7 @@ fn parse_state(v: &mut Violations, s: i32) -> Option<UserState> {
 /// The query of a ListUsers request of organization `org`.
 pub(super) fn parse_query(v: &mut Violations, org: Uuid, r: &pb::ListUsersRequest) -> Query {
     let size = v.page_size("page_size", r.page_size, DEFAULT_PAGE, MAX_PAGE);
-    let after: Option<String> = v.page_cursor("page_token", &r.page_token);
+    let after: Option<Cursor> = v.page_cursor("page_token", &r.page_token);
     let state = parse_state(v, r.state);
     let facet = pb::UserFacet::try_from(r.facet).unwrap_or_else(|_| {
         v.add("facet", "unknown facet");
@@ -106,20 +124,12 @@ pub(super) fn visibility(
     }
 }
 
-/// One page of the users matching `q`, by email.
+/// One page of the users matching `q`, in (email, id) order (users without an email first).
 pub(super) fn page(q: &Query, st: &OrgState, visible_stages: &[String]) -> pb::ListUsersResponse {
-    let prefix = &q.email_prefix;
-    let start = match &q.after {
-        Some(last) if last >= prefix => std::ops::Bound::Excluded(last.clone()),
-        _ => std::ops::Bound::Included(prefix.clone()),
-    };
     let mut users = Vec::new();
+    let mut last = None;
     let mut more = false;
-    for (email, id) in st.users_by_email.range((start, std::ops::Bound::Unbounded)) {
-        if !email.starts_with(prefix.as_str()) {
-            break;
-        }
-        let Some(u) = st.users.get(id) else { continue };
+    for u in st.users_in_email_order(&q.email_prefix, q.after.as_ref().map(Cursor::row)) {
         if q.state.is_some_and(|s| s != u.state) {
             continue;
         }
@@ -138,14 +148,14 @@ pub(super) fn page(q: &Query, st: &OrgState, visible_stages: &[String]) -> pb::L
             break;
         }
         users.push(convert::user(st, u));
+        last = Some(u);
     }
-    let next_page_token = if more {
-        users
-            .last()
-            .map(|u| shared::page_token::encode(&u.email))
-            .unwrap_or_default()
-    } else {
-        String::new()
+    let next_page_token = match last {
+        Some(u) if more => shared::page_token::encode(&Cursor::After {
+            email: u.email_str().to_owned(),
+            id: u.id,
+        }),
+        _ => String::new(),
     };
     pb::ListUsersResponse {
         users,

@@ -261,3 +261,27 @@ fn a_time_bound_grant_counts_between_its_boundary_events_only() {
     });
     assert!(!mirror_from_snapshot(&later).org_roles.contains_key(&dev));
 }
+
+#[test]
+fn a_user_without_an_email_is_left_out_until_identity_gives_them_one() {
+    let (s, _) = snapshot();
+    let id = Uuid::new_v4();
+    let no_email = user(id, "", pb::UserState::Active);
+    let mut with_it = s.clone();
+    with_it.users.insert(0, no_email.clone());
+    let mut m = mirror_from_snapshot(&with_it);
+    same(&m, &mirror_from_snapshot(&s));
+    assert_eq!(m.derive(id), None);
+    let created = event("user.created", None, Some(Kind::User(no_email.clone())));
+    assert_eq!(apply_event(&mut m, &created), BTreeSet::new());
+    same(&m, &mirror_from_snapshot(&s));
+    let mut given = no_email.clone();
+    given.email = "pat@acme.example".into();
+    let e = event(
+        "user.updated",
+        Some(Kind::User(no_email)),
+        Some(Kind::User(given)),
+    );
+    assert_eq!(apply_event(&mut m, &e), BTreeSet::from([id]));
+    assert_eq!(m.users[&id].email.as_str(), "pat@acme.example");
+}

@@ -374,8 +374,10 @@ impl Seed {
             fmt::user(org, id),
             Entity::User(User {
                 id,
-                email: Email::parse(&format!("user{i:06}@bench.example"))
-                    .map_err(anyhow::Error::msg)?,
+                email: Some(
+                    Email::parse(&format!("user{i:06}@bench.example"))
+                        .map_err(anyhow::Error::msg)?,
+                ),
                 display_name: format!("User {i}"),
                 state: if self.rng.chance(0.03) {
                     UserState::Inactive

@@ -26,7 +26,7 @@ pub(super) fn organization(id: Uuid, name: &str) -> Entity {
 pub(super) fn user(id: Uuid, email: &str, name: &str) -> Entity {
     Entity::User(User {
         id,
-        email: Email::parse(email).unwrap(),
+        email: Some(Email::parse(email).unwrap()),
         display_name: name.to_owned(),
         state: UserState::Active,
         registered: true,

@@ -46,7 +46,7 @@ fn user(st: &mut OrgState, state: UserState) -> Principal {
     let id = Uuid::new_v4();
     st.insert(crate::domain::model::Entity::User(User {
         id,
-        email: Email::parse(&format!("{id}@x.com")).unwrap(),
+        email: Some(Email::parse(&format!("{id}@x.com")).unwrap()),
         display_name: String::new(),
         state,
         registered: true,
