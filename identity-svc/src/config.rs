@@ -8,7 +8,8 @@
 //!    `IDENTITY_DATABASE_URL`, `IDENTITY_GRPC__CONCURRENCY_LIMIT`, `IDENTITY_SMTP__HOST`,
 //!    `IDENTITY_LOGIN__HASH_WORKERS`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--log-format`, `--metrics-listen`, `--otlp-endpoint`, `--tls-cert-file`,
+//!    `--log-format`, `--metrics-listen`, `--otlp-endpoint` (and `--otlp-ca-file`, `--otlp-cert-file`,
+//!    `--otlp-key-file`), `--tls-cert-file`,
 //!    `--tls-key-file`, `--tls-client-ca-file`).
 //!
 //! then each secret given as a file (`database_url_file`, `operator_token_file`,

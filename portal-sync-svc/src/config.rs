@@ -7,7 +7,8 @@
 //!    `PORTAL_DATABASE_URL`, `PORTAL_SERVICE_TOKENS=[tok1,tok2]`, `PORTAL_SYNC__IDENTITY_URL`,
 //!    `PORTAL_GRPC__CONCURRENCY_LIMIT`;
 //! 4. command-line flags (`--listen`, `--data-dir`, `--database-url`, `--database-url-file`,
-//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--otlp-endpoint`,
+//!    `--identity-url`, `--log-format`, `--metrics-listen`, `--otlp-endpoint` (and `--otlp-ca-file`,
+//!    `--otlp-cert-file`, `--otlp-key-file`),
 //!    `--tls-cert-file`, `--tls-key-file`, `--tls-client-ca-file`, `--identity-ca-file`,
 //!    `--identity-cert-file`, `--identity-key-file`);
 //!
@@ -346,6 +347,9 @@ mod tests {
                 "log-format",
                 "metrics-listen",
                 "otlp-endpoint",
+                "otlp-ca-file",
+                "otlp-cert-file",
+                "otlp-key-file",
                 "tls-cert-file",
                 "tls-key-file",
                 "tls-client-ca-file",

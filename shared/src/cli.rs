@@ -51,6 +51,15 @@ pub struct CommonArgs {
     /// Export traces over OTLP/gRPC to this endpoint, e.g. http://127.0.0.1:4317 [default: off].
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Trust these CA certificates (PEM) for an https:// --otlp-endpoint (required by one).
+    #[arg(long, value_name = "PATH")]
+    pub otlp_ca_file: Option<PathBuf>,
+    /// Present this client certificate (PEM) to the OTLP endpoint; needs --otlp-key-file.
+    #[arg(long, value_name = "PATH")]
+    pub otlp_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --otlp-cert-file.
+    #[arg(long, value_name = "PATH")]
+    pub otlp_key_file: Option<PathBuf>,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key-file [default: plain text].
     #[arg(long, value_name = "PATH")]
     pub tls_cert_file: Option<PathBuf>,
@@ -74,6 +83,9 @@ impl CommonArgs {
             metrics_listen: self.metrics_listen,
             telemetry: TelemetryFlags {
                 otlp_endpoint: self.otlp_endpoint.as_deref(),
+                otlp_ca_file: self.otlp_ca_file.as_deref(),
+                otlp_cert_file: self.otlp_cert_file.as_deref(),
+                otlp_key_file: self.otlp_key_file.as_deref(),
             },
             tls: TlsFlags {
                 cert_file: self.tls_cert_file.as_deref(),
@@ -106,16 +118,26 @@ pub struct CommonFlags<'a> {
     tls: TlsFlags<'a>,
 }
 
-/// The given `--otlp-endpoint` under its key of [`crate::traces::TelemetrySettings`].
+/// The given `--otlp-*` flags under their keys of [`crate::traces::TelemetrySettings`].
 #[derive(Debug, Clone, Serialize)]
+#[expect(clippy::struct_field_names, reason = "the keys of the settings")]
 struct TelemetryFlags<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     otlp_endpoint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_ca_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_cert_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_key_file: Option<&'a Path>,
 }
 
 impl TelemetryFlags<'_> {
     fn is_empty(&self) -> bool {
         self.otlp_endpoint.is_none()
+            && self.otlp_ca_file.is_none()
+            && self.otlp_cert_file.is_none()
+            && self.otlp_key_file.is_none()
     }
 }
 
@@ -205,9 +227,19 @@ mod tests {
     }
 
     #[test]
-    fn the_otlp_endpoint_flag_fills_the_telemetry_table() {
-        let args =
-            Args::try_parse_from(["svc", "--otlp-endpoint", "http://collector:4317"]).unwrap();
+    fn the_otlp_flags_fill_the_telemetry_table() {
+        let args = Args::try_parse_from([
+            "svc",
+            "--otlp-endpoint",
+            "http://collector:4317",
+            "--otlp-ca-file",
+            "/etc/svc/otlp-ca.pem",
+            "--otlp-cert-file",
+            "/etc/svc/otlp.pem",
+            "--otlp-key-file",
+            "/etc/svc/otlp.key",
+        ])
+        .unwrap();
         let layer = Layer {
             common: args.common.flags(),
             identity_url: None,
@@ -220,6 +252,18 @@ mod tests {
             Some("http://collector:4317")
         );
         assert_eq!(s.telemetry.export_delay_ms, 5000, "the default stays");
+        assert_eq!(
+            (
+                s.telemetry.otlp_ca_file.as_deref(),
+                s.telemetry.otlp_cert_file.as_deref(),
+                s.telemetry.otlp_key_file.as_deref(),
+            ),
+            (
+                Some(Path::new("/etc/svc/otlp-ca.pem")),
+                Some(Path::new("/etc/svc/otlp.pem")),
+                Some(Path::new("/etc/svc/otlp.key")),
+            )
+        );
         assert!(s.telemetry.enabled());
     }
 

@@ -15,9 +15,14 @@
 //!
 //! With no endpoint, [`Traces::off`] adopts nothing, no exporter runs, and the binaries do not
 //! install the OpenTelemetry layer at all.
+//!
+//! An `https://` endpoint is reached over TLS like every other connection of the services: the
+//! collector's certificate must chain to `otlp_ca_file` (the system's roots are not used), and
+//! `otlp_cert_file`/`otlp_key_file` present a client certificate (mTLS) when set.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
@@ -30,7 +35,10 @@ use opentelemetry_sdk::trace::{
 };
 use serde::{Deserialize, Serialize};
 use tonic::codegen::http;
+use tonic::transport::ClientTlsConfig;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::tls::TlsError;
 
 /// The `[telemetry]` table of both services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +55,14 @@ pub struct TelemetrySettings {
     /// Longest time (milliseconds) a finished span waits before it is exported in a batch
     /// (default 5000).
     pub export_delay_ms: u64,
+    /// CA certificates (PEM) the collector's certificate must chain to; required by an
+    /// `https://` endpoint, refused with an `http://` one.
+    pub otlp_ca_file: Option<PathBuf>,
+    /// A client certificate chain (PEM) presented to the collector (mTLS); with
+    /// `otlp_key_file`.
+    pub otlp_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `otlp_cert_file`.
+    pub otlp_key_file: Option<PathBuf>,
 }
 
 impl Default for TelemetrySettings {
@@ -56,6 +72,9 @@ impl Default for TelemetrySettings {
             service_name: None,
             resource_attributes: BTreeMap::new(),
             export_delay_ms: 5000,
+            otlp_ca_file: None,
+            otlp_cert_file: None,
+            otlp_key_file: None,
         }
     }
 }
@@ -67,14 +86,51 @@ impl TelemetrySettings {
             .as_deref()
             .is_some_and(|e| !e.trim().is_empty())
     }
+
+    /// The client TLS configuration of the endpoint: `None` for `http://`. The files must fit
+    /// the scheme (a CA file for `https://`, no TLS file for `http://`, a certificate with its
+    /// key), and are read now.
+    fn tls(&self, endpoint: &str) -> Result<Option<ClientTlsConfig>, TlsError> {
+        let https = endpoint
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        let client = match (&self.otlp_cert_file, &self.otlp_key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(TlsError::Incomplete(
+                    "telemetry.otlp_cert_file and telemetry.otlp_key_file go together",
+                ));
+            }
+        };
+        match (https, self.otlp_ca_file.as_deref()) {
+            (true, Some(ca)) => crate::tls::client_config(ca, client, None).map(Some),
+            (true, None) => Err(TlsError::Incomplete(
+                "an https:// telemetry.otlp_endpoint needs telemetry.otlp_ca_file",
+            )),
+            (false, None) if client.is_none() => Ok(None),
+            (false, _) => Err(TlsError::Incomplete(
+                "telemetry.otlp_ca_file, otlp_cert_file and otlp_key_file need an https:// \
+                 telemetry.otlp_endpoint",
+            )),
+        }
+    }
 }
 
 /// Why traces could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the OTLP exporter for {endpoint}: {source}")]
-pub struct TracesError {
-    endpoint: String,
-    source: opentelemetry_otlp::ExporterBuildError,
+pub enum TracesError {
+    /// The exporter could not be built.
+    #[error("cannot set up the OTLP exporter for {endpoint}: {source}")]
+    Exporter {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// The TLS settings do not fit the endpoint, or a file cannot be read.
+    #[error("cannot set up TLS to the OTLP endpoint: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// One service's traces: its tracer provider (exporter, batch processor, resource), or off.
@@ -115,17 +171,20 @@ impl Traces {
         if endpoint.is_empty() {
             return Ok(Self::off());
         }
+        let tls = settings.tls(endpoint)?;
         let exporter = {
-            use opentelemetry_otlp::WithExportConfig as _;
-            opentelemetry_otlp::SpanExporter::builder()
+            use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
-                .with_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|source| TracesError {
-                    endpoint: endpoint.to_owned(),
-                    source,
-                })?
+                .with_timeout(Duration::from_secs(10));
+            if let Some(tls) = tls.clone() {
+                builder = builder.with_tls_config(tls);
+            }
+            builder.build().map_err(|source| TracesError::Exporter {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?
         };
         let batch = BatchConfigBuilder::default()
             .with_scheduled_delay(Duration::from_millis(settings.export_delay_ms.max(1)))
@@ -149,7 +208,13 @@ impl Traces {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer(name.to_owned());
-        tracing::info!(endpoint, service = name, "exporting traces over OTLP");
+        let transport = if tls.is_some() { "tls" } else { "plaintext" };
+        tracing::info!(
+            endpoint,
+            service = name,
+            transport,
+            "exporting traces over OTLP"
+        );
         Ok(Self {
             service: Some(Service { tracer, provider }),
         })
@@ -299,6 +364,43 @@ impl Injector for MetadataInjector<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_tls(endpoint: &str, ca: bool, cert: bool, key: bool) -> TelemetrySettings {
+        let file = |on: bool, name: &str| on.then(|| PathBuf::from(name));
+        TelemetrySettings {
+            otlp_endpoint: Some(endpoint.into()),
+            otlp_ca_file: file(ca, "/nonexistent/ca.pem"),
+            otlp_cert_file: file(cert, "/nonexistent/cert.pem"),
+            otlp_key_file: file(key, "/nonexistent/key.pem"),
+            ..TelemetrySettings::default()
+        }
+    }
+
+    #[test]
+    fn tls_files_must_fit_the_endpoint() {
+        let incomplete = |s: TelemetrySettings| {
+            let endpoint = s.otlp_endpoint.clone().unwrap();
+            match s.tls(&endpoint) {
+                Err(TlsError::Incomplete(why)) => why,
+                other => panic!("{endpoint}: {other:?}"),
+            }
+        };
+        assert!(
+            incomplete(with_tls("https://c:4317", false, false, false)).contains("otlp_ca_file")
+        );
+        assert!(incomplete(with_tls("http://c:4317", true, false, false)).contains("https://"));
+        assert!(incomplete(with_tls("HTTPS://c:4317", true, true, false)).contains("go together"));
+        assert!(
+            with_tls("http://c:4317", false, false, false)
+                .tls("http://c:4317")
+                .unwrap()
+                .is_none()
+        );
+        // The right files are read at start: a missing one stops the start with its path.
+        let missing = Traces::start(&with_tls("https://c:4317", true, false, false), "x-svc");
+        let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+    }
 
     #[test]
     fn no_endpoint_means_off() {

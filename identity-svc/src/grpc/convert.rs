@@ -19,7 +19,7 @@ use crate::domain::state::OrgState;
 
 mod events;
 
-pub use events::event;
+pub use events::{event, group_member};
 
 /// Organization.
 pub fn organization(o: &Organization) -> pb::Organization {

@@ -456,15 +456,17 @@ impl pb::groups_server::Groups for Api {
             id: *uid,
             group: id,
         });
-        let users = rows
-            .iter()
-            .take(size)
-            .map(|(_, uid)| fmt::user(a.org, *uid))
+        let page = || rows.iter().take(size).map(|(_, uid)| *uid);
+        let users = page().map(|uid| fmt::user(a.org, uid)).collect();
+        let members = page()
+            .filter_map(|uid| st.membership(id, uid))
+            .map(|m| convert::group_member(a.org, &m))
             .collect();
         Ok(respond(
             pb::ListGroupMembersResponse {
                 users,
                 next_page_token,
+                members,
             },
             st.seq,
         ))

@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::api_tests;
 use crate::helpers::*;
 use crate::oidc::{CLIENT, app_for_oidc, create_provider, provider_req, sign_in};
-use crate::oidc_provider::Provider;
+use shared::testkit::oidc_provider::Provider;
 
 api_tests!(mapped_memberships_follow_the_claims_of_every_sign_in);
 
@@ -62,6 +62,24 @@ async fn has_role(app: &TestApp, admin: &Session, user: &str, role: &str) -> boo
         .unwrap()
         .into_inner()
         .has_role
+}
+
+/// The group's members with their membership types, as ListGroupMembers shows them.
+async fn typed_members(app: &TestApp, admin: &Session, group: &str) -> Vec<(String, Vec<i32>)> {
+    let r = app
+        .groups(Some(&admin.token))
+        .list_group_members(pb::ListGroupMembersRequest {
+            group: group.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.users,
+        r.members.iter().map(|m| m.user.clone()).collect::<Vec<_>>()
+    );
+    r.members.into_iter().map(|m| (m.user, m.types)).collect()
 }
 
 fn membership_change(group: &str, users: Vec<String>) -> pb::AddGroupMembersRequest {
@@ -141,8 +159,19 @@ async fn mapped_memberships_follow_the_claims_of_every_sign_in(backend: Backend)
         .add_group_members(membership_change(&eng, vec![user.clone()]))
         .await
         .unwrap();
+    let (assigned, mapped) = (
+        i32::from(pb::MembershipType::Assigned),
+        i32::from(pb::MembershipType::Mapped),
+    );
+    assert_eq!(
+        typed_members(&app, &admin, &eng).await,
+        vec![(user.clone(), vec![assigned, mapped])]
+    );
     groups.remove_group_members(remove(&eng)).await.unwrap();
-    assert_eq!(members(&app, &admin, &eng).await, vec![user.clone()]);
+    assert_eq!(
+        typed_members(&app, &admin, &eng).await,
+        vec![(user.clone(), vec![mapped])]
+    );
     groups
         .add_group_members(membership_change(&ops, vec![user.clone()]))
         .await

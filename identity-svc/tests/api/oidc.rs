@@ -1,5 +1,5 @@
 //! External identity providers: CRUD with etags, masks and change events, and sign-in with ID
-//! tokens a real OpenID provider issued (`oidc_provider.rs`): discovery and JWKS, key rotation,
+//! tokens a real OpenID provider issued (`shared::testkit::oidc_provider`): discovery and JWKS, key rotation,
 //! refusals with their reasons, ODC's linking rules for each `email_trust`, auto-creation,
 //! invited → active.
 
@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::api_tests;
 use crate::helpers::*;
-use crate::oidc_provider::Provider;
+use shared::testkit::oidc_provider::Provider;
 
 /// The client id the organization is registered with.
 pub(crate) const CLIENT: &str = "odc-portal";

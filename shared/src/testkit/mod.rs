@@ -3,7 +3,8 @@
 //! switch and throw-away databases ([`pg`]), a PostgreSQL cluster of a test's own
 //! ([`pg_cluster`], e.g. with TLS), a service started in-process and stopped again
 //! ([`server`]), what clients send and read ([`clients`]), environment variables set for
-//! one test ([`env`](mod@env)), and certificates signed by a test CA ([`certs`]).
+//! one test ([`env`](mod@env)), certificates signed by a test CA ([`certs`]), and a real OpenID
+//! provider run as a child process ([`oidc_provider`]).
 //!
 //! It knows no service: each suite's harness (`identity-svc/tests/api/helpers.rs`,
 //! `tests/tests/e2e/harness.rs`) passes its service's `serve` function and settings.
@@ -11,6 +12,7 @@
 pub mod certs;
 pub mod clients;
 pub mod env;
+pub mod oidc_provider;
 pub mod pg;
 pub mod pg_cluster;
 pub mod server;

@@ -134,12 +134,21 @@ impl World {
 
     /// Starts both services exporting their traces to `otlp_endpoint` (in batches every 50 ms).
     pub async fn start_traced(backend: Backend, otlp_endpoint: String) -> World {
+        Self::start_with_telemetry(
+            backend,
+            TelemetrySettings {
+                otlp_endpoint: Some(otlp_endpoint),
+                export_delay_ms: 50,
+                ..TelemetrySettings::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts both services with `telemetry` as their `[telemetry]` settings.
+    pub async fn start_with_telemetry(backend: Backend, telemetry: TelemetrySettings) -> World {
         let mut w = Self::prepare(backend, None, None).await;
-        w.telemetry = TelemetrySettings {
-            otlp_endpoint: Some(otlp_endpoint),
-            export_delay_ms: 50,
-            ..TelemetrySettings::default()
-        };
+        w.telemetry = telemetry;
         w.start_identity().await;
         w.start_portal().await;
         w
@@ -183,6 +192,8 @@ impl World {
         s.database_url = self.identity_db.clone();
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
         s.telemetry = self.telemetry.clone();
+        // The tests' OpenID provider (`shared::testkit::oidc_provider`) serves plain http.
+        s.oidc.allow_http_issuers = true;
         let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
@@ -334,6 +345,21 @@ impl World {
         id::service_accounts_client::ServiceAccountsClient::with_interceptor(
             self.identity_channel(),
             Self::auth(Some(token), None),
+        )
+    }
+    pub fn id_groups(&self, token: &str) -> id::groups_client::GroupsClient<Authed> {
+        id::groups_client::GroupsClient::with_interceptor(
+            self.identity_channel(),
+            Self::auth(Some(token), None),
+        )
+    }
+    pub fn id_providers(
+        &self,
+        token: Option<&str>,
+    ) -> id::identity_providers_client::IdentityProvidersClient<Authed> {
+        id::identity_providers_client::IdentityProvidersClient::with_interceptor(
+            self.identity_channel(),
+            Self::auth(token, None),
         )
     }
     pub fn id_audit(&self, token: &str) -> id::audit_client::AuditClient<Authed> {

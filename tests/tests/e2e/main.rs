@@ -15,6 +15,7 @@ mod harness;
 mod faults;
 mod grant_periods;
 mod health;
+mod mapped;
 mod pg_tls;
 mod portal_api;
 mod properties;

@@ -237,7 +237,7 @@ pub(crate) async fn caught_up(w: &World, s: &Setup) {
 }
 
 /// A fresh full derivation from identity's snapshot, independent of the sync's code.
-async fn fresh_derivation(
+pub(crate) async fn fresh_derivation(
     w: &World,
     s: &Setup,
 ) -> BTreeMap<String, portal::InfrastructurePermission> {

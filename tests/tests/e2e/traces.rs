@@ -1,6 +1,7 @@
 //! Traces across both services: an OTLP collector in the test process receives the spans of
 //! identity and portal-sync, and a `Resync` call sent with a W3C `traceparent` is one trace
-//! from the caller through portal-sync's snapshot into identity.
+//! from the caller through portal-sync's snapshot into identity; both services export to a
+//! collector that serves mTLS.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,11 +14,17 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use shared::proto::portal::v1 as portal;
+use shared::testkit::certs::{PemDir, TestCa};
+use shared::traces::TelemetrySettings;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::harness::*;
 use crate::sync::{caught_up, setup};
 
-crate::e2e_tests!(a_resync_call_is_one_trace_across_portal_sync_and_identity);
+crate::e2e_tests!(
+    a_resync_call_is_one_trace_across_portal_sync_and_identity,
+    both_services_export_to_a_collector_over_mtls,
+);
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]
@@ -94,10 +101,19 @@ fn hex(bytes: &[u8]) -> String {
 impl Collector {
     /// Serves on a free port of 127.0.0.1 until the test ends.
     async fn start() -> (Self, SocketAddr) {
+        Self::serve(tonic::transport::Server::builder()).await
+    }
+
+    /// Serves TLS with `tls` on a free port of 127.0.0.1 until the test ends.
+    async fn start_tls(tls: ServerTlsConfig) -> (Self, SocketAddr) {
+        Self::serve(tonic::transport::Server::builder().tls_config(tls).unwrap()).await
+    }
+
+    async fn serve(mut builder: tonic::transport::Server) -> (Self, SocketAddr) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let collector = Collector::default();
-        let server = tonic::transport::Server::builder()
+        let server = builder
             .add_service(TraceServiceServer::new(collector.clone()))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
         tokio::spawn(server);
@@ -187,6 +203,41 @@ async fn a_resync_call_is_one_trace_across_portal_sync_and_identity(b: Backend) 
                 })
         })?;
         Some(())
+    })
+    .await;
+}
+
+/// Both services reach a collector that serves TLS with a certificate of its own CA and
+/// requires client certificates: with `otlp_ca_file`, `otlp_cert_file` and `otlp_key_file`
+/// set, the spans of both arrive.
+async fn both_services_export_to_a_collector_over_mtls(b: Backend) {
+    shared::telemetry::init_with_traces(shared::telemetry::LogFormat::Pretty);
+    let dir = PemDir::new();
+    let (collector_ca, clients) = (TestCa::new("collector CA"), TestCa::new("telemetry CA"));
+    let server = collector_ca.server();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&server.cert_pem, &server.key_pem))
+        .client_ca_root(Certificate::from_pem(clients.pem()));
+    let (collector, addr) = Collector::start_tls(tls).await;
+    let (cert, key) = dir.write_leaf("services", &clients.client("services"));
+    let w = World::start_with_telemetry(
+        b,
+        TelemetrySettings {
+            otlp_endpoint: Some(format!("https://{addr}")),
+            otlp_ca_file: Some(dir.write("collector-ca.pem", &collector_ca.pem())),
+            otlp_cert_file: Some(cert),
+            otlp_key_file: Some(key),
+            export_delay_ms: 50,
+            ..TelemetrySettings::default()
+        },
+    )
+    .await;
+    let s = setup(&w).await;
+    caught_up(&w, &s).await;
+    eventually("spans of both services at the collector", || async {
+        let spans = collector.spans.lock().unwrap().clone();
+        let from = |service: &str| spans.iter().any(|s| s.service == service);
+        (from("identity-svc") && from("portal-sync-svc")).then_some(())
     })
     .await;
 }

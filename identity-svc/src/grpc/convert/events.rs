@@ -67,8 +67,8 @@ fn invitation(org: Uuid, i: &Invitation) -> pb::Invitation {
     }
 }
 
-/// Group membership.
-fn group_member(org: Uuid, m: &GroupMember) -> pb::GroupMember {
+/// Group membership, with its types.
+pub fn group_member(org: Uuid, m: &GroupMember) -> pb::GroupMember {
     let mut types = Vec::new();
     if m.assigned {
         types.push(pb::MembershipType::Assigned.into());

@@ -1,5 +1,7 @@
-//! The checks without a provider: ES256 (the test provider signs RS256 only) with a P-256 key
-//! made here, and each claim rule at its boundary.
+//! The checks without a provider, with P-256 keys made here: a token naming one `kid` is
+//! verified with that key only, a token naming none with every key, and each claim rule at its
+//! boundary. ES256 and RS256 tokens of a real provider (with a key set of both kinds) are the
+//! API tests' (`tests/api/oidc_es256.rs`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

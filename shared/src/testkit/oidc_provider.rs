@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const REDIRECT: &str = "http://127.0.0.1/callback";
 
 /// A running provider; killed when dropped.
+#[derive(Debug)]
 pub struct Provider {
     child: Child,
     port: u16,
@@ -47,16 +48,16 @@ impl Provider {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
+            .unwrap_or_else(|e| panic!("no free port: {e}"))
             .local_addr()
-            .unwrap()
+            .unwrap_or_else(|e| panic!("no local address: {e}"))
             .port();
-        let log = tempfile::NamedTempFile::new().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("no log file: {e}"));
         let child = spawn(port, token_max_age, &log);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("no HTTP client: {e}"));
         let p = Provider {
             child,
             port,
@@ -107,7 +108,7 @@ impl Provider {
             .json(&claims)
             .send()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("the provider refused the user: {e}"));
         assert!(r.status().is_success(), "set user: {}", r.status());
     }
 
@@ -128,16 +129,16 @@ impl Provider {
             .form(&[("sub", sub), ("action", "allow")])
             .send()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("authorize failed: {e}"));
         let location = r
             .headers()
             .get("location")
             .unwrap_or_else(|| panic!("no redirect from authorize: {}", r.status()))
             .to_str()
-            .unwrap()
+            .unwrap_or_else(|e| panic!("the redirect is not text: {e}"))
             .to_owned();
         let code = reqwest::Url::parse(&location)
-            .unwrap()
+            .unwrap_or_else(|e| panic!("the redirect is not a URL: {e}"))
             .query_pairs()
             .find(|(k, _)| k == "code")
             .map_or_else(|| panic!("no code in {location}"), |(_, v)| v.into_owned());
@@ -153,10 +154,10 @@ impl Provider {
             ])
             .send()
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("the token endpoint failed: {e}"))
             .json()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("the token response is not JSON: {e}"));
         body["id_token"]
             .as_str()
             .unwrap_or_else(|| panic!("no id_token in {body}"))
@@ -170,8 +171,8 @@ fn spawn(port: u16, token_max_age: u32, log: &tempfile::NamedTempFile) -> Child 
         .args(["--port", &port.to_string()])
         .args(["--token-max-age", &token_max_age.to_string()])
         .stdin(Stdio::null())
-        .stdout(log.reopen().unwrap())
-        .stderr(log.reopen().unwrap())
+        .stdout(log.reopen().unwrap_or_else(|e| panic!("no log file: {e}")))
+        .stderr(log.reopen().unwrap_or_else(|e| panic!("no log file: {e}")))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start oidc-provider-mock: {e}"))
 }
