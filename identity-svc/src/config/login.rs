@@ -17,7 +17,8 @@ pub struct LoginSettings {
     pub hash_workers: usize,
     /// Hashes that may wait for a worker; beyond, RESOURCE_EXHAUSTED (`SERVER_BUSY`).
     pub hash_queue: usize,
-    /// Login and AcceptInvitation calls a minute per client address (0: no limit).
+    /// Login, AcceptInvitation and SignInWithIdentityProvider calls a minute per client
+    /// address, counted together (0: no limit).
     pub address_rate_per_minute: u32,
     /// Calls an address may make at once before the rate applies.
     pub address_burst: u32,

@@ -200,6 +200,19 @@ async fn the_address_limit_refuses_with_retry_info_while_another_address_logs_in
         })
         .await;
     assert_code(accept, Code::ResourceExhausted, Some("TOO_MANY_REQUESTS"));
+    // So does SignInWithIdentityProvider: refused before the provider is even looked up.
+    let addr = app.server_addr();
+    let sign_in = IdentityProvidersClient::new(shared::testkit::server::channel_from(
+        addr,
+        "127.0.0.2".parse().unwrap(),
+    ))
+    .sign_in_with_identity_provider(pb::SignInWithIdentityProviderRequest {
+        identity_provider: format!("{}/identityProviders/{}", admin.org, uuid::Uuid::new_v4()),
+        id_token: "header.payload.signature".into(),
+        nonce: String::new(),
+    })
+    .await;
+    assert_code(sign_in, Code::ResourceExhausted, Some("TOO_MANY_REQUESTS"));
     // Another address is not affected: the user logs in, and the invitation is accepted.
     app.users_from("127.0.0.3")
         .login(login(&admin, PASSWORD))

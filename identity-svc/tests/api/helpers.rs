@@ -202,6 +202,10 @@ impl TestApp {
         UsersClient::with_interceptor(self.channel.clone(), self.bearer(token))
     }
     /// An anonymous Users client whose connections come from `source` (e.g. `127.0.0.2`).
+    /// The address the server listens on.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("the server is running").addr()
+    }
     pub fn users_from(&self, source: &str) -> UsersClient<Authed> {
         let addr = self.server.as_ref().expect("the server is running").addr();
         let channel = shared::testkit::server::channel_from(addr, source.parse().unwrap());

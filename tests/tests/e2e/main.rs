@@ -21,6 +21,7 @@ mod pg_tls;
 mod portal_api;
 mod properties;
 mod replicas;
+mod secrets;
 mod sync;
 mod tls;
 mod traces;

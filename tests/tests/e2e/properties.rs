@@ -13,7 +13,8 @@
 //! * no panic anywhere in the services; the server answers health `SERVING` after each RPC.
 //!
 //! `PROPERTY_CASES` sets the cases per RPC (default [`DEFAULT_CASES`]), e.g.
-//! `PROPERTY_CASES=5000` for a deeper run.
+//! `PROPERTY_CASES=5000` for a deeper run (under nextest with `--profile long`, whose time
+//! limit allows it; `.config/nextest.toml`).
 
 mod generate;
 mod regressions;

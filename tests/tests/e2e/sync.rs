@@ -287,7 +287,7 @@ async fn resync(w: &World, s: &Setup) {
 }
 
 /// Every portal event of the setup's company, oldest first.
-async fn portal_events(w: &World, s: &Setup) -> Vec<portal::PortalEvent> {
+pub(crate) async fn portal_events(w: &World, s: &Setup) -> Vec<portal::PortalEvent> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {

@@ -375,6 +375,10 @@ async fn identity_fixture(
         .into_inner()
         .name;
     let stage = format!("{org}/stages/development");
+    // An external provider (never reached: its issuer does not resolve, and a generated ID
+    // token is refused before any fetch) and a group whose claim mapping names it, so the
+    // IdentityProviders RPCs and the claim mappings meet a real provider.
+    let provider = identity_provider(channel, &t1, &org).await;
     let group = id::groups_client::GroupsClient::with_interceptor(channel.clone(), admin())
         .create_group(id::CreateGroupRequest {
             parent: org.clone(),
@@ -382,6 +386,12 @@ async fn identity_fixture(
                 display_name: "Group".into(),
                 description: "first line\nsecond".into(),
                 stage: stage.clone(),
+                claim_mappings: vec![id::ClaimMapping {
+                    identity_provider: provider.clone(),
+                    claim: "groups".into(),
+                    value: "props".into(),
+                    value_delimiter: String::new(),
+                }],
                 ..Default::default()
             }),
             request_id: String::new(),
@@ -459,6 +469,10 @@ async fn identity_fixture(
         format!("{org}/roles/developer"),
         sa,
         sa_token,
+        provider,
+        PROVIDER_ISSUER.into(),
+        "props-client".into(),
+        "groups".into(),
         "first@props.example".into(),
         "member@props.example".into(),
         "invited@props.example".into(),
@@ -469,6 +483,33 @@ async fn identity_fixture(
     ];
     real.extend(field_names("identity.v1"));
     (real, named, keeper_login, keeper_token)
+}
+
+/// The issuer of the fixture's identity provider.
+const PROVIDER_ISSUER: &str = "https://idp.props.example";
+
+/// Creates the fixture's identity provider (organization scope); returns its name.
+async fn identity_provider(channel: &Channel, token: &str, org: &str) -> String {
+    id::identity_providers_client::IdentityProvidersClient::with_interceptor(
+        channel.clone(),
+        Creds::bearer(Some(token)),
+    )
+    .create_identity_provider(id::CreateIdentityProviderRequest {
+        parent: org.into(),
+        identity_provider: Some(id::IdentityProvider {
+            display_name: "Props IdP".into(),
+            issuer: PROVIDER_ISSUER.into(),
+            client_id: "props-client".into(),
+            email_trust: id::EmailTrust::VerifiedClaim.into(),
+            profile_linking: id::ProfileLinking::Email.into(),
+            assignment: Some(id::identity_provider::Assignment::OrganizationScope(true)),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .name
 }
 
 async fn create_user(channel: &Channel, token: &str, org: &str, email: &str, pw: &str) -> String {
