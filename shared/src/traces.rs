@@ -38,7 +38,7 @@ use tonic::codegen::http;
 use tonic::transport::ClientTlsConfig;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::tls::TlsError;
+use crate::tls::{ClientFileErrors, ClientFiles, TlsError};
 
 /// The `[telemetry]` table of both services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,29 +91,20 @@ impl TelemetrySettings {
     /// the scheme (a CA file for `https://`, no TLS file for `http://`, a certificate with its
     /// key), and are read now.
     fn tls(&self, endpoint: &str) -> Result<Option<ClientTlsConfig>, TlsError> {
-        let https = endpoint
-            .get(..8)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
-        let client = match (&self.otlp_cert_file, &self.otlp_key_file) {
-            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-            (None, None) => None,
-            _ => {
-                return Err(TlsError::Incomplete(
-                    "telemetry.otlp_cert_file and telemetry.otlp_key_file go together",
-                ));
-            }
+        let files = ClientFiles {
+            ca: self.otlp_ca_file.as_deref(),
+            cert: self.otlp_cert_file.as_deref(),
+            key: self.otlp_key_file.as_deref(),
         };
-        match (https, self.otlp_ca_file.as_deref()) {
-            (true, Some(ca)) => crate::tls::client_config(ca, client, None).map(Some),
-            (true, None) => Err(TlsError::Incomplete(
-                "an https:// telemetry.otlp_endpoint needs telemetry.otlp_ca_file",
-            )),
-            (false, None) if client.is_none() => Ok(None),
-            (false, _) => Err(TlsError::Incomplete(
-                "telemetry.otlp_ca_file, otlp_cert_file and otlp_key_file need an https:// \
-                 telemetry.otlp_endpoint",
-            )),
-        }
+        files.config(
+            endpoint,
+            &ClientFileErrors {
+                ca_missing: "an https:// telemetry.otlp_endpoint needs telemetry.otlp_ca_file",
+                not_https: "telemetry.otlp_ca_file, otlp_cert_file and otlp_key_file need an \
+                            https:// telemetry.otlp_endpoint",
+                unpaired: "telemetry.otlp_cert_file and telemetry.otlp_key_file go together",
+            },
+        )
     }
 }
 

@@ -107,7 +107,7 @@ async fn set_trust(app: &TestApp, admin: &Session, p: &pb::IdentityProvider, t: 
         .unwrap();
 }
 
-async fn create_user(app: &TestApp, admin: &Session, email: &str) -> pb::User {
+pub(crate) async fn create_user(app: &TestApp, admin: &Session, email: &str) -> pb::User {
     app.users(Some(&admin.token))
         .create_user(pb::CreateUserRequest {
             parent: admin.org.clone(),

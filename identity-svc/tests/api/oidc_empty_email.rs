@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::api_tests;
 use crate::helpers::*;
-use crate::oidc::{CLIENT, app_for_oidc, create_provider, provider_req, sign_in};
+use crate::oidc::{CLIENT, app_for_oidc, create_provider, create_user, provider_req, sign_in};
 
 api_tests!(
     a_taken_or_missing_email_creates_a_profile_without_one,
@@ -31,17 +31,7 @@ async fn setup(
     let op = Provider::start(test, 3600).await?;
     let app = app_for_oidc(backend).await;
     let admin = app.admin("Empty").await;
-    app.users(Some(&admin.token))
-        .create_user(pb::CreateUserRequest {
-            parent: admin.org.clone(),
-            user: Some(pb::User {
-                email: TAKEN.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    create_user(&app, &admin, TAKEN).await;
     let p = create_provider(
         &app,
         &admin,

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use shared::proto::identity::v1 as pb;
-use shared::tls::TlsError;
+use shared::tls::{ClientFileErrors, ClientFiles, TlsError};
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
@@ -49,38 +49,34 @@ pub(super) fn client(settings: &SyncSettings, token: &str) -> Result<AuditClient
     )
 }
 
+/// What a misfit of the identity TLS settings says.
+const TLS_ERRORS: ClientFileErrors = ClientFileErrors {
+    ca_missing: "an https:// sync.identity_url needs sync.identity_ca_file",
+    not_https: "sync.identity_ca_file, identity_cert_file and identity_key_file need an https:// \
+                sync.identity_url",
+    unpaired: "sync.identity_cert_file and sync.identity_key_file go together",
+};
+
 impl SyncSettings {
     /// Whether identity is reached over TLS (`https://`, in any case).
     pub fn identity_uses_tls(&self) -> bool {
-        self.identity_url
-            .trim()
-            .get(..8)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        shared::tls::is_https(&self.identity_url)
+    }
+
+    /// The TLS files of the identity client.
+    fn identity_files(&self) -> ClientFiles<'_> {
+        ClientFiles {
+            ca: self.identity_ca_file.as_deref(),
+            cert: self.identity_cert_file.as_deref(),
+            key: self.identity_key_file.as_deref(),
+        }
     }
 
     /// Checks that the TLS settings fit the URL: `https://` needs `identity_ca_file`; TLS
     /// files with an `http://` URL are refused (they would silently go unused); the client
     /// certificate and key go together.
     pub fn check_tls(&self) -> Result<(), TlsError> {
-        let files = self.identity_ca_file.is_some()
-            || self.identity_cert_file.is_some()
-            || self.identity_key_file.is_some();
-        if self.identity_uses_tls() && self.identity_ca_file.is_none() {
-            return Err(TlsError::Incomplete(
-                "an https:// sync.identity_url needs sync.identity_ca_file",
-            ));
-        }
-        if !self.identity_uses_tls() && files {
-            return Err(TlsError::Incomplete(
-                "sync.identity_ca_file, identity_cert_file and identity_key_file need an https:// sync.identity_url",
-            ));
-        }
-        if self.identity_cert_file.is_some() != self.identity_key_file.is_some() {
-            return Err(TlsError::Incomplete(
-                "sync.identity_cert_file and sync.identity_key_file go together",
-            ));
-        }
-        Ok(())
+        self.identity_files().check(&self.identity_url, &TLS_ERRORS)
     }
 }
 
@@ -95,20 +91,13 @@ pub(super) fn identity(settings: &SyncSettings) -> Result<Endpoint, RunError> {
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .tcp_nodelay(true);
-    if !settings.identity_uses_tls() {
-        return Ok(endpoint);
+    match settings
+        .identity_files()
+        .config(&settings.identity_url, &TLS_ERRORS)?
+    {
+        Some(tls) => Ok(endpoint.tls_config(tls)?),
+        None => Ok(endpoint),
     }
-    settings.check_tls()?;
-    let ca_file = settings
-        .identity_ca_file
-        .as_deref()
-        .ok_or(TlsError::Incomplete("https:// needs sync.identity_ca_file"))?;
-    let client = settings
-        .identity_cert_file
-        .as_deref()
-        .zip(settings.identity_key_file.as_deref());
-    let tls = shared::tls::client_config(ca_file, client, None)?;
-    Ok(endpoint.tls_config(tls)?)
 }
 
 #[cfg(test)]

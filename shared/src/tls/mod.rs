@@ -26,7 +26,7 @@ mod client;
 mod incoming;
 pub mod reload;
 
-pub use client::client_config;
+pub use client::{ClientFileErrors, ClientFiles, client_config, is_https};
 pub use reload::ServerTls;
 
 /// The TLS part of a service's settings (`[tls]` in the file, `<PREFIX>TLS__CERT_FILE` etc. in

@@ -8,47 +8,10 @@ use shared::proto::portal::v1 as portal;
 use shared::testkit::oidc_provider::Provider;
 
 use crate::harness::*;
-use crate::mapped::{CLIENT, provider};
-use crate::sync::{Setup, caught_up, invite, records, setup};
+use crate::mapped::{healthy, provider, sign_in};
+use crate::sync::{invite, records, setup};
 
 crate::e2e_tests!(users_without_an_email_keep_the_sync_healthy);
-
-/// Signs `sub` in with `claims`; the user.
-async fn sign_in(
-    w: &World,
-    op: &Provider,
-    p: &str,
-    sub: &str,
-    claims: serde_json::Value,
-) -> id::User {
-    op.set_user(sub, claims).await;
-    w.id_providers(None)
-        .sign_in_with_identity_provider(id::SignInWithIdentityProviderRequest {
-            identity_provider: p.into(),
-            id_token: op.id_token(CLIENT, sub, "n").await,
-            nonce: "n".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-}
-
-/// Caught up, and healthy: syncing, no error, nothing left to apply.
-async fn healthy(w: &World, s: &Setup) {
-    caught_up(w, s).await;
-    let st = w
-        .sync(&w.portal_operator)
-        .get_sync_status(portal::GetSyncStatusRequest {
-            infrastructure: s.infra.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.last_error, "", "{st:?}");
-    assert_eq!(st.health(), portal::SyncHealth::Syncing, "{st:?}");
-}
 
 async fn users_without_an_email_keep_the_sync_healthy(b: Backend) {
     let Some(op) = Provider::start("e2e_users_without_an_email", 3600).await else {

@@ -106,13 +106,20 @@ async fn mapped_group(w: &World, s: &Setup, provider: &str) -> String {
     group
 }
 
-/// Signs `sub` in with a fresh ID token; returns the user's name.
-async fn sign_in(w: &World, op: &Provider, provider: &str, sub: &str) -> String {
-    let token = op.id_token(CLIENT, sub, "n").await;
+/// Gives `sub` the claims `claims` at the provider and signs them in with a fresh ID token;
+/// the user.
+pub(crate) async fn sign_in(
+    w: &World,
+    op: &Provider,
+    provider: &str,
+    sub: &str,
+    claims: serde_json::Value,
+) -> id::User {
+    op.set_user(sub, claims).await;
     w.id_providers(None)
         .sign_in_with_identity_provider(id::SignInWithIdentityProviderRequest {
             identity_provider: provider.to_owned(),
-            id_token: token,
+            id_token: op.id_token(CLIENT, sub, "n").await,
             nonce: "n".into(),
         })
         .await
@@ -120,7 +127,6 @@ async fn sign_in(w: &World, op: &Provider, provider: &str, sub: &str) -> String 
         .into_inner()
         .user
         .unwrap()
-        .name
 }
 
 /// The group's members and their membership types.
@@ -137,17 +143,10 @@ async fn members(w: &World, s: &Setup, group: &str) -> Vec<(String, Vec<i32>)> {
     r.members.into_iter().map(|m| (m.user, m.types)).collect()
 }
 
-/// Waits for portal-sync to apply everything identity committed, then checks its records are
-/// `expected`, equal a fresh derivation from identity's snapshot, and the sync reports no error.
-async fn portal_shows(w: &World, s: &Setup, expected: &[(&str, portal::InfrastructurePermission)]) {
+/// Waits for portal-sync to apply everything identity committed, and checks the sync is
+/// healthy: syncing, no error.
+pub(crate) async fn healthy(w: &World, s: &Setup) {
     caught_up(w, s).await;
-    let got = records(w, s).await;
-    let want = expected
-        .iter()
-        .map(|(e, p)| ((*e).to_owned(), *p))
-        .collect();
-    assert_eq!(got, want);
-    assert_eq!(got, fresh_derivation(w, s).await);
     let st = w
         .sync(&w.portal_operator)
         .get_sync_status(portal::GetSyncStatusRequest {
@@ -156,8 +155,21 @@ async fn portal_shows(w: &World, s: &Setup, expected: &[(&str, portal::Infrastru
         .await
         .unwrap()
         .into_inner();
-    assert!(st.last_error.is_empty(), "{st:?}");
-    assert_eq!(st.health(), portal::SyncHealth::Syncing);
+    assert_eq!(st.last_error, "", "{st:?}");
+    assert_eq!(st.health(), portal::SyncHealth::Syncing, "{st:?}");
+}
+
+/// Once [`healthy`], checks the records are `expected` and equal a fresh derivation from
+/// identity's snapshot.
+async fn portal_shows(w: &World, s: &Setup, expected: &[(&str, portal::InfrastructurePermission)]) {
+    healthy(w, s).await;
+    let got = records(w, s).await;
+    let want = expected
+        .iter()
+        .map(|(e, p)| ((*e).to_owned(), *p))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got, fresh_derivation(w, s).await);
 }
 
 async fn portal_sync_follows_mapped_memberships_like_assigned_ones(b: Backend) {
@@ -180,15 +192,10 @@ async fn portal_sync_follows_mapped_memberships_like_assigned_ones(b: Backend) {
     );
 
     // Two people sign in; the claim maps one of them into the group: no portal record.
-    op.set_user(
-        "m1",
-        json!({"email": "m1@acme.example", "groups": "qa, eng"}),
-    )
-    .await;
-    op.set_user("m2", json!({"email": "m2@acme.example", "groups": "qa"}))
-        .await;
-    let m1 = sign_in(&w, &op, &p, "m1").await;
-    let m2 = sign_in(&w, &op, &p, "m2").await;
+    let m1_claims = json!({"email": "m1@acme.example", "groups": "qa, eng"});
+    let m1 = sign_in(&w, &op, &p, "m1", m1_claims.clone()).await.name;
+    let m2_claims = json!({"email": "m2@acme.example", "groups": "qa"});
+    let m2 = sign_in(&w, &op, &p, "m2", m2_claims).await.name;
     assert_eq!(
         members(&w, &s, &group).await,
         vec![(m1.clone(), vec![mapped])]
@@ -229,7 +236,7 @@ async fn portal_sync_follows_mapped_memberships_like_assigned_ones(b: Backend) {
         .unwrap();
     let with_m1 = [("admin@acme.example", ADMIN), ("m1@acme.example", MEMBER)];
     portal_shows(&w, &s, &with_m1).await;
-    assert_eq!(sign_in(&w, &op, &p, "m1").await, m1);
+    assert_eq!(sign_in(&w, &op, &p, "m1", m1_claims).await.name, m1);
     let mut after = members(&w, &s, &group).await;
     after.sort();
     let mut expected = vec![(m1.clone(), vec![assigned]), (m2.clone(), vec![assigned])];
@@ -240,9 +247,8 @@ async fn portal_sync_follows_mapped_memberships_like_assigned_ones(b: Backend) {
     // m2's claims change and m2 is mapped too; then m2 is removed by hand, keeping the MAPPED
     // type; then the claim goes away and the sign-in removes the membership: no record at
     // any point.
-    op.set_user("m2", json!({"email": "m2@acme.example", "groups": ["eng"]}))
-        .await;
-    sign_in(&w, &op, &p, "m2").await;
+    let m2_claims = json!({"email": "m2@acme.example", "groups": ["eng"]});
+    sign_in(&w, &op, &p, "m2", m2_claims).await;
     w.id_groups(&s.org.admin_token)
         .remove_group_members(id::RemoveGroupMembersRequest {
             group: group.clone(),
@@ -256,8 +262,7 @@ async fn portal_sync_follows_mapped_memberships_like_assigned_ones(b: Backend) {
             .contains(&(m2.clone(), vec![mapped]))
     );
     portal_shows(&w, &s, &with_m1).await;
-    op.set_user("m2", json!({"email": "m2@acme.example"})).await;
-    sign_in(&w, &op, &p, "m2").await;
+    sign_in(&w, &op, &p, "m2", json!({"email": "m2@acme.example"})).await;
     assert_eq!(members(&w, &s, &group).await, vec![(m1, vec![assigned])]);
     portal_shows(&w, &s, &with_m1).await;
 }
