@@ -115,6 +115,19 @@ async fn listed(app: &TestApp, by: &Session, principal: &str) -> pb::RoleAssignm
     all.remove(0)
 }
 
+/// Returns once `app` has applied the organization's event `sequence` (a request carrying it
+/// as its consistency token is answered only then).
+async fn applied(app: &TestApp, by: &Session, sequence: i64) {
+    let mut request = tonic::Request::new(pb::ListAppsRequest {
+        parent: by.org.clone(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-consistency-token", sequence.to_string().parse().unwrap());
+    app.apps(Some(&by.token)).list_apps(request).await.unwrap();
+}
+
 /// Reads the feed until an event with `action` arrives (with a deadline).
 async fn next_with_action(
     feed: &mut tonic::Streaming<pb::ChangeEvent>,
@@ -360,6 +373,10 @@ async fn two_replicas_commit_each_boundary_event_once(b: Backend) {
         assert_eq!(seen[0], seen[1], "{action}");
         let expected = matches!(action, EFFECTIVE);
         for replica in [&first, &second] {
+            // The feed reads the database; a replica's state may apply the event a moment
+            // later (the replica that lost the race catches up): the event's sequence as a
+            // consistency token waits for that, as any client reading its own event would.
+            applied(replica, &admin, seen[0]).await;
             assert_eq!(
                 access(replica, &admin, &dev.user).await.0,
                 expected,
