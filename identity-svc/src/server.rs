@@ -123,6 +123,7 @@ async fn serve_boxed(
         tokio::spawn(follow(
             Arc::clone(&api.core),
             Duration::from_millis(settings.follow_interval_ms),
+            traces.clone(),
         ));
     }
 
@@ -179,8 +180,8 @@ fn health(core: &Arc<Core>, settings: &HealthSettings) -> Health {
 }
 
 /// The follower: every `every`, applies what other replicas committed to the same database
-/// (see [`Core::follow_once`]), until the server shuts down.
-async fn follow(core: Arc<Core>, every: Duration) {
+/// (see [`Core::follow_once`]), each catch-up a span of `traces`, until the server shuts down.
+async fn follow(core: Arc<Core>, every: Duration, traces: Traces) {
     let mut closing = core.closing();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -189,7 +190,7 @@ async fn follow(core: Arc<Core>, every: Duration) {
             _ = tick.tick() => {}
             _ = closing.wait_for(|c| *c) => return,
         }
-        match core.follow_once().await {
+        match core.follow_once_traced(&traces).await {
             Ok(0) => {}
             Ok(moved) => tracing::debug!(organizations = moved, "applied other replicas' events"),
             Err(e) => tracing::warn!(error = %e, "cannot follow the change events"),

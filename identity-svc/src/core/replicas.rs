@@ -2,6 +2,8 @@
 //! own in-memory state, and apply the events the others commit (the follower, consistency
 //! tokens).
 
+use shared::traces::Traces;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{Core, OrgHandle};
@@ -31,6 +33,12 @@ impl Core {
     /// behind and loads the ones created elsewhere, then ends the streams holding a revoked
     /// token. Returns how many organizations moved.
     pub async fn follow_once(&self) -> Result<usize, Error> {
+        self.follow_once_traced(&Traces::off()).await
+    }
+
+    /// [`Core::follow_once`], recording each organization it catches up as a
+    /// `follower_catch_up` span of a trace of its own (see `follow_orgs`).
+    pub async fn follow_once_traced(&self, traces: &Traces) -> Result<usize, Error> {
         // Revocation times come from each replica's clock: look back far enough to cover skew.
         const CLOCK_SKEW: Micros = 60_000_000;
         let now = self.now();
@@ -47,7 +55,7 @@ impl Core {
             .revocations_scanned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
-        let moved = self.follow_orgs().await;
+        let moved = self.follow_orgs(traces).await;
         // After the events: a stream whose principal was deactivated or deleted elsewhere is
         // ended by the state change, with that reason; the tokens revoked alone end theirs
         // now.
@@ -63,7 +71,7 @@ impl Core {
 
     /// Catches up the organizations that are behind the store and loads the ones created
     /// elsewhere; returns how many moved.
-    async fn follow_orgs(&self) -> Result<usize, Error> {
+    async fn follow_orgs(&self, traces: &Traces) -> Result<usize, Error> {
         let mut moved = 0;
         let sequences = self.storage.store.sequences().await?;
         let behind: u64 = sequences
@@ -77,17 +85,32 @@ impl Core {
         let behind = behind as f64;
         metrics::gauge!(FOLLOWER_LAG_EVENTS).set(behind);
         for (org, seq) in sequences {
-            if let Some(handle) = self.org_cached(org) {
-                if handle.read().seq < seq {
-                    self.refresh(&handle, org).await?;
-                    moved += 1;
-                }
-            } else {
-                self.org(org).await?;
-                moved += 1;
+            let applied = self.org_cached(org).map(|h| h.read().seq);
+            if applied.is_some_and(|a| a >= seq) {
+                continue;
             }
+            // A span only for an organization that moved: an idle pass records nothing.
+            let span = tracing::info_span!(
+                "follower_catch_up",
+                organization = %org,
+                from = applied.unwrap_or(0),
+                to = seq,
+                loaded = applied.is_none(),
+            );
+            traces.root(&span);
+            self.follow_org(org).instrument(span).await?;
+            moved += 1;
         }
         Ok(moved)
+    }
+
+    /// Applies one organization's events committed elsewhere, loading it if this replica has
+    /// not yet.
+    async fn follow_org(&self, org: Uuid) -> Result<(), Error> {
+        match self.org_cached(org) {
+            Some(handle) => self.refresh(&handle, org).await,
+            None => self.org(org).await.map(drop),
+        }
     }
 
     /// Waits until the organization's state has applied sequence `seq` (a consistency token

@@ -178,7 +178,13 @@ impl Core {
         if record.revoke_time.is_some() || record.expire_time <= self.now() {
             return Err(bad());
         }
-        let handle = self.org_cached(record.org).ok_or_else(bad)?;
+        // An organization created through another replica since this one last looked is loaded
+        // now: a valid token must not wait for the follower.
+        let handle = match self.org(record.org).await {
+            Ok(handle) => handle,
+            Err(Error::NotFound(_)) => return Err(bad()),
+            Err(e) => return Err(e),
+        };
         if !handle.read().is_active(record.principal) {
             return Err(bad());
         }

@@ -14,6 +14,7 @@ use crate::helpers::{
 
 api_tests!(
     consistency_token_reads_a_write_made_on_another_replica,
+    a_token_of_an_organization_created_elsewhere_works_at_once,
     consistency_token_ahead_or_malformed_is_refused,
     follower_applies_other_replicas_events_to_state_and_feed,
     deactivation_on_one_replica_stops_the_user_on_the_other,
@@ -94,6 +95,34 @@ async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
     let mut names: Vec<String> = apps.apps.into_iter().map(|x| x.display_name).collect();
     names.sort();
     assert_eq!(names, vec!["Billing".to_owned(), "Orders".to_owned()]);
+}
+
+/// A replica that has never seen an organization (created through another replica after it
+/// started, no follower to load it) accepts a valid token of it at once: authentication loads
+/// the organization the token belongs to.
+async fn a_token_of_an_organization_created_elsewhere_works_at_once(b: Backend) {
+    let a = spawn_app(b).await;
+    let replica = without_follower(&a).await;
+    let admin = a.admin("Acme").await;
+    let apps = replica
+        .apps(Some(&admin.token))
+        .list_apps(pb::ListAppsRequest {
+            parent: admin.org.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(apps.apps.is_empty(), "{apps:?}");
+    // A token of no organization is still refused.
+    let r = replica
+        .apps(Some("odc_not_a_token"))
+        .list_apps(pb::ListAppsRequest {
+            parent: admin.org.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_code(r, Code::Unauthenticated, None);
 }
 
 async fn consistency_token_ahead_or_malformed_is_refused(b: Backend) {

@@ -208,31 +208,59 @@ impl World {
 
     /// (Re)starts identity on its address (a fresh port the first time).
     pub async fn start_identity(&mut self) {
+        let s = self.identity_settings();
+        let deps = self.identity_dependencies();
+        let server = TestServer::start_reached(
+            Some(self.identity_addr),
+            self.identity_reach(),
+            |listener, shutdown| identity_svc::serve(listener, s, deps, shutdown),
+        )
+        .await;
+        self.identity_addr = server.addr();
+        self.identity = Some(server);
+    }
+
+    /// Another identity replica on identity's database and data directory, on a port of its
+    /// own, with its settings changed by `tweak`; it stops when dropped.
+    pub async fn start_identity_replica(
+        &self,
+        tweak: impl Fn(&mut identity_svc::config::Settings),
+    ) -> TestServer {
+        let mut s = self.identity_settings();
+        tweak(&mut s);
+        let deps = self.identity_dependencies();
+        TestServer::start_reached(None, self.identity_reach(), |listener, shutdown| {
+            identity_svc::serve(listener, s, deps, shutdown)
+        })
+        .await
+    }
+
+    /// What identity starts with: the world's database, directory, operator, telemetry and TLS,
+    /// then the tweak.
+    fn identity_settings(&self) -> identity_svc::config::Settings {
         let mut s = identity_svc::config::Settings::default();
         s.data_dir = self.identity_dir.path().to_path_buf();
-        s.database_url = self.identity_db.clone();
+        s.database_url.clone_from(&self.identity_db);
         s.operator_token = Some(shared::auth::Secret::new(self.identity_operator.clone()));
         s.telemetry = self.telemetry.clone();
         // The tests' OpenID provider (`shared::testkit::oidc_provider`) serves plain http.
         s.oidc.allow_http_issuers = true;
-        let reach = self.identity_reach();
         if let Some(tls) = &self.identity_tls {
             s.tls = tls.server.clone();
         }
         if let Some(tweak) = &self.identity_tweak {
             tweak(&mut s);
         }
+        s
+    }
+
+    /// identity's dependencies: the world's manual clock, if it has one.
+    fn identity_dependencies(&self) -> identity_svc::Dependencies {
         let mut deps = identity_svc::Dependencies::default();
         if let Some(clock) = &self.identity_clock {
             deps.clock = std::sync::Arc::new(clock.clone());
         }
-        let server =
-            TestServer::start_reached(Some(self.identity_addr), reach, |listener, shutdown| {
-                identity_svc::serve(listener, s, deps, shutdown)
-            })
-            .await;
-        self.identity_addr = server.addr();
-        self.identity = Some(server);
+        deps
     }
 
     /// identity's manual clock (only for a world started with `start_with_manual_clock`).
@@ -325,6 +353,11 @@ impl World {
     /// identity's address.
     pub fn identity_addr(&self) -> SocketAddr {
         self.identity_addr
+    }
+
+    /// A channel to an identity replica ([`World::start_identity_replica`]).
+    pub fn replica_channel(&self, replica: &TestServer) -> Channel {
+        server::channel_reached(replica.addr(), &self.identity_reach())
     }
 
     fn auth(token: Option<&str>, acting_for: Option<&str>) -> Credentials {

@@ -2,7 +2,8 @@
 //! identity and portal-sync, and a `Resync` call sent with a W3C `traceparent` is one trace
 //! from the caller through portal-sync's snapshot into identity; both services export to a
 //! collector that serves mTLS. identity's mail outbox worker, which serves no call, records each
-//! attempt as a `mail_delivery` span of a trace of its own.
+//! attempt as a `mail_delivery` span of a trace of its own, and its follower each organization
+//! it catches up with another replica as a `follower_catch_up` span.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ crate::e2e_tests!(
     a_resync_call_is_one_trace_across_portal_sync_and_identity,
     both_services_export_to_a_collector_over_mtls,
     a_delivery_the_outbox_worker_retries_is_a_mail_delivery_span_of_its_own_trace,
+    the_follower_records_what_it_applies_from_another_replica,
 );
 
 /// A span as the collector received it.
@@ -324,4 +326,149 @@ async fn both_services_export_to_a_collector_over_mtls(b: Backend) {
         (from("identity-svc") && from("portal-sync-svc")).then_some(())
     })
     .await;
+}
+
+/// The `follower_catch_up` spans of `org` received so far.
+fn catch_ups(collector: &Collector, org: &str) -> Vec<Received> {
+    let org = text(org);
+    let spans = collector.spans.lock().unwrap();
+    spans
+        .iter()
+        .filter(|s| s.name == "follower_catch_up" && s.attribute("organization") == org)
+        .cloned()
+        .collect()
+}
+
+/// Creates an organization through the operator of `orgs`; returns its name.
+async fn create_org(
+    orgs: &mut id::organizations_client::OrganizationsClient<Authed>,
+    first_administrator_email: &str,
+) -> String {
+    orgs.create_organization(id::CreateOrganizationRequest {
+        organization: Some(id::Organization {
+            display_name: "Followed".into(),
+            ..Default::default()
+        }),
+        first_administrator_email: first_administrator_email.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .name
+}
+
+/// The session of `email`, the first administrator of `org`, once the invitation is accepted.
+async fn first_admin_session(w: &World, org: &str, email: &str) -> String {
+    w.id_users(None)
+        .accept_invitation(id::AcceptInvitationRequest {
+            invitation_token: w.invitation_token(email),
+            password: PASSWORD.into(),
+            display_name: "Ada".into(),
+        })
+        .await
+        .unwrap();
+    w.id_users(None)
+        .login(id::LoginRequest {
+            organization: org.into(),
+            email: email.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token
+}
+
+/// identity's follower records each organization it applies events of, committed through
+/// another replica, as a root `follower_catch_up` span: an organization new to it
+/// (`loaded`), and one it had, from its sequence to the other replica's write.
+async fn the_follower_records_what_it_applies_from_another_replica(b: Backend) {
+    shared::telemetry::init_with_traces(shared::telemetry::LogFormat::Pretty);
+    let (collector, addr) = Collector::start().await;
+    let w = World::start_identity_traced(b, format!("http://{addr}"), |s| {
+        s.follow_interval_ms = 20;
+    })
+    .await;
+    // The other replica exports nothing and has no follower: every span is the first one's.
+    let replica = w
+        .start_identity_replica(|s| {
+            s.follow_interval_ms = 0;
+            s.telemetry = TelemetrySettings::default();
+        })
+        .await;
+    let channel = w.replica_channel(&replica);
+    let credentials = |token: &str| shared::testkit::clients::Credentials::new(Some(token), None);
+    let mut replica_orgs = id::organizations_client::OrganizationsClient::with_interceptor(
+        channel.clone(),
+        credentials(&w.identity_operator),
+    );
+
+    // Created through the other replica (and not touched here): the follower loads it.
+    let created_elsewhere = create_org(&mut replica_orgs, "ada@elsewhere.example").await;
+    let id_of = |name: &str| name.trim_start_matches("organizations/").to_owned();
+    let loaded = eventually("the span of the organization loaded", || {
+        let found = catch_ups(&collector, &id_of(&created_elsewhere)).pop();
+        async move { found }
+    })
+    .await;
+    assert_eq!(loaded.parent_span_id, "", "{loaded:?}");
+    assert_eq!(
+        loaded.attribute("loaded"),
+        Some(any_value::Value::BoolValue(true)),
+        "{loaded:?}"
+    );
+    assert_eq!(number(loaded.attribute("from")), Some(0), "{loaded:?}");
+
+    // Created here, then written to through the other replica: the follower applies that
+    // write, from the sequence it had to the one the write answered with.
+    let org = create_org(&mut w.id_orgs(&w.identity_operator), "ada@here.example").await;
+    let admin = first_admin_session(&w, &org, "ada@here.example").await;
+    let events = w
+        .id_audit(&admin)
+        .list_change_events(id::ListChangeEventsRequest {
+            parent: org.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    // The sequence this replica is at: the organization's last event (all written here).
+    let before = events.last().map_or(0, |e| e.sequence);
+    let written = id::apps_client::AppsClient::with_interceptor(channel, credentials(&admin))
+        .create_app(id::CreateAppRequest {
+            parent: org.clone(),
+            app: Some(id::App {
+                display_name: "Written elsewhere".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let to: i64 = written
+        .metadata()
+        .get("x-consistency-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let caught_up = eventually("the span of the write applied", || {
+        let found = catch_ups(&collector, &id_of(&org))
+            .into_iter()
+            .find(|s| number(s.attribute("to")) == Some(to));
+        async move { found }
+    })
+    .await;
+    assert_eq!(
+        caught_up.attribute("loaded"),
+        Some(any_value::Value::BoolValue(false)),
+        "{caught_up:?}"
+    );
+    assert_eq!(
+        number(caught_up.attribute("from")),
+        Some(before),
+        "{caught_up:?}"
+    );
 }
