@@ -113,6 +113,21 @@ impl Core {
         }
     }
 
+    /// Every organization in the store, by id: the ones other replicas created too, whether or
+    /// not this replica has loaded them.
+    pub async fn stored_org_ids(&self) -> Result<Vec<Uuid>, Error> {
+        let mut ids: Vec<Uuid> = self
+            .storage
+            .store
+            .sequences()
+            .await?
+            .into_iter()
+            .map(|(org, _)| org)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// Waits until the organization's state has applied sequence `seq` (a consistency token
     /// returned by a write on any replica), at most `deadline`. A token is only handed out
     /// after its commit, so catching up from the store reaches it; a token beyond the store's

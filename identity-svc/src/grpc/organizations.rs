@@ -87,8 +87,8 @@ impl pb::organizations_server::Organizations for Api {
             let after: Option<Uuid> = v.page_cursor("page_token", &req.page_token);
             Some((size, after))
         })?;
-        let mut ids = self.core.org_ids();
-        ids.sort();
+        // From the store: an organization created through another replica is listed at once.
+        let ids = self.core.stored_org_ids().await.map_err(to_status)?;
         let rest: Vec<Uuid> = ids
             .into_iter()
             .filter(|id| after.is_none_or(|a| *id > a))
@@ -101,11 +101,11 @@ impl pb::organizations_server::Organizations for Api {
         } else {
             String::new()
         };
-        let organizations = page
-            .iter()
-            .filter_map(|id| self.core.org_cached(*id))
-            .map(|h| convert::organization(&h.read().org))
-            .collect();
+        let mut organizations = Vec::with_capacity(page.len());
+        for id in &page {
+            let handle = self.core.org(*id).await.map_err(to_status)?;
+            organizations.push(convert::organization(&handle.read().org));
+        }
         Ok(Response::new(pb::ListOrganizationsResponse {
             organizations,
             next_page_token: next,

@@ -14,7 +14,7 @@ use crate::helpers::{
 
 api_tests!(
     consistency_token_reads_a_write_made_on_another_replica,
-    a_token_of_an_organization_created_elsewhere_works_at_once,
+    an_organization_created_elsewhere_is_served_at_once,
     consistency_token_ahead_or_malformed_is_refused,
     follower_applies_other_replicas_events_to_state_and_feed,
     deactivation_on_one_replica_stops_the_user_on_the_other,
@@ -98,12 +98,22 @@ async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {
 }
 
 /// A replica that has never seen an organization (created through another replica after it
-/// started, no follower to load it) accepts a valid token of it at once: authentication loads
-/// the organization the token belongs to.
-async fn a_token_of_an_organization_created_elsewhere_works_at_once(b: Backend) {
+/// started, no follower to load it) serves it at once: ListOrganizations lists it, and a
+/// valid token of it is accepted (authentication loads the token's organization).
+async fn an_organization_created_elsewhere_is_served_at_once(b: Backend) {
     let a = spawn_app(b).await;
     let replica = without_follower(&a).await;
     let admin = a.admin("Acme").await;
+    let listed = replica
+        .orgs(Some(&replica.operator))
+        .list_organizations(pb::ListOrganizationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .organizations;
+    let names: Vec<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, [admin.org.as_str()]);
+    assert_eq!(listed[0].display_name, "Acme");
     let apps = replica
         .apps(Some(&admin.token))
         .list_apps(pb::ListAppsRequest {
