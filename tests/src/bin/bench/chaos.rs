@@ -30,7 +30,7 @@ use crate::backend::Backend;
 use crate::dataset::{Dataset, seed};
 use crate::identity_child::{Bearer, CHILD_MODE};
 use crate::portal_child::{
-    PORTAL_CHILD_MODE, PORTAL_OPERATOR_ENV, PORTAL_SERVICE_ENV, PortalChild,
+    PORTAL_CHILD_MODE, PORTAL_OPERATOR_ENV, PORTAL_REPLICA_ENV, PORTAL_SERVICE_ENV, PortalChild,
 };
 use crate::report::Output;
 use load::{Load, Tally};
@@ -134,6 +134,9 @@ fn portal_proc(
         vec![
             (PORTAL_OPERATOR_ENV.into(), t.portal_operator.clone()),
             (PORTAL_SERVICE_ENV.into(), t.portal_service.clone()),
+            // Its label, kept across restarts: a restarted replica takes the leases held in its
+            // name back at once, each with a new fencing token.
+            (PORTAL_REPLICA_ENV.into(), label.into()),
         ],
     )
 }

@@ -19,12 +19,17 @@ pub(crate) const PORTAL_CHILD_MODE: &str = "__serve-portal";
 pub(crate) const PORTAL_OPERATOR_ENV: &str = "BENCH_PORTAL_OPERATOR_TOKEN";
 /// The service token the portal child accepts.
 pub(crate) const PORTAL_SERVICE_ENV: &str = "BENCH_PORTAL_SERVICE_TOKEN";
+/// The sync replica id of a portal child, if set (a random one otherwise): the chaos suite
+/// gives each replica its label, which it keeps across its restarts, as a StatefulSet's pod
+/// keeps its name.
+pub(crate) const PORTAL_REPLICA_ENV: &str = "BENCH_PORTAL_REPLICA_ID";
 
 /// The portal child: serves portal-sync as `portal-sync-svc` does (`portal_sync_svc::serve`,
 /// multi-thread tokio runtime, default settings: sync, timeouts, concurrency limit), on
 /// 127.0.0.1:0, and writes the bound address to `addr_file`. Args: data dir, database URL
 /// (`-`: SQLite in the data dir), address file, identity URL; the tokens come from
-/// [`PORTAL_OPERATOR_ENV`] and [`PORTAL_SERVICE_ENV`]. Stops when its stdin closes.
+/// [`PORTAL_OPERATOR_ENV`] and [`PORTAL_SERVICE_ENV`], the replica id from
+/// [`PORTAL_REPLICA_ENV`]. Stops when its stdin closes.
 pub(crate) fn serve_portal_child(args: &[String]) {
     let [data_dir, database, addr_file, identity_url] = args else {
         eprintln!(
@@ -45,6 +50,7 @@ pub(crate) fn serve_portal_child(args: &[String]) {
         service_tokens: vec![shared::auth::Secret::new(token(PORTAL_SERVICE_ENV))],
         sync: portal_sync_svc::sync::SyncSettings {
             identity_url: identity_url.clone(),
+            replica_id: std::env::var(PORTAL_REPLICA_ENV).unwrap_or_default(),
             ..portal_sync_svc::sync::SyncSettings::default()
         },
         ..portal_sync_svc::config::Settings::default()
