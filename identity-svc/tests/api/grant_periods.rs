@@ -118,14 +118,14 @@ async fn listed(app: &TestApp, by: &Session, principal: &str) -> pb::RoleAssignm
 /// Returns once `app` has applied the organization's event `sequence` (a request carrying it
 /// as its consistency token is answered only then).
 async fn applied(app: &TestApp, by: &Session, sequence: i64) {
-    let mut request = tonic::Request::new(pb::ListAppsRequest {
+    let request = pb::ListAppsRequest {
         parent: by.org.clone(),
         ..Default::default()
-    });
-    request
-        .metadata_mut()
-        .insert("x-consistency-token", sequence.to_string().parse().unwrap());
-    app.apps(Some(&by.token)).list_apps(request).await.unwrap();
+    };
+    app.apps(Some(&by.token))
+        .list_apps(with_token(request, &sequence.to_string()))
+        .await
+        .unwrap();
 }
 
 /// Reads the feed until an event with `action` arrives (with a deadline).

@@ -501,6 +501,14 @@ pub fn role(org: &str, id: &str) -> String {
     format!("{org}/roles/{id}")
 }
 
+/// `msg` carrying `token` as its `x-consistency-token` request metadata.
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("x-consistency-token", token.parse().unwrap());
+    r
+}
+
 /// The `x-consistency-token` a response carries.
 pub fn consistency_token_of<T>(r: &tonic::Response<T>) -> String {
     r.metadata()

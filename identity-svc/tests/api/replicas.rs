@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use shared::proto::identity::v1 as pb;
-use tonic::{Code, Request};
+use tonic::Code;
 
 use crate::api_tests;
 use crate::helpers::{
     Backend, Session, TestApp, assert_bad_field, assert_code, consistency_token_of, spawn_app,
+    with_token,
 };
 
 api_tests!(
@@ -30,13 +31,6 @@ async fn without_follower(app: &TestApp) -> TestApp {
 /// A replica whose follower polls every 10 ms.
 async fn with_follower(app: &TestApp) -> TestApp {
     app.replica(|s| s.follow_interval_ms = 10).await
-}
-
-fn with_token<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("x-consistency-token", token.parse().unwrap());
-    r
 }
 
 async fn consistency_token_reads_a_write_made_on_another_replica(b: Backend) {

@@ -489,6 +489,73 @@ impl World {
         )
     }
 
+    /// Creates an organization named `display_name` through the operator, on identity or the
+    /// replica `channel` leads to; its first administrator is invited as `first_admin`.
+    /// Returns the organization's name.
+    pub async fn create_org_through(
+        &self,
+        channel: Channel,
+        display_name: &str,
+        first_admin: &str,
+    ) -> String {
+        id::organizations_client::OrganizationsClient::with_interceptor(
+            channel,
+            Self::auth(Some(&self.identity_operator), None),
+        )
+        .create_organization(id::CreateOrganizationRequest {
+            organization: Some(id::Organization {
+                display_name: display_name.into(),
+                ..Default::default()
+            }),
+            first_administrator_email: first_admin.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+    }
+
+    /// [`World::create_org_through`] identity.
+    pub async fn create_org(&self, display_name: &str, first_admin: &str) -> String {
+        self.create_org_through(self.identity_channel(), display_name, first_admin)
+            .await
+    }
+
+    /// Accepts the invitation mailed to `email` as `display_name`, then logs in to `org`:
+    /// the user's resource name and session token.
+    pub async fn accept_and_login(
+        &self,
+        org: &str,
+        email: &str,
+        display_name: &str,
+    ) -> (String, String) {
+        let user = self
+            .id_users(None)
+            .accept_invitation(id::AcceptInvitationRequest {
+                invitation_token: self.invitation_token(email),
+                password: PASSWORD.into(),
+                display_name: display_name.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+            .name;
+        let session = self
+            .id_users(None)
+            .login(id::LoginRequest {
+                organization: org.into(),
+                email: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .session_token;
+        (user, session)
+    }
+
     /// The newest invitation token sent to `email` by identity.
     pub fn invitation_token(&self, email: &str) -> String {
         invitation_token(&self.identity_dir.path().join("mailbox"), email)

@@ -53,43 +53,8 @@ fn org_scope() -> Option<id::Scope> {
 /// An identity organization whose first administrator `admin` accepted the invitation, with a
 /// read-only service account for portal-sync (a custom role holding `org.view_audit_trail`).
 async fn identity_org(w: &World, admin: &str) -> Org {
-    let name = w
-        .id_orgs(&w.identity_operator)
-        .create_organization(id::CreateOrganizationRequest {
-            organization: Some(id::Organization {
-                display_name: "Acme".into(),
-                ..Default::default()
-            }),
-            first_administrator_email: admin.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .name;
-    let admin_user = w
-        .id_users(None)
-        .accept_invitation(id::AcceptInvitationRequest {
-            invitation_token: w.invitation_token(admin),
-            password: PASSWORD.into(),
-            display_name: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .name;
-    let admin_token = w
-        .id_users(None)
-        .login(id::LoginRequest {
-            organization: name.clone(),
-            email: admin.into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session_token;
+    let name = w.create_org("Acme", admin).await;
+    let (admin_user, admin_token) = w.accept_and_login(&name, admin, "").await;
     let reader = custom_role(
         w,
         &name,

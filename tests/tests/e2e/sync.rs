@@ -35,45 +35,12 @@ fn org_scope() -> Option<id::Scope> {
 
 /// An identity organization, its portal company and an ODC infrastructure linked to it.
 pub(crate) async fn setup(w: &World) -> Setup {
-    let org = w
-        .id_orgs(&w.identity_operator)
-        .create_organization(id::CreateOrganizationRequest {
-            organization: Some(id::Organization {
-                display_name: "Acme".into(),
-                ..Default::default()
-            }),
-            first_administrator_email: "admin@acme.example".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .name;
-    let token = w.invitation_token("admin@acme.example");
-    let admin_user = w
-        .id_users(None)
-        .accept_invitation(id::AcceptInvitationRequest {
-            invitation_token: token,
-            password: PASSWORD.into(),
-            // Set after the sync created the (then nameless) member: the sync fills it in.
-            display_name: "Ada Admin".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap()
-        .name;
-    let admin_token = w
-        .id_users(None)
-        .login(id::LoginRequest {
-            organization: org.clone(),
-            email: "admin@acme.example".into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session_token;
+    let org = w.create_org("Acme", "admin@acme.example").await;
+    // The display name is set after the sync created the (then nameless) member: the sync
+    // fills it in.
+    let (admin_user, admin_token) = w
+        .accept_and_login(&org, "admin@acme.example", "Ada Admin")
+        .await;
     // A read-only service account for portal-sync.
     let reader = w
         .id_roles(&admin_token)

@@ -339,46 +339,6 @@ fn catch_ups(collector: &Collector, org: &str) -> Vec<Received> {
         .collect()
 }
 
-/// Creates an organization through the operator of `orgs`; returns its name.
-async fn create_org(
-    orgs: &mut id::organizations_client::OrganizationsClient<Authed>,
-    first_administrator_email: &str,
-) -> String {
-    orgs.create_organization(id::CreateOrganizationRequest {
-        organization: Some(id::Organization {
-            display_name: "Followed".into(),
-            ..Default::default()
-        }),
-        first_administrator_email: first_administrator_email.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .name
-}
-
-/// The session of `email`, the first administrator of `org`, once the invitation is accepted.
-async fn first_admin_session(w: &World, org: &str, email: &str) -> String {
-    w.id_users(None)
-        .accept_invitation(id::AcceptInvitationRequest {
-            invitation_token: w.invitation_token(email),
-            password: PASSWORD.into(),
-            display_name: "Ada".into(),
-        })
-        .await
-        .unwrap();
-    w.id_users(None)
-        .login(id::LoginRequest {
-            organization: org.into(),
-            email: email.into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session_token
-}
-
 /// identity's follower records each organization it applies events of, committed through
 /// another replica, as a root `follower_catch_up` span: an organization new to it
 /// (`loaded`), and one it had, from its sequence to the other replica's write.
@@ -397,14 +357,11 @@ async fn the_follower_records_what_it_applies_from_another_replica(b: Backend) {
         })
         .await;
     let channel = w.replica_channel(&replica);
-    let credentials = |token: &str| shared::testkit::clients::Credentials::new(Some(token), None);
-    let mut replica_orgs = id::organizations_client::OrganizationsClient::with_interceptor(
-        channel.clone(),
-        credentials(&w.identity_operator),
-    );
 
     // Created through the other replica (and not touched here): the follower loads it.
-    let created_elsewhere = create_org(&mut replica_orgs, "ada@elsewhere.example").await;
+    let created_elsewhere = w
+        .create_org_through(channel.clone(), "Followed", "ada@elsewhere.example")
+        .await;
     let id_of = |name: &str| name.trim_start_matches("organizations/").to_owned();
     let loaded = eventually("the span of the organization loaded", || {
         let found = catch_ups(&collector, &id_of(&created_elsewhere)).pop();
@@ -421,8 +378,8 @@ async fn the_follower_records_what_it_applies_from_another_replica(b: Backend) {
 
     // Created here, then written to through the other replica: the follower applies that
     // write, from the sequence it had to the one the write answered with.
-    let org = create_org(&mut w.id_orgs(&w.identity_operator), "ada@here.example").await;
-    let admin = first_admin_session(&w, &org, "ada@here.example").await;
+    let org = w.create_org("Followed", "ada@here.example").await;
+    let (_, admin) = w.accept_and_login(&org, "ada@here.example", "Ada").await;
     let events = w
         .id_audit(&admin)
         .list_change_events(id::ListChangeEventsRequest {
@@ -436,7 +393,8 @@ async fn the_follower_records_what_it_applies_from_another_replica(b: Backend) {
         .events;
     // The sequence this replica is at: the organization's last event (all written here).
     let before = events.last().map_or(0, |e| e.sequence);
-    let written = id::apps_client::AppsClient::with_interceptor(channel, credentials(&admin))
+    let credentials = shared::testkit::clients::Credentials::new(Some(&admin), None);
+    let written = id::apps_client::AppsClient::with_interceptor(channel, credentials)
         .create_app(id::CreateAppRequest {
             parent: org.clone(),
             app: Some(id::App {
