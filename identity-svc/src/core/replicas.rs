@@ -2,6 +2,8 @@
 //! own in-memory state, and apply the events the others commit (the follower, consistency
 //! tokens).
 
+use std::sync::Arc;
+
 use shared::traces::Traces;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -85,7 +87,8 @@ impl Core {
         let behind = behind as f64;
         metrics::gauge!(FOLLOWER_LAG_EVENTS).set(behind);
         for (org, seq) in sequences {
-            let applied = self.org_cached(org).map(|h| h.read().seq);
+            let cached = self.org_cached(org);
+            let applied = cached.as_ref().map(|h| h.read().seq);
             if applied.is_some_and(|a| a >= seq) {
                 continue;
             }
@@ -98,16 +101,16 @@ impl Core {
                 loaded = applied.is_none(),
             );
             traces.root(&span);
-            self.follow_org(org).instrument(span).await?;
+            self.follow_org(org, cached).instrument(span).await?;
             moved += 1;
         }
         Ok(moved)
     }
 
-    /// Applies one organization's events committed elsewhere, loading it if this replica has
-    /// not yet.
-    async fn follow_org(&self, org: Uuid) -> Result<(), Error> {
-        match self.org_cached(org) {
+    /// Applies one organization's events committed elsewhere to its `cached` handle, or loads
+    /// it if this replica has not yet.
+    async fn follow_org(&self, org: Uuid, cached: Option<Arc<OrgHandle>>) -> Result<(), Error> {
+        match cached {
             Some(handle) => self.refresh(&handle, org).await,
             None => self.org(org).await.map(drop),
         }
